@@ -1,0 +1,191 @@
+//! The deterministic executor behind the `execution` resource.
+//!
+//! The host calls `step` with history events; the executor applies them one
+//! at a time and polls the orchestrator after each one that can let it make
+//! progress. Because events are applied one at a time, feeding a history in
+//! one call or spread over many calls gives the same actions: warm executions
+//! and cold replays agree.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use serde::Serialize;
+
+use crate::OrchestrationContext;
+use crate::bindings::exports::reprise::orchestration::orchestrator::GuestExecution;
+use crate::context::State;
+use crate::wire::{Action, ContinueAsNew, HistoryEvent};
+
+/// An orchestrator function's future, with its output already JSON-encoded.
+pub type RunningOrchestrator = Pin<Box<dyn Future<Output = Result<String, String>>>>;
+
+/// The orchestrators a component exports; implemented by `export_orchestrators!`.
+pub trait Registry: 'static {
+    fn names() -> Vec<String>;
+    fn start(name: &str, context: OrchestrationContext) -> Option<RunningOrchestrator>;
+}
+
+/// Runs an orchestrator function, encoding its result for the host.
+pub fn run<F, Fut, T, E>(function: F, context: OrchestrationContext) -> RunningOrchestrator
+where
+    F: FnOnce(OrchestrationContext) -> Fut,
+    Fut: Future<Output = Result<T, E>> + 'static,
+    T: Serialize,
+    E: std::fmt::Display,
+{
+    let future = function(context);
+    Box::pin(async move {
+        match future.await {
+            Ok(output) => serde_json::to_string(&output)
+                .map_err(|error| format!("the orchestrator's output is not valid JSON: {error}")),
+            Err(error) => Err(error.to_string()),
+        }
+    })
+}
+
+/// One generation of one instance, as seen by the guest.
+pub struct Execution<R> {
+    inner: RefCell<Executor>,
+    _registry: PhantomData<R>,
+}
+
+impl<R: Registry> GuestExecution for Execution<R> {
+    fn new(name: String, instance_id: String, input: String) -> Self {
+        Execution {
+            inner: RefCell::new(Executor::new::<R>(name, instance_id, input)),
+            _registry: PhantomData,
+        }
+    }
+
+    fn step(&self, events: Vec<HistoryEvent>) -> Vec<Action> {
+        self.inner.borrow_mut().step(events)
+    }
+}
+
+enum Progress {
+    /// Waiting for the first orchestrator-started event.
+    NotStarted(RunningOrchestrator),
+    Running(RunningOrchestrator),
+    /// The function returned; its result becomes the terminal action at the
+    /// end of the current step, so events later in the same step are carried over.
+    Returned(Result<String, String>),
+    /// The terminal action was emitted; nothing more happens.
+    Finished,
+}
+
+/// Registry-independent part of [`Execution`], so it can be tested natively.
+pub(crate) struct Executor {
+    state: Rc<RefCell<State>>,
+    progress: Progress,
+    woken: Arc<Flag>,
+}
+
+impl Executor {
+    pub(crate) fn new<R: Registry>(name: String, instance_id: String, input: String) -> Executor {
+        let state = Rc::new(RefCell::new(State::new(name.clone(), instance_id, input)));
+        let context = OrchestrationContext::new(Rc::clone(&state));
+        let progress = match R::start(&name, context) {
+            Some(future) => Progress::NotStarted(future),
+            None => Progress::Returned(Err(format!(
+                "this component has no orchestrator named '{name}'; it has {:?}",
+                R::names()
+            ))),
+        };
+        Executor {
+            state,
+            progress,
+            woken: Arc::new(Flag::default()),
+        }
+    }
+
+    pub(crate) fn step(&mut self, events: Vec<HistoryEvent>) -> Vec<Action> {
+        for event in events {
+            let may_progress = match event {
+                HistoryEvent::ExecutionStarted(_) => false,
+                HistoryEvent::OrchestratorStarted(timestamp) => {
+                    self.state.borrow_mut().now_ms = timestamp;
+                    self.begin()
+                }
+                HistoryEvent::EventRaised(event) => self.state.borrow_mut().deliver(event),
+            };
+            if may_progress {
+                self.run_until_stalled();
+            }
+        }
+        self.finish_if_returned();
+        std::mem::take(&mut self.state.borrow_mut().actions)
+    }
+
+    /// Starts the orchestrator at its first episode; true if it was not running yet.
+    fn begin(&mut self) -> bool {
+        match std::mem::replace(&mut self.progress, Progress::Finished) {
+            Progress::NotStarted(future) => {
+                self.progress = Progress::Running(future);
+                true
+            }
+            other => {
+                self.progress = other;
+                false
+            }
+        }
+    }
+
+    fn run_until_stalled(&mut self) {
+        let Progress::Running(future) = &mut self.progress else {
+            return;
+        };
+        let waker = Waker::from(Arc::clone(&self.woken));
+        let mut context = Context::from_waker(&waker);
+        loop {
+            self.woken.0.store(false, Ordering::Relaxed);
+            if let Poll::Ready(result) = future.as_mut().poll(&mut context) {
+                self.progress = Progress::Returned(result);
+                return;
+            }
+            // A future that woke itself (e.g. a yield) wants another poll.
+            if !self.woken.0.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+    }
+
+    fn finish_if_returned(&mut self) {
+        let result = match std::mem::replace(&mut self.progress, Progress::Finished) {
+            Progress::Returned(result) => result,
+            other => {
+                self.progress = other;
+                return;
+            }
+        };
+        let mut state = self.state.borrow_mut();
+        let action = match result {
+            Err(error) => Action::Fail(error),
+            Ok(output) => match state.continue_as_new.take() {
+                Some(input) => Action::ContinueAsNew(ContinueAsNew {
+                    input,
+                    carried_over_events: state.buffered.drain(..).collect(),
+                }),
+                None => Action::Complete(output),
+            },
+        };
+        state.actions.push(action);
+    }
+}
+
+#[derive(Default)]
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

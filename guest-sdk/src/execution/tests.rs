@@ -1,0 +1,255 @@
+//! Histories in, actions out: the executor tested natively, without wasm.
+
+use super::*;
+use crate::Error;
+use crate::wire::{EventRaised, ExecutionStarted};
+
+struct Samples;
+
+async fn counter(ctx: OrchestrationContext) -> Result<i64, Error> {
+    let mut count: i64 = ctx.input::<Option<i64>>()?.unwrap_or(0);
+    match ctx.wait_for_event::<String>("operation").await?.as_str() {
+        "incr" => count += 1,
+        "decr" => count -= 1,
+        _ => return Ok(count),
+    }
+    ctx.continue_as_new(count)?;
+    Ok(count)
+}
+
+async fn two_events(ctx: OrchestrationContext) -> Result<Vec<String>, Error> {
+    ctx.set_custom_status("waiting")?;
+    let first: String = ctx.wait_for_event("A").await?;
+    let second: String = ctx.wait_for_event("b").await?;
+    Ok(vec![first, second])
+}
+
+async fn clock_and_identity(ctx: OrchestrationContext) -> Result<(u64, String, String), Error> {
+    let before = ctx.current_time();
+    let _: () = ctx.wait_for_event("go").await?;
+    let after = ctx.current_time();
+    let millis = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    };
+    Ok((
+        millis(after) - millis(before),
+        ctx.instance_id(),
+        ctx.name(),
+    ))
+}
+
+async fn fails(ctx: OrchestrationContext) -> Result<(), Error> {
+    let reason: String = ctx.input()?;
+    Err(Error::new(reason))
+}
+
+impl Registry for Samples {
+    fn names() -> Vec<String> {
+        vec!["Counter".into(), "TwoEvents".into(), "Clock".into(), "Fails".into()]
+    }
+
+    fn start(name: &str, context: OrchestrationContext) -> Option<RunningOrchestrator> {
+        Some(match name {
+            "Counter" => run(counter, context),
+            "TwoEvents" => run(two_events, context),
+            "Clock" => run(clock_and_identity, context),
+            "Fails" => run(fails, context),
+            _ => return None,
+        })
+    }
+}
+
+fn started(name: &str, input: &str) -> HistoryEvent {
+    HistoryEvent::ExecutionStarted(ExecutionStarted {
+        name: name.into(),
+        instance_id: "instance-1".into(),
+        input: input.into(),
+    })
+}
+
+fn episode(timestamp: u64) -> HistoryEvent {
+    HistoryEvent::OrchestratorStarted(timestamp)
+}
+
+fn event(name: &str, payload: &str) -> HistoryEvent {
+    HistoryEvent::EventRaised(raised(name, payload))
+}
+
+fn raised(name: &str, payload: &str) -> EventRaised {
+    EventRaised {
+        name: name.into(),
+        payload: payload.into(),
+    }
+}
+
+fn executor(name: &str, input: &str) -> Executor {
+    Executor::new::<Samples>(name.into(), "instance-1".into(), input.into())
+}
+
+/// Feeds `history` in one step, then again one episode per step (split
+/// before each orchestrator-started), and checks both give `expected`: the
+/// warm/cold equivalence the host relies on.
+fn check(name: &str, input: &str, history: Vec<HistoryEvent>, expected: Vec<Action>) {
+    let all_at_once = executor(name, input).step(history.clone());
+    assert_eq!(all_at_once, expected, "{name}: whole history in one step");
+
+    let mut episodes: Vec<Vec<HistoryEvent>> = vec![vec![]];
+    for event in history {
+        if matches!(event, HistoryEvent::OrchestratorStarted(_)) {
+            episodes.push(vec![]);
+        }
+        episodes.last_mut().unwrap().push(event);
+    }
+    let mut per_episode = executor(name, input);
+    let actions: Vec<Action> = episodes
+        .into_iter()
+        .flat_map(|episode| per_episode.step(episode))
+        .collect();
+    assert_eq!(actions, expected, "{name}: one episode per step");
+}
+
+#[test]
+fn counter_waits_without_acting_until_an_operation_arrives() {
+    check("Counter", "null", vec![started("Counter", "null"), episode(1)], vec![]);
+}
+
+#[test]
+fn counter_continues_as_new_with_the_incremented_count() {
+    check(
+        "Counter",
+        "41",
+        vec![started("Counter", "41"), episode(1), event("operation", "\"incr\"")],
+        vec![Action::ContinueAsNew(ContinueAsNew {
+            input: "42".into(),
+            carried_over_events: vec![],
+        })],
+    );
+}
+
+#[test]
+fn events_after_continue_as_new_are_carried_over_in_order() {
+    check(
+        "Counter",
+        "0",
+        vec![
+            started("Counter", "0"),
+            episode(1),
+            event("operation", "\"incr\""),
+            event("operation", "\"decr\""),
+            event("other", "1"),
+            event("operation", "\"end\""),
+        ],
+        vec![Action::ContinueAsNew(ContinueAsNew {
+            input: "1".into(),
+            carried_over_events: vec![
+                raised("operation", "\"decr\""),
+                raised("other", "1"),
+                raised("operation", "\"end\""),
+            ],
+        })],
+    );
+}
+
+#[test]
+fn events_raised_before_the_first_episode_are_buffered_not_dropped() {
+    // Carried-over events arrive before the orchestrator has run at all.
+    check(
+        "Counter",
+        "5",
+        vec![started("Counter", "5"), event("operation", "\"end\""), episode(1)],
+        vec![Action::Complete("5".into())],
+    );
+}
+
+#[test]
+fn event_names_are_case_insensitive_and_fifo_per_name() {
+    check(
+        "TwoEvents",
+        "null",
+        vec![
+            started("TwoEvents", "null"),
+            episode(1),
+            event("B", "\"b1\""),
+            event("b", "\"b2\""),
+            event("a", "\"a1\""),
+        ],
+        vec![
+            Action::SetCustomStatus("\"waiting\"".into()),
+            Action::Complete("[\"a1\",\"b1\"]".into()),
+        ],
+    );
+}
+
+#[test]
+fn current_time_is_the_latest_episode_timestamp() {
+    check(
+        "Clock",
+        "null",
+        vec![started("Clock", "null"), episode(1_000), episode(1_250), event("go", "null")],
+        vec![Action::Complete("[250,\"instance-1\",\"Clock\"]".into())],
+    );
+}
+
+#[test]
+fn an_error_result_fails_the_orchestration_with_its_message() {
+    check(
+        "Fails",
+        "\"out of stock\"",
+        vec![started("Fails", "\"out of stock\""), episode(1)],
+        vec![Action::Fail("out of stock".into())],
+    );
+}
+
+#[test]
+fn a_payload_of_the_wrong_shape_fails_with_the_event_name() {
+    let actions = executor("Counter", "0").step(vec![
+        started("Counter", "0"),
+        episode(1),
+        event("operation", "42"),
+    ]);
+    let [Action::Fail(message)] = actions.as_slice() else {
+        panic!("expected one fail action, got {actions:?}");
+    };
+    assert!(message.contains("event 'operation'"), "{message}");
+}
+
+#[test]
+fn an_unknown_orchestrator_name_fails_and_lists_the_known_ones() {
+    let actions = executor("Nope", "null").step(vec![started("Nope", "null"), episode(1)]);
+    let [Action::Fail(message)] = actions.as_slice() else {
+        panic!("expected one fail action, got {actions:?}");
+    };
+    assert!(message.contains("'Nope'") && message.contains("Counter"), "{message}");
+}
+
+#[test]
+fn nothing_happens_after_the_terminal_action() {
+    let mut execution = executor("Counter", "0");
+    let first = execution.step(vec![started("Counter", "0"), episode(1), event("operation", "\"end\"")]);
+    assert_eq!(first, vec![Action::Complete("0".into())]);
+    assert_eq!(execution.step(vec![episode(2), event("operation", "\"incr\"")]), vec![]);
+}
+
+#[test]
+fn a_dropped_wait_returns_its_event_to_the_buffer() {
+    async fn drops_wait(ctx: OrchestrationContext) -> Result<String, Error> {
+        drop(ctx.wait_for_event::<String>("x"));
+        ctx.wait_for_event("x").await
+    }
+    struct Drops;
+    impl Registry for Drops {
+        fn names() -> Vec<String> {
+            vec!["Drops".into()]
+        }
+        fn start(_: &str, context: OrchestrationContext) -> Option<RunningOrchestrator> {
+            Some(run(drops_wait, context))
+        }
+    }
+    let mut execution = Executor::new::<Drops>("Drops".into(), "i".into(), "null".into());
+    let actions = execution.step(vec![
+        started("Drops", "null"),
+        event("x", "\"first\""),
+        episode(1),
+    ]);
+    assert_eq!(actions, vec![Action::Complete("\"first\"".into())]);
+}

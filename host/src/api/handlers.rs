@@ -1,0 +1,214 @@
+//! One function per route. Each validates its input, calls the engine once,
+//! and maps the outcome to the status code Durable Functions uses.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::render::{Links, check_status_response, status_body};
+use super::{ApiError, ApiState};
+use crate::engine::{DeliveryOutcome, EngineError, PurgeOutcome, StartOutcome};
+use crate::model::{InstanceId, RuntimeStatus};
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Every optional query parameter, looked up by the handler that knows them.
+type QueryMap = HashMap<String, String>;
+
+/// `POST orchestrators/{functionName}`: start under a fresh instance ID.
+pub(super) async fn start(
+    state: State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path(function_name) = path?;
+    start_instance(state, headers, function_name, None, body?).await
+}
+
+/// `POST orchestrators/{functionName}/{instanceId}`: start a singleton.
+pub(super) async fn start_with_id(
+    state: State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path((function_name, instance_id)) = path?;
+    let id = parse_instance_id(&instance_id)?;
+    start_instance(state, headers, function_name, Some(id), body?).await
+}
+
+async fn start_instance(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    function_name: String,
+    id: Option<InstanceId>,
+    body: Bytes,
+) -> ApiResult {
+    let input = json_body(&body, "the orchestrator input")?;
+    let (id, outcome) = state
+        .engine
+        .start(&function_name, id, input)
+        .await
+        .map_err(|error| match error {
+            EngineError::UnknownOrchestrator(name) => {
+                let known = state.engine.orchestrator_names();
+                ApiError::not_found(format!(
+                    "no orchestrator named '{name}' is loaded; loaded orchestrators: {known:?}"
+                ))
+            }
+            EngineError::Internal(error) => ApiError::from(error),
+        })?;
+    match outcome {
+        StartOutcome::Started => Ok(check_status_response(&Links::new(&headers, &id))),
+        StartOutcome::Conflict(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "an instance with ID '{id}' already exists and is {status}; it can be started again once it is Completed, Failed or Terminated"
+            ),
+        )),
+    }
+}
+
+/// `GET instances/{instanceId}[?showHistory=&showInput=]`.
+pub(super) async fn status(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> ApiResult {
+    let Path(instance_id) = path?;
+    let Query(query) = query?;
+    let id = parse_instance_id(&instance_id)?;
+    let show_history = bool_param(&query, "showHistory", false)?;
+    let show_input = bool_param(&query, "showInput", true)?;
+    let Some((instance, history)) = state.engine.status(&id, show_history).await? else {
+        return Err(ApiError::instance_not_found(id.as_str()));
+    };
+    let body = axum::Json(status_body(&instance, history.as_deref(), show_input));
+    if instance.status.is_terminal() {
+        return Ok((StatusCode::OK, body).into_response());
+    }
+    let links = Links::new(&headers, &id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [
+            (header::LOCATION, links.status_query()),
+            (header::RETRY_AFTER, "1".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `POST instances/{instanceId}/raiseEvent/{eventName}`, body: the JSON payload.
+pub(super) async fn raise_event(
+    State(state): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path((instance_id, event_name)) = path?;
+    let id = parse_instance_id(&instance_id)?;
+    if event_name.is_empty() || event_name.chars().count() > 256 || event_name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "the event name must be 1 to 256 characters with no control characters",
+        ));
+    }
+    let payload = json_body(&body?, "the event payload")?;
+    let outcome = state.engine.raise_event(&id, &event_name, payload).await?;
+    delivery_response(&id, outcome, "raise an event to")
+}
+
+/// `POST instances/{instanceId}/terminate[?reason=]`.
+pub(super) async fn terminate(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> ApiResult {
+    let Path(instance_id) = path?;
+    let Query(mut query) = query?;
+    let id = parse_instance_id(&instance_id)?;
+    let reason = query.remove("reason").unwrap_or_default();
+    let outcome = state.engine.terminate(&id, reason).await?;
+    delivery_response(&id, outcome, "terminate")
+}
+
+/// `DELETE instances/{instanceId}`: purge a finished instance's history.
+pub(super) async fn purge(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let Path(instance_id) = path?;
+    let id = parse_instance_id(&instance_id)?;
+    match state.engine.purge(&id).await? {
+        PurgeOutcome::Purged => Ok(axum::Json(serde_json::json!({ "instancesDeleted": 1 })).into_response()),
+        PurgeOutcome::NotFound => Err(ApiError::instance_not_found(id.as_str())),
+        PurgeOutcome::NotFinished(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("instance '{id}' is {status}; only finished instances can be purged (terminate it first)"),
+        )),
+    }
+}
+
+pub(super) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {}; the API lives under {}",
+        uri.path(),
+        super::BASE_PATH
+    ))
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not accept that method",
+    )
+}
+
+fn delivery_response(id: &InstanceId, outcome: DeliveryOutcome, action: &str) -> ApiResult {
+    match outcome {
+        DeliveryOutcome::Accepted => Ok(StatusCode::ACCEPTED.into_response()),
+        DeliveryOutcome::NotFound => Err(ApiError::instance_not_found(id.as_str())),
+        DeliveryOutcome::Finished(status) => Err(gone(id, status, action)),
+        DeliveryOutcome::Terminating => Err(ApiError::new(
+            StatusCode::GONE,
+            format!("cannot {action} instance '{id}': it is being terminated"),
+        )),
+    }
+}
+
+fn gone(id: &InstanceId, status: RuntimeStatus, action: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        format!("cannot {action} instance '{id}': it has already finished ({status})"),
+    )
+}
+
+fn parse_instance_id(text: &str) -> Result<InstanceId, ApiError> {
+    InstanceId::parse(text).map_err(ApiError::bad_request)
+}
+
+/// The body as compact JSON text; an empty body is `null`, as in Durable Functions.
+fn json_body(body: &[u8], what: &str) -> Result<String, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok("null".to_owned());
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("{what} is not valid JSON: {error}")))?;
+    Ok(value.to_string())
+}
+
+fn bool_param(query: &QueryMap, name: &str, default: bool) -> Result<bool, ApiError> {
+    match query.get(name).map(|value| value.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(value) if value == "true" => Ok(true),
+        Some(value) if value == "false" => Ok(false),
+        Some(value) => Err(ApiError::bad_request(format!(
+            "query parameter {name} must be true or false, not '{value}'"
+        ))),
+    }
+}

@@ -1,0 +1,152 @@
+//! The JSON shapes of Durable Functions: the check-status payload, instance
+//! status, and history events.
+
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use serde_json::{Map, Value, json};
+
+use crate::model::{HistoryEntry, Instance, InstanceId, Millis};
+
+/// Characters escaped in an instance ID placed in a URL path segment.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// The management URLs of one instance, built from the request's Host header
+/// so they work for whoever asked.
+pub(super) struct Links {
+    id: String,
+    instance: String,
+}
+
+impl Links {
+    pub(super) fn new(headers: &HeaderMap, id: &InstanceId) -> Links {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("localhost");
+        Links {
+            id: id.as_str().to_owned(),
+            instance: format!(
+                "http://{host}{}/instances/{}",
+                super::BASE_PATH,
+                utf8_percent_encode(id.as_str(), PATH_SEGMENT)
+            ),
+        }
+    }
+
+    pub(super) fn status_query(&self) -> String {
+        self.instance.clone()
+    }
+}
+
+/// 202 Accepted with `Location` and the check-status payload.
+pub(super) fn check_status_response(links: &Links) -> Response {
+    let body = json!({
+        "id": links.id,
+        "statusQueryGetUri": links.instance,
+        "sendEventPostUri": format!("{}/raiseEvent/{{eventName}}", links.instance),
+        "terminatePostUri": format!("{}/terminate?reason={{text}}", links.instance),
+        "purgeHistoryDeleteUri": links.instance,
+    });
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, links.status_query())],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// The status payload of `GET instances/{id}`.
+pub(super) fn status_body(instance: &Instance, history: Option<&[HistoryEntry]>, show_input: bool) -> Value {
+    let mut body = Map::new();
+    body.insert("name".into(), instance.name.clone().into());
+    body.insert("instanceId".into(), instance.id.clone().into());
+    body.insert("runtimeStatus".into(), instance.status.as_str().into());
+    if show_input {
+        body.insert("input".into(), json_value(&instance.input));
+    }
+    body.insert(
+        "customStatus".into(),
+        instance.custom_status.as_deref().map_or(Value::Null, json_value),
+    );
+    body.insert(
+        "output".into(),
+        instance.output.as_deref().map_or(Value::Null, json_value),
+    );
+    body.insert("createdTime".into(), timestamp(instance.created_at).into());
+    body.insert("lastUpdatedTime".into(), timestamp(instance.updated_at).into());
+    if let Some(history) = history {
+        let events = history.iter().filter_map(history_event).collect::<Vec<_>>();
+        body.insert("historyEvents".into(), Value::Array(events));
+    }
+    Value::Object(body)
+}
+
+/// One history entry as Durable Functions shows it; episode markers are
+/// internal and left out, as Durable Functions leaves them out.
+fn history_event(entry: &HistoryEntry) -> Option<Value> {
+    let mut event = json!({
+        "EventType": entry.event_type(),
+        "Timestamp": timestamp(entry.timestamp()),
+    });
+    let fields = event.as_object_mut().expect("built as an object");
+    match entry {
+        HistoryEntry::OrchestratorStarted { .. } => return None,
+        HistoryEntry::ExecutionStarted { name, input, .. } => {
+            fields.insert("FunctionName".into(), name.clone().into());
+            fields.insert("Input".into(), json_value(input));
+        }
+        HistoryEntry::EventRaised { name, payload, .. } => {
+            fields.insert("Name".into(), name.clone().into());
+            fields.insert("Input".into(), json_value(payload));
+        }
+        HistoryEntry::CustomStatusSet { value, .. } => {
+            fields.insert("CustomStatus".into(), json_value(value));
+        }
+        HistoryEntry::ExecutionCompleted { output, .. } => {
+            fields.insert("OrchestrationStatus".into(), "Completed".into());
+            fields.insert("Result".into(), json_value(output));
+        }
+        HistoryEntry::ExecutionFailed { error, .. } => {
+            fields.insert("OrchestrationStatus".into(), "Failed".into());
+            fields.insert("Result".into(), error.clone().into());
+        }
+        HistoryEntry::ContinuedAsNew { input, .. } => {
+            fields.insert("OrchestrationStatus".into(), "ContinuedAsNew".into());
+            fields.insert("Result".into(), json_value(input));
+        }
+        HistoryEntry::ExecutionTerminated { reason, .. } => {
+            fields.insert("Input".into(), reason.clone().into());
+        }
+    }
+    Some(event)
+}
+
+/// Stored JSON text as a value; text that is somehow not JSON is shown as a string.
+fn json_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// `2017-06-29T18:58:01Z`, the format Durable Functions uses.
+fn timestamp(millis: Millis) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|moment| moment.format(&format).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,432 @@
+//! One episode: apply an instance's queued messages and decide its new state.
+//!
+//! An episode reads the instance, its history and its inbox (one
+//! [`WorkItem`]), rebuilds the orchestrator by replaying the history, feeds it
+//! the new events, and turns its actions into one [`EpisodeCommit`]. Planning
+//! is pure apart from running the guest; the caller commits.
+//!
+//! Replay feeds the recorded history back one recorded episode at a time
+//! (each starts at an orchestrator-started entry), so the guest sees exactly
+//! the calls it saw live, and checks that it takes the recorded actions again.
+
+use crate::model::{HistoryEntry, Instance, Message, Millis, RuntimeStatus};
+use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
+use crate::store::{EpisodeCommit, HistoryChange, WorkItem};
+
+/// Consecutive generations that consume no event before an orchestrator is
+/// declared to be looping through continue-as-new forever.
+const MAX_IDLE_GENERATIONS: usize = 10_000;
+
+/// Plans the commit for `work`. `None` leaves the messages queued: the
+/// instance's orchestrator is not loaded (it may be deployed again later).
+pub(crate) fn plan(runtime: &Runtime, work: WorkItem, now: Millis) -> Option<EpisodeCommit> {
+    let WorkItem {
+        instance,
+        history,
+        messages,
+    } = work;
+    let consumed_through = messages.last().map_or(0, |queued| queued.seq);
+    let mut updated = instance.clone();
+    updated.updated_at = now;
+
+    if instance.status.is_terminal() {
+        // Delivery to finished instances is refused at the door, so this is
+        // leftover state; consume it so it cannot wedge the instance.
+        tracing::warn!(instance = %instance.id, count = messages.len(), "dropping messages queued for a finished instance");
+        return Some(EpisodeCommit {
+            read: instance,
+            updated,
+            history: HistoryChange::Append(Vec::new()),
+            consumed_through,
+        });
+    }
+
+    // Events up to the first termination request; the store refuses
+    // messages once a termination is queued.
+    let mut events = Vec::new();
+    let mut termination = None;
+    for queued in messages {
+        match queued.message {
+            Message::Start => {}
+            Message::Event {
+                name,
+                payload,
+                accepted_at,
+            } if termination.is_none() => events.push((name, payload, accepted_at)),
+            Message::Event { .. } => {}
+            Message::Terminate { reason } => {
+                termination.get_or_insert(reason);
+            }
+        }
+    }
+
+    let mut generation = Generation {
+        number: instance.generation,
+        input: instance.input.clone(),
+        recorded: history,
+        new_entries: Vec::new(),
+        replaced: false,
+    };
+    let outcome = if termination.is_some() && events.is_empty() {
+        // Nothing for the guest to see before it stops.
+        generation.start_entries(&instance.name, now);
+        Outcome::Running
+    } else {
+        match run_guest(runtime, &instance, &mut generation, events, now) {
+            Ok(outcome) => outcome,
+            Err(GuestError::UnknownOrchestrator(name)) => {
+                tracing::warn!(instance = %instance.id, orchestrator = %name, "orchestrator not loaded; the instance waits until it is deployed");
+                return None;
+            }
+            Err(error) => Outcome::Failed(error.to_string()),
+        }
+    };
+
+    let outcome = match (outcome, termination) {
+        (Outcome::Running, Some(reason)) => Outcome::Terminated(reason),
+        (outcome, _) => outcome,
+    };
+    updated.generation = generation.number;
+    updated.input = generation.input.clone();
+    if let Some(value) = generation.custom_status() {
+        updated.custom_status = Some(value);
+    }
+    let (status, output, final_entry) = match outcome {
+        Outcome::Running => (RuntimeStatus::Running, None, None),
+        Outcome::Completed(output) => (RuntimeStatus::Completed, Some(output), None),
+        Outcome::Failed(error) => (
+            RuntimeStatus::Failed,
+            Some(json_string(&error)),
+            Some(HistoryEntry::ExecutionFailed {
+                timestamp: now,
+                error,
+            }),
+        ),
+        Outcome::Terminated(reason) => (
+            RuntimeStatus::Terminated,
+            Some(json_string(&reason)),
+            Some(HistoryEntry::ExecutionTerminated {
+                timestamp: now,
+                reason,
+            }),
+        ),
+    };
+    updated.status = status;
+    updated.output = output;
+    // A guest that failed by returning an error has recorded that already.
+    if let Some(entry) = final_entry
+        && !matches!(generation.new_entries.last(), Some(HistoryEntry::ExecutionFailed { .. }))
+    {
+        generation.new_entries.push(entry);
+    }
+    Some(EpisodeCommit {
+        read: instance,
+        updated,
+        history: generation.into_change(),
+        consumed_through,
+    })
+}
+
+enum Outcome {
+    Running,
+    Completed(String),
+    Failed(String),
+    Terminated(String),
+}
+
+/// The generation an episode is working on; continue-as-new replaces it.
+struct Generation {
+    number: u32,
+    input: String,
+    /// Entries already in the store for this generation.
+    recorded: Vec<HistoryEntry>,
+    /// Entries this episode adds.
+    new_entries: Vec<HistoryEntry>,
+    /// Whether this episode started the generation (its history replaces the stored one).
+    replaced: bool,
+}
+
+impl Generation {
+    fn start_entries(&mut self, name: &str, now: Millis) {
+        if self.recorded.is_empty() && self.new_entries.is_empty() {
+            self.new_entries.push(HistoryEntry::ExecutionStarted {
+                timestamp: now,
+                name: name.to_owned(),
+                input: self.input.clone(),
+            });
+        }
+    }
+
+    fn continue_as_new(&mut self, input: String) {
+        self.number += 1;
+        self.input = input;
+        self.recorded.clear();
+        self.new_entries.clear();
+        self.replaced = true;
+    }
+
+    /// The latest custom status this episode set, as JSON.
+    fn custom_status(&self) -> Option<String> {
+        self.new_entries.iter().rev().find_map(|entry| match entry {
+            HistoryEntry::CustomStatusSet { value, .. } => Some(value.clone()),
+            _ => None,
+        })
+    }
+
+    fn into_change(self) -> HistoryChange {
+        if self.replaced {
+            HistoryChange::Replace(self.new_entries)
+        } else {
+            HistoryChange::Append(self.new_entries)
+        }
+    }
+}
+
+/// Replays the generation, feeds it `events`, and follows continue-as-new
+/// until the orchestrator waits or finishes.
+fn run_guest(
+    runtime: &Runtime,
+    instance: &Instance,
+    generation: &mut Generation,
+    mut events: Vec<(String, String, Millis)>,
+    now: Millis,
+) -> Result<Outcome, GuestError> {
+    let mut idle_generations = 0;
+    'generations: loop {
+        generation.start_entries(&instance.name, now);
+        generation
+            .new_entries
+            .push(HistoryEntry::OrchestratorStarted { timestamp: now });
+        let fed = events.len();
+        for (name, payload, accepted_at) in events.drain(..) {
+            generation.new_entries.push(HistoryEntry::EventRaised {
+                timestamp: accepted_at,
+                name,
+                payload,
+            });
+        }
+        let episode: Vec<wire::HistoryEvent> = generation
+            .new_entries
+            .iter()
+            .filter_map(|entry| guest_event(entry, &instance.id))
+            .collect();
+
+        // The new entries are recorded even if the guest fails below, so
+        // every consumed message stays visible in the history.
+        let mut execution =
+            runtime.start_execution(&instance.name, &instance.id, &generation.input, generation.number)?;
+        if let Err(mismatch) = replay(&mut execution, instance, &generation.recorded)? {
+            return Ok(Outcome::Failed(mismatch));
+        }
+        let actions = execution.step(now, &episode)?;
+
+        for action in actions {
+            match action {
+                wire::Action::SetCustomStatus(value) => generation
+                    .new_entries
+                    .push(HistoryEntry::CustomStatusSet { timestamp: now, value }),
+                wire::Action::Complete(output) => {
+                    generation.new_entries.push(HistoryEntry::ExecutionCompleted {
+                        timestamp: now,
+                        output: output.clone(),
+                    });
+                    return Ok(Outcome::Completed(output));
+                }
+                wire::Action::Fail(error) => {
+                    generation.new_entries.push(HistoryEntry::ExecutionFailed {
+                        timestamp: now,
+                        error: error.clone(),
+                    });
+                    return Ok(Outcome::Failed(error));
+                }
+                wire::Action::ContinueAsNew(next) => {
+                    let carried = next.carried_over_events.len();
+                    idle_generations = if carried < fed { 0 } else { idle_generations + 1 };
+                    if idle_generations >= MAX_IDLE_GENERATIONS {
+                        return Ok(Outcome::Failed(format!(
+                            "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
+                        )));
+                    }
+                    generation.continue_as_new(next.input);
+                    events = next
+                        .carried_over_events
+                        .into_iter()
+                        .map(|event| (event.name, event.payload, now))
+                        .collect();
+                    continue 'generations;
+                }
+            }
+        }
+        return Ok(Outcome::Running);
+    }
+}
+
+/// Feeds the recorded history back, one recorded episode per step, and
+/// checks the guest takes the recorded actions again. The inner `Err` is a
+/// non-determinism report.
+fn replay(
+    execution: &mut GuestExecution,
+    instance: &Instance,
+    recorded: &[HistoryEntry],
+) -> Result<Result<(), String>, GuestError> {
+    for (index, episode) in recorded_episodes(recorded).into_iter().enumerate() {
+        let events: Vec<wire::HistoryEvent> = episode
+            .iter()
+            .filter_map(|entry| guest_event(entry, &instance.id))
+            .collect();
+        let expected: Vec<&HistoryEntry> = episode.iter().filter(|entry| is_action(entry)).collect();
+        let actual = execution.step(episode_time(episode), &events)?;
+        let position = actual.len().max(expected.len());
+        for n in 0..position {
+            let actual = actual.get(n).map(|action| action_entry(action.clone(), 0));
+            let expected = expected.get(n).map(|entry| without_timestamp(entry));
+            if actual != expected {
+                return Ok(Err(format!(
+                    "non-determinism: replaying episode {} of generation {}, action {} was recorded as {} but the orchestrator now takes {}; was the orchestrator changed while this instance was running?",
+                    index + 1,
+                    instance.generation,
+                    n + 1,
+                    describe(expected.as_ref()),
+                    describe(actual.as_ref()),
+                )));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Splits a generation's history at each orchestrator-started entry.
+fn recorded_episodes(history: &[HistoryEntry]) -> Vec<&[HistoryEntry]> {
+    let mut episodes = Vec::new();
+    let mut start = 0;
+    let mut seen_episode_start = false;
+    for (index, entry) in history.iter().enumerate() {
+        if let HistoryEntry::OrchestratorStarted { .. } = entry {
+            if seen_episode_start {
+                episodes.push(&history[start..index]);
+                start = index;
+            }
+            seen_episode_start = true;
+        }
+    }
+    if start < history.len() {
+        episodes.push(&history[start..]);
+    }
+    episodes
+}
+
+fn episode_time(episode: &[HistoryEntry]) -> Millis {
+    episode
+        .iter()
+        .find_map(|entry| match entry {
+            HistoryEntry::OrchestratorStarted { timestamp } => Some(*timestamp),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The guest's view of a history entry, if it is an event the guest sees.
+fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryEvent> {
+    Some(match entry {
+        HistoryEntry::ExecutionStarted { name, input, .. } => {
+            wire::HistoryEvent::ExecutionStarted(wire::ExecutionStarted {
+                name: name.clone(),
+                instance_id: instance_id.to_owned(),
+                input: input.clone(),
+            })
+        }
+        HistoryEntry::OrchestratorStarted { timestamp } => {
+            wire::HistoryEvent::OrchestratorStarted(*timestamp)
+        }
+        HistoryEntry::EventRaised { name, payload, .. } => {
+            wire::HistoryEvent::EventRaised(wire::EventRaised {
+                name: name.clone(),
+                payload: payload.clone(),
+            })
+        }
+        _ => return None,
+    })
+}
+
+/// Whether the entry records something the guest did (and replay must repeat).
+fn is_action(entry: &HistoryEntry) -> bool {
+    matches!(
+        entry,
+        HistoryEntry::CustomStatusSet { .. }
+            | HistoryEntry::ExecutionCompleted { .. }
+            | HistoryEntry::ExecutionFailed { .. }
+            | HistoryEntry::ContinuedAsNew { .. }
+    )
+}
+
+fn action_entry(action: wire::Action, timestamp: Millis) -> HistoryEntry {
+    match action {
+        wire::Action::Complete(output) => HistoryEntry::ExecutionCompleted { timestamp, output },
+        wire::Action::Fail(error) => HistoryEntry::ExecutionFailed { timestamp, error },
+        wire::Action::ContinueAsNew(next) => HistoryEntry::ContinuedAsNew {
+            timestamp,
+            input: next.input,
+        },
+        wire::Action::SetCustomStatus(value) => HistoryEntry::CustomStatusSet { timestamp, value },
+    }
+}
+
+fn without_timestamp(entry: &HistoryEntry) -> HistoryEntry {
+    let mut entry = entry.clone();
+    match &mut entry {
+        HistoryEntry::ExecutionStarted { timestamp, .. }
+        | HistoryEntry::OrchestratorStarted { timestamp }
+        | HistoryEntry::EventRaised { timestamp, .. }
+        | HistoryEntry::CustomStatusSet { timestamp, .. }
+        | HistoryEntry::ExecutionCompleted { timestamp, .. }
+        | HistoryEntry::ExecutionFailed { timestamp, .. }
+        | HistoryEntry::ContinuedAsNew { timestamp, .. }
+        | HistoryEntry::ExecutionTerminated { timestamp, .. } => *timestamp = 0,
+    }
+    entry
+}
+
+fn describe(entry: Option<&HistoryEntry>) -> String {
+    match entry {
+        None => "nothing".to_owned(),
+        Some(HistoryEntry::CustomStatusSet { value, .. }) => format!("set-custom-status({value})"),
+        Some(HistoryEntry::ExecutionCompleted { output, .. }) => format!("complete({output})"),
+        Some(HistoryEntry::ExecutionFailed { error, .. }) => format!("fail({error:?})"),
+        Some(HistoryEntry::ContinuedAsNew { input, .. }) => format!("continue-as-new({input})"),
+        Some(other) => other.event_type().to_owned(),
+    }
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(timestamp: Millis) -> HistoryEntry {
+        HistoryEntry::OrchestratorStarted { timestamp }
+    }
+
+    #[test]
+    fn recorded_history_splits_before_each_orchestrator_started() {
+        let execution_started = HistoryEntry::ExecutionStarted {
+            timestamp: 1,
+            name: "n".into(),
+            input: "null".into(),
+        };
+        let event = HistoryEntry::EventRaised {
+            timestamp: 3,
+            name: "e".into(),
+            payload: "1".into(),
+        };
+        let history = vec![execution_started, started(1), started(2), event, started(4)];
+        let episodes = recorded_episodes(&history);
+        assert_eq!(
+            episodes.iter().map(|episode| episode.len()).collect::<Vec<_>>(),
+            vec![2, 2, 1]
+        );
+        assert_eq!(episode_time(episodes[1]), 2);
+    }
+}

@@ -1,0 +1,198 @@
+//! Orchestration: accepts requests, and runs episodes until every accepted
+//! message is applied.
+//!
+//! [`Engine`] is what the HTTP API calls. Each request is committed to the
+//! store first, then the instance is handed to the [`scheduler`], which runs
+//! [`episode`]s for it, one at a time per instance and several instances at
+//! once. Start reading at [`Engine::raise_event`] and follow it into
+//! `scheduler::Scheduler::notify` and `episode::plan`.
+
+mod episode;
+mod scheduler;
+
+use std::sync::Arc;
+
+use crate::model::{HistoryEntry, Instance, InstanceId, now_millis};
+use crate::runtime::Runtime;
+pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
+use crate::store::{CommitOutcome, NewInstance, Store};
+
+use self::scheduler::Scheduler;
+
+/// Errors the engine reports to its callers.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no orchestrator named '{0}' is loaded")]
+    UnknownOrchestrator(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The orchestration engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    runtime: Arc<Runtime>,
+    scheduler: Scheduler,
+}
+
+impl Engine {
+    /// `workers` bounds how many episodes run at once.
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>, workers: usize) -> Engine {
+        Engine {
+            shared: Arc::new(Shared {
+                store,
+                runtime,
+                scheduler: Scheduler::new(workers),
+            }),
+        }
+    }
+
+    /// Schedules every instance with queued messages: the work a previous
+    /// run of the host accepted and did not finish. Returns how many.
+    pub async fn resume(&self) -> anyhow::Result<usize> {
+        let store = Arc::clone(&self.shared.store);
+        let ids = blocking(move || store.instances_with_messages()).await?;
+        for id in &ids {
+            self.notify(id);
+        }
+        Ok(ids.len())
+    }
+
+    pub fn orchestrator_names(&self) -> Vec<String> {
+        self.shared.runtime.orchestrator_names()
+    }
+
+    /// Starts `name` under `id` (or a fresh ID); durable once this returns.
+    pub async fn start(
+        &self,
+        name: &str,
+        id: Option<InstanceId>,
+        input: String,
+    ) -> Result<(InstanceId, StartOutcome), EngineError> {
+        if !self.shared.runtime.has_orchestrator(name) {
+            return Err(EngineError::UnknownOrchestrator(name.to_owned()));
+        }
+        let id = id.unwrap_or_else(InstanceId::generate);
+        let new = NewInstance {
+            id: id.as_str().to_owned(),
+            name: name.to_owned(),
+            input,
+            now: now_millis(),
+        };
+        let store = Arc::clone(&self.shared.store);
+        let outcome = blocking(move || store.start_instance(&new)).await?;
+        if outcome == StartOutcome::Started {
+            self.notify(id.as_str());
+        }
+        Ok((id, outcome))
+    }
+
+    /// Queues an external event; durable once this returns `Accepted`.
+    pub async fn raise_event(
+        &self,
+        id: &InstanceId,
+        event_name: &str,
+        payload: String,
+    ) -> anyhow::Result<DeliveryOutcome> {
+        let store = Arc::clone(&self.shared.store);
+        let (instance_id, event_name) = (id.as_str().to_owned(), event_name.to_owned());
+        let outcome = blocking(move || {
+            store.raise_event(&instance_id, &event_name, &payload, now_millis())
+        })
+        .await?;
+        if outcome == DeliveryOutcome::Accepted {
+            self.notify(id.as_str());
+        }
+        Ok(outcome)
+    }
+
+    /// Queues a termination; durable once this returns `Accepted`.
+    pub async fn terminate(&self, id: &InstanceId, reason: String) -> anyhow::Result<DeliveryOutcome> {
+        let store = Arc::clone(&self.shared.store);
+        let instance_id = id.as_str().to_owned();
+        let outcome =
+            blocking(move || store.request_termination(&instance_id, &reason, now_millis())).await?;
+        if outcome == DeliveryOutcome::Accepted {
+            self.notify(id.as_str());
+        }
+        Ok(outcome)
+    }
+
+    /// The instance, and its current generation's history if asked for.
+    pub async fn status(
+        &self,
+        id: &InstanceId,
+        with_history: bool,
+    ) -> anyhow::Result<Option<(Instance, Option<Vec<HistoryEntry>>)>> {
+        let store = Arc::clone(&self.shared.store);
+        let instance_id = id.as_str().to_owned();
+        blocking(move || {
+            let Some(instance) = store.instance(&instance_id)? else {
+                return Ok(None);
+            };
+            let history = if with_history {
+                Some(store.history(&instance_id)?)
+            } else {
+                None
+            };
+            Ok(Some((instance, history)))
+        })
+        .await
+    }
+
+    pub async fn purge(&self, id: &InstanceId) -> anyhow::Result<PurgeOutcome> {
+        let store = Arc::clone(&self.shared.store);
+        let instance_id = id.as_str().to_owned();
+        blocking(move || store.purge(&instance_id)).await
+    }
+
+    fn notify(&self, id: &str) {
+        let shared = Arc::clone(&self.shared);
+        self.shared
+            .scheduler
+            .notify(id, move |id| run_episodes(Arc::clone(&shared), id));
+    }
+}
+
+/// Runs episodes for `id` until its inbox is empty (as of the last read).
+async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
+    let store = Arc::clone(&shared.store);
+    let runtime = Arc::clone(&shared.runtime);
+    blocking(move || {
+        // A commit is refused when messages arrived after a finishing episode
+        // read the inbox: plan again with them. Bounded, since each retry
+        // means another client got a 202 in between.
+        for _ in 0..1_000 {
+            let Some(work) = store.load_work(&id)? else {
+                return Ok(());
+            };
+            let Some(commit) = episode::plan(&runtime, work, now_millis()) else {
+                return Ok(());
+            };
+            match store.commit_episode(&commit)? {
+                CommitOutcome::Committed => {
+                    tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
+                    return Ok(());
+                }
+                CommitOutcome::LateMessages => continue,
+                CommitOutcome::Stale => {
+                    tracing::warn!(instance = %id, "instance changed during its episode; running it again");
+                }
+            }
+        }
+        anyhow::bail!("instance {id}: gave up after 1000 attempts to commit an episode")
+    })
+    .await
+}
+
+/// Runs blocking store or guest work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work).await?
+}

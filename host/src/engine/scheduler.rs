@@ -1,0 +1,71 @@
+//! One runner per instance at a time; a bounded number of runners at once.
+//!
+//! `notify(id)` is called after every committed message. If no runner owns
+//! the instance, one is spawned; if one does, it is told to go around once
+//! more, because it may have read the inbox before the new message landed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+pub(super) struct Scheduler {
+    /// Instances with a runner, and whether it must run again when done.
+    owned: Arc<Mutex<HashMap<String, bool>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Scheduler {
+    pub(super) fn new(workers: usize) -> Scheduler {
+        Scheduler {
+            owned: Arc::new(Mutex::new(HashMap::new())),
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+        }
+    }
+
+    /// Makes sure a runner will process `id`'s inbox after this call.
+    /// `run` performs one pass over the inbox.
+    pub(super) fn notify<F, Fut>(&self, id: &str, run: F)
+    where
+        F: Fn(String) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        {
+            let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(again) = owned.get_mut(id) {
+                *again = true;
+                return;
+            }
+            owned.insert(id.to_owned(), false);
+        }
+        let owned = Arc::clone(&self.owned);
+        let permits = Arc::clone(&self.permits);
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let result = {
+                    let _permit = permits.acquire().await.expect("the semaphore is never closed");
+                    run(id.clone()).await
+                };
+                if let Err(error) = &result {
+                    // Nothing was committed; the messages are still queued.
+                    tracing::error!(instance = %id, "episode failed, retrying in {backoff:?}: {error:#}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+                let mut owned = owned.lock().unwrap_or_else(|e| e.into_inner());
+                let again = owned.get_mut(&id).expect("the runner owns its entry");
+                if *again {
+                    *again = false;
+                } else {
+                    owned.remove(&id);
+                    return;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,85 @@
+//! The `reprise` command. Thin: parses arguments and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use reprise_host::runtime::GuestLimits;
+use reprise_host::server::{ServeConfig, serve};
+
+/// Reprise runs durable orchestrators compiled to WebAssembly components.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the orchestrators in the functions folder and serve the HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Folder of orchestrator components (`*.wasm`), loaded at start.
+    #[arg(long, env = "REPRISE_FUNCTIONS", default_value = "./functions")]
+    functions: PathBuf,
+    /// SQLite database file; created if missing.
+    #[arg(long, env = "REPRISE_DB", default_value = "./reprise.db")]
+    db: PathBuf,
+    /// Address to listen on. Port 0 picks a free port.
+    #[arg(long, env = "REPRISE_LISTEN", default_value = "127.0.0.1:7071")]
+    listen: SocketAddr,
+    /// Episodes that may run at once (default: twice the CPU count).
+    #[arg(long, env = "REPRISE_WORKERS")]
+    workers: Option<usize>,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "REPRISE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Fuel (about one unit per wasm instruction) an orchestrator may burn in one step.
+    #[arg(long, env = "REPRISE_FUEL_PER_STEP", default_value_t = GuestLimits::default().fuel_per_step)]
+    fuel_per_step: u64,
+    /// Memory one orchestrator instance may use, in MiB.
+    #[arg(long, env = "REPRISE_GUEST_MEMORY_MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
+    guest_memory_mib: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REPRISE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let workers = args.workers.unwrap_or_else(|| {
+                2 * std::thread::available_parallelism().map_or(1, |cores| cores.get())
+            });
+            let config = ServeConfig {
+                functions_dir: args.functions,
+                database: args.db,
+                listen: args.listen,
+                workers,
+                max_body_bytes: args.max_body_bytes,
+                guest_limits: GuestLimits {
+                    fuel_per_step: args.fuel_per_step,
+                    memory_bytes: args.guest_memory_mib << 20,
+                },
+            };
+            let result = tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(serve(config)));
+            if let Err(error) = result {
+                // One line a person can act on, causes included.
+                eprintln!("error: {error:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}

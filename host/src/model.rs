@@ -1,0 +1,261 @@
+//! The domain: instances, their history, and the messages waiting for them.
+//!
+//! Every layer speaks these types; none of them knows about HTTP, SQL or
+//! wasmtime. `HistoryEntry` and `Message` are stored as JSON, so their serde
+//! shape is a compatibility boundary: add variants and optional fields, never
+//! rename or remove them.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = u64;
+
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Runtime statuses, named as Durable Functions names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuntimeStatus {
+    /// Accepted, not executed yet.
+    Pending,
+    Running,
+    Completed,
+    /// Transient: between two generations. Never stored, since the next
+    /// generation starts in the same transaction.
+    ContinuedAsNew,
+    Failed,
+    Terminated,
+}
+
+impl RuntimeStatus {
+    pub const ALL: [RuntimeStatus; 6] = [
+        RuntimeStatus::Pending,
+        RuntimeStatus::Running,
+        RuntimeStatus::Completed,
+        RuntimeStatus::ContinuedAsNew,
+        RuntimeStatus::Failed,
+        RuntimeStatus::Terminated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeStatus::Pending => "Pending",
+            RuntimeStatus::Running => "Running",
+            RuntimeStatus::Completed => "Completed",
+            RuntimeStatus::ContinuedAsNew => "ContinuedAsNew",
+            RuntimeStatus::Failed => "Failed",
+            RuntimeStatus::Terminated => "Terminated",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RuntimeStatus> {
+        RuntimeStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// Finished for good: no more events, and the ID can be started again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RuntimeStatus::Completed | RuntimeStatus::Failed | RuntimeStatus::Terminated
+        )
+    }
+}
+
+impl fmt::Display for RuntimeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An instance ID that is safe in a URL path segment and a log line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceId(String);
+
+impl InstanceId {
+    pub const MAX_LEN: usize = 256;
+
+    pub fn parse(text: &str) -> Result<InstanceId, String> {
+        if text.is_empty() {
+            return Err("instance ID must not be empty".into());
+        }
+        if text.chars().count() > Self::MAX_LEN {
+            return Err(format!(
+                "instance ID is {} characters long; the limit is {}",
+                text.chars().count(),
+                Self::MAX_LEN
+            ));
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control())
+        {
+            return Err(format!(
+                "instance ID must not contain '/', '\\', '#', '?' or control characters; found {bad:?}"
+            ));
+        }
+        Ok(InstanceId(text.to_owned()))
+    }
+
+    /// A fresh random ID, for starts that do not name one.
+    pub fn generate() -> InstanceId {
+        InstanceId(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The current state of one instance: one row, updated by every episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    /// Orchestrator name.
+    pub name: String,
+    pub status: RuntimeStatus,
+    /// Counts continue-as-new and restarts under the same ID; with the ID it
+    /// seeds the orchestrator's random source.
+    pub generation: u32,
+    /// JSON input of the current generation.
+    pub input: String,
+    /// JSON output once finished: the result, the error, or the termination reason.
+    pub output: Option<String>,
+    pub custom_status: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// One entry of a generation's history: what happened to the instance
+/// (events, fed to the orchestrator) and what it did (actions, checked on replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum HistoryEntry {
+    // Events.
+    ExecutionStarted {
+        timestamp: Millis,
+        name: String,
+        input: String,
+    },
+    OrchestratorStarted {
+        timestamp: Millis,
+    },
+    EventRaised {
+        timestamp: Millis,
+        name: String,
+        payload: String,
+    },
+    // Actions.
+    CustomStatusSet {
+        timestamp: Millis,
+        value: String,
+    },
+    ExecutionCompleted {
+        timestamp: Millis,
+        output: String,
+    },
+    ExecutionFailed {
+        timestamp: Millis,
+        error: String,
+    },
+    ContinuedAsNew {
+        timestamp: Millis,
+        input: String,
+    },
+    // Host decisions, neither fed to nor produced by the guest.
+    ExecutionTerminated {
+        timestamp: Millis,
+        reason: String,
+    },
+}
+
+impl HistoryEntry {
+    pub fn timestamp(&self) -> Millis {
+        match self {
+            HistoryEntry::ExecutionStarted { timestamp, .. }
+            | HistoryEntry::OrchestratorStarted { timestamp }
+            | HistoryEntry::EventRaised { timestamp, .. }
+            | HistoryEntry::CustomStatusSet { timestamp, .. }
+            | HistoryEntry::ExecutionCompleted { timestamp, .. }
+            | HistoryEntry::ExecutionFailed { timestamp, .. }
+            | HistoryEntry::ContinuedAsNew { timestamp, .. }
+            | HistoryEntry::ExecutionTerminated { timestamp, .. } => *timestamp,
+        }
+    }
+
+    /// The Durable Functions name of this kind of entry.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            HistoryEntry::ExecutionStarted { .. } => "ExecutionStarted",
+            HistoryEntry::OrchestratorStarted { .. } => "OrchestratorStarted",
+            HistoryEntry::EventRaised { .. } => "EventRaised",
+            HistoryEntry::CustomStatusSet { .. } => "CustomStatusSet",
+            HistoryEntry::ExecutionCompleted { .. } => "ExecutionCompleted",
+            HistoryEntry::ExecutionFailed { .. } => "ExecutionFailed",
+            HistoryEntry::ContinuedAsNew { .. } => "ContinuedAsNew",
+            HistoryEntry::ExecutionTerminated { .. } => "ExecutionTerminated",
+        }
+    }
+}
+
+/// A request accepted for an instance and not yet applied by an episode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Message {
+    /// Begin the generation described by the instance row.
+    Start,
+    Event {
+        name: String,
+        payload: String,
+        accepted_at: Millis,
+    },
+    Terminate {
+        reason: String,
+    },
+}
+
+/// A message with its position in the instance's inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedMessage {
+    /// Increases with every accepted message; an episode consumes a prefix.
+    pub seq: i64,
+    pub message: Message,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_reject_separators_controls_and_overlong_text() {
+        for bad in ["", "a/b", "a\\b", "a#b", "a?b", "a\nb", "a\u{7f}b"] {
+            assert!(InstanceId::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert!(InstanceId::parse(&"x".repeat(257)).is_err());
+        assert!(InstanceId::parse(&"é".repeat(256)).is_ok());
+        assert!(InstanceId::parse("counter:user-42 (eu)").is_ok());
+    }
+
+    #[test]
+    fn statuses_round_trip_by_name_ignoring_case() {
+        for status in RuntimeStatus::ALL {
+            assert_eq!(RuntimeStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(RuntimeStatus::parse("running"), Some(RuntimeStatus::Running));
+        assert_eq!(RuntimeStatus::parse("Sleeping"), None);
+    }
+}

@@ -1,0 +1,92 @@
+//! `reprise serve`: wires store, runtime, engine and API together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::api::{self, ApiLimits};
+use crate::engine::Engine;
+use crate::runtime::{GuestLimits, Runtime};
+use crate::store::SqliteStore;
+
+/// Everything `serve` needs; the CLI fills it from flags and environment.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub functions_dir: PathBuf,
+    pub database: PathBuf,
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub guest_limits: GuestLimits,
+}
+
+/// Runs the host until the process is stopped.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let mut runtime = Runtime::new(config.guest_limits.clone())?;
+    let functions_dir = config.functions_dir.clone();
+    let (runtime, report) = tokio::task::spawn_blocking(move || {
+        let report = runtime.load_functions_dir(&functions_dir)?;
+        anyhow::Ok((runtime, report))
+    })
+    .await??;
+    for (path, names) in &report.loaded {
+        tracing::info!("loaded {}: {}", path.display(), names.join(", "));
+    }
+    for (path, reason) in &report.skipped {
+        tracing::warn!("skipped {}: {reason}", path.display());
+    }
+    if report.loaded.is_empty() {
+        tracing::warn!(
+            "no orchestrators loaded from {}; build some (see README) and restart",
+            config.functions_dir.display()
+        );
+    }
+
+    let store = SqliteStore::open(&config.database)?;
+    let engine = Engine::new(Arc::new(store), Arc::new(runtime), config.workers);
+    let resumed = engine.resume().await?;
+    if resumed > 0 {
+        tracing::info!("resuming {resumed} instances with queued messages");
+    }
+
+    let app = api::router(
+        engine,
+        ApiLimits {
+            max_body_bytes: config.max_body_bytes,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    // Tests and scripts wait for this exact line to learn the port.
+    println!("reprise listening on http://{address}");
+    tracing::info!(
+        "serving {} on http://{address}{}",
+        config.database.display(),
+        api::BASE_PATH
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("can install a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}

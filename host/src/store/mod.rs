@@ -1,0 +1,135 @@
+//! Durable state: instances, their histories, and their inboxes.
+//!
+//! The engine talks to a [`Store`]; [`SqliteStore`] is the one backend today.
+//! The store knows nothing about HTTP or wasmtime, and decides nothing about
+//! orchestration beyond the few atomic checks that must happen inside its
+//! transactions (singleton starts, delivery to a live instance, late messages).
+//!
+//! Every method is synchronous and may block on disk: call it from a blocking
+//! thread. Every method that returns `Ok` has committed durably.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::model::{HistoryEntry, Instance, Millis, QueuedMessage, RuntimeStatus};
+
+/// A request to start a generation under an instance ID.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub id: String,
+    pub name: String,
+    /// JSON.
+    pub input: String,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    /// The ID belongs to an instance that has not finished.
+    Conflict(RuntimeStatus),
+}
+
+/// What happened to a message addressed to an existing instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Accepted,
+    NotFound,
+    /// The instance finished; it will never read the message.
+    Finished(RuntimeStatus),
+    /// A termination is already queued; nothing after it would be read.
+    Terminating,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeOutcome {
+    Purged,
+    NotFound,
+    NotFinished(RuntimeStatus),
+}
+
+/// Everything an episode needs, read in one transaction.
+#[derive(Debug, Clone)]
+pub struct WorkItem {
+    pub instance: Instance,
+    /// The current generation's history.
+    pub history: Vec<HistoryEntry>,
+    /// Every message queued for the instance, oldest first; never empty.
+    pub messages: Vec<QueuedMessage>,
+}
+
+/// How an episode changes the history of the instance.
+#[derive(Debug, Clone)]
+pub enum HistoryChange {
+    /// Same generation: add entries after the existing ones.
+    Append(Vec<HistoryEntry>),
+    /// The episode moved to a new generation (continue-as-new): its history
+    /// replaces the old one.
+    Replace(Vec<HistoryEntry>),
+}
+
+/// The outcome of one episode, committed in one transaction.
+#[derive(Debug, Clone)]
+pub struct EpisodeCommit {
+    /// The instance as the episode read it; the commit is refused if the row
+    /// changed meanwhile (it cannot, while the engine runs one episode per
+    /// instance at a time, but the store does not take that on faith).
+    pub read: Instance,
+    /// The instance as the episode left it.
+    pub updated: Instance,
+    pub history: HistoryChange,
+    /// Messages up to and including this sequence number were applied.
+    pub consumed_through: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The episode finished the instance, but messages arrived after it read
+    /// its inbox. Nothing was written: run the episode again with them, so no
+    /// accepted message is ever left behind a finished instance.
+    LateMessages,
+    /// The instance row changed since the episode read it. Nothing was written.
+    Stale,
+}
+
+/// Durable storage for instances. See the module docs.
+pub trait Store: Send + Sync + 'static {
+    /// Starts a generation under `new.id` and queues its start message, unless
+    /// an unfinished instance holds the ID. Check and insert are one transaction.
+    fn start_instance(&self, new: &NewInstance) -> anyhow::Result<StartOutcome>;
+
+    /// Queues an external event for a live instance.
+    fn raise_event(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &str,
+        now: Millis,
+    ) -> anyhow::Result<DeliveryOutcome>;
+
+    /// Queues a termination for a live instance.
+    fn request_termination(
+        &self,
+        id: &str,
+        reason: &str,
+        now: Millis,
+    ) -> anyhow::Result<DeliveryOutcome>;
+
+    fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>>;
+
+    fn history(&self, id: &str) -> anyhow::Result<Vec<HistoryEntry>>;
+
+    /// Deletes a finished instance with its history.
+    fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome>;
+
+    /// The instance, its history and its queued messages; `None` when no
+    /// message is queued (nothing to do).
+    fn load_work(&self, id: &str) -> anyhow::Result<Option<WorkItem>>;
+
+    fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome>;
+
+    /// Instances with queued messages: the work to resume after a restart.
+    fn instances_with_messages(&self) -> anyhow::Result<Vec<String>>;
+}

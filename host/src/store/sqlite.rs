@@ -1,0 +1,386 @@
+//! [`Store`] on an embedded SQLite file: WAL journal, `synchronous=FULL`, so a
+//! returned `Ok` survives a crash or power loss.
+//!
+//! Tables: `instances` (one row per ID, the current generation), `history`
+//! (entries of each instance's current generation) and `inbox` (accepted
+//! messages not yet applied). History entries and messages are JSON of the
+//! `model` types.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::{
+    CommitOutcome, DeliveryOutcome, EpisodeCommit, HistoryChange, NewInstance, PurgeOutcome,
+    StartOutcome, Store, WorkItem,
+};
+use crate::model::{HistoryEntry, Instance, Message, Millis, QueuedMessage, RuntimeStatus};
+
+/// Bumped when the schema changes; `open` refuses files from the future.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id   TEXT PRIMARY KEY NOT NULL,
+    name          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    generation    INTEGER NOT NULL,
+    input         TEXT NOT NULL,
+    output        TEXT,
+    custom_status TEXT,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    instance_id TEXT NOT NULL,
+    generation  INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    entry       TEXT NOT NULL,
+    PRIMARY KEY (instance_id, generation, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL,
+    message     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_by_instance ON inbox (instance_id, seq);
+";
+
+pub struct SqliteStore {
+    // One connection serializes every transaction. Simple and correct; the
+    // group-commit writer of the performance work replaces it.
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> anyhow::Result<SqliteStore> {
+        let connection = Connection::open(path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA busy_timeout = 5000;",
+            )
+            .context("cannot configure SQLite")?;
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version > SCHEMA_VERSION {
+            anyhow::bail!(
+                "the database {} has schema version {version}, newer than this host understands ({SCHEMA_VERSION}); use a newer reprise",
+                path.display()
+            );
+        }
+        connection
+            .execute_batch(SCHEMA)
+            .context("cannot create the schema")?;
+        connection.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+        Ok(SqliteStore {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction and commits it.
+    fn write<T>(&self, work: impl FnOnce(&Transaction) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = work(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    fn read<T>(&self, work: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        work(&connection)
+    }
+}
+
+fn select_instance(connection: &Connection, id: &str) -> anyhow::Result<Option<Instance>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT instance_id, name, status, generation, input, output, custom_status, created_at, updated_at
+         FROM instances WHERE instance_id = ?1",
+    )?;
+    let row = statement
+        .query_row([id], |row| {
+            Ok((
+                Instance {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    status: RuntimeStatus::Pending,
+                    generation: row.get(3)?,
+                    input: row.get(4)?,
+                    output: row.get(5)?,
+                    custom_status: row.get(6)?,
+                    created_at: row.get::<_, i64>(7)? as Millis,
+                    updated_at: row.get::<_, i64>(8)? as Millis,
+                },
+                row.get::<_, String>(2)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(mut instance, status)| {
+        instance.status = RuntimeStatus::parse(&status)
+            .with_context(|| format!("instance {id} has an unknown status {status:?}"))?;
+        Ok(instance)
+    })
+    .transpose()
+}
+
+fn select_history(connection: &Connection, id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT h.entry FROM history h JOIN instances i
+           ON i.instance_id = h.instance_id AND i.generation = h.generation
+         WHERE h.instance_id = ?1 ORDER BY h.seq",
+    )?;
+    let rows = statement.query_map([id], |row| row.get::<_, String>(0))?;
+    rows.map(|entry| {
+        let entry = entry?;
+        serde_json::from_str(&entry)
+            .with_context(|| format!("instance {id} has a history entry this host cannot read: {entry}"))
+    })
+    .collect()
+}
+
+fn select_messages(connection: &Connection, id: &str) -> anyhow::Result<Vec<QueuedMessage>> {
+    let mut statement = connection
+        .prepare_cached("SELECT seq, message FROM inbox WHERE instance_id = ?1 ORDER BY seq")?;
+    let rows = statement.query_map([id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+    rows.map(|row| {
+        let (seq, message) = row?;
+        Ok(QueuedMessage {
+            seq,
+            message: serde_json::from_str(&message)
+                .with_context(|| format!("instance {id} has a message this host cannot read: {message}"))?,
+        })
+    })
+    .collect()
+}
+
+fn insert_message(transaction: &Transaction, id: &str, message: &Message) -> anyhow::Result<()> {
+    transaction
+        .prepare_cached("INSERT INTO inbox (instance_id, message) VALUES (?1, ?2)")?
+        .execute(params![id, serde_json::to_string(message)?])?;
+    Ok(())
+}
+
+fn insert_history(
+    transaction: &Transaction,
+    id: &str,
+    generation: u32,
+    first_seq: usize,
+    entries: &[HistoryEntry],
+) -> anyhow::Result<()> {
+    let mut statement = transaction.prepare_cached(
+        "INSERT INTO history (instance_id, generation, seq, entry) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (offset, entry) in entries.iter().enumerate() {
+        statement.execute(params![
+            id,
+            generation,
+            (first_seq + offset) as i64,
+            serde_json::to_string(entry)?
+        ])?;
+    }
+    Ok(())
+}
+
+/// Checks that `id` names a live instance with no termination queued.
+fn check_deliverable(transaction: &Transaction, id: &str) -> anyhow::Result<DeliveryOutcome> {
+    let Some(instance) = select_instance(transaction, id)? else {
+        return Ok(DeliveryOutcome::NotFound);
+    };
+    if instance.status.is_terminal() {
+        return Ok(DeliveryOutcome::Finished(instance.status));
+    }
+    let terminating: bool = transaction
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1
+                              AND json_extract(message, '$.type') = 'Terminate')",
+        )?
+        .query_row([id], |row| row.get(0))?;
+    if terminating {
+        return Ok(DeliveryOutcome::Terminating);
+    }
+    Ok(DeliveryOutcome::Accepted)
+}
+
+impl Store for SqliteStore {
+    fn start_instance(&self, new: &NewInstance) -> anyhow::Result<StartOutcome> {
+        self.write(|transaction| {
+            let existing = select_instance(transaction, &new.id)?;
+            let generation = match &existing {
+                Some(instance) if !instance.status.is_terminal() => {
+                    return Ok(StartOutcome::Conflict(instance.status));
+                }
+                Some(instance) => instance.generation + 1,
+                None => 0,
+            };
+            transaction.execute("DELETE FROM history WHERE instance_id = ?1", [&new.id])?;
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO instances
+                       (instance_id, name, status, generation, input, output, custom_status, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6)",
+                )?
+                .execute(params![
+                    new.id,
+                    new.name,
+                    RuntimeStatus::Pending.as_str(),
+                    generation,
+                    new.input,
+                    new.now as i64
+                ])?;
+            insert_message(transaction, &new.id, &Message::Start)?;
+            Ok(StartOutcome::Started)
+        })
+    }
+
+    fn raise_event(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &str,
+        now: Millis,
+    ) -> anyhow::Result<DeliveryOutcome> {
+        self.write(|transaction| {
+            let outcome = check_deliverable(transaction, id)?;
+            if outcome == DeliveryOutcome::Accepted {
+                let message = Message::Event {
+                    name: name.to_owned(),
+                    payload: payload.to_owned(),
+                    accepted_at: now,
+                };
+                insert_message(transaction, id, &message)?;
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn request_termination(
+        &self,
+        id: &str,
+        reason: &str,
+        _now: Millis,
+    ) -> anyhow::Result<DeliveryOutcome> {
+        self.write(|transaction| {
+            let outcome = check_deliverable(transaction, id)?;
+            if outcome == DeliveryOutcome::Accepted {
+                let message = Message::Terminate {
+                    reason: reason.to_owned(),
+                };
+                insert_message(transaction, id, &message)?;
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>> {
+        self.read(|connection| select_instance(connection, id))
+    }
+
+    fn history(&self, id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
+        self.read(|connection| select_history(connection, id))
+    }
+
+    fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome> {
+        self.write(|transaction| {
+            let Some(instance) = select_instance(transaction, id)? else {
+                return Ok(PurgeOutcome::NotFound);
+            };
+            if !instance.status.is_terminal() {
+                return Ok(PurgeOutcome::NotFinished(instance.status));
+            }
+            transaction.execute("DELETE FROM history WHERE instance_id = ?1", [id])?;
+            transaction.execute("DELETE FROM inbox WHERE instance_id = ?1", [id])?;
+            transaction.execute("DELETE FROM instances WHERE instance_id = ?1", [id])?;
+            Ok(PurgeOutcome::Purged)
+        })
+    }
+
+    fn load_work(&self, id: &str) -> anyhow::Result<Option<WorkItem>> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        // A read transaction, so instance, history and inbox agree.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let messages = select_messages(&transaction, id)?;
+        if messages.is_empty() {
+            return Ok(None);
+        }
+        let instance = select_instance(&transaction, id)?.with_context(|| {
+            format!("instance {id} has queued messages but no instance row")
+        })?;
+        let history = select_history(&transaction, id)?;
+        transaction.commit()?;
+        Ok(Some(WorkItem {
+            instance,
+            history,
+            messages,
+        }))
+    }
+
+    fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
+        let id = commit.read.id.as_str();
+        self.write(|transaction| {
+            if select_instance(transaction, id)?.as_ref() != Some(&commit.read) {
+                return Ok(CommitOutcome::Stale);
+            }
+            if commit.updated.status.is_terminal() {
+                let late: bool = transaction
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1 AND seq > ?2)",
+                    )?
+                    .query_row(params![id, commit.consumed_through], |row| row.get(0))?;
+                if late {
+                    return Ok(CommitOutcome::LateMessages);
+                }
+            }
+            let updated = &commit.updated;
+            match &commit.history {
+                HistoryChange::Append(entries) => {
+                    let existing: i64 = transaction
+                        .prepare_cached(
+                            "SELECT COUNT(*) FROM history WHERE instance_id = ?1 AND generation = ?2",
+                        )?
+                        .query_row(params![id, updated.generation], |row| row.get(0))?;
+                    insert_history(transaction, id, updated.generation, existing as usize, entries)?;
+                }
+                HistoryChange::Replace(entries) => {
+                    transaction.execute("DELETE FROM history WHERE instance_id = ?1", [id])?;
+                    insert_history(transaction, id, updated.generation, 0, entries)?;
+                }
+            }
+            transaction
+                .prepare_cached(
+                    "UPDATE instances SET status = ?2, generation = ?3, input = ?4, output = ?5,
+                       custom_status = ?6, updated_at = ?7
+                     WHERE instance_id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    updated.status.as_str(),
+                    updated.generation,
+                    updated.input,
+                    updated.output,
+                    updated.custom_status,
+                    updated.updated_at as i64
+                ])?;
+            transaction
+                .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
+                .execute(params![id, commit.consumed_through])?;
+            Ok(CommitOutcome::Committed)
+        })
+    }
+
+    fn instances_with_messages(&self) -> anyhow::Result<Vec<String>> {
+        self.read(|connection| {
+            let mut statement =
+                connection.prepare_cached("SELECT DISTINCT instance_id FROM inbox ORDER BY instance_id")?;
+            let ids = statement.query_map([], |row| row.get(0))?;
+            Ok(ids.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

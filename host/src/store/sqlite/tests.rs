@@ -1,0 +1,129 @@
+//! The store's own guarantees, on a real SQLite file.
+
+use super::*;
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("test.db")).unwrap();
+    (dir, store)
+}
+
+fn new_instance(id: &str) -> NewInstance {
+    NewInstance {
+        id: id.into(),
+        name: "Counter".into(),
+        input: "0".into(),
+        now: 1,
+    }
+}
+
+/// Commits an episode that moves the instance to `status`, consuming everything read.
+fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome {
+    let work = store.load_work(id).unwrap().expect("messages are queued");
+    let mut updated = work.instance.clone();
+    updated.status = status;
+    store
+        .commit_episode(&EpisodeCommit {
+            read: work.instance,
+            updated,
+            history: HistoryChange::Append(vec![HistoryEntry::OrchestratorStarted { timestamp: 2 }]),
+            consumed_through: work.messages.last().unwrap().seq,
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_second_start_of_an_unfinished_instance_conflicts() {
+    let (_dir, store) = store();
+    assert_eq!(store.start_instance(&new_instance("a")).unwrap(), StartOutcome::Started);
+    assert_eq!(
+        store.start_instance(&new_instance("a")).unwrap(),
+        StartOutcome::Conflict(RuntimeStatus::Pending)
+    );
+}
+
+#[test]
+fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history() {
+    let (_dir, store) = store();
+    store.start_instance(&new_instance("a")).unwrap();
+    assert_eq!(finish(&store, "a", RuntimeStatus::Completed), CommitOutcome::Committed);
+    assert_eq!(store.history("a").unwrap().len(), 1);
+
+    assert_eq!(store.start_instance(&new_instance("a")).unwrap(), StartOutcome::Started);
+    let instance = store.instance("a").unwrap().unwrap();
+    assert_eq!((instance.status, instance.generation), (RuntimeStatus::Pending, 1));
+    assert!(store.history("a").unwrap().is_empty());
+}
+
+#[test]
+fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
+    let (_dir, store) = store();
+    assert_eq!(store.raise_event("x", "e", "1", 1).unwrap(), DeliveryOutcome::NotFound);
+
+    store.start_instance(&new_instance("a")).unwrap();
+    assert_eq!(store.raise_event("a", "e", "1", 1).unwrap(), DeliveryOutcome::Accepted);
+    assert_eq!(store.request_termination("a", "r", 1).unwrap(), DeliveryOutcome::Accepted);
+    assert_eq!(store.raise_event("a", "e", "2", 1).unwrap(), DeliveryOutcome::Terminating);
+
+    assert_eq!(finish(&store, "a", RuntimeStatus::Terminated), CommitOutcome::Committed);
+    assert_eq!(
+        store.raise_event("a", "e", "3", 1).unwrap(),
+        DeliveryOutcome::Finished(RuntimeStatus::Terminated)
+    );
+    assert!(store.instances_with_messages().unwrap().is_empty());
+}
+
+#[test]
+fn a_finishing_episode_that_missed_a_message_is_refused() {
+    let (_dir, store) = store();
+    store.start_instance(&new_instance("a")).unwrap();
+    let work = store.load_work("a").unwrap().unwrap();
+    // An event lands after the episode read the inbox.
+    store.raise_event("a", "e", "1", 1).unwrap();
+
+    let mut updated = work.instance.clone();
+    updated.status = RuntimeStatus::Completed;
+    let commit = EpisodeCommit {
+        read: work.instance.clone(),
+        updated,
+        history: HistoryChange::Append(vec![]),
+        consumed_through: work.messages.last().unwrap().seq,
+    };
+    assert_eq!(store.commit_episode(&commit).unwrap(), CommitOutcome::LateMessages);
+    // Nothing was written: the instance is still pending with both messages.
+    assert_eq!(store.instance("a").unwrap().unwrap().status, RuntimeStatus::Pending);
+    assert_eq!(store.load_work("a").unwrap().unwrap().messages.len(), 2);
+
+    // A non-finishing episode commits and leaves the late message queued.
+    let mut running = commit.clone();
+    running.updated.status = RuntimeStatus::Running;
+    assert_eq!(store.commit_episode(&running).unwrap(), CommitOutcome::Committed);
+    assert_eq!(store.load_work("a").unwrap().unwrap().messages.len(), 1);
+    // The episode's view is now stale.
+    assert_eq!(store.commit_episode(&running).unwrap(), CommitOutcome::Stale);
+}
+
+#[test]
+fn continue_as_new_replaces_the_history_with_the_new_generation() {
+    let (_dir, store) = store();
+    store.start_instance(&new_instance("a")).unwrap();
+    let work = store.load_work("a").unwrap().unwrap();
+    let mut updated = work.instance.clone();
+    updated.status = RuntimeStatus::Running;
+    updated.generation = 7;
+    updated.input = "7".into();
+    let entries = vec![
+        HistoryEntry::ExecutionStarted { timestamp: 3, name: "Counter".into(), input: "7".into() },
+        HistoryEntry::OrchestratorStarted { timestamp: 3 },
+    ];
+    store
+        .commit_episode(&EpisodeCommit {
+            read: work.instance,
+            updated,
+            history: HistoryChange::Replace(entries.clone()),
+            consumed_through: work.messages.last().unwrap().seq,
+        })
+        .unwrap();
+    assert_eq!(store.history("a").unwrap(), entries);
+    assert_eq!(store.instance("a").unwrap().unwrap().input, "7");
+}

@@ -1,0 +1,57 @@
+//! Bad requests get a clear JSON error and change nothing.
+
+use reqwest::StatusCode;
+
+use crate::harness::TestHost;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let host = TestHost::start().await;
+
+    // Unknown orchestrator: 404, naming what is loaded.
+    let reply = host.post("/orchestrators/NoSuchThing", "").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(reply.message().contains("NoSuchThing") && reply.message().contains("E3_Counter"), "{reply:?}");
+
+    // Malformed input: 400, and no instance was created.
+    let reply = host.post("/orchestrators/E3_Counter/malformed", "{\"count\":").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.message().contains("not valid JSON"), "{reply:?}");
+    assert_eq!(host.status("malformed").await.status, StatusCode::NOT_FOUND);
+
+    // Invalid instance IDs: 400 wherever an ID is taken.
+    let too_long = "x".repeat(257);
+    for id in [too_long.as_str(), "a%5Cb", "a%23b", "a%3Fb", "a%0Ab"] {
+        let start = host.post(&format!("/orchestrators/E3_Counter/{id}"), "").await;
+        assert_eq!(start.status, StatusCode::BAD_REQUEST, "start {id}: {start:?}");
+        assert!(start.message().contains("instance ID"), "{start:?}");
+        assert_eq!(host.status(id).await.status, StatusCode::BAD_REQUEST, "status {id}");
+    }
+
+    // Unknown instance: 404 for status, events and termination.
+    assert_eq!(host.status("nobody").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(host.raise("nobody", "operation", "1").await.status, StatusCode::NOT_FOUND);
+    let terminate = host.post("/instances/nobody/terminate", "").await;
+    assert_eq!(terminate.status, StatusCode::NOT_FOUND);
+    assert!(terminate.message().contains("nobody"));
+
+    // Malformed event payload: 400, and the counter did not see it.
+    let id = host.start_instance("E3_Counter", None, "").await;
+    let reply = host.raise(&id, "operation", "incr").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    host.raise(&id, "operation", "\"end\"").await;
+    assert_eq!(host.wait_for_status(&id, "Completed").await["output"], 0);
+
+    // Oversized bodies: 413 with a JSON message.
+    let huge = format!("\"{}\"", "x".repeat(2 << 20));
+    let reply = host.post("/orchestrators/E3_Counter", &huge).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(reply.message().contains("larger"), "{reply:?}");
+
+    // Unknown routes and methods: JSON errors too.
+    let reply = host.get("/nothing/here").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(reply.message().contains("/runtime/webhooks/durabletask"), "{reply:?}");
+    let reply = host.get("/orchestrators/E3_Counter").await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+}

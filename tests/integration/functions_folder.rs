@@ -1,0 +1,59 @@
+//! Loading the functions folder: bad files are skipped with a reason.
+
+use reqwest::StatusCode;
+
+use crate::harness::{TestHost, components};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_that_are_not_orchestrator_components_are_skipped_and_the_rest_load() {
+    let components = components();
+    let host = TestHost::prepare(&[&components.counter]);
+    let functions = host.functions_dir();
+    std::fs::write(functions.join("empty.wasm"), b"").unwrap();
+    std::fs::write(functions.join("text.wasm"), b"not wasm at all").unwrap();
+    let counter = std::fs::read(&components.counter).unwrap();
+    std::fs::write(functions.join("truncated.wasm"), &counter[..counter.len() / 2]).unwrap();
+    // A core module, not a component.
+    std::fs::write(functions.join("module.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(functions.join("notes.txt"), b"ignored: not a .wasm file").unwrap();
+
+    let mut host = host;
+    host.restart().await;
+    let log = host.log();
+    for (file, reason) in [
+        ("empty.wasm", "the file is empty"),
+        ("text.wasm", "not a valid WebAssembly component"),
+        ("truncated.wasm", "not a valid WebAssembly component"),
+        ("module.wasm", "not a valid WebAssembly component"),
+    ] {
+        let line = log
+            .lines()
+            .find(|line| line.contains("skipped") && line.contains(file))
+            .unwrap_or_else(|| panic!("no skip line for {file} in:\n{log}"));
+        assert!(line.contains(reason), "{line}");
+    }
+    assert!(!log.contains("notes.txt"));
+
+    let id = host.start_instance("E3_Counter", None, "").await;
+    host.wait_for_status(&id, "Running").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_files_exporting_the_same_orchestrator_stop_the_host_with_both_names() {
+    let components = components();
+    let host = TestHost::prepare(&[&components.counter]);
+    std::fs::copy(&components.counter, host.functions_dir().join("counter-copy.wasm")).unwrap();
+    let log = host.start_expecting_failure();
+    assert!(
+        log.contains("E3_Counter") && log.contains("counter.wasm") && log.contains("counter-copy.wasm"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_with_an_empty_functions_folder_serves_and_says_so() {
+    let host = TestHost::start_with(&[]).await;
+    let reply = host.post("/orchestrators/E3_Counter", "").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(host.log().contains("no orchestrators loaded"));
+}

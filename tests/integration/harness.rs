@@ -1,0 +1,310 @@
+//! A real `reprise` process on 127.0.0.1 with a free port, a real SQLite file
+//! in a temporary folder, and real compiled components, driven over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+const BASE_PATH: &str = "/runtime/webhooks/durabletask";
+
+/// Compiled guest components, built once per test run.
+pub struct Components {
+    pub counter: PathBuf,
+    pub singleton_job: PathBuf,
+    pub event_log: PathBuf,
+}
+
+/// Builds the samples and the test guests for wasm32-wasip2, once.
+pub fn components() -> &'static Components {
+    static COMPONENTS: OnceLock<Components> = OnceLock::new();
+    COMPONENTS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+        let target_dir = root.join("target").join("wasm");
+        // On a fresh machine the pinned toolchain lacks the wasm32-wasip2
+        // target until rustup installs what rust-toolchain.toml lists.
+        // Best effort: without rustup, the build below says what is missing.
+        let _ = Command::new("rustup")
+            .current_dir(&root)
+            .args(["toolchain", "install"])
+            .stdout(Stdio::null())
+            .status();
+        for manifest in ["samples/Cargo.toml", "tests/guests/Cargo.toml"] {
+            let status = Command::new(env!("CARGO"))
+                .current_dir(&root)
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .arg(root.join(manifest))
+                .arg("--target-dir")
+                .arg(&target_dir)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the guests in {manifest} failed");
+        }
+        let wasm = |name: &str| {
+            let path = target_dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+            assert!(path.exists(), "{} was not built", path.display());
+            path
+        };
+        Components {
+            counter: wasm("counter"),
+            singleton_job: wasm("singleton_job"),
+            event_log: wasm("event_log"),
+        }
+    })
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The JSON body, or `Value::Null` for an empty body.
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The `message` of an error body.
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_else(|| panic!("no error message in {self:?}"))
+    }
+}
+
+pub struct TestHost {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT/runtime/webhooks/durabletask`
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl TestHost {
+    /// A host with every sample and test guest loaded.
+    pub async fn start() -> TestHost {
+        let components = components();
+        TestHost::start_with(&[&components.counter, &components.singleton_job, &components.event_log])
+            .await
+    }
+
+    /// A host whose functions folder holds copies of `files`.
+    pub async fn start_with(files: &[&Path]) -> TestHost {
+        let mut host = TestHost::prepare(files);
+        host.spawn().await;
+        host
+    }
+
+    /// A host not started yet, for tests of start-up itself.
+    pub fn prepare(files: &[&Path]) -> TestHost {
+        let dir = tempfile::tempdir().expect("can create a temporary folder");
+        std::fs::create_dir(dir.path().join("functions")).unwrap();
+        for file in files {
+            std::fs::copy(file, dir.path().join("functions").join(file.file_name().unwrap())).unwrap();
+        }
+        TestHost {
+            dir,
+            child: None,
+            base: String::new(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn functions_dir(&self) -> PathBuf {
+        self.dir.path().join("functions")
+    }
+
+    fn command(&self) -> Command {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("host.log"))
+            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_reprise"));
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(self.dir.path().join("reprise.db"))
+            .arg("--functions")
+            .arg(self.functions_dir())
+            .env("REPRISE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        command
+    }
+
+    /// Runs the host to completion, expecting it to fail at start-up; returns its log.
+    pub fn start_expecting_failure(&self) -> String {
+        let output = self.command().output().unwrap();
+        assert!(!output.status.success(), "the host was expected to refuse to start");
+        self.log()
+    }
+
+    async fn spawn(&mut self) {
+        let mut child = self.command().spawn().expect("the reprise binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = sender.send(line);
+            }
+            // Keep reading so the host never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = receiver
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("the host did not start; its log:\n{}", self.log()));
+        let address = line
+            .strip_prefix("reprise listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        self.base = format!("{address}{BASE_PATH}");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no flush, as in a crash.
+    pub fn kill(&mut self) {
+        self.kill_now();
+        if let Some(mut child) = self.child.take() {
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGKILL without waiting, usable while requests are in flight.
+    pub fn kill_now(&self) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -KILL failed");
+        }
+    }
+
+    /// Starts the host again on the same database and functions folder.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
+    /// `POST {base}{path}` with `body` as the raw request body.
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        self.send(self.client.post(self.url(path)).body(body.to_owned())).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
+    /// Any request to an absolute URL, e.g. one the host returned.
+    pub async fn post_url(&self, url: &str, body: &str) -> Reply {
+        self.send(self.client.post(url).body(body.to_owned())).await
+    }
+
+    pub async fn get_url(&self, url: &str) -> Reply {
+        self.send(self.client.get(url)).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        self.try_send(request).await.expect("the host answers")
+    }
+
+    /// Like `post`, but a connection failure is an `Err` (for requests racing a kill).
+    pub async fn try_post(&self, path: &str, body: &str) -> Result<Reply, reqwest::Error> {
+        self.try_send(self.client.post(self.url(path)).body(body.to_owned()))
+            .await
+    }
+
+    async fn try_send(&self, request: reqwest::RequestBuilder) -> Result<Reply, reqwest::Error> {
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                panic!("body is not JSON ({error}): {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Starts `name`, optionally under `id`, and returns the new instance's ID.
+    pub async fn start_instance(&self, name: &str, id: Option<&str>, input: &str) -> String {
+        let path = match id {
+            Some(id) => format!("/orchestrators/{name}/{id}"),
+            None => format!("/orchestrators/{name}"),
+        };
+        let reply = self.post(&path, input).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn raise(&self, id: &str, event: &str, payload: &str) -> Reply {
+        self.post(&format!("/instances/{id}/raiseEvent/{event}"), payload).await
+    }
+
+    pub async fn status(&self, id: &str) -> Reply {
+        self.get(&format!("/instances/{id}")).await
+    }
+
+    /// Polls the status until `done` holds, for at most `timeout`.
+    pub async fn wait_for(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reply = self.status(id).await;
+            if done(&reply.body) {
+                return reply.body;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "instance {id} did not reach the expected state in {timeout:?}; last status: {}\nhost log:\n{}",
+                    reply.body,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the instance's `runtimeStatus` is `status`.
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        self.wait_for(id, Duration::from_secs(30), |body| body["runtimeStatus"] == status)
+            .await
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real `reprise` binary over real HTTP, a real SQLite
+//! file, and real compiled components. One test binary, a module per area.
+
+mod harness;
+
+mod counter;
+mod durability;
+mod errors;
+mod functions_folder;
+mod instances;
+mod singleton;
