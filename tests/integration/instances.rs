@@ -44,6 +44,8 @@ async fn events_after_a_queued_termination_are_refused_not_dropped() {
 async fn show_history_lists_what_happened_in_the_current_generation() {
     let host = TestHost::start().await;
     let id = host.start_instance("SingletonJob", None, "").await;
+    // Two episodes: the first sets the custom status, the second gets "stop".
+    host.wait_for_status(&id, "Running").await;
     host.raise(&id, "command", "\"stop\"").await;
     host.wait_for_status(&id, "Completed").await;
 
