@@ -243,7 +243,10 @@ mod tests {
     #[test]
     fn instance_ids_reject_separators_controls_and_overlong_text() {
         for bad in ["", "a/b", "a\\b", "a#b", "a?b", "a\nb", "a\u{7f}b"] {
-            assert!(InstanceId::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                InstanceId::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         assert!(InstanceId::parse(&"x".repeat(257)).is_err());
         assert!(InstanceId::parse(&"é".repeat(256)).is_ok());
@@ -255,7 +258,10 @@ mod tests {
         for status in RuntimeStatus::ALL {
             assert_eq!(RuntimeStatus::parse(status.as_str()), Some(status));
         }
-        assert_eq!(RuntimeStatus::parse("running"), Some(RuntimeStatus::Running));
+        assert_eq!(
+            RuntimeStatus::parse("running"),
+            Some(RuntimeStatus::Running)
+        );
         assert_eq!(RuntimeStatus::parse("Sleeping"), None);
     }
 }

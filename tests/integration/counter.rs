@@ -39,10 +39,14 @@ async fn counter_walkthrough_of_the_durable_functions_sample() {
         .as_str()
         .unwrap()
         .replace("{eventName}", "operation");
-    assert_eq!(host.post_url(&send_event, "\"incr\"").await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        host.post_url(&send_event, "\"incr\"").await.status,
+        StatusCode::ACCEPTED
+    );
 
     // The status shows the new count as the input, with 202 while running.
-    host.wait_for(id, Duration::from_secs(10), |body| body["input"] == 1).await;
+    host.wait_for(id, Duration::from_secs(10), |body| body["input"] == 1)
+        .await;
     let reply = host.get_url(status_uri).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     assert_eq!(reply.body["runtimeStatus"], "Running");
@@ -54,7 +58,10 @@ async fn counter_walkthrough_of_the_durable_functions_sample() {
     }
 
     // "end" completes it with the final count; a finished instance answers 200.
-    assert_eq!(host.post_url(&send_event, "\"end\"").await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        host.post_url(&send_event, "\"end\"").await.status,
+        StatusCode::ACCEPTED
+    );
     let done = host.wait_for_status(id, "Completed").await;
     assert_eq!(done["output"], 1);
     assert_eq!(host.get_url(status_uri).await.status, StatusCode::OK);
@@ -70,10 +77,18 @@ async fn a_thousand_concurrent_increments_count_to_a_thousand() {
         .buffer_unordered(64)
         .collect()
         .await;
-    assert!(statuses.iter().all(|status| *status == StatusCode::ACCEPTED));
+    assert!(
+        statuses
+            .iter()
+            .all(|status| *status == StatusCode::ACCEPTED)
+    );
 
-    host.wait_for(&id, Duration::from_secs(60), |body| body["input"] == 1000).await;
-    assert_eq!(host.raise(&id, "operation", "\"end\"").await.status, StatusCode::ACCEPTED);
+    host.wait_for(&id, Duration::from_secs(60), |body| body["input"] == 1000)
+        .await;
+    assert_eq!(
+        host.raise(&id, "operation", "\"end\"").await.status,
+        StatusCode::ACCEPTED
+    );
     let done = host.wait_for_status(&id, "Completed").await;
     assert_eq!(done["output"], 1000);
 }
@@ -82,9 +97,13 @@ async fn a_thousand_concurrent_increments_count_to_a_thousand() {
 async fn events_raised_before_the_instance_runs_are_not_lost() {
     // Durable Functions drops events nobody waits for; Reprise buffers them.
     let host = TestHost::start().await;
-    let id = host.start_instance("E3_Counter", Some("early-bird"), "5").await;
+    let id = host
+        .start_instance("E3_Counter", Some("early-bird"), "5")
+        .await;
     for operation in ["incr", "incr", "decr", "end"] {
-        let reply = host.raise(&id, "OPERATION", &format!("\"{operation}\"")).await;
+        let reply = host
+            .raise(&id, "OPERATION", &format!("\"{operation}\""))
+            .await;
         assert_eq!(reply.status, StatusCode::ACCEPTED);
     }
     let done = host.wait_for_status(&id, "Completed").await;

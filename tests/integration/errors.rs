@@ -11,10 +11,15 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     // Unknown orchestrator: 404, naming what is loaded.
     let reply = host.post("/orchestrators/NoSuchThing", "").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    assert!(reply.message().contains("NoSuchThing") && reply.message().contains("E3_Counter"), "{reply:?}");
+    assert!(
+        reply.message().contains("NoSuchThing") && reply.message().contains("E3_Counter"),
+        "{reply:?}"
+    );
 
     // Malformed input: 400, and no instance was created.
-    let reply = host.post("/orchestrators/E3_Counter/malformed", "{\"count\":").await;
+    let reply = host
+        .post("/orchestrators/E3_Counter/malformed", "{\"count\":")
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.message().contains("not valid JSON"), "{reply:?}");
     assert_eq!(host.status("malformed").await.status, StatusCode::NOT_FOUND);
@@ -22,15 +27,28 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     // Invalid instance IDs: 400 wherever an ID is taken.
     let too_long = "x".repeat(257);
     for id in [too_long.as_str(), "a%5Cb", "a%23b", "a%3Fb", "a%0Ab"] {
-        let start = host.post(&format!("/orchestrators/E3_Counter/{id}"), "").await;
-        assert_eq!(start.status, StatusCode::BAD_REQUEST, "start {id}: {start:?}");
+        let start = host
+            .post(&format!("/orchestrators/E3_Counter/{id}"), "")
+            .await;
+        assert_eq!(
+            start.status,
+            StatusCode::BAD_REQUEST,
+            "start {id}: {start:?}"
+        );
         assert!(start.message().contains("instance ID"), "{start:?}");
-        assert_eq!(host.status(id).await.status, StatusCode::BAD_REQUEST, "status {id}");
+        assert_eq!(
+            host.status(id).await.status,
+            StatusCode::BAD_REQUEST,
+            "status {id}"
+        );
     }
 
     // Unknown instance: 404 for status, events and termination.
     assert_eq!(host.status("nobody").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(host.raise("nobody", "operation", "1").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        host.raise("nobody", "operation", "1").await.status,
+        StatusCode::NOT_FOUND
+    );
     let terminate = host.post("/instances/nobody/terminate", "").await;
     assert_eq!(terminate.status, StatusCode::NOT_FOUND);
     assert!(terminate.message().contains("nobody"));
@@ -42,16 +60,43 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     host.raise(&id, "operation", "\"end\"").await;
     assert_eq!(host.wait_for_status(&id, "Completed").await["output"], 0);
 
-    // Oversized bodies: 413 with a JSON message.
+    // Oversized bodies: 413 with a JSON message, decided from the declared
+    // length before the body is read.
+    let (status, body) = host.raw_request(
+        "POST /runtime/webhooks/durabletask/orchestrators/E3_Counter/big HTTP/1.1\r\n\
+         Host: test\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n",
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("larger"),
+        "{body}"
+    );
+    assert_eq!(host.status("big").await.status, StatusCode::NOT_FOUND);
+    // A body over the limit without a declared length is cut off too.
     let huge = format!("\"{}\"", "x".repeat(2 << 20));
-    let reply = host.post("/orchestrators/E3_Counter", &huge).await;
-    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(reply.message().contains("larger"), "{reply:?}");
+    let chunks = futures::stream::iter(
+        huge.into_bytes()
+            .chunks(64 << 10)
+            .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let reply = reqwest::Client::new()
+        .post(format!("{}/orchestrators/E3_Counter/big", host.base))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await;
+    if let Ok(reply) = reply {
+        assert_eq!(reply.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    assert_eq!(host.status("big").await.status, StatusCode::NOT_FOUND);
 
     // Unknown routes and methods: JSON errors too.
     let reply = host.get("/nothing/here").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    assert!(reply.message().contains("/runtime/webhooks/durabletask"), "{reply:?}");
+    assert!(
+        reply.message().contains("/runtime/webhooks/durabletask"),
+        "{reply:?}"
+    );
     let reply = host.get("/orchestrators/E3_Counter").await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
 }

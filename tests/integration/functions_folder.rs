@@ -12,7 +12,11 @@ async fn files_that_are_not_orchestrator_components_are_skipped_and_the_rest_loa
     std::fs::write(functions.join("empty.wasm"), b"").unwrap();
     std::fs::write(functions.join("text.wasm"), b"not wasm at all").unwrap();
     let counter = std::fs::read(&components.counter).unwrap();
-    std::fs::write(functions.join("truncated.wasm"), &counter[..counter.len() / 2]).unwrap();
+    std::fs::write(
+        functions.join("truncated.wasm"),
+        &counter[..counter.len() / 2],
+    )
+    .unwrap();
     // A core module, not a component.
     std::fs::write(functions.join("module.wasm"), b"\0asm\x01\0\0\0").unwrap();
     std::fs::write(functions.join("notes.txt"), b"ignored: not a .wasm file").unwrap();
@@ -42,10 +46,16 @@ async fn files_that_are_not_orchestrator_components_are_skipped_and_the_rest_loa
 async fn two_files_exporting_the_same_orchestrator_stop_the_host_with_both_names() {
     let components = components();
     let host = TestHost::prepare(&[&components.counter]);
-    std::fs::copy(&components.counter, host.functions_dir().join("counter-copy.wasm")).unwrap();
+    std::fs::copy(
+        &components.counter,
+        host.functions_dir().join("counter-copy.wasm"),
+    )
+    .unwrap();
     let log = host.start_expecting_failure();
     assert!(
-        log.contains("E3_Counter") && log.contains("counter.wasm") && log.contains("counter-copy.wasm"),
+        log.contains("E3_Counter")
+            && log.contains("counter.wasm")
+            && log.contains("counter-copy.wasm"),
         "{log}"
     );
 }

@@ -24,7 +24,10 @@ pub struct Components {
 pub fn components() -> &'static Components {
     static COMPONENTS: OnceLock<Components> = OnceLock::new();
     COMPONENTS.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_owned();
         let target_dir = root.join("target").join("wasm");
         // On a fresh machine the pinned toolchain lacks the wasm32-wasip2
         // target until rustup installs what rust-toolchain.toml lists.
@@ -37,7 +40,13 @@ pub fn components() -> &'static Components {
         for manifest in ["samples/Cargo.toml", "tests/guests/Cargo.toml"] {
             let status = Command::new(env!("CARGO"))
                 .current_dir(&root)
-                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
                 .arg(root.join(manifest))
                 .arg("--target-dir")
                 .arg(&target_dir)
@@ -46,7 +55,9 @@ pub fn components() -> &'static Components {
             assert!(status.success(), "building the guests in {manifest} failed");
         }
         let wasm = |name: &str| {
-            let path = target_dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+            let path = target_dir
+                .join("wasm32-wasip2/release")
+                .join(format!("{name}.wasm"));
             assert!(path.exists(), "{} was not built", path.display());
             path
         };
@@ -74,7 +85,9 @@ impl Reply {
 
     /// The `message` of an error body.
     pub fn message(&self) -> &str {
-        self.body["message"].as_str().unwrap_or_else(|| panic!("no error message in {self:?}"))
+        self.body["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message in {self:?}"))
     }
 }
 
@@ -90,8 +103,12 @@ impl TestHost {
     /// A host with every sample and test guest loaded.
     pub async fn start() -> TestHost {
         let components = components();
-        TestHost::start_with(&[&components.counter, &components.singleton_job, &components.event_log])
-            .await
+        TestHost::start_with(&[
+            &components.counter,
+            &components.singleton_job,
+            &components.event_log,
+        ])
+        .await
     }
 
     /// A host whose functions folder holds copies of `files`.
@@ -106,7 +123,11 @@ impl TestHost {
         let dir = tempfile::tempdir().expect("can create a temporary folder");
         std::fs::create_dir(dir.path().join("functions")).unwrap();
         for file in files {
-            std::fs::copy(file, dir.path().join("functions").join(file.file_name().unwrap())).unwrap();
+            std::fs::copy(
+                file,
+                dir.path().join("functions").join(file.file_name().unwrap()),
+            )
+            .unwrap();
         }
         TestHost {
             dir,
@@ -148,7 +169,10 @@ impl TestHost {
     /// Runs the host to completion, expecting it to fail at start-up; returns its log.
     pub fn start_expecting_failure(&self) -> String {
         let output = self.command().output().unwrap();
-        assert!(!output.status.success(), "the host was expected to refuse to start");
+        assert!(
+            !output.status.success(),
+            "the host was expected to refuse to start"
+        );
         self.log()
     }
 
@@ -205,7 +229,8 @@ impl TestHost {
 
     /// `POST {base}{path}` with `body` as the raw request body.
     pub async fn post(&self, path: &str, body: &str) -> Reply {
-        self.send(self.client.post(self.url(path)).body(body.to_owned())).await
+        self.send(self.client.post(self.url(path)).body(body.to_owned()))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -223,6 +248,48 @@ impl TestHost {
 
     pub async fn get_url(&self, url: &str) -> Reply {
         self.send(self.client.get(url)).await
+    }
+
+    /// Sends `head` (request line and headers, no body) over a raw TCP
+    /// connection and returns the status code and body of the response.
+    /// For requests a well-behaved client cannot make, or should not finish.
+    pub fn raw_request(&self, head: &str) -> (u16, Value) {
+        use std::io::{Read, Write};
+        let address = self
+            .base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap();
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let mut buffer = [0; 4096];
+        // Read until the whole body announced by Content-Length is in.
+        loop {
+            let read = stream.read(&mut buffer).unwrap();
+            response.extend_from_slice(&buffer[..read]);
+            let text = String::from_utf8_lossy(&response).into_owned();
+            if let Some((headers, body)) = text.split_once("\r\n\r\n") {
+                let length = headers
+                    .lines()
+                    .find_map(|line| {
+                        line.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_owned)
+                    })
+                    .and_then(|length| length.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length || read == 0 {
+                    let status = headers[9..12].parse().unwrap();
+                    return (status, serde_json::from_str(body).unwrap_or(Value::Null));
+                }
+            }
+            assert!(read > 0, "connection closed before a response: {text:?}");
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -248,7 +315,10 @@ impl TestHost {
             Value::Null
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|error| {
-                panic!("body is not JSON ({error}): {}", String::from_utf8_lossy(&bytes))
+                panic!(
+                    "body is not JSON ({error}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
             })
         };
         Ok(Reply {
@@ -270,7 +340,8 @@ impl TestHost {
     }
 
     pub async fn raise(&self, id: &str, event: &str, payload: &str) -> Reply {
-        self.post(&format!("/instances/{id}/raiseEvent/{event}"), payload).await
+        self.post(&format!("/instances/{id}/raiseEvent/{event}"), payload)
+            .await
     }
 
     pub async fn status(&self, id: &str) -> Reply {
@@ -278,7 +349,12 @@ impl TestHost {
     }
 
     /// Polls the status until `done` holds, for at most `timeout`.
-    pub async fn wait_for(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let reply = self.status(id).await;
@@ -298,8 +374,10 @@ impl TestHost {
 
     /// Waits until the instance's `runtimeStatus` is `status`.
     pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
-        self.wait_for(id, Duration::from_secs(30), |body| body["runtimeStatus"] == status)
-            .await
+        self.wait_for(id, Duration::from_secs(30), |body| {
+            body["runtimeStatus"] == status
+        })
+        .await
     }
 }
 

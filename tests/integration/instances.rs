@@ -12,7 +12,10 @@ async fn terminate_stops_a_running_instance_and_records_the_reason() {
     host.wait_for_status(&id, "Running").await;
 
     let reply = host
-        .post(&format!("/instances/{id}/terminate?reason=It%20was%20time%20to%20be%20done."), "")
+        .post(
+            &format!("/instances/{id}/terminate?reason=It%20was%20time%20to%20be%20done."),
+            "",
+        )
         .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
     let done = host.wait_for_status(&id, "Terminated").await;
@@ -33,7 +36,9 @@ async fn events_after_a_queued_termination_are_refused_not_dropped() {
     let id = host.start_instance("E3_Counter", None, "").await;
     // Terminate and raise back to back: either the event is refused (410) or
     // it was accepted before the termination and shows in the history.
-    let terminate = host.post(&format!("/instances/{id}/terminate?reason=stop"), "").await;
+    let terminate = host
+        .post(&format!("/instances/{id}/terminate?reason=stop"), "")
+        .await;
     assert_eq!(terminate.status, StatusCode::ACCEPTED);
     let event = host.raise(&id, "operation", "\"incr\"").await;
     assert_eq!(event.status, StatusCode::GONE, "{event:?}");
@@ -49,14 +54,27 @@ async fn show_history_lists_what_happened_in_the_current_generation() {
     host.raise(&id, "command", "\"stop\"").await;
     host.wait_for_status(&id, "Completed").await;
 
-    let reply = host.get(&format!("/instances/{id}?showHistory=true&showInput=false")).await;
+    let reply = host
+        .get(&format!("/instances/{id}?showHistory=true&showInput=false"))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.body.get("input").is_none(), "showInput=false hides the input");
+    assert!(
+        reply.body.get("input").is_none(),
+        "showInput=false hides the input"
+    );
     let events = reply.body["historyEvents"].as_array().unwrap();
-    let types: Vec<&str> = events.iter().map(|event| event["EventType"].as_str().unwrap()).collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|event| event["EventType"].as_str().unwrap())
+        .collect();
     assert_eq!(
         types,
-        ["ExecutionStarted", "CustomStatusSet", "EventRaised", "ExecutionCompleted"],
+        [
+            "ExecutionStarted",
+            "CustomStatusSet",
+            "EventRaised",
+            "ExecutionCompleted"
+        ],
         "{events:?}"
     );
     assert_eq!(events[0]["FunctionName"], "SingletonJob");
@@ -64,7 +82,9 @@ async fn show_history_lists_what_happened_in_the_current_generation() {
     assert_eq!(events[2]["Input"], "stop");
     assert_eq!(events[3]["Result"], json!({ "processed": 0, "last": null }));
 
-    let bad = host.get(&format!("/instances/{id}?showHistory=maybe")).await;
+    let bad = host
+        .get(&format!("/instances/{id}?showHistory=maybe"))
+        .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
@@ -84,5 +104,8 @@ async fn purge_deletes_finished_instances_only() {
     assert_eq!(purged.status, StatusCode::OK);
     assert_eq!(purged.body, json!({ "instancesDeleted": 1 }));
     assert_eq!(host.status(&id).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(host.delete(&format!("/instances/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        host.delete(&format!("/instances/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -15,16 +15,25 @@ async fn a_hundred_concurrent_starts_of_one_id_create_exactly_one_instance() {
             let host = &host;
             async move {
                 let reply = host
-                    .post("/orchestrators/SingletonJob/nightly-report", &format!("{{\"processed\":{n}}}"))
+                    .post(
+                        "/orchestrators/SingletonJob/nightly-report",
+                        &format!("{{\"processed\":{n}}}"),
+                    )
                     .await;
-                let message = reply.body["message"].as_str().unwrap_or_default().to_owned();
+                let message = reply.body["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 (reply.status, message)
             }
         })
         .buffer_unordered(100)
         .collect()
         .await;
-    let accepted = replies.iter().filter(|(status, _)| *status == StatusCode::ACCEPTED).count();
+    let accepted = replies
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::ACCEPTED)
+        .count();
     let conflicts: Vec<&String> = replies
         .iter()
         .filter(|(status, _)| *status == StatusCode::CONFLICT)
@@ -32,8 +41,10 @@ async fn a_hundred_concurrent_starts_of_one_id_create_exactly_one_instance() {
         .collect();
     assert_eq!((accepted, conflicts.len()), (1, 99), "{replies:?}");
     assert!(
-        conflicts.iter().all(|message| message.contains("nightly-report")
-            && (message.contains("Pending") || message.contains("Running"))),
+        conflicts
+            .iter()
+            .all(|message| message.contains("nightly-report")
+                && (message.contains("Pending") || message.contains("Running"))),
         "{conflicts:?}"
     );
     host.wait_for_status("nightly-report", "Running").await;
@@ -45,14 +56,24 @@ async fn a_finished_singleton_starts_again_under_the_same_id() {
     let id = host.start_instance("SingletonJob", Some("job"), "").await;
     assert_eq!(id, "job");
     for item in ["a", "b"] {
-        assert_eq!(host.raise("job", "command", &format!("\"{item}\"")).await.status, StatusCode::ACCEPTED);
+        assert_eq!(
+            host.raise("job", "command", &format!("\"{item}\""))
+                .await
+                .status,
+            StatusCode::ACCEPTED
+        );
     }
-    assert_eq!(host.raise("job", "command", "\"stop\"").await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        host.raise("job", "command", "\"stop\"").await.status,
+        StatusCode::ACCEPTED
+    );
     let first = host.wait_for_status("job", "Completed").await;
     assert_eq!(first["output"], json!({ "processed": 2, "last": "b" }));
 
     // Finished: the same ID starts a fresh run with the new input.
-    let again = host.post("/orchestrators/SingletonJob/job", r#"{"processed":10}"#).await;
+    let again = host
+        .post("/orchestrators/SingletonJob/job", r#"{"processed":10}"#)
+        .await;
     assert_eq!(again.status, StatusCode::ACCEPTED, "{again:?}");
     let running = host.wait_for_status("job", "Running").await;
     assert_eq!(running["input"], json!({ "processed": 10 }));

@@ -45,7 +45,12 @@ async fn fails(ctx: OrchestrationContext) -> Result<(), Error> {
 
 impl Registry for Samples {
     fn names() -> Vec<String> {
-        vec!["Counter".into(), "TwoEvents".into(), "Clock".into(), "Fails".into()]
+        vec![
+            "Counter".into(),
+            "TwoEvents".into(),
+            "Clock".into(),
+            "Fails".into(),
+        ]
     }
 
     fn start(name: &str, context: OrchestrationContext) -> Option<RunningOrchestrator> {
@@ -110,7 +115,12 @@ fn check(name: &str, input: &str, history: Vec<HistoryEvent>, expected: Vec<Acti
 
 #[test]
 fn counter_waits_without_acting_until_an_operation_arrives() {
-    check("Counter", "null", vec![started("Counter", "null"), episode(1)], vec![]);
+    check(
+        "Counter",
+        "null",
+        vec![started("Counter", "null"), episode(1)],
+        vec![],
+    );
 }
 
 #[test]
@@ -118,7 +128,11 @@ fn counter_continues_as_new_with_the_incremented_count() {
     check(
         "Counter",
         "41",
-        vec![started("Counter", "41"), episode(1), event("operation", "\"incr\"")],
+        vec![
+            started("Counter", "41"),
+            episode(1),
+            event("operation", "\"incr\""),
+        ],
         vec![Action::ContinueAsNew(ContinueAsNew {
             input: "42".into(),
             carried_over_events: vec![],
@@ -156,7 +170,11 @@ fn events_raised_before_the_first_episode_are_buffered_not_dropped() {
     check(
         "Counter",
         "5",
-        vec![started("Counter", "5"), event("operation", "\"end\""), episode(1)],
+        vec![
+            started("Counter", "5"),
+            event("operation", "\"end\""),
+            episode(1),
+        ],
         vec![Action::Complete("5".into())],
     );
 }
@@ -185,7 +203,12 @@ fn current_time_is_the_latest_episode_timestamp() {
     check(
         "Clock",
         "null",
-        vec![started("Clock", "null"), episode(1_000), episode(1_250), event("go", "null")],
+        vec![
+            started("Clock", "null"),
+            episode(1_000),
+            episode(1_250),
+            event("go", "null"),
+        ],
         vec![Action::Complete("[250,\"instance-1\",\"Clock\"]".into())],
     );
 }
@@ -219,15 +242,25 @@ fn an_unknown_orchestrator_name_fails_and_lists_the_known_ones() {
     let [Action::Fail(message)] = actions.as_slice() else {
         panic!("expected one fail action, got {actions:?}");
     };
-    assert!(message.contains("'Nope'") && message.contains("Counter"), "{message}");
+    assert!(
+        message.contains("'Nope'") && message.contains("Counter"),
+        "{message}"
+    );
 }
 
 #[test]
 fn nothing_happens_after_the_terminal_action() {
     let mut execution = executor("Counter", "0");
-    let first = execution.step(vec![started("Counter", "0"), episode(1), event("operation", "\"end\"")]);
+    let first = execution.step(vec![
+        started("Counter", "0"),
+        episode(1),
+        event("operation", "\"end\""),
+    ]);
     assert_eq!(first, vec![Action::Complete("0".into())]);
-    assert_eq!(execution.step(vec![episode(2), event("operation", "\"incr\"")]), vec![]);
+    assert_eq!(
+        execution.step(vec![episode(2), event("operation", "\"incr\"")]),
+        vec![]
+    );
 }
 
 #[test]

@@ -53,9 +53,15 @@ impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> ApiError {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::new(status, "the request body is larger than the host accepts (see --max-body-bytes)");
+            return ApiError::new(
+                status,
+                "the request body is larger than the host accepts (see --max-body-bytes)",
+            );
         }
-        ApiError::new(status, format!("cannot read the request body: {}", rejection.body_text()))
+        ApiError::new(
+            status,
+            format!("cannot read the request body: {}", rejection.body_text()),
+        )
     }
 }
 

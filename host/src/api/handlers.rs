@@ -113,7 +113,10 @@ pub(super) async fn raise_event(
 ) -> ApiResult {
     let Path((instance_id, event_name)) = path?;
     let id = parse_instance_id(&instance_id)?;
-    if event_name.is_empty() || event_name.chars().count() > 256 || event_name.chars().any(char::is_control) {
+    if event_name.is_empty()
+        || event_name.chars().count() > 256
+        || event_name.chars().any(char::is_control)
+    {
         return Err(ApiError::bad_request(
             "the event name must be 1 to 256 characters with no control characters",
         ));
@@ -145,11 +148,15 @@ pub(super) async fn purge(
     let Path(instance_id) = path?;
     let id = parse_instance_id(&instance_id)?;
     match state.engine.purge(&id).await? {
-        PurgeOutcome::Purged => Ok(axum::Json(serde_json::json!({ "instancesDeleted": 1 })).into_response()),
+        PurgeOutcome::Purged => {
+            Ok(axum::Json(serde_json::json!({ "instancesDeleted": 1 })).into_response())
+        }
         PurgeOutcome::NotFound => Err(ApiError::instance_not_found(id.as_str())),
         PurgeOutcome::NotFinished(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("instance '{id}' is {status}; only finished instances can be purged (terminate it first)"),
+            format!(
+                "instance '{id}' is {status}; only finished instances can be purged (terminate it first)"
+            ),
         )),
     }
 }

@@ -10,7 +10,10 @@ mod handlers;
 mod render;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
 pub use self::error::ApiError;
@@ -45,11 +48,35 @@ pub fn router(engine: Engine, limits: ApiLimits) -> Router {
             "/instances/{instance_id}/raiseEvent/{event_name}",
             post(handlers::raise_event),
         )
-        .route("/instances/{instance_id}/terminate", post(handlers::terminate));
+        .route(
+            "/instances/{instance_id}/terminate",
+            post(handlers::terminate),
+        );
     Router::new()
         .nest(BASE_PATH, routes)
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        // Bodies without a declared length are cut off while read...
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // ...and a declared length over the limit is refused before reading.
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            refuse_declared_oversize(limits.max_body_bytes, request, next)
+        }))
         .with_state(ApiState { engine })
+}
+
+async fn refuse_declared_oversize(limit: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the host accepts ({length} > {limit} bytes; see --max-body-bytes)"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }

@@ -72,7 +72,11 @@ pub(super) fn check_status_response(links: &Links) -> Response {
 }
 
 /// The status payload of `GET instances/{id}`.
-pub(super) fn status_body(instance: &Instance, history: Option<&[HistoryEntry]>, show_input: bool) -> Value {
+pub(super) fn status_body(
+    instance: &Instance,
+    history: Option<&[HistoryEntry]>,
+    show_input: bool,
+) -> Value {
     let mut body = Map::new();
     body.insert("name".into(), instance.name.clone().into());
     body.insert("instanceId".into(), instance.id.clone().into());
@@ -82,14 +86,20 @@ pub(super) fn status_body(instance: &Instance, history: Option<&[HistoryEntry]>,
     }
     body.insert(
         "customStatus".into(),
-        instance.custom_status.as_deref().map_or(Value::Null, json_value),
+        instance
+            .custom_status
+            .as_deref()
+            .map_or(Value::Null, json_value),
     );
     body.insert(
         "output".into(),
         instance.output.as_deref().map_or(Value::Null, json_value),
     );
     body.insert("createdTime".into(), timestamp(instance.created_at).into());
-    body.insert("lastUpdatedTime".into(), timestamp(instance.updated_at).into());
+    body.insert(
+        "lastUpdatedTime".into(),
+        timestamp(instance.updated_at).into(),
+    );
     if let Some(history) = history {
         let events = history.iter().filter_map(history_event).collect::<Vec<_>>();
         body.insert("historyEvents".into(), Value::Array(events));
@@ -144,7 +154,8 @@ fn json_value(text: &str) -> Value {
 
 /// `2017-06-29T18:58:01Z`, the format Durable Functions uses.
 fn timestamp(millis: Millis) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .ok()
         .and_then(|moment| moment.format(&format).ok())

@@ -115,7 +115,10 @@ pub(crate) fn plan(runtime: &Runtime, work: WorkItem, now: Millis) -> Option<Epi
     updated.output = output;
     // A guest that failed by returning an error has recorded that already.
     if let Some(entry) = final_entry
-        && !matches!(generation.new_entries.last(), Some(HistoryEntry::ExecutionFailed { .. }))
+        && !matches!(
+            generation.new_entries.last(),
+            Some(HistoryEntry::ExecutionFailed { .. })
+        )
     {
         generation.new_entries.push(entry);
     }
@@ -213,8 +216,12 @@ fn run_guest(
 
         // The new entries are recorded even if the guest fails below, so
         // every consumed message stays visible in the history.
-        let mut execution =
-            runtime.start_execution(&instance.name, &instance.id, &generation.input, generation.number)?;
+        let mut execution = runtime.start_execution(
+            &instance.name,
+            &instance.id,
+            &generation.input,
+            generation.number,
+        )?;
         if let Err(mismatch) = replay(&mut execution, instance, &generation.recorded)? {
             return Ok(Outcome::Failed(mismatch));
         }
@@ -222,14 +229,19 @@ fn run_guest(
 
         for action in actions {
             match action {
-                wire::Action::SetCustomStatus(value) => generation
-                    .new_entries
-                    .push(HistoryEntry::CustomStatusSet { timestamp: now, value }),
-                wire::Action::Complete(output) => {
-                    generation.new_entries.push(HistoryEntry::ExecutionCompleted {
+                wire::Action::SetCustomStatus(value) => {
+                    generation.new_entries.push(HistoryEntry::CustomStatusSet {
                         timestamp: now,
-                        output: output.clone(),
-                    });
+                        value,
+                    })
+                }
+                wire::Action::Complete(output) => {
+                    generation
+                        .new_entries
+                        .push(HistoryEntry::ExecutionCompleted {
+                            timestamp: now,
+                            output: output.clone(),
+                        });
                     return Ok(Outcome::Completed(output));
                 }
                 wire::Action::Fail(error) => {
@@ -241,7 +253,11 @@ fn run_guest(
                 }
                 wire::Action::ContinueAsNew(next) => {
                     let carried = next.carried_over_events.len();
-                    idle_generations = if carried < fed { 0 } else { idle_generations + 1 };
+                    idle_generations = if carried < fed {
+                        0
+                    } else {
+                        idle_generations + 1
+                    };
                     if idle_generations >= MAX_IDLE_GENERATIONS {
                         return Ok(Outcome::Failed(format!(
                             "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
@@ -274,7 +290,8 @@ fn replay(
             .iter()
             .filter_map(|entry| guest_event(entry, &instance.id))
             .collect();
-        let expected: Vec<&HistoryEntry> = episode.iter().filter(|entry| is_action(entry)).collect();
+        let expected: Vec<&HistoryEntry> =
+            episode.iter().filter(|entry| is_action(entry)).collect();
         let actual = execution.step(episode_time(episode), &events)?;
         let position = actual.len().max(expected.len());
         for n in 0..position {
@@ -424,7 +441,10 @@ mod tests {
         let history = vec![execution_started, started(1), started(2), event, started(4)];
         let episodes = recorded_episodes(&history);
         assert_eq!(
-            episodes.iter().map(|episode| episode.len()).collect::<Vec<_>>(),
+            episodes
+                .iter()
+                .map(|episode| episode.len())
+                .collect::<Vec<_>>(),
             vec![2, 2, 1]
         );
         assert_eq!(episode_time(episodes[1]), 2);

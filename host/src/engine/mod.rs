@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use crate::model::{HistoryEntry, Instance, InstanceId, now_millis};
 use crate::runtime::Runtime;
-pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 use crate::store::{CommitOutcome, NewInstance, Store};
+pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 
 use self::scheduler::Scheduler;
 
@@ -101,10 +101,9 @@ impl Engine {
     ) -> anyhow::Result<DeliveryOutcome> {
         let store = Arc::clone(&self.shared.store);
         let (instance_id, event_name) = (id.as_str().to_owned(), event_name.to_owned());
-        let outcome = blocking(move || {
-            store.raise_event(&instance_id, &event_name, &payload, now_millis())
-        })
-        .await?;
+        let outcome =
+            blocking(move || store.raise_event(&instance_id, &event_name, &payload, now_millis()))
+                .await?;
         if outcome == DeliveryOutcome::Accepted {
             self.notify(id.as_str());
         }
@@ -112,11 +111,16 @@ impl Engine {
     }
 
     /// Queues a termination; durable once this returns `Accepted`.
-    pub async fn terminate(&self, id: &InstanceId, reason: String) -> anyhow::Result<DeliveryOutcome> {
+    pub async fn terminate(
+        &self,
+        id: &InstanceId,
+        reason: String,
+    ) -> anyhow::Result<DeliveryOutcome> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
         let outcome =
-            blocking(move || store.request_termination(&instance_id, &reason, now_millis())).await?;
+            blocking(move || store.request_termination(&instance_id, &reason, now_millis()))
+                .await?;
         if outcome == DeliveryOutcome::Accepted {
             self.notify(id.as_str());
         }

@@ -47,7 +47,10 @@ impl Scheduler {
             let mut backoff = Duration::from_millis(100);
             loop {
                 let result = {
-                    let _permit = permits.acquire().await.expect("the semaphore is never closed");
+                    let _permit = permits
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed");
                     run(id.clone()).await
                 };
                 if let Err(error) = &result {

@@ -114,6 +114,9 @@ mod tests {
     #[test]
     fn the_sequence_is_pinned() {
         // Recorded histories depend on this sequence; it must never change.
-        assert_eq!(SeededRandom::new("counter", 3).next(), 0xa555_a980_cef2_6fe5);
+        assert_eq!(
+            SeededRandom::new("counter", 3).next(),
+            0xa555_a980_cef2_6fe5
+        );
     }
 }

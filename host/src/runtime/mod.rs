@@ -104,7 +104,9 @@ impl WasiView for GuestState {
 pub enum GuestError {
     #[error("no loaded component exports an orchestrator named '{0}'")]
     UnknownOrchestrator(String),
-    #[error("the orchestrator exceeded its fuel budget of {0} units in one step (an endless loop?)")]
+    #[error(
+        "the orchestrator exceeded its fuel budget of {0} units in one step (an endless loop?)"
+    )]
     OutOfFuel(u64),
     #[error("the orchestrator trapped: {message}")]
     Trap { message: String },
@@ -154,7 +156,8 @@ impl Runtime {
                                 path.display()
                             );
                         }
-                        self.orchestrators.insert(name.clone(), Arc::clone(&component));
+                        self.orchestrators
+                            .insert(name.clone(), Arc::clone(&component));
                     }
                     report.loaded.push((path, names));
                 }

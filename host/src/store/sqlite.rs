@@ -137,8 +137,9 @@ fn select_history(connection: &Connection, id: &str) -> anyhow::Result<Vec<Histo
     let rows = statement.query_map([id], |row| row.get::<_, String>(0))?;
     rows.map(|entry| {
         let entry = entry?;
-        serde_json::from_str(&entry)
-            .with_context(|| format!("instance {id} has a history entry this host cannot read: {entry}"))
+        serde_json::from_str(&entry).with_context(|| {
+            format!("instance {id} has a history entry this host cannot read: {entry}")
+        })
     })
     .collect()
 }
@@ -146,13 +147,16 @@ fn select_history(connection: &Connection, id: &str) -> anyhow::Result<Vec<Histo
 fn select_messages(connection: &Connection, id: &str) -> anyhow::Result<Vec<QueuedMessage>> {
     let mut statement = connection
         .prepare_cached("SELECT seq, message FROM inbox WHERE instance_id = ?1 ORDER BY seq")?;
-    let rows = statement.query_map([id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+    let rows = statement.query_map([id], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })?;
     rows.map(|row| {
         let (seq, message) = row?;
         Ok(QueuedMessage {
             seq,
-            message: serde_json::from_str(&message)
-                .with_context(|| format!("instance {id} has a message this host cannot read: {message}"))?,
+            message: serde_json::from_str(&message).with_context(|| {
+                format!("instance {id} has a message this host cannot read: {message}")
+            })?,
         })
     })
     .collect()
@@ -307,9 +311,8 @@ impl Store for SqliteStore {
         if messages.is_empty() {
             return Ok(None);
         }
-        let instance = select_instance(&transaction, id)?.with_context(|| {
-            format!("instance {id} has queued messages but no instance row")
-        })?;
+        let instance = select_instance(&transaction, id)?
+            .with_context(|| format!("instance {id} has queued messages but no instance row"))?;
         let history = select_history(&transaction, id)?;
         transaction.commit()?;
         Ok(Some(WorkItem {
@@ -374,8 +377,8 @@ impl Store for SqliteStore {
 
     fn instances_with_messages(&self) -> anyhow::Result<Vec<String>> {
         self.read(|connection| {
-            let mut statement =
-                connection.prepare_cached("SELECT DISTINCT instance_id FROM inbox ORDER BY instance_id")?;
+            let mut statement = connection
+                .prepare_cached("SELECT DISTINCT instance_id FROM inbox ORDER BY instance_id")?;
             let ids = statement.query_map([], |row| row.get(0))?;
             Ok(ids.collect::<Result<_, _>>()?)
         })

@@ -26,7 +26,9 @@ fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome
         .commit_episode(&EpisodeCommit {
             read: work.instance,
             updated,
-            history: HistoryChange::Append(vec![HistoryEntry::OrchestratorStarted { timestamp: 2 }]),
+            history: HistoryChange::Append(vec![HistoryEntry::OrchestratorStarted {
+                timestamp: 2,
+            }]),
             consumed_through: work.messages.last().unwrap().seq,
         })
         .unwrap()
@@ -35,7 +37,10 @@ fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome
 #[test]
 fn a_second_start_of_an_unfinished_instance_conflicts() {
     let (_dir, store) = store();
-    assert_eq!(store.start_instance(&new_instance("a")).unwrap(), StartOutcome::Started);
+    assert_eq!(
+        store.start_instance(&new_instance("a")).unwrap(),
+        StartOutcome::Started
+    );
     assert_eq!(
         store.start_instance(&new_instance("a")).unwrap(),
         StartOutcome::Conflict(RuntimeStatus::Pending)
@@ -46,26 +51,50 @@ fn a_second_start_of_an_unfinished_instance_conflicts() {
 fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history() {
     let (_dir, store) = store();
     store.start_instance(&new_instance("a")).unwrap();
-    assert_eq!(finish(&store, "a", RuntimeStatus::Completed), CommitOutcome::Committed);
+    assert_eq!(
+        finish(&store, "a", RuntimeStatus::Completed),
+        CommitOutcome::Committed
+    );
     assert_eq!(store.history("a").unwrap().len(), 1);
 
-    assert_eq!(store.start_instance(&new_instance("a")).unwrap(), StartOutcome::Started);
+    assert_eq!(
+        store.start_instance(&new_instance("a")).unwrap(),
+        StartOutcome::Started
+    );
     let instance = store.instance("a").unwrap().unwrap();
-    assert_eq!((instance.status, instance.generation), (RuntimeStatus::Pending, 1));
+    assert_eq!(
+        (instance.status, instance.generation),
+        (RuntimeStatus::Pending, 1)
+    );
     assert!(store.history("a").unwrap().is_empty());
 }
 
 #[test]
 fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
     let (_dir, store) = store();
-    assert_eq!(store.raise_event("x", "e", "1", 1).unwrap(), DeliveryOutcome::NotFound);
+    assert_eq!(
+        store.raise_event("x", "e", "1", 1).unwrap(),
+        DeliveryOutcome::NotFound
+    );
 
     store.start_instance(&new_instance("a")).unwrap();
-    assert_eq!(store.raise_event("a", "e", "1", 1).unwrap(), DeliveryOutcome::Accepted);
-    assert_eq!(store.request_termination("a", "r", 1).unwrap(), DeliveryOutcome::Accepted);
-    assert_eq!(store.raise_event("a", "e", "2", 1).unwrap(), DeliveryOutcome::Terminating);
+    assert_eq!(
+        store.raise_event("a", "e", "1", 1).unwrap(),
+        DeliveryOutcome::Accepted
+    );
+    assert_eq!(
+        store.request_termination("a", "r", 1).unwrap(),
+        DeliveryOutcome::Accepted
+    );
+    assert_eq!(
+        store.raise_event("a", "e", "2", 1).unwrap(),
+        DeliveryOutcome::Terminating
+    );
 
-    assert_eq!(finish(&store, "a", RuntimeStatus::Terminated), CommitOutcome::Committed);
+    assert_eq!(
+        finish(&store, "a", RuntimeStatus::Terminated),
+        CommitOutcome::Committed
+    );
     assert_eq!(
         store.raise_event("a", "e", "3", 1).unwrap(),
         DeliveryOutcome::Finished(RuntimeStatus::Terminated)
@@ -89,18 +118,30 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         history: HistoryChange::Append(vec![]),
         consumed_through: work.messages.last().unwrap().seq,
     };
-    assert_eq!(store.commit_episode(&commit).unwrap(), CommitOutcome::LateMessages);
+    assert_eq!(
+        store.commit_episode(&commit).unwrap(),
+        CommitOutcome::LateMessages
+    );
     // Nothing was written: the instance is still pending with both messages.
-    assert_eq!(store.instance("a").unwrap().unwrap().status, RuntimeStatus::Pending);
+    assert_eq!(
+        store.instance("a").unwrap().unwrap().status,
+        RuntimeStatus::Pending
+    );
     assert_eq!(store.load_work("a").unwrap().unwrap().messages.len(), 2);
 
     // A non-finishing episode commits and leaves the late message queued.
     let mut running = commit.clone();
     running.updated.status = RuntimeStatus::Running;
-    assert_eq!(store.commit_episode(&running).unwrap(), CommitOutcome::Committed);
+    assert_eq!(
+        store.commit_episode(&running).unwrap(),
+        CommitOutcome::Committed
+    );
     assert_eq!(store.load_work("a").unwrap().unwrap().messages.len(), 1);
     // The episode's view is now stale.
-    assert_eq!(store.commit_episode(&running).unwrap(), CommitOutcome::Stale);
+    assert_eq!(
+        store.commit_episode(&running).unwrap(),
+        CommitOutcome::Stale
+    );
 }
 
 #[test]
@@ -113,7 +154,11 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
     updated.generation = 7;
     updated.input = "7".into();
     let entries = vec![
-        HistoryEntry::ExecutionStarted { timestamp: 3, name: "Counter".into(), input: "7".into() },
+        HistoryEntry::ExecutionStarted {
+            timestamp: 3,
+            name: "Counter".into(),
+            input: "7".into(),
+        },
         HistoryEntry::OrchestratorStarted { timestamp: 3 },
     ];
     store
