@@ -18,6 +18,9 @@ pub struct Components {
     pub counter: PathBuf,
     pub singleton_job: PathBuf,
     pub event_log: PathBuf,
+    pub misbehaving: PathBuf,
+    pub changing_v1: PathBuf,
+    pub changing_v2: PathBuf,
 }
 
 /// Builds the samples and the test guests for wasm32-wasip2, once.
@@ -65,6 +68,9 @@ pub fn components() -> &'static Components {
             counter: wasm("counter"),
             singleton_job: wasm("singleton_job"),
             event_log: wasm("event_log"),
+            misbehaving: wasm("misbehaving"),
+            changing_v1: wasm("changing_v1"),
+            changing_v2: wasm("changing_v2"),
         }
     })
 }
@@ -93,6 +99,8 @@ impl Reply {
 
 pub struct TestHost {
     dir: tempfile::TempDir,
+    /// Extra `reprise serve` flags.
+    args: Vec<String>,
     child: Option<Child>,
     /// `http://127.0.0.1:PORT/runtime/webhooks/durabletask`
     pub base: String,
@@ -118,6 +126,12 @@ impl TestHost {
         host
     }
 
+    /// Starts a host made with [`TestHost::prepare`].
+    pub async fn started(mut self) -> TestHost {
+        self.spawn().await;
+        self
+    }
+
     /// A host not started yet, for tests of start-up itself.
     pub fn prepare(files: &[&Path]) -> TestHost {
         let dir = tempfile::tempdir().expect("can create a temporary folder");
@@ -131,6 +145,7 @@ impl TestHost {
         }
         TestHost {
             dir,
+            args: Vec::new(),
             child: None,
             base: String::new(),
             client: reqwest::Client::builder()
@@ -138,6 +153,12 @@ impl TestHost {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// Adds `reprise serve` flags for the next (re)start.
+    pub fn with_args(mut self, args: &[&str]) -> TestHost {
+        self.args.extend(args.iter().map(|arg| arg.to_string()));
+        self
     }
 
     pub fn functions_dir(&self) -> PathBuf {
@@ -159,6 +180,7 @@ impl TestHost {
             .arg(self.dir.path().join("reprise.db"))
             .arg("--functions")
             .arg(self.functions_dir())
+            .args(&self.args)
             .env("REPRISE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

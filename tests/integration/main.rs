@@ -7,5 +7,6 @@ mod counter;
 mod durability;
 mod errors;
 mod functions_folder;
+mod guest_isolation;
 mod instances;
 mod singleton;

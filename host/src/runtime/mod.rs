@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -87,8 +87,42 @@ pub struct Runtime {
 struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MemoryLimit,
 }
+
+/// Caps each linear memory and remembers whether it had to refuse growth,
+/// so a failure can be reported as what it is.
+struct MemoryLimit {
+    max_bytes: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Table elements one instance may have; far above what Rust guests use.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -108,6 +142,8 @@ pub enum GuestError {
         "the orchestrator exceeded its fuel budget of {0} units in one step (an endless loop?)"
     )]
     OutOfFuel(u64),
+    #[error("the orchestrator exceeded its memory limit of {limit_mib} MiB: {message}")]
+    OutOfMemory { limit_mib: usize, message: String },
     #[error("the orchestrator trapped: {message}")]
     Trap { message: String },
 }
@@ -257,10 +293,10 @@ impl Runtime {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = MemoryLimit {
+            max_bytes: self.limits.memory_bytes,
+            refused: false,
+        };
         let mut store = Store::new(
             &self.engine,
             GuestState {
@@ -315,6 +351,13 @@ impl Sandbox {
         if !stderr.is_empty() {
             message.push_str("\nguest stderr:\n");
             message.push_str(String::from_utf8_lossy(&stderr).trim_end());
+        }
+        let limit = &self.store.data().limits;
+        if limit.refused {
+            return GuestError::OutOfMemory {
+                limit_mib: limit.max_bytes >> 20,
+                message,
+            };
         }
         GuestError::Trap { message }
     }

@@ -1,0 +1,61 @@
+//! Orchestrators that misbehave on purpose, to show that the host contains
+//! them, and one that probes what its sandbox lets it see.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reprise_sdk::{Error, OrchestrationContext};
+use serde_json::{Value, json};
+
+async fn panics(ctx: OrchestrationContext) -> Result<(), Error> {
+    let message: String = ctx.input()?;
+    panic!("{message}");
+}
+
+async fn loops_forever(_ctx: OrchestrationContext) -> Result<(), Error> {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+async fn eats_memory(_ctx: OrchestrationContext) -> Result<usize, Error> {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // Reserved, not touched: it is the memory limit that stops this, not fuel.
+        hoard.push(Vec::with_capacity(16 << 20));
+        std::hint::black_box(&hoard);
+    }
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// Reports what the sandbox lets it see, across two episodes: the second
+/// one is a cold replay of the first, which must take the same actions.
+async fn probe(ctx: OrchestrationContext) -> Result<Value, Error> {
+    let uuid = ctx.new_uuid().to_string();
+    ctx.set_custom_status(&uuid)?;
+    let first_wall_clock = millis(SystemTime::now());
+    let first_context_clock = millis(ctx.current_time());
+    let _: Value = ctx.wait_for_event("go").await?;
+    Ok(json!({
+        "uuid": uuid,
+        "wallClockIsEpisodeTime": first_wall_clock == first_context_clock,
+        "wallClockNow": millis(SystemTime::now()),
+        "contextNow": millis(ctx.current_time()),
+        "readDir": std::fs::read_dir("/").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
+        "openFile": std::fs::read("/etc/passwd").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
+        "envVars": std::env::vars().count(),
+        "args": std::env::args().count(),
+        "tcpConnect": std::net::TcpStream::connect("127.0.0.1:7071").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
+    }))
+}
+
+reprise_sdk::export_orchestrators! {
+    "Panics" => panics,
+    "LoopsForever" => loops_forever,
+    "EatsMemory" => eats_memory,
+    "Probe" => probe,
+}
