@@ -24,7 +24,12 @@ pub(crate) struct State {
     /// Timestamp of the latest orchestrator-started event, in Unix ms.
     pub(crate) now_ms: u64,
     /// Delivered events nobody has waited for yet, in arrival order.
-    pub(crate) buffered: VecDeque<EventRaised>,
+    pub(crate) buffered: VecDeque<Arrived>,
+    /// Arrival number of the next delivered event.
+    next_arrival: u64,
+    /// Set when an event changed hands outside of `deliver` (a dropped wait
+    /// passed it on), so the executor polls once more.
+    pub(crate) handed_over: bool,
     /// Pending `wait_for_event` calls, oldest first.
     pub(crate) waiters: VecDeque<Rc<EventSlot>>,
     /// Actions taken since the executor last collected them.
@@ -41,6 +46,8 @@ impl State {
             input,
             now_ms: 0,
             buffered: VecDeque::new(),
+            next_arrival: 0,
+            handed_over: false,
             waiters: VecDeque::new(),
             actions: Vec::new(),
             continue_as_new: None,
@@ -50,30 +57,52 @@ impl State {
     /// Hands `event` to the oldest waiter for its name, or buffers it.
     /// Returns whether a waiter received it (and so the orchestrator may progress).
     pub(crate) fn deliver(&mut self, event: EventRaised) -> bool {
-        let position = self
+        let arrived = Arrived {
+            order: self.next_arrival,
+            event,
+        };
+        self.next_arrival += 1;
+        self.hand_over(arrived)
+    }
+
+    fn hand_over(&mut self, arrived: Arrived) -> bool {
+        let waiter = self
             .waiters
             .iter()
-            .position(|slot| names_match(&slot.name, &event.name));
-        match position {
+            .position(|slot| names_match(&slot.name, &arrived.event.name));
+        match waiter {
             Some(index) => {
                 let slot = self.waiters.remove(index).expect("index is in range");
-                *slot.payload.borrow_mut() = Some(event.payload);
+                *slot.arrived.borrow_mut() = Some(arrived);
                 true
             }
             None => {
-                self.buffered.push_back(event);
+                // Back into arrival order (a returned event may be older than others).
+                let position = self
+                    .buffered
+                    .iter()
+                    .position(|other| other.order > arrived.order)
+                    .unwrap_or(self.buffered.len());
+                self.buffered.insert(position, arrived);
                 false
             }
         }
     }
 
-    fn take_buffered(&mut self, name: &str) -> Option<EventRaised> {
+    fn take_buffered(&mut self, name: &str) -> Option<Arrived> {
         let index = self
             .buffered
             .iter()
-            .position(|event| names_match(&event.name, name))?;
+            .position(|arrived| names_match(&arrived.event.name, name))?;
         self.buffered.remove(index)
     }
+}
+
+/// A delivered event with its place in the order of arrival.
+#[derive(Debug)]
+pub(crate) struct Arrived {
+    order: u64,
+    pub(crate) event: EventRaised,
 }
 
 /// Event names are case-insensitive, as in Durable Functions.
@@ -85,7 +114,7 @@ fn names_match(a: &str, b: &str) -> bool {
 #[derive(Debug)]
 pub(crate) struct EventSlot {
     name: String,
-    payload: RefCell<Option<String>>,
+    arrived: RefCell<Option<Arrived>>,
 }
 
 /// The orchestrator's handle on its instance. Cheap to clone.
@@ -156,11 +185,11 @@ impl OrchestrationContext {
     pub fn wait_for_event<T: DeserializeOwned>(&self, name: &str) -> EventFuture<T> {
         let mut state = self.state.borrow_mut();
         let wait = match state.take_buffered(name) {
-            Some(event) => Wait::Ready(Some(event.payload)),
+            Some(arrived) => Wait::Ready(Some(arrived)),
             None => {
                 let slot = Rc::new(EventSlot {
                     name: name.to_owned(),
-                    payload: RefCell::new(None),
+                    arrived: RefCell::new(None),
                 });
                 state.waiters.push_back(Rc::clone(&slot));
                 Wait::Pending(slot)
@@ -211,8 +240,8 @@ impl OrchestrationContext {
 }
 
 enum Wait {
-    /// The payload, until the future hands it out.
-    Ready(Option<String>),
+    /// The event, until the future hands it out.
+    Ready(Option<Arrived>),
     Pending(Rc<EventSlot>),
 }
 
@@ -233,39 +262,41 @@ impl<T: DeserializeOwned> Future for EventFuture<T> {
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let payload = match &mut this.wait {
-            Wait::Ready(payload) => payload.take(),
-            Wait::Pending(slot) => slot.payload.borrow_mut().take(),
+        let arrived = match &mut this.wait {
+            Wait::Ready(arrived) => arrived.take(),
+            Wait::Pending(slot) => slot.arrived.borrow_mut().take(),
         };
-        let Some(payload) = payload else {
+        let Some(arrived) = arrived else {
             return Poll::Pending;
         };
         this.wait = Wait::Ready(None);
-        Poll::Ready(serde_json::from_str(&payload).map_err(|error| {
-            Error::new(format!(
-                "payload of event '{}' does not have the expected shape: {error}",
-                this.name
-            ))
-        }))
+        Poll::Ready(
+            serde_json::from_str(&arrived.event.payload).map_err(|error| {
+                Error::new(format!(
+                    "payload of event '{}' does not have the expected shape: {error}",
+                    this.name
+                ))
+            }),
+        )
     }
 }
 
 impl<T> Drop for EventFuture<T> {
     fn drop(&mut self) {
+        let mut state = self.state.borrow_mut();
         let unconsumed = match &mut self.wait {
-            Wait::Ready(payload) => payload.take(),
+            Wait::Ready(arrived) => arrived.take(),
             Wait::Pending(slot) => {
-                let mut state = self.state.borrow_mut();
                 state.waiters.retain(|waiting| !Rc::ptr_eq(waiting, slot));
-                slot.payload.borrow_mut().take()
+                slot.arrived.borrow_mut().take()
             }
         };
-        if let Some(payload) = unconsumed {
-            // Received but never looked at: it belongs to whoever waits next.
-            self.state.borrow_mut().buffered.push_front(EventRaised {
-                name: self.name.clone(),
-                payload,
-            });
+        // Received but never looked at: it goes to the next waiter for its
+        // name, or back into the buffer in its arrival order.
+        if let Some(arrived) = unconsumed
+            && state.hand_over(arrived)
+        {
+            state.handed_over = true;
         }
     }
 }

@@ -148,8 +148,10 @@ impl Executor {
                 self.progress = Progress::Returned(result);
                 return;
             }
-            // A future that woke itself (e.g. a yield) wants another poll.
-            if !self.woken.0.load(Ordering::Relaxed) {
+            // A future that woke itself (e.g. a yield), or an event passed on
+            // to another wait, wants another poll.
+            let handed_over = std::mem::take(&mut self.state.borrow_mut().handed_over);
+            if !self.woken.0.load(Ordering::Relaxed) && !handed_over {
                 return;
             }
         }
@@ -169,7 +171,11 @@ impl Executor {
             Ok(output) => match state.continue_as_new.take() {
                 Some(input) => Action::ContinueAsNew(ContinueAsNew {
                     input,
-                    carried_over_events: state.buffered.drain(..).collect(),
+                    carried_over_events: state
+                        .buffered
+                        .drain(..)
+                        .map(|arrived| arrived.event)
+                        .collect(),
                 }),
                 None => Action::Complete(output),
             },

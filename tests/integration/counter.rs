@@ -109,3 +109,17 @@ async fn events_raised_before_the_instance_runs_are_not_lost() {
     let done = host.wait_for_status(&id, "Completed").await;
     assert_eq!(done["output"], 6);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_status_set_before_continue_as_new_is_kept() {
+    let host = TestHost::start().await;
+    let id = host.start_instance("E3_Counter", None, "7").await;
+    host.raise(&id, "operation", "\"double\"").await;
+    let status = host
+        .wait_for(&id, Duration::from_secs(10), |body| {
+            !body["customStatus"].is_null()
+        })
+        .await;
+    assert_eq!(status["customStatus"], "ignored unknown operation 'double'");
+    assert_eq!(status["input"], 7);
+}

@@ -67,3 +67,32 @@ async fn a_host_with_an_empty_functions_folder_serves_and_says_so() {
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert!(host.log().contains("no orchestrators loaded"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_whose_orchestrator_is_gone_waits_and_can_still_be_terminated() {
+    let components = components();
+    let mut host = TestHost::start_with(&[&components.changing_v1, &components.counter]).await;
+    let id = host.start_instance("Changing", None, "").await;
+    host.wait_for_status(&id, "Running").await;
+
+    std::fs::remove_file(host.functions_dir().join("changing_v1.wasm")).unwrap();
+    host.restart().await;
+    // The event is accepted and kept: the orchestrator may be deployed again.
+    assert_eq!(
+        host.raise(&id, "go", "\"later\"").await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(host.status(&id).await.body["runtimeStatus"], "Running");
+
+    let reply = host
+        .post(&format!("/instances/{id}/terminate?reason=retired"), "")
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let done = host.wait_for_status(&id, "Terminated").await;
+    assert_eq!(done["output"], "retired");
+    assert!(
+        host.log().contains("orchestrator not loaded"),
+        "{}",
+        host.log()
+    );
+}

@@ -286,3 +286,57 @@ fn a_dropped_wait_returns_its_event_to_the_buffer() {
     ]);
     assert_eq!(actions, vec![Action::Complete("\"first\"".into())]);
 }
+
+/// An orchestrator registry of one function, for tests of single behaviours.
+macro_rules! one_orchestrator {
+    ($function:path) => {{
+        struct One;
+        impl Registry for One {
+            fn names() -> Vec<String> {
+                vec!["One".into()]
+            }
+            fn start(_: &str, context: OrchestrationContext) -> Option<RunningOrchestrator> {
+                Some(run($function, context))
+            }
+        }
+        Executor::new::<One>("One".into(), "i".into(), "null".into())
+    }};
+}
+
+#[test]
+fn a_dropped_wait_passes_its_event_to_the_next_waiter() {
+    async fn passes_on(ctx: OrchestrationContext) -> Result<String, Error> {
+        let first = ctx.wait_for_event::<String>("x"); // takes x1
+        let second = ctx.wait_for_event::<String>("x"); // waits
+        drop(first);
+        second.await
+    }
+    let actions = one_orchestrator!(passes_on).step(vec![
+        started("One", "null"),
+        event("x", "\"x1\""),
+        episode(1),
+    ]);
+    assert_eq!(actions, vec![Action::Complete("\"x1\"".into())]);
+}
+
+#[test]
+fn dropped_waits_return_their_events_in_arrival_order() {
+    async fn drops_two(ctx: OrchestrationContext) -> Result<Vec<String>, Error> {
+        let first: String = ctx.wait_for_event("x").await?;
+        let second = ctx.wait_for_event::<String>("X"); // takes x2
+        let third = ctx.wait_for_event::<String>("x"); // takes x3
+        drop(second);
+        drop(third);
+        let again: String = ctx.wait_for_event("x").await?;
+        Ok(vec![first, again])
+    }
+    let mut execution = one_orchestrator!(drops_two);
+    let actions = execution.step(vec![
+        started("One", "null"),
+        event("x", "\"x1\""),
+        event("x", "\"x2\""),
+        event("x", "\"x3\""),
+        episode(1),
+    ]);
+    assert_eq!(actions, vec![Action::Complete("[\"x1\",\"x2\"]".into())]);
+}

@@ -19,7 +19,12 @@ const MAX_IDLE_GENERATIONS: usize = 10_000;
 
 /// Plans the commit for `work`. `None` leaves the messages queued: the
 /// instance's orchestrator is not loaded (it may be deployed again later).
-pub(crate) fn plan(runtime: &Runtime, work: WorkItem, now: Millis) -> Option<EpisodeCommit> {
+/// `Err` is a host failure (not the guest's): nothing is decided, retry later.
+pub(crate) fn plan(
+    runtime: &Runtime,
+    work: WorkItem,
+    now: Millis,
+) -> anyhow::Result<Option<EpisodeCommit>> {
     let WorkItem {
         instance,
         history,
@@ -33,12 +38,12 @@ pub(crate) fn plan(runtime: &Runtime, work: WorkItem, now: Millis) -> Option<Epi
         // Delivery to finished instances is refused at the door, so this is
         // leftover state; consume it so it cannot wedge the instance.
         tracing::warn!(instance = %instance.id, count = messages.len(), "dropping messages queued for a finished instance");
-        return Some(EpisodeCommit {
+        return Ok(Some(EpisodeCommit {
             read: instance,
             updated,
             history: HistoryChange::Append(Vec::new()),
             consumed_through,
-        });
+        }));
     }
 
     // Events up to the first termination request; the store refuses
@@ -66,6 +71,7 @@ pub(crate) fn plan(runtime: &Runtime, work: WorkItem, now: Millis) -> Option<Epi
         recorded: history,
         new_entries: Vec::new(),
         replaced: false,
+        custom_status: None,
     };
     let outcome = if termination.is_some() && events.is_empty() {
         // Nothing for the guest to see before it stops.
@@ -74,10 +80,13 @@ pub(crate) fn plan(runtime: &Runtime, work: WorkItem, now: Millis) -> Option<Epi
     } else {
         match run_guest(runtime, &instance, &mut generation, events, now) {
             Ok(outcome) => outcome,
+            // A termination needs no guest: record what arrived and stop.
+            Err(GuestError::UnknownOrchestrator(_)) if termination.is_some() => Outcome::Running,
             Err(GuestError::UnknownOrchestrator(name)) => {
                 tracing::warn!(instance = %instance.id, orchestrator = %name, "orchestrator not loaded; the instance waits until it is deployed");
-                return None;
+                return Ok(None);
             }
+            Err(GuestError::Host(error)) => return Err(error),
             Err(error) => Outcome::Failed(error.to_string()),
         }
     };
@@ -88,7 +97,7 @@ pub(crate) fn plan(runtime: &Runtime, work: WorkItem, now: Millis) -> Option<Epi
     };
     updated.generation = generation.number;
     updated.input = generation.input.clone();
-    if let Some(value) = generation.custom_status() {
+    if let Some(value) = generation.custom_status.take() {
         updated.custom_status = Some(value);
     }
     let (status, output, final_entry) = match outcome {
@@ -122,12 +131,12 @@ pub(crate) fn plan(runtime: &Runtime, work: WorkItem, now: Millis) -> Option<Epi
     {
         generation.new_entries.push(entry);
     }
-    Some(EpisodeCommit {
+    Ok(Some(EpisodeCommit {
         read: instance,
         updated,
         history: generation.into_change(),
         consumed_through,
-    })
+    }))
 }
 
 enum Outcome {
@@ -147,6 +156,9 @@ struct Generation {
     new_entries: Vec<HistoryEntry>,
     /// Whether this episode started the generation (its history replaces the stored one).
     replaced: bool,
+    /// The latest custom status set in this episode, in whichever generation:
+    /// it belongs to the instance and survives continue-as-new.
+    custom_status: Option<String>,
 }
 
 impl Generation {
@@ -166,14 +178,6 @@ impl Generation {
         self.recorded.clear();
         self.new_entries.clear();
         self.replaced = true;
-    }
-
-    /// The latest custom status this episode set, as JSON.
-    fn custom_status(&self) -> Option<String> {
-        self.new_entries.iter().rev().find_map(|entry| match entry {
-            HistoryEntry::CustomStatusSet { value, .. } => Some(value.clone()),
-            _ => None,
-        })
     }
 
     fn into_change(self) -> HistoryChange {
@@ -230,10 +234,11 @@ fn run_guest(
         for action in actions {
             match action {
                 wire::Action::SetCustomStatus(value) => {
+                    generation.custom_status = Some(value.clone());
                     generation.new_entries.push(HistoryEntry::CustomStatusSet {
                         timestamp: now,
                         value,
-                    })
+                    });
                 }
                 wire::Action::Complete(output) => {
                     generation

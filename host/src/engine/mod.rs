@@ -136,15 +136,14 @@ impl Engine {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
         blocking(move || {
-            let Some(instance) = store.instance(&instance_id)? else {
-                return Ok(None);
-            };
-            let history = if with_history {
-                Some(store.history(&instance_id)?)
+            if with_history {
+                let status = store.instance_with_history(&instance_id)?;
+                Ok(status.map(|(instance, history)| (instance, Some(history))))
             } else {
-                None
-            };
-            Ok(Some((instance, history)))
+                Ok(store
+                    .instance(&instance_id)?
+                    .map(|instance| (instance, None)))
+            }
         })
         .await
     }
@@ -175,7 +174,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             let Some(work) = store.load_work(&id)? else {
                 return Ok(());
             };
-            let Some(commit) = episode::plan(&runtime, work, now_millis()) else {
+            let Some(commit) = episode::plan(&runtime, work, now_millis())? else {
                 return Ok(());
             };
             match store.commit_episode(&commit)? {

@@ -5,9 +5,50 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiView};
 
 use crate::model::Millis;
+
+/// The WASI clocks version whose `subscribe-*` functions are replaced; guests
+/// importing any 0.2.x version link to it.
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Makes clock waits (`std::thread::sleep`, timeouts) resolve at once.
+///
+/// An orchestrator's time is the episode's recorded time and does not pass
+/// while it runs; waiting in real time would only hold a worker thread
+/// (forever, for `Duration::MAX`) where no fuel is burned. Orchestrators wait
+/// for events or durable timers instead.
+pub(super) fn add_instant_waits<T: WasiView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap("subscribe-duration", |mut store, (_nanos,): (u64,)| {
+        elapsed(store.data_mut())
+    })?;
+    clock.func_wrap("subscribe-instant", |mut store, (_instant,): (u64,)| {
+        elapsed(store.data_mut())
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// A pollable that is always ready.
+struct Elapsed;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Elapsed {
+    async fn ready(&mut self) {}
+}
+
+fn elapsed(state: &mut impl WasiView) -> wasmtime::Result<(Resource<DynPollable>,)> {
+    let table = state.ctx().table;
+    let resource = table.push(Elapsed)?;
+    Ok((subscribe(table, resource)?,))
+}
 
 /// A clock that reads the current episode's recorded timestamp, so the
 /// orchestrator sees the same time on every replay.

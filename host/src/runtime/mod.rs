@@ -12,6 +12,7 @@
 //! instance and nothing else.
 
 mod determinism;
+mod stderr;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,10 +21,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use self::determinism::{EpisodeClock, SeededRandom};
+use self::stderr::StderrTail;
 use crate::model::Millis;
 
 mod bindings {
@@ -146,6 +147,10 @@ pub enum GuestError {
     OutOfMemory { limit_mib: usize, message: String },
     #[error("the orchestrator trapped: {message}")]
     Trap { message: String },
+    /// The host, not the guest, failed (e.g. out of address space); the
+    /// instance is not to blame and the episode is retried.
+    #[error("the host could not run the orchestrator: {0:#}")]
+    Host(anyhow::Error),
 }
 
 impl Runtime {
@@ -159,6 +164,7 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        determinism::add_instant_waits(&mut linker)?;
         Ok(Runtime {
             engine,
             linker,
@@ -281,7 +287,7 @@ impl Runtime {
         generation: u32,
     ) -> Result<(Sandbox, Orchestrations), GuestError> {
         let clock = EpisodeClock::default();
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        let stderr = StderrTail::new(STDERR_CAPTURE_BYTES);
         let wasi = WasiCtx::builder()
             .wall_clock(clock.clone())
             .monotonic_clock(clock.clone())
@@ -316,19 +322,22 @@ impl Runtime {
         let bindings = component
             .pre
             .instantiate(&mut sandbox.store)
-            .map_err(|error| sandbox.failure(error))?;
+            .map_err(|error| match error.downcast_ref::<wasmtime::Trap>() {
+                Some(_) => sandbox.failure(error),
+                None => GuestError::Host(error.into()),
+            })?;
         Ok((sandbox, bindings))
     }
 }
 
 /// How much of a guest's stderr (panic messages) is kept for error reports.
-const STDERR_CAPTURE_BYTES: usize = 64 << 10;
+const STDERR_CAPTURE_BYTES: usize = 16 << 10;
 
 /// A guest's store, with the handles the host keeps on its sandbox.
 struct Sandbox {
     store: Store<GuestState>,
     clock: EpisodeClock,
-    stderr: MemoryOutputPipe,
+    stderr: StderrTail,
     fuel_per_step: u64,
 }
 
@@ -349,8 +358,8 @@ impl Sandbox {
         let mut message = format!("{error:?}");
         let stderr = self.stderr.contents();
         if !stderr.is_empty() {
-            message.push_str("\nguest stderr:\n");
-            message.push_str(String::from_utf8_lossy(&stderr).trim_end());
+            message.push_str("\nguest stderr (last part):\n");
+            message.push_str(stderr.trim_end());
         }
         let limit = &self.store.data().limits;
         if limit.refused {

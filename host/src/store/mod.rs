@@ -119,7 +119,11 @@ pub trait Store: Send + Sync + 'static {
 
     fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>>;
 
-    fn history(&self, id: &str) -> anyhow::Result<Vec<HistoryEntry>>;
+    /// The instance with its current generation's history, read together.
+    fn instance_with_history(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<Option<(Instance, Vec<HistoryEntry>)>>;
 
     /// Deletes a finished instance with its history.
     fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome>;

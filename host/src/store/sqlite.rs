@@ -284,8 +284,19 @@ impl Store for SqliteStore {
         self.read(|connection| select_instance(connection, id))
     }
 
-    fn history(&self, id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
-        self.read(|connection| select_history(connection, id))
+    fn instance_with_history(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<Option<(Instance, Vec<HistoryEntry>)>> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        // One read transaction: a continue-as-new cannot land in between.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let Some(instance) = select_instance(&transaction, id)? else {
+            return Ok(None);
+        };
+        let history = select_history(&transaction, id)?;
+        transaction.commit()?;
+        Ok(Some((instance, history)))
     }
 
     fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome> {

@@ -55,7 +55,10 @@ fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history() {
         finish(&store, "a", RuntimeStatus::Completed),
         CommitOutcome::Committed
     );
-    assert_eq!(store.history("a").unwrap().len(), 1);
+    assert_eq!(
+        store.instance_with_history("a").unwrap().unwrap().1.len(),
+        1
+    );
 
     assert_eq!(
         store.start_instance(&new_instance("a")).unwrap(),
@@ -66,7 +69,14 @@ fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history() {
         (instance.status, instance.generation),
         (RuntimeStatus::Pending, 1)
     );
-    assert!(store.history("a").unwrap().is_empty());
+    assert!(
+        store
+            .instance_with_history("a")
+            .unwrap()
+            .unwrap()
+            .1
+            .is_empty()
+    );
 }
 
 #[test]
@@ -169,6 +179,9 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
             consumed_through: work.messages.last().unwrap().seq,
         })
         .unwrap();
-    assert_eq!(store.history("a").unwrap(), entries);
+    assert_eq!(
+        store.instance_with_history("a").unwrap().unwrap().1,
+        entries
+    );
     assert_eq!(store.instance("a").unwrap().unwrap().input, "7");
 }

@@ -40,6 +40,13 @@ async fn probe(ctx: OrchestrationContext) -> Result<Value, Error> {
     let first_wall_clock = millis(SystemTime::now());
     let first_context_clock = millis(ctx.current_time());
     let _: Value = ctx.wait_for_event("go").await?;
+    // Time does not pass inside an episode: sleeping returns at once
+    // instead of holding a host thread.
+    std::thread::sleep(std::time::Duration::MAX);
+    // Far more stderr than the host keeps; writing it must not fail.
+    for _ in 0..64 {
+        eprintln!("{}", "noise ".repeat(1024));
+    }
     Ok(json!({
         "uuid": uuid,
         "wallClockIsEpisodeTime": first_wall_clock == first_context_clock,
