@@ -57,6 +57,12 @@ async fn misbehaving_guests_fail_their_own_instance_and_nothing_else() {
         "the guest's own report is kept: {bomb}"
     );
 
+    let endless = failure_of(&host, "ContinuesForever", "null").await;
+    assert!(
+        endless.contains("continued as new 10000 times in a row"),
+        "{endless}"
+    );
+
     // The host is fine and so is the other instance.
     assert_eq!(
         host.raise(&counter, "operation", "\"incr\"").await.status,

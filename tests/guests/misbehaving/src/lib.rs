@@ -27,6 +27,12 @@ async fn eats_memory(_ctx: OrchestrationContext) -> Result<usize, Error> {
     }
 }
 
+async fn continues_forever(ctx: OrchestrationContext) -> Result<(), Error> {
+    let round: u64 = ctx.input::<Option<u64>>()?.unwrap_or(0);
+    ctx.continue_as_new(round + 1)?;
+    Ok(())
+}
+
 fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
@@ -64,5 +70,6 @@ reprise_sdk::export_orchestrators! {
     "Panics" => panics,
     "LoopsForever" => loops_forever,
     "EatsMemory" => eats_memory,
+    "ContinuesForever" => continues_forever,
     "Probe" => probe,
 }
