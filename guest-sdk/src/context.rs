@@ -1,7 +1,7 @@
 //! What an orchestrator sees: its input, the replay-safe clock, and events.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Error;
-use crate::wire::{Action, EventRaised};
+use crate::tasks::{TaskSlot, Timer};
+use crate::wire::{Action, CreateTimer, EventRaised};
+use crate::{Either, Error, when_either};
 
 /// State shared by the executor and every handle the orchestrator holds.
 #[derive(Debug)]
@@ -36,6 +37,10 @@ pub(crate) struct State {
     pub(crate) actions: Vec<Action>,
     /// Input of the next generation, once `continue_as_new` was called.
     pub(crate) continue_as_new: Option<String>,
+    /// ID of the next task this generation schedules.
+    next_task: u64,
+    /// Scheduled tasks whose completion someone still waits for.
+    pub(crate) tasks: HashMap<u64, Rc<TaskSlot>>,
 }
 
 impl State {
@@ -51,6 +56,29 @@ impl State {
             waiters: VecDeque::new(),
             actions: Vec::new(),
             continue_as_new: None,
+            next_task: 0,
+            tasks: HashMap::new(),
+        }
+    }
+
+    /// Numbers a new task and registers where its completion goes.
+    fn schedule(&mut self) -> (u64, Rc<TaskSlot>) {
+        let id = self.next_task;
+        self.next_task += 1;
+        let slot = Rc::new(TaskSlot::default());
+        self.tasks.insert(id, Rc::clone(&slot));
+        (id, slot)
+    }
+
+    /// Records the host's completion of task `id`. Returns whether anyone
+    /// waits for it (a dropped timer, say, is ignored).
+    pub(crate) fn complete_task(&mut self, id: u64, result: Result<String, String>) -> bool {
+        match self.tasks.remove(&id) {
+            Some(slot) => {
+                *slot.result.borrow_mut() = Some(result);
+                true
+            }
+            None => false,
         }
     }
 
@@ -200,6 +228,66 @@ impl OrchestrationContext {
             name: name.to_owned(),
             wait,
             _payload: PhantomData,
+        }
+    }
+
+    /// A durable timer that fires at `fire_at`. It survives host restarts,
+    /// and costs nothing while it waits: the orchestrator is not in memory.
+    ///
+    /// ```no_run
+    /// # async fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
+    /// use std::time::Duration;
+    /// let tomorrow = ctx.current_time() + Duration::from_secs(24 * 3600);
+    /// ctx.create_timer(tomorrow).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn create_timer(&self, fire_at: SystemTime) -> Timer {
+        let fire_at_ms = fire_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since_epoch| since_epoch.as_millis() as u64);
+        let mut state = self.state.borrow_mut();
+        let (id, slot) = state.schedule();
+        state.actions.push(Action::CreateTimer(CreateTimer {
+            id,
+            fire_at: fire_at_ms,
+        }));
+        Timer::new(Rc::clone(&self.state), id, slot)
+    }
+
+    /// A durable timer that fires `duration` after [`current_time`](Self::current_time).
+    ///
+    /// ```no_run
+    /// # async fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
+    /// ctx.sleep(std::time::Duration::from_secs(30)).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn sleep(&self, duration: Duration) -> Timer {
+        self.create_timer(self.current_time() + duration)
+    }
+
+    /// Waits for the event `name` for at most `timeout`: `Some(payload)` if
+    /// it came first, `None` if the time ran out. An event that arrives after
+    /// the timeout stays buffered for the next wait.
+    ///
+    /// ```no_run
+    /// # async fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
+    /// use std::time::Duration;
+    /// match ctx.wait_for_event_with_timeout::<bool>("approval", Duration::from_secs(3600)).await? {
+    ///     Some(approved) => println!("approved: {approved}"),
+    ///     None => println!("nobody answered within the hour"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_event_with_timeout<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Option<T>, Error> {
+        let event = self.wait_for_event::<T>(name);
+        let deadline = self.sleep(timeout);
+        match when_either(event, deadline).await {
+            Either::Left(payload) => payload.map(Some),
+            Either::Right(()) => Ok(None),
         }
     }
 

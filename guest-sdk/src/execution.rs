@@ -113,6 +113,10 @@ impl Executor {
                     self.begin()
                 }
                 HistoryEvent::EventRaised(event) => self.state.borrow_mut().deliver(event),
+                HistoryEvent::TimerFired(id) => self
+                    .state
+                    .borrow_mut()
+                    .complete_task(id, Ok("null".to_owned())),
             };
             if may_progress {
                 self.run_until_stalled();

@@ -40,12 +40,16 @@
 //! Where to read next: [`OrchestrationContext`] for everything an orchestrator
 //! can do, [`export_orchestrators!`] for registration.
 
+mod combinators;
 mod context;
 mod error;
 mod execution;
+mod tasks;
 
+pub use combinators::{Either, when_all, when_any, when_either};
 pub use context::{EventFuture, OrchestrationContext};
 pub use error::Error;
+pub use tasks::Timer;
 pub use uuid::Uuid;
 
 /// Bindings generated from the host contract in `wit/`.
@@ -64,7 +68,7 @@ pub mod bindings {
 /// The types the host and guest exchange, under shorter names.
 pub mod wire {
     pub use crate::bindings::reprise::orchestration::types::{
-        Action, ContinueAsNew, EventRaised, ExecutionStarted, HistoryEvent,
+        Action, ContinueAsNew, CreateTimer, EventRaised, ExecutionStarted, HistoryEvent, TaskId,
     };
 }
 

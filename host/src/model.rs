@@ -159,6 +159,11 @@ pub enum HistoryEntry {
         name: String,
         payload: String,
     },
+    TimerFired {
+        timestamp: Millis,
+        id: u64,
+        fire_at: Millis,
+    },
     // Actions.
     CustomStatusSet {
         timestamp: Millis,
@@ -176,6 +181,11 @@ pub enum HistoryEntry {
         timestamp: Millis,
         input: String,
     },
+    TimerCreated {
+        timestamp: Millis,
+        id: u64,
+        fire_at: Millis,
+    },
     // Host decisions, neither fed to nor produced by the guest.
     ExecutionTerminated {
         timestamp: Millis,
@@ -185,15 +195,22 @@ pub enum HistoryEntry {
 
 impl HistoryEntry {
     pub fn timestamp(&self) -> Millis {
+        // One list of variants, in `timestamp_mut`.
+        *self.clone().timestamp_mut()
+    }
+
+    pub fn timestamp_mut(&mut self) -> &mut Millis {
         match self {
             HistoryEntry::ExecutionStarted { timestamp, .. }
             | HistoryEntry::OrchestratorStarted { timestamp }
             | HistoryEntry::EventRaised { timestamp, .. }
+            | HistoryEntry::TimerFired { timestamp, .. }
             | HistoryEntry::CustomStatusSet { timestamp, .. }
             | HistoryEntry::ExecutionCompleted { timestamp, .. }
             | HistoryEntry::ExecutionFailed { timestamp, .. }
             | HistoryEntry::ContinuedAsNew { timestamp, .. }
-            | HistoryEntry::ExecutionTerminated { timestamp, .. } => *timestamp,
+            | HistoryEntry::TimerCreated { timestamp, .. }
+            | HistoryEntry::ExecutionTerminated { timestamp, .. } => timestamp,
         }
     }
 
@@ -203,6 +220,8 @@ impl HistoryEntry {
             HistoryEntry::ExecutionStarted { .. } => "ExecutionStarted",
             HistoryEntry::OrchestratorStarted { .. } => "OrchestratorStarted",
             HistoryEntry::EventRaised { .. } => "EventRaised",
+            HistoryEntry::TimerFired { .. } => "TimerFired",
+            HistoryEntry::TimerCreated { .. } => "TimerCreated",
             HistoryEntry::CustomStatusSet { .. } => "CustomStatusSet",
             HistoryEntry::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEntry::ExecutionFailed { .. } => "ExecutionFailed",
@@ -225,6 +244,12 @@ pub enum Message {
     },
     Terminate {
         reason: String,
+    },
+    /// A durable timer came due. Ignored if its generation has ended.
+    TimerFired {
+        generation: u32,
+        id: u64,
+        fire_at: Millis,
     },
 }
 

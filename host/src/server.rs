@@ -50,6 +50,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if resumed > 0 {
         tracing::info!("resuming {resumed} instances with queued messages");
     }
+    engine.start_timer_service();
 
     let app = api::router(
         engine,

@@ -15,6 +15,8 @@ const BASE_PATH: &str = "/runtime/webhooks/durabletask";
 
 /// Compiled guest components, built once per test run.
 pub struct Components {
+    pub approval: PathBuf,
+    pub monitor: PathBuf,
     pub counter: PathBuf,
     pub singleton_job: PathBuf,
     pub event_log: PathBuf,
@@ -65,6 +67,8 @@ pub fn components() -> &'static Components {
             path
         };
         Components {
+            approval: wasm("approval"),
+            monitor: wasm("monitor"),
             counter: wasm("counter"),
             singleton_job: wasm("singleton_job"),
             event_log: wasm("event_log"),
@@ -108,13 +112,15 @@ pub struct TestHost {
 }
 
 impl TestHost {
-    /// A host with every sample and test guest loaded.
+    /// A host with every sample and the event log loaded.
     pub async fn start() -> TestHost {
-        let components = components();
+        let c = components();
         TestHost::start_with(&[
-            &components.counter,
-            &components.singleton_job,
-            &components.event_log,
+            &c.approval,
+            &c.monitor,
+            &c.counter,
+            &c.singleton_job,
+            &c.event_log,
         ])
         .await
     }

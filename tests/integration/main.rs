@@ -10,3 +10,4 @@ mod functions_folder;
 mod guest_isolation;
 mod instances;
 mod singleton;
+mod timers;

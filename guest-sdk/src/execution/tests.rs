@@ -340,3 +340,100 @@ fn dropped_waits_return_their_events_in_arrival_order() {
     ]);
     assert_eq!(actions, vec![Action::Complete("[\"x1\",\"x2\"]".into())]);
 }
+
+fn timer_fired(id: u64) -> HistoryEvent {
+    HistoryEvent::TimerFired(id)
+}
+
+fn timer(id: u64, fire_at: u64) -> Action {
+    Action::CreateTimer(crate::wire::CreateTimer { id, fire_at })
+}
+
+#[test]
+fn sleep_creates_a_durable_timer_and_resumes_when_it_fires() {
+    async fn naps(ctx: OrchestrationContext) -> Result<u64, Error> {
+        ctx.sleep(std::time::Duration::from_millis(500)).await;
+        Ok(ctx
+            .current_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64)
+    }
+    let mut execution = one_orchestrator!(naps);
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(1_000)]),
+        vec![timer(0, 1_500)]
+    );
+    assert_eq!(
+        execution.step(vec![episode(1_501), timer_fired(0)]),
+        vec![Action::Complete("1501".into())]
+    );
+}
+
+#[test]
+fn a_wait_with_timeout_returns_the_event_or_none_and_keeps_late_events() {
+    async fn asks_twice(ctx: OrchestrationContext) -> Result<Vec<Option<String>>, Error> {
+        let timeout = std::time::Duration::from_secs(10);
+        let first = ctx.wait_for_event_with_timeout("answer", timeout).await?;
+        let second = ctx.wait_for_event_with_timeout("answer", timeout).await?;
+        Ok(vec![first, second])
+    }
+    let mut execution = one_orchestrator!(asks_twice);
+    // The first wait times out; the answer arrives later and goes to the second.
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(0)]),
+        vec![timer(0, 10_000)]
+    );
+    assert_eq!(
+        execution.step(vec![
+            episode(10_000),
+            timer_fired(0),
+            event("answer", "\"late\"")
+        ]),
+        vec![timer(1, 20_000), Action::Complete("[null,\"late\"]".into())]
+    );
+}
+
+#[test]
+fn when_all_waits_for_every_timer_in_any_firing_order() {
+    async fn fans_out(ctx: OrchestrationContext) -> Result<usize, Error> {
+        let timers = (1..=3).map(|n| ctx.sleep(std::time::Duration::from_millis(n)));
+        Ok(crate::when_all(timers).await.len())
+    }
+    let mut execution = one_orchestrator!(fans_out);
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(0)]),
+        vec![timer(0, 1), timer(1, 2), timer(2, 3)]
+    );
+    assert_eq!(
+        execution.step(vec![episode(5), timer_fired(2), timer_fired(0)]),
+        vec![]
+    );
+    assert_eq!(
+        execution.step(vec![episode(6), timer_fired(1)]),
+        vec![Action::Complete("3".into())]
+    );
+}
+
+#[test]
+fn when_any_returns_the_first_to_finish_and_ignores_the_losers() {
+    async fn races(ctx: OrchestrationContext) -> Result<usize, Error> {
+        let timers = [30, 10, 20].map(|ms| ctx.sleep(std::time::Duration::from_millis(ms)));
+        let (winner, ()) = crate::when_any(timers).await;
+        // The losers fire later; that must not disturb what comes next.
+        let next: String = ctx.wait_for_event("next").await?;
+        Ok(winner * 100 + next.len())
+    }
+    let mut execution = one_orchestrator!(races);
+    execution.step(vec![started("One", "null"), episode(0)]);
+    assert_eq!(execution.step(vec![episode(10), timer_fired(1)]), vec![]);
+    assert_eq!(
+        execution.step(vec![
+            episode(30),
+            timer_fired(2),
+            timer_fired(0),
+            event("next", "\"abc\"")
+        ]),
+        vec![Action::Complete("103".into())]
+    );
+}

@@ -125,6 +125,14 @@ fn history_event(entry: &HistoryEntry) -> Option<Value> {
             fields.insert("Name".into(), name.clone().into());
             fields.insert("Input".into(), json_value(payload));
         }
+        HistoryEntry::TimerCreated { id, fire_at, .. } => {
+            fields.insert("TimerId".into(), (*id).into());
+            fields.insert("FireAt".into(), timestamp(*fire_at).into());
+        }
+        HistoryEntry::TimerFired { id, fire_at, .. } => {
+            fields.insert("TimerId".into(), (*id).into());
+            fields.insert("FireAt".into(), timestamp(*fire_at).into());
+        }
         HistoryEntry::CustomStatusSet { value, .. } => {
             fields.insert("CustomStatus".into(), json_value(value));
         }

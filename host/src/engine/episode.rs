@@ -43,6 +43,7 @@ pub(crate) fn plan(
             updated,
             history: HistoryChange::Append(Vec::new()),
             consumed_through,
+            timers: Vec::new(),
         }));
     }
 
@@ -52,16 +53,25 @@ pub(crate) fn plan(
     let mut termination = None;
     for queued in messages {
         match queued.message {
+            _ if termination.is_some() => {}
             Message::Start => {}
             Message::Event {
                 name,
                 payload,
                 accepted_at,
-            } if termination.is_none() => events.push((name, payload, accepted_at)),
-            Message::Event { .. } => {}
-            Message::Terminate { reason } => {
-                termination.get_or_insert(reason);
-            }
+            } => events.push(HistoryEntry::EventRaised {
+                timestamp: accepted_at,
+                name,
+                payload,
+            }),
+            // A timer of an earlier generation, dropped by continue-as-new.
+            Message::TimerFired { generation, .. } if generation != instance.generation => {}
+            Message::TimerFired { id, fire_at, .. } => events.push(HistoryEntry::TimerFired {
+                timestamp: now,
+                id,
+                fire_at,
+            }),
+            Message::Terminate { reason } => termination = Some(reason),
         }
     }
 
@@ -131,11 +141,22 @@ pub(crate) fn plan(
     {
         generation.new_entries.push(entry);
     }
+    // Timers this episode created in the generation it leaves running; the
+    // store drops those of ended generations.
+    let timers = generation
+        .new_entries
+        .iter()
+        .filter_map(|entry| match entry {
+            HistoryEntry::TimerCreated { id, fire_at, .. } => Some((*id, *fire_at)),
+            _ => None,
+        })
+        .collect();
     Ok(Some(EpisodeCommit {
         read: instance,
         updated,
         history: generation.into_change(),
         consumed_through,
+        timers,
     }))
 }
 
@@ -195,7 +216,7 @@ fn run_guest(
     runtime: &Runtime,
     instance: &Instance,
     generation: &mut Generation,
-    mut events: Vec<(String, String, Millis)>,
+    mut events: Vec<HistoryEntry>,
     now: Millis,
 ) -> Result<Outcome, GuestError> {
     let mut idle_generations = 0;
@@ -205,13 +226,7 @@ fn run_guest(
             .new_entries
             .push(HistoryEntry::OrchestratorStarted { timestamp: now });
         let fed = events.len();
-        for (name, payload, accepted_at) in events.drain(..) {
-            generation.new_entries.push(HistoryEntry::EventRaised {
-                timestamp: accepted_at,
-                name,
-                payload,
-            });
-        }
+        generation.new_entries.append(&mut events);
         let episode: Vec<wire::HistoryEvent> = generation
             .new_entries
             .iter()
@@ -238,6 +253,13 @@ fn run_guest(
                     generation.new_entries.push(HistoryEntry::CustomStatusSet {
                         timestamp: now,
                         value,
+                    });
+                }
+                wire::Action::CreateTimer(timer) => {
+                    generation.new_entries.push(HistoryEntry::TimerCreated {
+                        timestamp: now,
+                        id: timer.id,
+                        fire_at: timer.fire_at,
                     });
                 }
                 wire::Action::Complete(output) => {
@@ -272,7 +294,11 @@ fn run_guest(
                     events = next
                         .carried_over_events
                         .into_iter()
-                        .map(|event| (event.name, event.payload, now))
+                        .map(|event| HistoryEntry::EventRaised {
+                            timestamp: now,
+                            name: event.name,
+                            payload: event.payload,
+                        })
                         .collect();
                     continue 'generations;
                 }
@@ -366,6 +392,7 @@ fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryE
                 payload: payload.clone(),
             })
         }
+        HistoryEntry::TimerFired { id, .. } => wire::HistoryEvent::TimerFired(*id),
         _ => return None,
     })
 }
@@ -378,6 +405,7 @@ fn is_action(entry: &HistoryEntry) -> bool {
             | HistoryEntry::ExecutionCompleted { .. }
             | HistoryEntry::ExecutionFailed { .. }
             | HistoryEntry::ContinuedAsNew { .. }
+            | HistoryEntry::TimerCreated { .. }
     )
 }
 
@@ -390,21 +418,17 @@ fn action_entry(action: wire::Action, timestamp: Millis) -> HistoryEntry {
             input: next.input,
         },
         wire::Action::SetCustomStatus(value) => HistoryEntry::CustomStatusSet { timestamp, value },
+        wire::Action::CreateTimer(timer) => HistoryEntry::TimerCreated {
+            timestamp,
+            id: timer.id,
+            fire_at: timer.fire_at,
+        },
     }
 }
 
 fn without_timestamp(entry: &HistoryEntry) -> HistoryEntry {
     let mut entry = entry.clone();
-    match &mut entry {
-        HistoryEntry::ExecutionStarted { timestamp, .. }
-        | HistoryEntry::OrchestratorStarted { timestamp }
-        | HistoryEntry::EventRaised { timestamp, .. }
-        | HistoryEntry::CustomStatusSet { timestamp, .. }
-        | HistoryEntry::ExecutionCompleted { timestamp, .. }
-        | HistoryEntry::ExecutionFailed { timestamp, .. }
-        | HistoryEntry::ContinuedAsNew { timestamp, .. }
-        | HistoryEntry::ExecutionTerminated { timestamp, .. } => *timestamp = 0,
-    }
+    *entry.timestamp_mut() = 0;
     entry
 }
 
@@ -415,6 +439,9 @@ fn describe(entry: Option<&HistoryEntry>) -> String {
         Some(HistoryEntry::ExecutionCompleted { output, .. }) => format!("complete({output})"),
         Some(HistoryEntry::ExecutionFailed { error, .. }) => format!("fail({error:?})"),
         Some(HistoryEntry::ContinuedAsNew { input, .. }) => format!("continue-as-new({input})"),
+        Some(HistoryEntry::TimerCreated { id, fire_at, .. }) => {
+            format!("create-timer(task {id}, due at {fire_at} ms)")
+        }
         Some(other) => other.event_type().to_owned(),
     }
 }

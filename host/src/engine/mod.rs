@@ -9,6 +9,7 @@
 
 mod episode;
 mod scheduler;
+mod timers;
 
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ struct Shared {
     store: Arc<dyn Store>,
     runtime: Arc<Runtime>,
     scheduler: Scheduler,
+    /// Wakes the timer service when an episode created timers.
+    timers_changed: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -48,6 +51,7 @@ impl Engine {
                 store,
                 runtime,
                 scheduler: Scheduler::new(workers),
+                timers_changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -61,6 +65,12 @@ impl Engine {
             self.notify(id);
         }
         Ok(ids.len())
+    }
+
+    /// Starts firing durable timers, overdue ones first; runs until the
+    /// process ends.
+    pub fn start_timer_service(&self) {
+        tokio::spawn(timers::run(self.clone()));
     }
 
     pub fn orchestrator_names(&self) -> Vec<String> {
@@ -180,6 +190,9 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             match store.commit_episode(&commit)? {
                 CommitOutcome::Committed => {
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
+                    if !commit.timers.is_empty() {
+                        shared.timers_changed.notify_one();
+                    }
                     return Ok(());
                 }
                 CommitOutcome::LateMessages => continue,

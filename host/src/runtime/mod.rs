@@ -39,7 +39,7 @@ use bindings::{Orchestrations, OrchestrationsPre};
 /// The types exchanged with guests, as generated from `wit/`.
 pub mod wire {
     pub use super::bindings::reprise::orchestration::types::{
-        Action, ContinueAsNew, EventRaised, ExecutionStarted, HistoryEvent,
+        Action, ContinueAsNew, CreateTimer, EventRaised, ExecutionStarted, HistoryEvent,
     };
 }
 

@@ -81,6 +81,9 @@ pub struct EpisodeCommit {
     pub history: HistoryChange,
     /// Messages up to and including this sequence number were applied.
     pub consumed_through: i64,
+    /// Durable timers created by the episode: (task ID, due time), in the
+    /// generation of `updated`. Timers of any other generation are dropped.
+    pub timers: Vec<(u64, Millis)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,4 +139,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Instances with queued messages: the work to resume after a restart.
     fn instances_with_messages(&self) -> anyhow::Result<Vec<String>>;
+
+    /// Turns every timer due at `now` into a `TimerFired` message for its
+    /// instance, in one transaction; returns the instances to run.
+    fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>>;
+
+    /// When the earliest timer is due, if any.
+    fn next_timer_due(&self) -> anyhow::Result<Option<Millis>>;
 }

@@ -2,8 +2,8 @@
 //! returned `Ok` survives a crash or power loss.
 //!
 //! Tables: `instances` (one row per ID, the current generation), `history`
-//! (entries of each instance's current generation) and `inbox` (accepted
-//! messages not yet applied). History entries and messages are JSON of the
+//! (entries of each instance's current generation), `inbox` (accepted
+//! messages not yet applied) and `timers` (durable timers not yet due). History entries and messages are JSON of the
 //! `model` types.
 
 use std::path::Path;
@@ -46,6 +46,14 @@ CREATE TABLE IF NOT EXISTS inbox (
     message     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS inbox_by_instance ON inbox (instance_id, seq);
+CREATE TABLE IF NOT EXISTS timers (
+    instance_id TEXT NOT NULL,
+    generation  INTEGER NOT NULL,
+    task_id     INTEGER NOT NULL,
+    fire_at     INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, generation, task_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS timers_by_due_time ON timers (fire_at);
 ";
 
 pub struct SqliteStore {
@@ -309,6 +317,7 @@ impl Store for SqliteStore {
             }
             transaction.execute("DELETE FROM history WHERE instance_id = ?1", [id])?;
             transaction.execute("DELETE FROM inbox WHERE instance_id = ?1", [id])?;
+            transaction.execute("DELETE FROM timers WHERE instance_id = ?1", [id])?;
             transaction.execute("DELETE FROM instances WHERE instance_id = ?1", [id])?;
             Ok(PurgeOutcome::Purged)
         })
@@ -382,7 +391,62 @@ impl Store for SqliteStore {
             transaction
                 .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
                 .execute(params![id, commit.consumed_through])?;
+            if updated.status.is_terminal() || updated.generation != commit.read.generation {
+                // The generation ended: its timers will never matter.
+                transaction
+                    .prepare_cached("DELETE FROM timers WHERE instance_id = ?1 AND generation <> ?2")?
+                    .execute(params![id, updated.generation])?;
+            }
+            if !updated.status.is_terminal() {
+                let mut insert = transaction.prepare_cached(
+                    "INSERT OR REPLACE INTO timers (instance_id, generation, task_id, fire_at) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (task_id, fire_at) in &commit.timers {
+                    insert.execute(params![id, updated.generation, *task_id as i64, *fire_at as i64])?;
+                }
+            } else {
+                transaction.execute("DELETE FROM timers WHERE instance_id = ?1", [id])?;
+            }
             Ok(CommitOutcome::Committed)
+        })
+    }
+
+    fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {
+        self.write(|transaction| {
+            let due: Vec<(String, u32, i64, i64)> = transaction
+                .prepare_cached(
+                    "SELECT instance_id, generation, task_id, fire_at FROM timers
+                     WHERE fire_at <= ?1 ORDER BY fire_at LIMIT 1000",
+                )?
+                .query_map([now as i64], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut instances = Vec::new();
+            for (instance_id, generation, task_id, fire_at) in due {
+                let message = Message::TimerFired {
+                    generation,
+                    id: task_id as u64,
+                    fire_at: fire_at as Millis,
+                };
+                insert_message(transaction, &instance_id, &message)?;
+                transaction
+                    .prepare_cached(
+                        "DELETE FROM timers WHERE instance_id = ?1 AND generation = ?2 AND task_id = ?3",
+                    )?
+                    .execute(params![instance_id, generation, task_id])?;
+                instances.push(instance_id);
+            }
+            instances.sort();
+            instances.dedup();
+            Ok(instances)
+        })
+    }
+
+    fn next_timer_due(&self) -> anyhow::Result<Option<Millis>> {
+        self.read(|connection| {
+            let due: Option<i64> = connection
+                .prepare_cached("SELECT MIN(fire_at) FROM timers")?
+                .query_row([], |row| row.get(0))?;
+            Ok(due.map(|due| due as Millis))
         })
     }
 

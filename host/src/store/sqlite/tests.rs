@@ -30,6 +30,7 @@ fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome
                 timestamp: 2,
             }]),
             consumed_through: work.messages.last().unwrap().seq,
+            timers: vec![],
         })
         .unwrap()
 }
@@ -127,6 +128,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         updated,
         history: HistoryChange::Append(vec![]),
         consumed_through: work.messages.last().unwrap().seq,
+        timers: vec![],
     };
     assert_eq!(
         store.commit_episode(&commit).unwrap(),
@@ -177,6 +179,7 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
             updated,
             history: HistoryChange::Replace(entries.clone()),
             consumed_through: work.messages.last().unwrap().seq,
+            timers: vec![],
         })
         .unwrap();
     assert_eq!(
