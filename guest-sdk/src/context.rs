@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::tasks::{TaskSlot, Timer};
-use crate::wire::{Action, CreateTimer, EventRaised};
+use crate::tasks::{ActivityCall, RetryPolicy, TaskSlot, Timer};
+use crate::wire::{Action, CreateTimer, EventRaised, ScheduleActivity};
 use crate::{Either, Error, when_either};
 
 /// State shared by the executor and every handle the orchestrator holds.
@@ -288,6 +288,72 @@ impl OrchestrationContext {
         match when_either(event, deadline).await {
             Either::Left(payload) => payload.map(Some),
             Either::Right(()) => Ok(None),
+        }
+    }
+
+    /// Calls the activity `name` with `input`; resolves to its output
+    /// decoded as `T`, or to an error if it failed (returned an error,
+    /// trapped, or timed out).
+    ///
+    /// ```no_run
+    /// # async fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
+    /// let greeting: String = ctx.call_activity("SayHello", "Tokyo").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call_activity<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        input: impl Serialize,
+    ) -> ActivityCall<T> {
+        let input = match serde_json::to_string(&input) {
+            Ok(input) => input,
+            Err(error) => return ActivityCall::failed(Error::from(error), name),
+        };
+        let mut state = self.state.borrow_mut();
+        let (id, slot) = state.schedule();
+        state
+            .actions
+            .push(Action::ScheduleActivity(ScheduleActivity {
+                id,
+                name: name.to_owned(),
+                input,
+            }));
+        ActivityCall::scheduled(Rc::clone(&self.state), id, slot, name)
+    }
+
+    /// Calls the activity `name`, retrying failures as `policy` says, with
+    /// durable timers between attempts. The error of the last attempt is
+    /// returned if all fail.
+    ///
+    /// ```no_run
+    /// # async fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
+    /// use std::time::Duration;
+    /// let policy = reprise_sdk::RetryPolicy::new(3, Duration::from_secs(5));
+    /// let receipt: String = ctx.call_activity_with_retry("ChargeCard", 42, &policy).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_activity_with_retry<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        input: impl Serialize,
+        policy: &RetryPolicy,
+    ) -> Result<T, Error> {
+        let input = serde_json::to_value(input)?;
+        let attempts = policy.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            match self.call_activity::<T>(name, &input).await {
+                Ok(output) => return Ok(output),
+                Err(error) if attempt >= attempts => {
+                    return Err(Error::new(format!(
+                        "{error} (attempt {attempt} of {attempts})"
+                    )));
+                }
+                Err(_) => {
+                    self.sleep(policy.delay_after(attempt)).await;
+                    attempt += 1;
+                }
+            }
         }
     }
 

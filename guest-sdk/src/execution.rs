@@ -117,6 +117,14 @@ impl Executor {
                     .state
                     .borrow_mut()
                     .complete_task(id, Ok("null".to_owned())),
+                HistoryEvent::ActivityCompleted(done) => self
+                    .state
+                    .borrow_mut()
+                    .complete_task(done.id, Ok(done.output)),
+                HistoryEvent::ActivityFailed(failed) => self
+                    .state
+                    .borrow_mut()
+                    .complete_task(failed.id, Err(failed.error)),
             };
             if may_progress {
                 self.run_until_stalled();

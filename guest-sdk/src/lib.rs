@@ -40,6 +40,7 @@
 //! Where to read next: [`OrchestrationContext`] for everything an orchestrator
 //! can do, [`export_orchestrators!`] for registration.
 
+mod activity;
 mod combinators;
 mod context;
 mod error;
@@ -49,17 +50,17 @@ mod tasks;
 pub use combinators::{Either, when_all, when_any, when_either};
 pub use context::{EventFuture, OrchestrationContext};
 pub use error::Error;
-pub use tasks::Timer;
+pub use tasks::{ActivityCall, RetryPolicy, Timer};
 pub use uuid::Uuid;
 
 /// Bindings generated from the host contract in `wit/`.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "orchestrations",
+        world: "functions",
         path: "../wit",
         pub_export_macro: true,
-        export_macro_name: "__export_orchestrations",
+        export_macro_name: "__export_functions",
         default_bindings_module: "reprise_sdk::bindings",
         additional_derives: [PartialEq, Clone],
     });
@@ -68,12 +69,14 @@ pub mod bindings {
 /// The types the host and guest exchange, under shorter names.
 pub mod wire {
     pub use crate::bindings::reprise::orchestration::types::{
-        Action, ContinueAsNew, CreateTimer, EventRaised, ExecutionStarted, HistoryEvent, TaskId,
+        Action, ContinueAsNew, CreateTimer, EventRaised, ExecutionStarted, HistoryEvent,
+        ScheduleActivity, TaskCompleted, TaskFailed, TaskId,
     };
 }
 
 /// Registers the orchestrators a component exports, one line each:
-/// `"Name" => function`. Use it once per component crate.
+/// `"Name" => function`. Use one registration macro per component crate:
+/// this one, [`export_activities!`], or [`export!`] for both kinds.
 ///
 /// Each function is an `async fn(OrchestrationContext) -> Result<T, E>` with
 /// `T: serde::Serialize` and `E: std::fmt::Display`.
@@ -98,13 +101,77 @@ pub mod wire {
 /// ```
 #[macro_export]
 macro_rules! export_orchestrators {
-    ($($name:literal => $function:path),+ $(,)?) => {
+    ($($name:literal => $function:path),* $(,)?) => {
+        $crate::export! {
+            orchestrators { $($name => $function),* }
+            activities {}
+        }
+    };
+}
+
+/// Registers the activities a component exports, one line each:
+/// `"Name" => function`.
+///
+/// An activity is a plain function `fn(T) -> Result<U, E>` with
+/// `T: DeserializeOwned`, `U: Serialize` and `E: Display`. Activities are
+/// not replayed: they may use the clock, randomness and (where the host
+/// allows) the network. They run at least once; make them idempotent.
+///
+/// ```no_run
+/// fn say_hello(city: String) -> Result<String, reprise_sdk::Error> {
+///     Ok(format!("Hello {city}!"))
+/// }
+///
+/// reprise_sdk::export_activities! {
+///     "SayHello" => say_hello,
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_activities {
+    ($($name:literal => $function:path),* $(,)?) => {
+        $crate::export! {
+            orchestrators {}
+            activities { $($name => $function),* }
+        }
+    };
+}
+
+/// Registers orchestrators and activities of one component.
+///
+/// ```no_run
+/// use reprise_sdk::{Error, OrchestrationContext};
+///
+/// async fn greet_all(ctx: OrchestrationContext) -> Result<Vec<String>, Error> {
+///     let mut greetings = Vec::new();
+///     for city in ["Tokyo", "Seattle", "London"] {
+///         greetings.push(ctx.call_activity("SayHello", city).await?);
+///     }
+///     Ok(greetings)
+/// }
+///
+/// fn say_hello(city: String) -> Result<String, Error> {
+///     Ok(format!("Hello {city}!"))
+/// }
+///
+/// reprise_sdk::export! {
+///     orchestrators { "GreetAll" => greet_all }
+///     activities { "SayHello" => say_hello }
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export {
+    (
+        orchestrators { $($orchestrator:literal => $orchestrator_fn:path),* $(,)? }
+        activities { $($activity:literal => $activity_fn:path),* $(,)? }
+    ) => {
         #[doc(hidden)]
         pub struct __RepriseComponent;
 
         impl $crate::__private::Registry for __RepriseComponent {
             fn names() -> ::std::vec::Vec<::std::string::String> {
-                ::std::vec![$(::std::string::String::from($name)),+]
+                ::std::vec![$(::std::string::String::from($orchestrator)),*]
             }
 
             fn start(
@@ -112,10 +179,11 @@ macro_rules! export_orchestrators {
                 context: $crate::OrchestrationContext,
             ) -> ::std::option::Option<$crate::__private::RunningOrchestrator> {
                 $(
-                    if name == $name {
-                        return ::std::option::Option::Some($crate::__private::run($function, context));
+                    if name == $orchestrator {
+                        return ::std::option::Option::Some($crate::__private::run($orchestrator_fn, context));
                     }
-                )+
+                )*
+                let _ = (name, context);
                 ::std::option::Option::None
             }
         }
@@ -128,13 +196,34 @@ macro_rules! export_orchestrators {
             }
         }
 
-        $crate::bindings::__export_orchestrations!(__RepriseComponent with_types_in $crate::bindings);
+        impl $crate::__private::ActivityGuest for __RepriseComponent {
+            fn names() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec![$(::std::string::String::from($activity)),*]
+            }
+
+            fn run(
+                name: ::std::string::String,
+                input: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                $(
+                    if name == $activity {
+                        return $crate::__private::run_activity($activity_fn, &input);
+                    }
+                )*
+                let _ = input;
+                ::std::result::Result::Err(::std::format!("this component has no activity named '{name}'"))
+            }
+        }
+
+        $crate::bindings::__export_functions!(__RepriseComponent with_types_in $crate::bindings);
     };
 }
 
-/// Support for [`export_orchestrators!`]; not a stable API.
+/// Support for the registration macros; not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::activity::run_activity;
+    pub use crate::bindings::exports::reprise::orchestration::activity::Guest as ActivityGuest;
     pub use crate::bindings::exports::reprise::orchestration::orchestrator::Guest;
     pub use crate::execution::{Execution, Registry, RunningOrchestrator, run};
 }

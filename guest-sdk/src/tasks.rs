@@ -1,12 +1,17 @@
 //! Durable tasks: work the orchestrator starts and the host completes later,
-//! matched by a deterministic sequence number. Timers are the first kind.
+//! matched by a deterministic sequence number: timers and activity calls.
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+
+use crate::Error;
 use crate::context::State;
 
 /// Where the host's completion of one task lands.
@@ -49,5 +54,146 @@ impl Future for Timer {
 impl Drop for Timer {
     fn drop(&mut self) {
         self.state.borrow_mut().tasks.remove(&self.id);
+    }
+}
+
+/// An activity call in flight; resolves to the activity's output, decoded
+/// as `T`, or to its error.
+#[must_use = "an activity call does nothing unless awaited"]
+pub struct ActivityCall<T> {
+    call: Call,
+    name: String,
+    _output: PhantomData<fn() -> T>,
+}
+
+enum Call {
+    Scheduled {
+        state: Rc<RefCell<State>>,
+        id: u64,
+        slot: Rc<TaskSlot>,
+    },
+    /// Never scheduled; the error until handed out.
+    Failed(Option<Error>),
+}
+
+impl<T> ActivityCall<T> {
+    pub(crate) fn scheduled(
+        state: Rc<RefCell<State>>,
+        id: u64,
+        slot: Rc<TaskSlot>,
+        name: &str,
+    ) -> Self {
+        ActivityCall {
+            call: Call::Scheduled { state, id, slot },
+            name: name.to_owned(),
+            _output: PhantomData,
+        }
+    }
+
+    /// A call that fails without being scheduled (its input was not JSON).
+    pub(crate) fn failed(error: Error, name: &str) -> Self {
+        ActivityCall {
+            call: Call::Failed(Some(error)),
+            name: name.to_owned(),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Future for ActivityCall<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let result = match &mut this.call {
+            Call::Failed(error) => {
+                return Poll::Ready(Err(error.take().expect("polled after completion")));
+            }
+            Call::Scheduled { slot, .. } => slot.result.borrow_mut().take(),
+        };
+        match result {
+            None => Poll::Pending,
+            Some(Ok(output)) => Poll::Ready(serde_json::from_str(&output).map_err(|error| {
+                Error::new(format!(
+                    "the output of activity '{}' does not have the expected shape: {error}",
+                    this.name
+                ))
+            })),
+            Some(Err(message)) => Poll::Ready(Err(Error::new(format!(
+                "activity '{}' failed: {message}",
+                this.name
+            )))),
+        }
+    }
+}
+
+impl<T> Drop for ActivityCall<T> {
+    fn drop(&mut self) {
+        if let Call::Scheduled { state, id, .. } = &self.call {
+            state.borrow_mut().tasks.remove(id);
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for ActivityCall<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivityCall")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How [`OrchestrationContext::call_activity_with_retry`] retries: up to
+/// `max_attempts` calls, waiting on durable timers in between, starting at
+/// `first_interval` and multiplying by `backoff_coefficient` each time, up
+/// to `max_interval`.
+///
+/// ```
+/// use std::time::Duration;
+/// use reprise_sdk::RetryPolicy;
+///
+/// let policy = RetryPolicy::new(5, Duration::from_secs(1))
+///     .with_backoff_coefficient(2.0)
+///     .with_max_interval(Duration::from_secs(30));
+/// assert_eq!(policy.max_attempts, 5);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub first_interval: Duration,
+    pub backoff_coefficient: f64,
+    pub max_interval: Duration,
+}
+
+impl RetryPolicy {
+    /// Doubling intervals, capped at one hour.
+    pub fn new(max_attempts: u32, first_interval: Duration) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            first_interval,
+            backoff_coefficient: 2.0,
+            max_interval: Duration::from_secs(3600),
+        }
+    }
+
+    pub fn with_backoff_coefficient(mut self, coefficient: f64) -> RetryPolicy {
+        self.backoff_coefficient = coefficient;
+        self
+    }
+
+    pub fn with_max_interval(mut self, max_interval: Duration) -> RetryPolicy {
+        self.max_interval = max_interval;
+        self
+    }
+
+    /// The wait after failed attempt `attempt` (1-based).
+    pub(crate) fn delay_after(&self, attempt: u32) -> Duration {
+        let factor = self
+            .backoff_coefficient
+            .max(1.0)
+            .powi(attempt.saturating_sub(1) as i32);
+        self.first_interval
+            .mul_f64(factor.min(1e9))
+            .min(self.max_interval)
     }
 }

@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
+
+use reprise_host::engine::EngineConfig;
 use reprise_host::runtime::GuestLimits;
 use reprise_host::server::{ServeConfig, serve};
 
@@ -35,6 +38,12 @@ struct ServeArgs {
     /// Episodes that may run at once (default: twice the CPU count).
     #[arg(long, env = "REPRISE_WORKERS")]
     workers: Option<usize>,
+    /// Activities that may run at once (default: twice the CPU count).
+    #[arg(long, env = "REPRISE_ACTIVITY_WORKERS")]
+    activity_workers: Option<usize>,
+    /// Seconds one activity call may run before it fails as timed out.
+    #[arg(long, env = "REPRISE_ACTIVITY_TIMEOUT_SECS", default_value_t = 300.0)]
+    activity_timeout_secs: f64,
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, env = "REPRISE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -57,14 +66,22 @@ fn main() -> std::process::ExitCode {
         .init();
     match cli.command {
         Command::Serve(args) => {
-            let workers = args.workers.unwrap_or_else(|| {
-                2 * std::thread::available_parallelism().map_or(1, |cores| cores.get())
-            });
+            let twice_the_cores =
+                2 * std::thread::available_parallelism().map_or(1, |cores| cores.get());
+            let Ok(activity_timeout) = Duration::try_from_secs_f64(args.activity_timeout_secs)
+            else {
+                eprintln!("error: --activity-timeout-secs must be a positive number of seconds");
+                return std::process::ExitCode::FAILURE;
+            };
             let config = ServeConfig {
                 functions_dir: args.functions,
                 database: args.db,
                 listen: args.listen,
-                workers,
+                engine: EngineConfig {
+                    workers: args.workers.unwrap_or(twice_the_cores),
+                    activity_workers: args.activity_workers.unwrap_or(twice_the_cores),
+                    activity_timeout,
+                },
                 max_body_bytes: args.max_body_bytes,
                 guest_limits: GuestLimits {
                     fuel_per_step: args.fuel_per_step,

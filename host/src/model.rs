@@ -164,6 +164,16 @@ pub enum HistoryEntry {
         id: u64,
         fire_at: Millis,
     },
+    TaskCompleted {
+        timestamp: Millis,
+        id: u64,
+        output: String,
+    },
+    TaskFailed {
+        timestamp: Millis,
+        id: u64,
+        error: String,
+    },
     // Actions.
     CustomStatusSet {
         timestamp: Millis,
@@ -186,6 +196,12 @@ pub enum HistoryEntry {
         id: u64,
         fire_at: Millis,
     },
+    TaskScheduled {
+        timestamp: Millis,
+        id: u64,
+        name: String,
+        input: String,
+    },
     // Host decisions, neither fed to nor produced by the guest.
     ExecutionTerminated {
         timestamp: Millis,
@@ -205,6 +221,9 @@ impl HistoryEntry {
             | HistoryEntry::OrchestratorStarted { timestamp }
             | HistoryEntry::EventRaised { timestamp, .. }
             | HistoryEntry::TimerFired { timestamp, .. }
+            | HistoryEntry::TaskCompleted { timestamp, .. }
+            | HistoryEntry::TaskFailed { timestamp, .. }
+            | HistoryEntry::TaskScheduled { timestamp, .. }
             | HistoryEntry::CustomStatusSet { timestamp, .. }
             | HistoryEntry::ExecutionCompleted { timestamp, .. }
             | HistoryEntry::ExecutionFailed { timestamp, .. }
@@ -222,6 +241,9 @@ impl HistoryEntry {
             HistoryEntry::EventRaised { .. } => "EventRaised",
             HistoryEntry::TimerFired { .. } => "TimerFired",
             HistoryEntry::TimerCreated { .. } => "TimerCreated",
+            HistoryEntry::TaskScheduled { .. } => "TaskScheduled",
+            HistoryEntry::TaskCompleted { .. } => "TaskCompleted",
+            HistoryEntry::TaskFailed { .. } => "TaskFailed",
             HistoryEntry::CustomStatusSet { .. } => "CustomStatusSet",
             HistoryEntry::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEntry::ExecutionFailed { .. } => "ExecutionFailed",
@@ -250,6 +272,12 @@ pub enum Message {
         generation: u32,
         id: u64,
         fire_at: Millis,
+    },
+    /// An activity finished. Ignored if its generation has ended.
+    ActivityDone {
+        generation: u32,
+        id: u64,
+        result: Result<String, String>,
     },
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::api::{self, ApiLimits};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineConfig};
 use crate::runtime::{GuestLimits, Runtime};
 use crate::store::SqliteStore;
 
@@ -17,7 +17,7 @@ pub struct ServeConfig {
     pub functions_dir: PathBuf,
     pub database: PathBuf,
     pub listen: SocketAddr,
-    pub workers: usize,
+    pub engine: EngineConfig,
     pub max_body_bytes: usize,
     pub guest_limits: GuestLimits,
 }
@@ -45,12 +45,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
 
     let store = SqliteStore::open(&config.database)?;
-    let engine = Engine::new(Arc::new(store), Arc::new(runtime), config.workers);
+    let engine = Engine::new(Arc::new(store), Arc::new(runtime), config.engine.clone());
     let resumed = engine.resume().await?;
     if resumed > 0 {
         tracing::info!("resuming {resumed} instances with queued messages");
     }
-    engine.start_timer_service();
+    engine.start_background_work();
 
     let app = api::router(
         engine,

@@ -16,6 +16,8 @@ const BASE_PATH: &str = "/runtime/webhooks/durabletask";
 /// Compiled guest components, built once per test run.
 pub struct Components {
     pub approval: PathBuf,
+    pub hello_sequence: PathBuf,
+    pub fan_out_fan_in: PathBuf,
     pub monitor: PathBuf,
     pub counter: PathBuf,
     pub singleton_job: PathBuf,
@@ -68,6 +70,8 @@ pub fn components() -> &'static Components {
         };
         Components {
             approval: wasm("approval"),
+            hello_sequence: wasm("hello_sequence"),
+            fan_out_fan_in: wasm("fan_out_fan_in"),
             monitor: wasm("monitor"),
             counter: wasm("counter"),
             singleton_job: wasm("singleton_job"),
@@ -120,6 +124,8 @@ impl TestHost {
             &c.monitor,
             &c.counter,
             &c.singleton_job,
+            &c.hello_sequence,
+            &c.fan_out_fan_in,
             &c.event_log,
         ])
         .await

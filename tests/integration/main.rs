@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod activities;
 mod counter;
 mod durability;
 mod errors;

@@ -437,3 +437,108 @@ fn when_any_returns_the_first_to_finish_and_ignores_the_losers() {
         vec![Action::Complete("103".into())]
     );
 }
+
+fn scheduled(id: u64, name: &str, input: &str) -> Action {
+    Action::ScheduleActivity(crate::wire::ScheduleActivity {
+        id,
+        name: name.into(),
+        input: input.into(),
+    })
+}
+
+fn activity_completed(id: u64, output: &str) -> HistoryEvent {
+    HistoryEvent::ActivityCompleted(crate::wire::TaskCompleted {
+        id,
+        output: output.into(),
+    })
+}
+
+fn activity_failed(id: u64, error: &str) -> HistoryEvent {
+    HistoryEvent::ActivityFailed(crate::wire::TaskFailed {
+        id,
+        error: error.into(),
+    })
+}
+
+#[test]
+fn activities_are_scheduled_in_order_and_their_results_matched_by_task_id() {
+    async fn sequence(ctx: OrchestrationContext) -> Result<Vec<String>, Error> {
+        let mut greetings = Vec::new();
+        for city in ["Tokyo", "Seattle"] {
+            greetings.push(ctx.call_activity("SayHello", city).await?);
+        }
+        Ok(greetings)
+    }
+    let mut execution = one_orchestrator!(sequence);
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(0)]),
+        vec![scheduled(0, "SayHello", "\"Tokyo\"")]
+    );
+    assert_eq!(
+        execution.step(vec![episode(1), activity_completed(0, "\"Hello Tokyo!\"")]),
+        vec![scheduled(1, "SayHello", "\"Seattle\"")]
+    );
+    assert_eq!(
+        execution.step(vec![
+            episode(2),
+            activity_completed(1, "\"Hello Seattle!\"")
+        ]),
+        vec![Action::Complete(
+            "[\"Hello Tokyo!\",\"Hello Seattle!\"]".into()
+        )]
+    );
+}
+
+#[test]
+fn a_failed_activity_is_an_error_the_orchestrator_sees() {
+    async fn reports(ctx: OrchestrationContext) -> Result<String, Error> {
+        match ctx.call_activity::<String>("Flaky", ()).await {
+            Ok(output) => Ok(output),
+            Err(error) => Ok(format!("caught: {error}")),
+        }
+    }
+    let mut execution = one_orchestrator!(reports);
+    execution.step(vec![started("One", "null"), episode(0)]);
+    assert_eq!(
+        execution.step(vec![episode(1), activity_failed(0, "disk full")]),
+        vec![Action::Complete(
+            "\"caught: activity 'Flaky' failed: disk full\"".into()
+        )]
+    );
+}
+
+#[test]
+fn retries_wait_on_durable_timers_with_backoff_then_give_up() {
+    async fn retries(ctx: OrchestrationContext) -> Result<String, Error> {
+        let policy = crate::RetryPolicy::new(3, std::time::Duration::from_millis(100));
+        ctx.call_activity_with_retry("Flaky", 1, &policy).await
+    }
+    let mut execution = one_orchestrator!(retries);
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(0)]),
+        vec![scheduled(0, "Flaky", "1")]
+    );
+    assert_eq!(
+        execution.step(vec![episode(10), activity_failed(0, "no")]),
+        vec![timer(1, 110)]
+    );
+    assert_eq!(
+        execution.step(vec![episode(110), timer_fired(1)]),
+        vec![scheduled(2, "Flaky", "1")]
+    );
+    assert_eq!(
+        execution.step(vec![episode(120), activity_failed(2, "no")]),
+        vec![timer(3, 320)]
+    );
+    assert_eq!(
+        execution.step(vec![episode(320), timer_fired(3)]),
+        vec![scheduled(4, "Flaky", "1")]
+    );
+    let last = execution.step(vec![episode(330), activity_failed(4, "still no")]);
+    assert_eq!(
+        last,
+        vec![Action::Fail(
+            "activity 'Flaky' failed: still no (attempt 3 of 3)".into()
+        )]
+    );
+}

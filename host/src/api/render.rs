@@ -1,6 +1,8 @@
 //! The JSON shapes of Durable Functions: the check-status payload, instance
 //! status, and history events.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -101,15 +103,31 @@ pub(super) fn status_body(
         timestamp(instance.updated_at).into(),
     );
     if let Some(history) = history {
-        let events = history.iter().filter_map(history_event).collect::<Vec<_>>();
+        let scheduled: HashMap<u64, (&str, Millis)> = history
+            .iter()
+            .filter_map(|entry| match entry {
+                HistoryEntry::TaskScheduled {
+                    id,
+                    name,
+                    timestamp,
+                    ..
+                } => Some((*id, (name.as_str(), *timestamp))),
+                _ => None,
+            })
+            .collect();
+        let events = history
+            .iter()
+            .filter_map(|entry| history_event(entry, &scheduled))
+            .collect::<Vec<_>>();
         body.insert("historyEvents".into(), Value::Array(events));
     }
     Value::Object(body)
 }
 
 /// One history entry as Durable Functions shows it; episode markers are
-/// internal and left out, as Durable Functions leaves them out.
-fn history_event(entry: &HistoryEntry) -> Option<Value> {
+/// internal and left out, as Durable Functions leaves them out. `scheduled`
+/// maps task IDs to the activity name and time they were scheduled.
+fn history_event(entry: &HistoryEntry, scheduled: &HashMap<u64, (&str, Millis)>) -> Option<Value> {
     let mut event = json!({
         "EventType": entry.event_type(),
         "Timestamp": timestamp(entry.timestamp()),
@@ -132,6 +150,36 @@ fn history_event(entry: &HistoryEntry) -> Option<Value> {
         HistoryEntry::TimerFired { id, fire_at, .. } => {
             fields.insert("TimerId".into(), (*id).into());
             fields.insert("FireAt".into(), timestamp(*fire_at).into());
+        }
+        HistoryEntry::TaskScheduled {
+            id, name, input, ..
+        } => {
+            fields.insert("TaskScheduledId".into(), (*id).into());
+            fields.insert("FunctionName".into(), name.clone().into());
+            fields.insert("Input".into(), json_value(input));
+        }
+        HistoryEntry::TaskCompleted { id, output, .. }
+        | HistoryEntry::TaskFailed {
+            id, error: output, ..
+        } => {
+            fields.insert("TaskScheduledId".into(), (*id).into());
+            if let Some((name, scheduled_at)) = scheduled.get(id) {
+                fields.insert("FunctionName".into(), (*name).into());
+                fields.insert("ScheduledTime".into(), timestamp(*scheduled_at).into());
+            }
+            let value = match entry {
+                HistoryEntry::TaskCompleted { .. } => json_value(output),
+                _ => output.clone().into(),
+            };
+            fields.insert(
+                if matches!(entry, HistoryEntry::TaskCompleted { .. }) {
+                    "Result"
+                } else {
+                    "Reason"
+                }
+                .into(),
+                value,
+            );
         }
         HistoryEntry::CustomStatusSet { value, .. } => {
             fields.insert("CustomStatus".into(), json_value(value));

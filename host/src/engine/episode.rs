@@ -44,6 +44,7 @@ pub(crate) fn plan(
             history: HistoryChange::Append(Vec::new()),
             consumed_through,
             timers: Vec::new(),
+            activities: Vec::new(),
         }));
     }
 
@@ -71,6 +72,19 @@ pub(crate) fn plan(
                 id,
                 fire_at,
             }),
+            Message::ActivityDone { generation, .. } if generation != instance.generation => {}
+            Message::ActivityDone { id, result, .. } => events.push(match result {
+                Ok(output) => HistoryEntry::TaskCompleted {
+                    timestamp: now,
+                    id,
+                    output,
+                },
+                Err(error) => HistoryEntry::TaskFailed {
+                    timestamp: now,
+                    id,
+                    error,
+                },
+            }),
             Message::Terminate { reason } => termination = Some(reason),
         }
     }
@@ -97,7 +111,7 @@ pub(crate) fn plan(
                 return Ok(None);
             }
             Err(GuestError::Host(error)) => return Err(error),
-            Err(error) => Outcome::Failed(error.to_string()),
+            Err(error) => Outcome::Failed(format!("the orchestrator {error}")),
         }
     };
 
@@ -141,22 +155,26 @@ pub(crate) fn plan(
     {
         generation.new_entries.push(entry);
     }
-    // Timers this episode created in the generation it leaves running; the
-    // store drops those of ended generations.
-    let timers = generation
-        .new_entries
-        .iter()
-        .filter_map(|entry| match entry {
-            HistoryEntry::TimerCreated { id, fire_at, .. } => Some((*id, *fire_at)),
-            _ => None,
-        })
-        .collect();
+    // Timers and activities this episode started in the generation it
+    // leaves running; the store drops those of ended generations.
+    let mut timers = Vec::new();
+    let mut activities = Vec::new();
+    for entry in &generation.new_entries {
+        match entry {
+            HistoryEntry::TimerCreated { id, fire_at, .. } => timers.push((*id, *fire_at)),
+            HistoryEntry::TaskScheduled {
+                id, name, input, ..
+            } => activities.push((*id, name.clone(), input.clone())),
+            _ => {}
+        }
+    }
     Ok(Some(EpisodeCommit {
         read: instance,
         updated,
         history: generation.into_change(),
         consumed_through,
         timers,
+        activities,
     }))
 }
 
@@ -255,12 +273,8 @@ fn run_guest(
                         value,
                     });
                 }
-                wire::Action::CreateTimer(timer) => {
-                    generation.new_entries.push(HistoryEntry::TimerCreated {
-                        timestamp: now,
-                        id: timer.id,
-                        fire_at: timer.fire_at,
-                    });
+                wire::Action::CreateTimer(_) | wire::Action::ScheduleActivity(_) => {
+                    generation.new_entries.push(action_entry(action, now));
                 }
                 wire::Action::Complete(output) => {
                     generation
@@ -393,6 +407,18 @@ fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryE
             })
         }
         HistoryEntry::TimerFired { id, .. } => wire::HistoryEvent::TimerFired(*id),
+        HistoryEntry::TaskCompleted { id, output, .. } => {
+            wire::HistoryEvent::ActivityCompleted(wire::TaskCompleted {
+                id: *id,
+                output: output.clone(),
+            })
+        }
+        HistoryEntry::TaskFailed { id, error, .. } => {
+            wire::HistoryEvent::ActivityFailed(wire::TaskFailed {
+                id: *id,
+                error: error.clone(),
+            })
+        }
         _ => return None,
     })
 }
@@ -406,6 +432,7 @@ fn is_action(entry: &HistoryEntry) -> bool {
             | HistoryEntry::ExecutionFailed { .. }
             | HistoryEntry::ContinuedAsNew { .. }
             | HistoryEntry::TimerCreated { .. }
+            | HistoryEntry::TaskScheduled { .. }
     )
 }
 
@@ -422,6 +449,12 @@ fn action_entry(action: wire::Action, timestamp: Millis) -> HistoryEntry {
             timestamp,
             id: timer.id,
             fire_at: timer.fire_at,
+        },
+        wire::Action::ScheduleActivity(activity) => HistoryEntry::TaskScheduled {
+            timestamp,
+            id: activity.id,
+            name: activity.name,
+            input: activity.input,
         },
     }
 }
@@ -441,6 +474,11 @@ fn describe(entry: Option<&HistoryEntry>) -> String {
         Some(HistoryEntry::ContinuedAsNew { input, .. }) => format!("continue-as-new({input})"),
         Some(HistoryEntry::TimerCreated { id, fire_at, .. }) => {
             format!("create-timer(task {id}, due at {fire_at} ms)")
+        }
+        Some(HistoryEntry::TaskScheduled {
+            id, name, input, ..
+        }) => {
+            format!("schedule-activity(task {id}, {name:?}, {input})")
         }
         Some(other) => other.event_type().to_owned(),
     }

@@ -7,11 +7,13 @@
 //! once. Start reading at [`Engine::raise_event`] and follow it into
 //! `scheduler::Scheduler::notify` and `episode::plan`.
 
+mod activities;
 mod episode;
 mod scheduler;
 mod timers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::model::{HistoryEntry, Instance, InstanceId, now_millis};
 use crate::runtime::Runtime;
@@ -29,6 +31,17 @@ pub enum EngineError {
     Internal(#[from] anyhow::Error),
 }
 
+/// How much work runs at once, and for how long.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Episodes that may run at once.
+    pub workers: usize,
+    /// Activities that may run at once.
+    pub activity_workers: usize,
+    /// Wall-clock time one activity call may take.
+    pub activity_timeout: Duration,
+}
+
 /// The orchestration engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -41,17 +54,21 @@ struct Shared {
     scheduler: Scheduler,
     /// Wakes the timer service when an episode created timers.
     timers_changed: tokio::sync::Notify,
+    /// Wakes activity workers when an episode scheduled activities.
+    activities_changed: tokio::sync::Notify,
+    config: EngineConfig,
 }
 
 impl Engine {
-    /// `workers` bounds how many episodes run at once.
-    pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>, workers: usize) -> Engine {
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>, config: EngineConfig) -> Engine {
         Engine {
             shared: Arc::new(Shared {
                 store,
                 runtime,
-                scheduler: Scheduler::new(workers),
+                scheduler: Scheduler::new(config.workers),
                 timers_changed: tokio::sync::Notify::new(),
+                activities_changed: tokio::sync::Notify::new(),
+                config,
             }),
         }
     }
@@ -60,17 +77,25 @@ impl Engine {
     /// run of the host accepted and did not finish. Returns how many.
     pub async fn resume(&self) -> anyhow::Result<usize> {
         let store = Arc::clone(&self.shared.store);
-        let ids = blocking(move || store.instances_with_messages()).await?;
+        let ids = blocking(move || {
+            // No worker of a previous run is alive: its activities run again.
+            store.release_activity_leases()?;
+            store.instances_with_messages()
+        })
+        .await?;
         for id in &ids {
             self.notify(id);
         }
         Ok(ids.len())
     }
 
-    /// Starts firing durable timers, overdue ones first; runs until the
-    /// process ends.
-    pub fn start_timer_service(&self) {
+    /// Starts firing durable timers (overdue ones first) and running
+    /// activities; both run until the process ends.
+    pub fn start_background_work(&self) {
         tokio::spawn(timers::run(self.clone()));
+        for _ in 0..self.shared.config.activity_workers.max(1) {
+            tokio::spawn(activities::run_worker(self.clone()));
+        }
     }
 
     pub fn orchestrator_names(&self) -> Vec<String> {
@@ -192,6 +217,9 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
                     if !commit.timers.is_empty() {
                         shared.timers_changed.notify_one();
+                    }
+                    for _ in 0..commit.activities.len().min(shared.config.activity_workers) {
+                        shared.activities_changed.notify_one();
                     }
                     return Ok(());
                 }

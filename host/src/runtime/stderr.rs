@@ -1,8 +1,10 @@
-//! A guest's stderr, kept for error reports: the last few KiB, never full.
+//! A guest's output stream: the last few KiB kept for error reports, never
+//! full, and (for activities) each line logged as it is written.
 //!
 //! A bounded pipe would start refusing writes once full, and a guest whose
 //! `eprintln!` fails panics. Since every episode replays its generation from
 //! the start, the output of a long generation adds up; so keep the tail.
+//! Orchestrator output is not logged: replays would repeat it.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -17,6 +19,14 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 pub(super) struct StderrTail {
     tail: Arc<Mutex<VecDeque<u8>>>,
     capacity: usize,
+    /// If set, complete lines go to the host log, labelled with this.
+    log: Option<Arc<LineLog>>,
+}
+
+/// Writes complete lines to the host log as they arrive.
+struct LineLog {
+    label: String,
+    partial: Mutex<Vec<u8>>,
 }
 
 impl StderrTail {
@@ -24,6 +34,18 @@ impl StderrTail {
         StderrTail {
             tail: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))),
             capacity,
+            log: None,
+        }
+    }
+
+    /// Also logs each line, e.g. `label` = "activity SayHello stdout".
+    pub(super) fn logged(capacity: usize, label: String) -> StderrTail {
+        StderrTail {
+            log: Some(Arc::new(LineLog {
+                label,
+                partial: Mutex::new(Vec::new()),
+            })),
+            ..StderrTail::new(capacity)
         }
     }
 
@@ -35,6 +57,15 @@ impl StderrTail {
     }
 
     fn append(&self, bytes: &[u8]) {
+        if let Some(log) = &self.log {
+            let mut partial = log.partial.lock().unwrap_or_else(|e| e.into_inner());
+            partial.extend_from_slice(bytes);
+            while let Some(end) = partial.iter().position(|byte| *byte == b'\n') {
+                let line: Vec<u8> = partial.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line[..end]);
+                tracing::info!("{}: {}", log.label, line.trim_end_matches('\r'));
+            }
+        }
         let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = &bytes[bytes.len().saturating_sub(self.capacity)..];
         let overflow = (tail.len() + bytes.len()).saturating_sub(self.capacity);

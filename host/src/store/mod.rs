@@ -84,6 +84,21 @@ pub struct EpisodeCommit {
     /// Durable timers created by the episode: (task ID, due time), in the
     /// generation of `updated`. Timers of any other generation are dropped.
     pub timers: Vec<(u64, Millis)>,
+    /// Activities scheduled by the episode: (task ID, name, JSON input), in
+    /// the generation of `updated`; likewise for other generations.
+    pub activities: Vec<(u64, String, String)>,
+}
+
+/// An activity to run, leased to one worker.
+#[derive(Debug, Clone)]
+pub struct ActivityWork {
+    /// Identifies the queued activity, to complete it.
+    pub key: i64,
+    pub instance_id: String,
+    pub generation: u32,
+    pub task_id: u64,
+    pub name: String,
+    pub input: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,4 +161,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the earliest timer is due, if any.
     fn next_timer_due(&self) -> anyhow::Result<Option<Millis>>;
+
+    /// Leases the oldest activity not leased (or whose lease expired) until
+    /// `now + lease`. A crashed worker's activity runs again: at least once.
+    fn claim_activity(&self, now: Millis, lease: Millis) -> anyhow::Result<Option<ActivityWork>>;
+
+    /// Records an activity's result as a message for its instance and
+    /// removes it from the queue, in one transaction. Returns false (and
+    /// records nothing) if it is gone: already completed by another run, or
+    /// its generation ended. So a result is recorded at most once.
+    fn complete_activity(
+        &self,
+        work: &ActivityWork,
+        result: Result<String, String>,
+    ) -> anyhow::Result<bool>;
+
+    /// Releases every lease: at start-up, no worker of this store is alive.
+    fn release_activity_leases(&self) -> anyhow::Result<usize>;
 }

@@ -3,7 +3,8 @@
 //!
 //! Tables: `instances` (one row per ID, the current generation), `history`
 //! (entries of each instance's current generation), `inbox` (accepted
-//! messages not yet applied) and `timers` (durable timers not yet due). History entries and messages are JSON of the
+//! messages not yet applied), `timers` (durable timers not yet due) and
+//! `activities` (activities to run, leased to a worker while they run). History entries and messages are JSON of the
 //! `model` types.
 
 use std::path::Path;
@@ -13,8 +14,8 @@ use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{
-    CommitOutcome, DeliveryOutcome, EpisodeCommit, HistoryChange, NewInstance, PurgeOutcome,
-    StartOutcome, Store, WorkItem,
+    ActivityWork, CommitOutcome, DeliveryOutcome, EpisodeCommit, HistoryChange, NewInstance,
+    PurgeOutcome, StartOutcome, Store, WorkItem,
 };
 use crate::model::{HistoryEntry, Instance, Message, Millis, QueuedMessage, RuntimeStatus};
 
@@ -54,6 +55,17 @@ CREATE TABLE IF NOT EXISTS timers (
     PRIMARY KEY (instance_id, generation, task_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS timers_by_due_time ON timers (fire_at);
+CREATE TABLE IF NOT EXISTS activities (
+    key         INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL,
+    generation  INTEGER NOT NULL,
+    task_id     INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (instance_id, generation, task_id)
+);
+CREATE INDEX IF NOT EXISTS activities_by_lease ON activities (lease_until, key);
 ";
 
 pub struct SqliteStore {
@@ -318,6 +330,7 @@ impl Store for SqliteStore {
             transaction.execute("DELETE FROM history WHERE instance_id = ?1", [id])?;
             transaction.execute("DELETE FROM inbox WHERE instance_id = ?1", [id])?;
             transaction.execute("DELETE FROM timers WHERE instance_id = ?1", [id])?;
+            transaction.execute("DELETE FROM activities WHERE instance_id = ?1", [id])?;
             transaction.execute("DELETE FROM instances WHERE instance_id = ?1", [id])?;
             Ok(PurgeOutcome::Purged)
         })
@@ -391,21 +404,33 @@ impl Store for SqliteStore {
             transaction
                 .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
                 .execute(params![id, commit.consumed_through])?;
-            if updated.status.is_terminal() || updated.generation != commit.read.generation {
-                // The generation ended: its timers will never matter.
+            // Timers and activities belong to a generation: those of a
+            // generation that ended will never matter.
+            let live_generation = if updated.status.is_terminal() {
+                None
+            } else {
+                Some(updated.generation)
+            };
+            for table in ["timers", "activities"] {
                 transaction
-                    .prepare_cached("DELETE FROM timers WHERE instance_id = ?1 AND generation <> ?2")?
-                    .execute(params![id, updated.generation])?;
+                    .prepare_cached(&format!(
+                        "DELETE FROM {table} WHERE instance_id = ?1 AND generation IS NOT ?2"
+                    ))?
+                    .execute(params![id, live_generation])?;
             }
-            if !updated.status.is_terminal() {
-                let mut insert = transaction.prepare_cached(
+            if let Some(generation) = live_generation {
+                let mut insert_timer = transaction.prepare_cached(
                     "INSERT OR REPLACE INTO timers (instance_id, generation, task_id, fire_at) VALUES (?1, ?2, ?3, ?4)",
                 )?;
                 for (task_id, fire_at) in &commit.timers {
-                    insert.execute(params![id, updated.generation, *task_id as i64, *fire_at as i64])?;
+                    insert_timer.execute(params![id, generation, *task_id as i64, *fire_at as i64])?;
                 }
-            } else {
-                transaction.execute("DELETE FROM timers WHERE instance_id = ?1", [id])?;
+                let mut insert_activity = transaction.prepare_cached(
+                    "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for (task_id, name, input) in &commit.activities {
+                    insert_activity.execute(params![id, generation, *task_id as i64, name, input])?;
+                }
             }
             Ok(CommitOutcome::Committed)
         })
@@ -447,6 +472,60 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT MIN(fire_at) FROM timers")?
                 .query_row([], |row| row.get(0))?;
             Ok(due.map(|due| due as Millis))
+        })
+    }
+
+    fn claim_activity(&self, now: Millis, lease: Millis) -> anyhow::Result<Option<ActivityWork>> {
+        self.write(|transaction| {
+            let work = transaction
+                .prepare_cached(
+                    "UPDATE activities SET lease_until = ?2
+                     WHERE key = (SELECT key FROM activities WHERE lease_until <= ?1 ORDER BY key LIMIT 1)
+                     RETURNING key, instance_id, generation, task_id, name, input",
+                )?
+                .query_row(params![now as i64, (now + lease) as i64], |row| {
+                    Ok(ActivityWork {
+                        key: row.get(0)?,
+                        instance_id: row.get(1)?,
+                        generation: row.get(2)?,
+                        task_id: row.get::<_, i64>(3)? as u64,
+                        name: row.get(4)?,
+                        input: row.get(5)?,
+                    })
+                })
+                .optional()?;
+            Ok(work)
+        })
+    }
+
+    fn complete_activity(
+        &self,
+        work: &ActivityWork,
+        result: Result<String, String>,
+    ) -> anyhow::Result<bool> {
+        self.write(|transaction| {
+            let removed = transaction
+                .prepare_cached("DELETE FROM activities WHERE key = ?1")?
+                .execute([work.key])?;
+            if removed == 0 {
+                return Ok(false);
+            }
+            let message = Message::ActivityDone {
+                generation: work.generation,
+                id: work.task_id,
+                result,
+            };
+            insert_message(transaction, &work.instance_id, &message)?;
+            Ok(true)
+        })
+    }
+
+    fn release_activity_leases(&self) -> anyhow::Result<usize> {
+        self.write(|transaction| {
+            Ok(transaction.execute(
+                "UPDATE activities SET lease_until = 0 WHERE lease_until > 0",
+                [],
+            )?)
         })
     }
 

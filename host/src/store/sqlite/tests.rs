@@ -31,6 +31,7 @@ fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome
             }]),
             consumed_through: work.messages.last().unwrap().seq,
             timers: vec![],
+            activities: vec![],
         })
         .unwrap()
 }
@@ -129,6 +130,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         history: HistoryChange::Append(vec![]),
         consumed_through: work.messages.last().unwrap().seq,
         timers: vec![],
+        activities: vec![],
     };
     assert_eq!(
         store.commit_episode(&commit).unwrap(),
@@ -180,6 +182,7 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
             history: HistoryChange::Replace(entries.clone()),
             consumed_through: work.messages.last().unwrap().seq,
             timers: vec![],
+            activities: vec![],
         })
         .unwrap();
     assert_eq!(

@@ -1,5 +1,6 @@
-//! Orchestrators that misbehave on purpose, to show that the host contains
-//! them, and one that probes what its sandbox lets it see.
+//! Orchestrators and activities that misbehave on purpose, to show that the
+//! host contains them; one orchestrator that probes what its sandbox lets it
+//! see, and one that calls any activity (with retries if asked).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -66,10 +67,70 @@ async fn probe(ctx: OrchestrationContext) -> Result<Value, Error> {
     }))
 }
 
-reprise_sdk::export_orchestrators! {
-    "Panics" => panics,
-    "LoopsForever" => loops_forever,
-    "EatsMemory" => eats_memory,
-    "ContinuesForever" => continues_forever,
-    "Probe" => probe,
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Call {
+    activity: String,
+    #[serde(default)]
+    input: Value,
+    /// Retry with this many attempts, `interval_ms` apart (doubling).
+    attempts: Option<u32>,
+    #[serde(default)]
+    interval_ms: u64,
+}
+
+/// Calls the activity its input names, optionally with retries.
+async fn call_activity(ctx: OrchestrationContext) -> Result<Value, Error> {
+    let call: Call = ctx.input()?;
+    match call.attempts {
+        None => ctx.call_activity(&call.activity, call.input).await,
+        Some(attempts) => {
+            let policy = reprise_sdk::RetryPolicy::new(
+                attempts,
+                std::time::Duration::from_millis(call.interval_ms),
+            );
+            ctx.call_activity_with_retry(&call.activity, call.input, &policy)
+                .await
+        }
+    }
+}
+
+fn always_fails(input: Value) -> Result<Value, Error> {
+    Err(Error::new(format!("refusing {input}")))
+}
+
+fn spins_forever(_: Value) -> Result<Value, Error> {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Echo {
+    ms: u64,
+    value: Value,
+}
+
+/// Sleeps in real time (activities may), then returns `value`.
+fn slow_echo(echo: Echo) -> Result<Value, Error> {
+    println!("SlowEcho running");
+    std::thread::sleep(std::time::Duration::from_millis(echo.ms));
+    Ok(echo.value)
+}
+
+reprise_sdk::export! {
+    orchestrators {
+        "Panics" => panics,
+        "LoopsForever" => loops_forever,
+        "EatsMemory" => eats_memory,
+        "ContinuesForever" => continues_forever,
+        "Probe" => probe,
+        "CallActivity" => call_activity,
+    }
+    activities {
+        "AlwaysFails" => always_fails,
+        "SpinsForever" => spins_forever,
+        "SlowEcho" => slow_echo,
+    }
 }

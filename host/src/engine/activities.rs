@@ -1,0 +1,76 @@
+//! Runs activities: workers lease queued activities from the store, run
+//! them in the activity sandbox with a timeout, and record each result as a
+//! message for its instance, exactly once.
+//!
+//! Delivery is at least once: if the host dies mid-run, the lease is
+//! released at start-up and the activity runs again. Recording is at most
+//! once: the store removes the queued activity in the same transaction
+//! that records its result, and refuses a second result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Engine, blocking};
+use crate::model::{Millis, now_millis};
+use crate::runtime::GuestError;
+use crate::store::ActivityWork;
+
+/// Extra lease time beyond the timeout, for recording the result.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// How often an idle worker looks for work it was not woken for (expired leases).
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
+
+pub(super) async fn run_worker(engine: Engine) {
+    loop {
+        let store = Arc::clone(&engine.shared.store);
+        let lease = (engine.shared.config.activity_timeout + LEASE_MARGIN).as_millis() as Millis;
+        match blocking(move || store.claim_activity(now_millis(), lease)).await {
+            Ok(Some(work)) => {
+                run_one(&engine, work).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!("cannot claim an activity: {error:#}"),
+        }
+        tokio::select! {
+            () = engine.shared.activities_changed.notified() => {}
+            () = tokio::time::sleep(IDLE_RECHECK) => {}
+        }
+    }
+}
+
+async fn run_one(engine: &Engine, work: ActivityWork) {
+    let timeout = engine.shared.config.activity_timeout;
+    let runtime = Arc::clone(&engine.shared.runtime);
+    let (name, input) = (work.name.clone(), work.input.clone());
+    let run = tokio::task::spawn_blocking(move || runtime.run_activity(&name, &input, timeout));
+    // The sandbox interrupts guest code at the timeout; this also covers
+    // time spent blocked in the host on the guest's behalf.
+    let result = match tokio::time::timeout(timeout + Duration::from_secs(1), run).await {
+        Ok(Ok(Ok(outcome))) => outcome,
+        Ok(Ok(Err(GuestError::Host(error)))) => {
+            // Not the activity's fault: leave it leased; it runs again when
+            // the lease expires.
+            tracing::error!(activity = %work.name, instance = %work.instance_id, "cannot run the activity: {error:#}");
+            return;
+        }
+        Ok(Ok(Err(GuestError::TimedOut))) | Err(_) => Err(format!(
+            "the activity ran past its timeout of {}s",
+            timeout.as_secs_f64()
+        )),
+        Ok(Ok(Err(error @ GuestError::UnknownActivity(_)))) => Err(error.to_string()),
+        Ok(Ok(Err(error))) => Err(format!("the activity {error}")),
+        Ok(Err(panic)) => Err(format!("the activity could not run: {panic}")),
+    };
+    let store = Arc::clone(&engine.shared.store);
+    let instance_id = work.instance_id.clone();
+    match blocking(move || store.complete_activity(&work, result)).await {
+        Ok(true) => engine.notify(&instance_id),
+        Ok(false) => {
+            tracing::debug!(instance = %instance_id, "activity result discarded: its generation ended")
+        }
+        Err(error) => {
+            tracing::error!(instance = %instance_id, "cannot record an activity result; it will run again: {error:#}")
+        }
+    }
+}

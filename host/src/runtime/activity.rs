@@ -1,0 +1,94 @@
+//! Activities: guests that do real work. Not replayed, so they get the real
+//! clocks and randomness; each call gets a fresh instance, a memory cap and
+//! a wall-clock timeout. Their stdout and stderr go to the host log.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wasmtime_wasi::WasiCtx;
+
+use super::bindings::activities::ActivitiesPre;
+use super::sandbox::{GuestState, STDERR_CAPTURE_BYTES, Sandbox};
+use super::stderr::StderrTail;
+use super::{EPOCH_TICK, GuestError, Runtime};
+
+/// A compiled, linked activity component, ready to instantiate.
+pub(super) struct LoadedActivities {
+    pub(super) path: PathBuf,
+    pub(super) pre: ActivitiesPre<GuestState>,
+}
+
+/// Fuel is not what limits an activity (the timeout is), but the engine
+/// meters every store.
+const UNMETERED: u64 = u64::MAX;
+
+impl Runtime {
+    pub fn has_activity(&self, name: &str) -> bool {
+        self.activities.contains_key(name)
+    }
+
+    /// Runs activity `name` once. `Ok(Err(message))` is the activity's own
+    /// error; `Err` is a trap, a timeout or a missing activity.
+    pub fn run_activity(
+        &self,
+        name: &str,
+        input: &str,
+        timeout: Duration,
+    ) -> Result<Result<String, String>, GuestError> {
+        let component = self
+            .activities
+            .get(name)
+            .ok_or_else(|| GuestError::UnknownActivity(name.to_owned()))?;
+        let stdout = StderrTail::logged(STDERR_CAPTURE_BYTES, format!("activity {name} stdout"));
+        let stderr = StderrTail::logged(STDERR_CAPTURE_BYTES, format!("activity {name} stderr"));
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let mut sandbox = Sandbox::new(
+            &self.engine,
+            wasi,
+            stderr.clone(),
+            self.limits.memory_bytes,
+            UNMETERED,
+            ticks,
+        );
+        let bindings = component
+            .pre
+            .instantiate(&mut sandbox.store)
+            .map_err(|error| sandbox.instantiation_failure(error))?;
+        bindings
+            .reprise_orchestration_activity()
+            .call_run(&mut sandbox.store, name, &input.to_owned())
+            .map_err(|error| sandbox.failure(error))
+    }
+
+    /// The activity names `component` exports.
+    pub(super) fn activity_names_of(
+        &self,
+        component: &LoadedActivities,
+    ) -> Result<Vec<String>, GuestError> {
+        let stderr = StderrTail::new(STDERR_CAPTURE_BYTES);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let mut sandbox = Sandbox::new(
+            &self.engine,
+            wasi,
+            stderr,
+            self.limits.memory_bytes,
+            self.limits.fuel_per_step,
+            super::NO_DEADLINE,
+        );
+        let bindings = component
+            .pre
+            .instantiate(&mut sandbox.store)
+            .map_err(|error| sandbox.instantiation_failure(error))?;
+        bindings
+            .reprise_orchestration_activity()
+            .call_names(&mut sandbox.store)
+            .map_err(|error| sandbox.failure(error))
+    }
+}

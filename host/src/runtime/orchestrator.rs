@@ -1,0 +1,121 @@
+//! Orchestrators: deterministic guests, one store per running generation.
+
+use std::path::PathBuf;
+
+use wasmtime::component::ResourceAny;
+use wasmtime_wasi::WasiCtx;
+
+use super::bindings::{Orchestrations, OrchestrationsPre};
+use super::determinism::{EpisodeClock, SeededRandom};
+use super::sandbox::{STDERR_CAPTURE_BYTES, Sandbox};
+use super::stderr::StderrTail;
+use super::{GuestError, NO_DEADLINE, Runtime, wire};
+use crate::model::Millis;
+
+/// A compiled, linked orchestrator component, ready to instantiate.
+pub(super) struct LoadedOrchestrators {
+    pub(super) path: PathBuf,
+    pub(super) pre: OrchestrationsPre<super::sandbox::GuestState>,
+}
+
+impl Runtime {
+    /// Constructs the guest's execution resource for one generation.
+    pub fn start_execution(
+        &self,
+        name: &str,
+        instance_id: &str,
+        input: &str,
+        generation: u32,
+    ) -> Result<GuestExecution, GuestError> {
+        let component = self
+            .orchestrators
+            .get(name)
+            .ok_or_else(|| GuestError::UnknownOrchestrator(name.to_owned()))?;
+        let (mut sandbox, bindings, clock) =
+            self.instantiate_orchestrator(component, instance_id, generation)?;
+        let handle = bindings
+            .reprise_orchestration_orchestrator()
+            .execution()
+            .call_constructor(&mut sandbox.store, name, instance_id, &input.to_owned())
+            .map_err(|error| sandbox.failure(error))?;
+        Ok(GuestExecution {
+            sandbox,
+            bindings,
+            clock,
+            handle,
+        })
+    }
+
+    /// The orchestrator names `component` exports.
+    pub(super) fn orchestrator_names_of(
+        &self,
+        component: &LoadedOrchestrators,
+    ) -> Result<Vec<String>, GuestError> {
+        let (mut sandbox, bindings, _) = self.instantiate_orchestrator(component, "load", 0)?;
+        bindings
+            .reprise_orchestration_orchestrator()
+            .call_names(&mut sandbox.store)
+            .map_err(|error| sandbox.failure(error))
+    }
+
+    fn instantiate_orchestrator(
+        &self,
+        component: &LoadedOrchestrators,
+        instance_id: &str,
+        generation: u32,
+    ) -> Result<(Sandbox, Orchestrations, EpisodeClock), GuestError> {
+        let clock = EpisodeClock::default();
+        let stderr = StderrTail::new(STDERR_CAPTURE_BYTES);
+        let wasi = WasiCtx::builder()
+            .wall_clock(clock.clone())
+            .monotonic_clock(clock.clone())
+            .secure_random(SeededRandom::new(instance_id, generation))
+            .insecure_random(SeededRandom::new(instance_id, generation ^ 0x8000_0000))
+            .insecure_random_seed(0)
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        // Orchestrators are bounded by fuel, which is deterministic, not by
+        // wall time, which is not.
+        let mut sandbox = Sandbox::new(
+            &self.engine,
+            wasi,
+            stderr,
+            self.limits.memory_bytes,
+            self.limits.fuel_per_step,
+            NO_DEADLINE,
+        );
+        let bindings = component
+            .pre
+            .instantiate(&mut sandbox.store)
+            .map_err(|error| sandbox.instantiation_failure(error))?;
+        Ok((sandbox, bindings, clock))
+    }
+}
+
+/// One generation of one instance, alive inside its own wasmtime store.
+pub struct GuestExecution {
+    sandbox: Sandbox,
+    bindings: Orchestrations,
+    clock: EpisodeClock,
+    handle: ResourceAny,
+}
+
+impl GuestExecution {
+    /// Feeds one episode's events; `episode_time` is what the guest's clocks read.
+    pub fn step(
+        &mut self,
+        episode_time: Millis,
+        events: &[wire::HistoryEvent],
+    ) -> Result<Vec<wire::Action>, GuestError> {
+        self.clock.set(episode_time);
+        self.sandbox.refuel();
+        self.bindings
+            .reprise_orchestration_orchestrator()
+            .execution()
+            .call_step(&mut self.sandbox.store, self.handle, events)
+            .map_err(|error| self.sandbox.failure(error))
+    }
+}

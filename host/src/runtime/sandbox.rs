@@ -1,0 +1,142 @@
+//! One guest's wasmtime store and the limits around it, shared by
+//! orchestrators and activities.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::GuestError;
+use super::stderr::StderrTail;
+
+/// How much of a guest's stderr (panic messages) is kept for error reports.
+pub(super) const STDERR_CAPTURE_BYTES: usize = 16 << 10;
+
+/// Table elements one instance may have; far above what Rust guests use.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Per-guest host state inside a wasmtime `Store`.
+pub(super) struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: MemoryLimit,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps each linear memory and remembers whether it had to refuse growth,
+/// so a failure can be reported as what it is.
+struct MemoryLimit {
+    max_bytes: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// A guest's store, with the handles the host keeps on its sandbox.
+pub(super) struct Sandbox {
+    pub(super) store: Store<GuestState>,
+    stderr: StderrTail,
+    fuel: u64,
+}
+
+impl Sandbox {
+    /// A store around `wasi` (whose stderr must be `stderr`), limited to
+    /// `memory_bytes`, `fuel` per call and `epoch_ticks` of wall time.
+    pub(super) fn new(
+        engine: &Engine,
+        wasi: WasiCtx,
+        stderr: StderrTail,
+        memory_bytes: usize,
+        fuel: u64,
+        epoch_ticks: u64,
+    ) -> Sandbox {
+        let state = GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: MemoryLimit {
+                max_bytes: memory_bytes,
+                refused: false,
+            },
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(epoch_ticks);
+        let mut sandbox = Sandbox {
+            store,
+            stderr,
+            fuel,
+        };
+        sandbox.refuel();
+        sandbox
+    }
+
+    pub(super) fn refuel(&mut self) {
+        self.store
+            .set_fuel(self.fuel)
+            .expect("fuel is enabled in the engine config");
+    }
+
+    /// Turns a wasmtime error into a report a person can act on: the trap,
+    /// the wasm backtrace, and what the guest printed to stderr (a panic
+    /// message, typically). Errors that are not the guest's (no trap) are
+    /// the host's.
+    pub(super) fn failure(&self, error: wasmtime::Error) -> GuestError {
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::OutOfFuel) => return GuestError::OutOfFuel(self.fuel),
+            Some(wasmtime::Trap::Interrupt) => return GuestError::TimedOut,
+            _ => {}
+        }
+        let mut message = format!("{error:?}");
+        let stderr = self.stderr.contents();
+        if !stderr.is_empty() {
+            message.push_str("\nguest stderr (last part):\n");
+            message.push_str(stderr.trim_end());
+        }
+        let limit = &self.store.data().limits;
+        if limit.refused {
+            return GuestError::OutOfMemory {
+                limit_mib: limit.max_bytes >> 20,
+                message,
+            };
+        }
+        GuestError::Trap { message }
+    }
+
+    /// Like [`failure`](Self::failure) for instantiation, where an error
+    /// without a trap is the host's (out of address space, say).
+    pub(super) fn instantiation_failure(&self, error: wasmtime::Error) -> GuestError {
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(_) => self.failure(error),
+            None => GuestError::Host(error.into()),
+        }
+    }
+}
