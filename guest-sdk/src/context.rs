@@ -12,8 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::tasks::{ActivityCall, RetryPolicy, TaskSlot, Timer};
-use crate::wire::{Action, CreateTimer, EventRaised, ScheduleActivity};
+use crate::tasks::{RetryPolicy, TaskCall, TaskSlot, Timer};
+use crate::wire::{
+    Action, CreateTimer, EventRaised, ScheduleActivity, SendEvent, StartSubOrchestration,
+};
 use crate::{Either, Error, when_either};
 
 /// State shared by the executor and every handle the orchestrator holds.
@@ -304,21 +306,84 @@ impl OrchestrationContext {
         &self,
         name: &str,
         input: impl Serialize,
-    ) -> ActivityCall<T> {
-        let input = match serde_json::to_string(&input) {
-            Ok(input) => input,
-            Err(error) => return ActivityCall::failed(Error::from(error), name),
-        };
-        let mut state = self.state.borrow_mut();
-        let (id, slot) = state.schedule();
-        state
-            .actions
-            .push(Action::ScheduleActivity(ScheduleActivity {
+    ) -> TaskCall<T> {
+        self.start_task(format!("activity '{name}'"), input, |id, input| {
+            Action::ScheduleActivity(ScheduleActivity {
                 id,
                 name: name.to_owned(),
                 input,
+            })
+        })
+    }
+
+    /// Starts the orchestrator `name` as a child instance and waits for its
+    /// result: its output decoded as `T`, or an error if it failed or was
+    /// terminated. `instance_id` names the child (for a singleton child);
+    /// by default the host derives one from this instance's ID.
+    ///
+    /// ```no_run
+    /// # async fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
+    /// let total: u64 = ctx.call_sub_orchestrator("FanOutFanIn", None, 10).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call_sub_orchestrator<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        instance_id: Option<&str>,
+        input: impl Serialize,
+    ) -> TaskCall<T> {
+        self.start_task(format!("sub-orchestration '{name}'"), input, |id, input| {
+            Action::StartSubOrchestration(StartSubOrchestration {
+                id,
+                name: name.to_owned(),
+                instance_id: instance_id.map(str::to_owned),
+                input,
+            })
+        })
+    }
+
+    /// Schedules a task whose action `action` builds from its ID and JSON input.
+    fn start_task<T>(
+        &self,
+        what: String,
+        input: impl Serialize,
+        action: impl FnOnce(u64, String) -> Action,
+    ) -> TaskCall<T> {
+        let input = match serde_json::to_string(&input) {
+            Ok(input) => input,
+            Err(error) => return TaskCall::failed(Error::from(error), what),
+        };
+        let mut state = self.state.borrow_mut();
+        let (id, slot) = state.schedule();
+        state.actions.push(action(id, input));
+        TaskCall::scheduled(Rc::clone(&self.state), id, slot, what)
+    }
+
+    /// Sends the event `name` to another instance, as raiseEvent would. Fire
+    /// and forget: it is delivered when this episode commits, if the target
+    /// exists and has not finished.
+    ///
+    /// ```no_run
+    /// # fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
+    /// ctx.send_event("my-counter", "operation", "incr")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_event(
+        &self,
+        instance_id: &str,
+        name: &str,
+        payload: impl Serialize,
+    ) -> Result<(), Error> {
+        let payload = serde_json::to_string(&payload)?;
+        self.state
+            .borrow_mut()
+            .actions
+            .push(Action::SendEvent(SendEvent {
+                instance_id: instance_id.to_owned(),
+                name: name.to_owned(),
+                payload,
             }));
-        ActivityCall::scheduled(Rc::clone(&self.state), id, slot, name)
+        Ok(())
     }
 
     /// Calls the activity `name`, retrying failures as `policy` says, with

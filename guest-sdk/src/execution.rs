@@ -117,11 +117,13 @@ impl Executor {
                     .state
                     .borrow_mut()
                     .complete_task(id, Ok("null".to_owned())),
-                HistoryEvent::ActivityCompleted(done) => self
+                HistoryEvent::ActivityCompleted(done)
+                | HistoryEvent::SubOrchestrationCompleted(done) => self
                     .state
                     .borrow_mut()
                     .complete_task(done.id, Ok(done.output)),
-                HistoryEvent::ActivityFailed(failed) => self
+                HistoryEvent::ActivityFailed(failed)
+                | HistoryEvent::SubOrchestrationFailed(failed) => self
                     .state
                     .borrow_mut()
                     .complete_task(failed.id, Err(failed.error)),

@@ -50,7 +50,7 @@ mod tasks;
 pub use combinators::{Either, when_all, when_any, when_either};
 pub use context::{EventFuture, OrchestrationContext};
 pub use error::Error;
-pub use tasks::{ActivityCall, RetryPolicy, Timer};
+pub use tasks::{RetryPolicy, TaskCall, Timer};
 pub use uuid::Uuid;
 
 /// Bindings generated from the host contract in `wit/`.
@@ -70,7 +70,7 @@ pub mod bindings {
 pub mod wire {
     pub use crate::bindings::reprise::orchestration::types::{
         Action, ContinueAsNew, CreateTimer, EventRaised, ExecutionStarted, HistoryEvent,
-        ScheduleActivity, TaskCompleted, TaskFailed, TaskId,
+        ScheduleActivity, SendEvent, StartSubOrchestration, TaskCompleted, TaskFailed, TaskId,
     };
 }
 

@@ -57,12 +57,13 @@ impl Drop for Timer {
     }
 }
 
-/// An activity call in flight; resolves to the activity's output, decoded
-/// as `T`, or to its error.
-#[must_use = "an activity call does nothing unless awaited"]
-pub struct ActivityCall<T> {
+/// An activity or sub-orchestration call in flight; resolves to its output,
+/// decoded as `T`, or to its error.
+#[must_use = "a call does nothing unless awaited"]
+pub struct TaskCall<T> {
     call: Call,
-    name: String,
+    /// "activity 'SayHello'", for error messages.
+    what: String,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -76,31 +77,31 @@ enum Call {
     Failed(Option<Error>),
 }
 
-impl<T> ActivityCall<T> {
+impl<T> TaskCall<T> {
     pub(crate) fn scheduled(
         state: Rc<RefCell<State>>,
         id: u64,
         slot: Rc<TaskSlot>,
-        name: &str,
+        what: String,
     ) -> Self {
-        ActivityCall {
+        TaskCall {
             call: Call::Scheduled { state, id, slot },
-            name: name.to_owned(),
+            what,
             _output: PhantomData,
         }
     }
 
     /// A call that fails without being scheduled (its input was not JSON).
-    pub(crate) fn failed(error: Error, name: &str) -> Self {
-        ActivityCall {
+    pub(crate) fn failed(error: Error, what: String) -> Self {
+        TaskCall {
             call: Call::Failed(Some(error)),
-            name: name.to_owned(),
+            what,
             _output: PhantomData,
         }
     }
 }
 
-impl<T: DeserializeOwned> Future for ActivityCall<T> {
+impl<T: DeserializeOwned> Future for TaskCall<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -115,19 +116,18 @@ impl<T: DeserializeOwned> Future for ActivityCall<T> {
             None => Poll::Pending,
             Some(Ok(output)) => Poll::Ready(serde_json::from_str(&output).map_err(|error| {
                 Error::new(format!(
-                    "the output of activity '{}' does not have the expected shape: {error}",
-                    this.name
+                    "the output of {} does not have the expected shape: {error}",
+                    this.what
                 ))
             })),
-            Some(Err(message)) => Poll::Ready(Err(Error::new(format!(
-                "activity '{}' failed: {message}",
-                this.name
-            )))),
+            Some(Err(message)) => {
+                Poll::Ready(Err(Error::new(format!("{} failed: {message}", this.what))))
+            }
         }
     }
 }
 
-impl<T> Drop for ActivityCall<T> {
+impl<T> Drop for TaskCall<T> {
     fn drop(&mut self) {
         if let Call::Scheduled { state, id, .. } = &self.call {
             state.borrow_mut().tasks.remove(id);
@@ -135,10 +135,10 @@ impl<T> Drop for ActivityCall<T> {
     }
 }
 
-impl<T> std::fmt::Debug for ActivityCall<T> {
+impl<T> std::fmt::Debug for TaskCall<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivityCall")
-            .field("name", &self.name)
+        f.debug_struct("TaskCall")
+            .field("what", &self.what)
             .finish_non_exhaustive()
     }
 }

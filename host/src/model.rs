@@ -138,6 +138,16 @@ pub struct Instance {
     pub custom_status: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Set for a sub-orchestration: where its result goes.
+    pub parent: Option<ParentTask>,
+}
+
+/// The task of a parent instance that a sub-orchestration completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentTask {
+    pub instance_id: String,
+    pub generation: u32,
+    pub task_id: u64,
 }
 
 /// One entry of a generation's history: what happened to the instance
@@ -174,6 +184,16 @@ pub enum HistoryEntry {
         id: u64,
         error: String,
     },
+    SubOrchestrationCompleted {
+        timestamp: Millis,
+        id: u64,
+        output: String,
+    },
+    SubOrchestrationFailed {
+        timestamp: Millis,
+        id: u64,
+        error: String,
+    },
     // Actions.
     CustomStatusSet {
         timestamp: Millis,
@@ -202,6 +222,20 @@ pub enum HistoryEntry {
         name: String,
         input: String,
     },
+    SubOrchestrationCreated {
+        timestamp: Millis,
+        id: u64,
+        name: String,
+        /// As the orchestrator gave it, if it did.
+        instance_id: Option<String>,
+        input: String,
+    },
+    EventSent {
+        timestamp: Millis,
+        instance_id: String,
+        name: String,
+        payload: String,
+    },
     // Host decisions, neither fed to nor produced by the guest.
     ExecutionTerminated {
         timestamp: Millis,
@@ -224,6 +258,10 @@ impl HistoryEntry {
             | HistoryEntry::TaskCompleted { timestamp, .. }
             | HistoryEntry::TaskFailed { timestamp, .. }
             | HistoryEntry::TaskScheduled { timestamp, .. }
+            | HistoryEntry::SubOrchestrationCompleted { timestamp, .. }
+            | HistoryEntry::SubOrchestrationFailed { timestamp, .. }
+            | HistoryEntry::SubOrchestrationCreated { timestamp, .. }
+            | HistoryEntry::EventSent { timestamp, .. }
             | HistoryEntry::CustomStatusSet { timestamp, .. }
             | HistoryEntry::ExecutionCompleted { timestamp, .. }
             | HistoryEntry::ExecutionFailed { timestamp, .. }
@@ -244,6 +282,10 @@ impl HistoryEntry {
             HistoryEntry::TaskScheduled { .. } => "TaskScheduled",
             HistoryEntry::TaskCompleted { .. } => "TaskCompleted",
             HistoryEntry::TaskFailed { .. } => "TaskFailed",
+            HistoryEntry::SubOrchestrationCreated { .. } => "SubOrchestrationInstanceCreated",
+            HistoryEntry::SubOrchestrationCompleted { .. } => "SubOrchestrationInstanceCompleted",
+            HistoryEntry::SubOrchestrationFailed { .. } => "SubOrchestrationInstanceFailed",
+            HistoryEntry::EventSent { .. } => "EventSent",
             HistoryEntry::CustomStatusSet { .. } => "CustomStatusSet",
             HistoryEntry::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEntry::ExecutionFailed { .. } => "ExecutionFailed",
@@ -275,6 +317,13 @@ pub enum Message {
     },
     /// An activity finished. Ignored if its generation has ended.
     ActivityDone {
+        generation: u32,
+        id: u64,
+        result: Result<String, String>,
+    },
+    /// A sub-orchestration finished (or could not start). Ignored if its
+    /// generation has ended.
+    SubOrchestrationDone {
         generation: u32,
         id: u64,
         result: Result<String, String>,

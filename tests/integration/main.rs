@@ -11,4 +11,5 @@ mod functions_folder;
 mod guest_isolation;
 mod instances;
 mod singleton;
+mod sub_orchestrations;
 mod timers;

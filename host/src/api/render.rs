@@ -181,6 +181,36 @@ fn history_event(entry: &HistoryEntry, scheduled: &HashMap<u64, (&str, Millis)>)
                 value,
             );
         }
+        HistoryEntry::SubOrchestrationCreated {
+            id,
+            name,
+            instance_id,
+            input,
+            ..
+        } => {
+            fields.insert("TaskScheduledId".into(), (*id).into());
+            fields.insert("FunctionName".into(), name.clone().into());
+            fields.insert("InstanceId".into(), instance_id.clone().into());
+            fields.insert("Input".into(), json_value(input));
+        }
+        HistoryEntry::SubOrchestrationCompleted { id, output, .. } => {
+            fields.insert("TaskScheduledId".into(), (*id).into());
+            fields.insert("Result".into(), json_value(output));
+        }
+        HistoryEntry::SubOrchestrationFailed { id, error, .. } => {
+            fields.insert("TaskScheduledId".into(), (*id).into());
+            fields.insert("Reason".into(), error.clone().into());
+        }
+        HistoryEntry::EventSent {
+            instance_id,
+            name,
+            payload,
+            ..
+        } => {
+            fields.insert("InstanceId".into(), instance_id.clone().into());
+            fields.insert("Name".into(), name.clone().into());
+            fields.insert("Input".into(), json_value(payload));
+        }
         HistoryEntry::CustomStatusSet { value, .. } => {
             fields.insert("CustomStatus".into(), json_value(value));
         }

@@ -9,9 +9,11 @@
 //! (each starts at an orchestrator-started entry), so the guest sees exactly
 //! the calls it saw live, and checks that it takes the recorded actions again.
 
-use crate::model::{HistoryEntry, Instance, Message, Millis, RuntimeStatus};
+use crate::model::{
+    HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask, RuntimeStatus,
+};
 use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
-use crate::store::{EpisodeCommit, HistoryChange, WorkItem};
+use crate::store::{EpisodeCommit, HistoryChange, NewInstance, WorkItem};
 
 /// Consecutive generations that consume no event before an orchestrator is
 /// declared to be looping through continue-as-new forever.
@@ -45,6 +47,8 @@ pub(crate) fn plan(
             consumed_through,
             timers: Vec::new(),
             activities: Vec::new(),
+            children: Vec::new(),
+            sent_events: Vec::new(),
         }));
     }
 
@@ -72,7 +76,21 @@ pub(crate) fn plan(
                 id,
                 fire_at,
             }),
-            Message::ActivityDone { generation, .. } if generation != instance.generation => {}
+            Message::ActivityDone { generation, .. }
+            | Message::SubOrchestrationDone { generation, .. }
+                if generation != instance.generation => {}
+            Message::SubOrchestrationDone { id, result, .. } => events.push(match result {
+                Ok(output) => HistoryEntry::SubOrchestrationCompleted {
+                    timestamp: now,
+                    id,
+                    output,
+                },
+                Err(error) => HistoryEntry::SubOrchestrationFailed {
+                    timestamp: now,
+                    id,
+                    error,
+                },
+            }),
             Message::ActivityDone { id, result, .. } => events.push(match result {
                 Ok(output) => HistoryEntry::TaskCompleted {
                     timestamp: now,
@@ -96,6 +114,8 @@ pub(crate) fn plan(
         new_entries: Vec::new(),
         replaced: false,
         custom_status: None,
+        children: Vec::new(),
+        sent_events: Vec::new(),
     };
     let outcome = if termination.is_some() && events.is_empty() {
         // Nothing for the guest to see before it stops.
@@ -168,6 +188,8 @@ pub(crate) fn plan(
             _ => {}
         }
     }
+    let children = std::mem::take(&mut generation.children);
+    let sent_events = std::mem::take(&mut generation.sent_events);
     Ok(Some(EpisodeCommit {
         read: instance,
         updated,
@@ -175,6 +197,8 @@ pub(crate) fn plan(
         consumed_through,
         timers,
         activities,
+        children,
+        sent_events,
     }))
 }
 
@@ -198,6 +222,10 @@ struct Generation {
     /// The latest custom status set in this episode, in whichever generation:
     /// it belongs to the instance and survives continue-as-new.
     custom_status: Option<String>,
+    /// Sub-orchestrations to start, from every generation this episode ran.
+    children: Vec<Result<NewInstance, (ParentTask, String)>>,
+    /// Events for other instances, from every generation this episode ran.
+    sent_events: Vec<(String, String, String)>,
 }
 
 impl Generation {
@@ -275,6 +303,29 @@ fn run_guest(
                 }
                 wire::Action::CreateTimer(_) | wire::Action::ScheduleActivity(_) => {
                     generation.new_entries.push(action_entry(action, now));
+                }
+                wire::Action::StartSubOrchestration(child) => {
+                    let parent = ParentTask {
+                        instance_id: instance.id.clone(),
+                        generation: generation.number,
+                        task_id: child.id,
+                    };
+                    let start = child_start(runtime, &child, parent, now);
+                    generation.children.push(start);
+                    generation.new_entries.push(action_entry(
+                        wire::Action::StartSubOrchestration(child),
+                        now,
+                    ));
+                }
+                wire::Action::SendEvent(event) => {
+                    generation.sent_events.push((
+                        event.instance_id.clone(),
+                        event.name.clone(),
+                        event.payload.clone(),
+                    ));
+                    generation
+                        .new_entries
+                        .push(action_entry(wire::Action::SendEvent(event), now));
                 }
                 wire::Action::Complete(output) => {
                     generation
@@ -419,6 +470,18 @@ fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryE
                 error: error.clone(),
             })
         }
+        HistoryEntry::SubOrchestrationCompleted { id, output, .. } => {
+            wire::HistoryEvent::SubOrchestrationCompleted(wire::TaskCompleted {
+                id: *id,
+                output: output.clone(),
+            })
+        }
+        HistoryEntry::SubOrchestrationFailed { id, error, .. } => {
+            wire::HistoryEvent::SubOrchestrationFailed(wire::TaskFailed {
+                id: *id,
+                error: error.clone(),
+            })
+        }
         _ => return None,
     })
 }
@@ -433,6 +496,8 @@ fn is_action(entry: &HistoryEntry) -> bool {
             | HistoryEntry::ContinuedAsNew { .. }
             | HistoryEntry::TimerCreated { .. }
             | HistoryEntry::TaskScheduled { .. }
+            | HistoryEntry::SubOrchestrationCreated { .. }
+            | HistoryEntry::EventSent { .. }
     )
 }
 
@@ -455,6 +520,19 @@ fn action_entry(action: wire::Action, timestamp: Millis) -> HistoryEntry {
             id: activity.id,
             name: activity.name,
             input: activity.input,
+        },
+        wire::Action::StartSubOrchestration(child) => HistoryEntry::SubOrchestrationCreated {
+            timestamp,
+            id: child.id,
+            name: child.name,
+            instance_id: child.instance_id,
+            input: child.input,
+        },
+        wire::Action::SendEvent(event) => HistoryEntry::EventSent {
+            timestamp,
+            instance_id: event.instance_id,
+            name: event.name,
+            payload: event.payload,
         },
     }
 }
@@ -480,8 +558,47 @@ fn describe(entry: Option<&HistoryEntry>) -> String {
         }) => {
             format!("schedule-activity(task {id}, {name:?}, {input})")
         }
+        Some(HistoryEntry::SubOrchestrationCreated {
+            id, name, input, ..
+        }) => {
+            format!("start-sub-orchestration(task {id}, {name:?}, {input})")
+        }
+        Some(HistoryEntry::EventSent {
+            instance_id, name, ..
+        }) => {
+            format!("send-event({instance_id:?}, {name:?})")
+        }
         Some(other) => other.event_type().to_owned(),
     }
+}
+
+/// The start of a child instance, or why it cannot start.
+fn child_start(
+    runtime: &Runtime,
+    child: &wire::StartSubOrchestration,
+    parent: ParentTask,
+    now: Millis,
+) -> Result<NewInstance, (ParentTask, String)> {
+    let id = child.instance_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}:{}:{}",
+            parent.instance_id, parent.generation, parent.task_id
+        )
+    });
+    if let Err(error) = InstanceId::parse(&id) {
+        return Err((parent, format!("cannot start a sub-orchestration: {error}")));
+    }
+    if !runtime.has_orchestrator(&child.name) {
+        let error = format!("no orchestrator named '{}' is loaded", child.name);
+        return Err((parent, error));
+    }
+    Ok(NewInstance {
+        id,
+        name: child.name.clone(),
+        input: child.input.clone(),
+        now,
+        parent: Some(parent),
+    })
 }
 
 fn json_string(text: &str) -> String {

@@ -118,6 +118,7 @@ impl Engine {
             name: name.to_owned(),
             input,
             now: now_millis(),
+            parent: None,
         };
         let store = Arc::clone(&self.shared.store);
         let outcome = blocking(move || store.start_instance(&new)).await?;
@@ -190,30 +191,30 @@ impl Engine {
     }
 
     fn notify(&self, id: &str) {
-        let shared = Arc::clone(&self.shared);
-        self.shared
-            .scheduler
-            .notify(id, move |id| run_episodes(Arc::clone(&shared), id));
+        schedule(&self.shared, id);
     }
 }
 
-/// Runs episodes for `id` until its inbox is empty (as of the last read).
+/// Runs episodes for `id` until its inbox is empty (as of the last read),
+/// then schedules the instances its commit sent messages to.
 async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
     let store = Arc::clone(&shared.store);
     let runtime = Arc::clone(&shared.runtime);
-    blocking(move || {
+    let background = Arc::clone(&shared);
+    let notify = blocking(move || {
+        let shared = background;
         // A commit is refused when messages arrived after a finishing episode
         // read the inbox: plan again with them. Bounded, since each retry
         // means another client got a 202 in between.
         for _ in 0..1_000 {
             let Some(work) = store.load_work(&id)? else {
-                return Ok(());
+                return Ok(Vec::new());
             };
             let Some(commit) = episode::plan(&runtime, work, now_millis())? else {
-                return Ok(());
+                return Ok(Vec::new());
             };
             match store.commit_episode(&commit)? {
-                CommitOutcome::Committed => {
+                CommitOutcome::Committed { notify } => {
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
                     if !commit.timers.is_empty() {
                         shared.timers_changed.notify_one();
@@ -221,7 +222,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                     for _ in 0..commit.activities.len().min(shared.config.activity_workers) {
                         shared.activities_changed.notify_one();
                     }
-                    return Ok(());
+                    return Ok(notify);
                 }
                 CommitOutcome::LateMessages => continue,
                 CommitOutcome::Stale => {
@@ -231,7 +232,19 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
         }
         anyhow::bail!("instance {id}: gave up after 1000 attempts to commit an episode")
     })
-    .await
+    .await?;
+    for other in notify {
+        schedule(&shared, &other);
+    }
+    Ok(())
+}
+
+/// Makes sure `id`'s queued messages will be applied.
+fn schedule(shared: &Arc<Shared>, id: &str) {
+    let runner = Arc::clone(shared);
+    shared
+        .scheduler
+        .notify(id, move |id| run_episodes(Arc::clone(&runner), id));
 }
 
 /// Runs blocking store or guest work off the async threads.

@@ -55,7 +55,7 @@ use bindings::activities::ActivitiesPre;
 pub mod wire {
     pub use super::bindings::reprise::orchestration::types::{
         Action, ContinueAsNew, CreateTimer, EventRaised, ExecutionStarted, HistoryEvent,
-        TaskCompleted, TaskFailed,
+        StartSubOrchestration, TaskCompleted, TaskFailed,
     };
 }
 

@@ -12,7 +12,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::model::{HistoryEntry, Instance, Millis, QueuedMessage, RuntimeStatus};
+use crate::model::{HistoryEntry, Instance, Millis, ParentTask, QueuedMessage, RuntimeStatus};
 
 /// A request to start a generation under an instance ID.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct NewInstance {
     /// JSON.
     pub input: String,
     pub now: Millis,
+    /// Set when a parent orchestration starts this instance.
+    pub parent: Option<ParentTask>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +89,12 @@ pub struct EpisodeCommit {
     /// Activities scheduled by the episode: (task ID, name, JSON input), in
     /// the generation of `updated`; likewise for other generations.
     pub activities: Vec<(u64, String, String)>,
+    /// Sub-orchestrations to start (`Ok`), or to report as failed to start
+    /// (`Err`, as a message to this instance).
+    pub children: Vec<Result<NewInstance, (ParentTask, String)>>,
+    /// Events for other instances: (instance ID, name, JSON payload).
+    /// Delivered if the target is live, dropped otherwise.
+    pub sent_events: Vec<(String, String, String)>,
 }
 
 /// An activity to run, leased to one worker.
@@ -101,9 +109,11 @@ pub struct ActivityWork {
     pub input: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
-    Committed,
+    /// Written. The other instances this commit sent messages to (children,
+    /// event targets, the parent), to be scheduled.
+    Committed { notify: Vec<String> },
     /// The episode finished the instance, but messages arrived after it read
     /// its inbox. Nothing was written: run the episode again with them, so no
     /// accepted message is ever left behind a finished instance.

@@ -17,7 +17,9 @@ use super::{
     ActivityWork, CommitOutcome, DeliveryOutcome, EpisodeCommit, HistoryChange, NewInstance,
     PurgeOutcome, StartOutcome, Store, WorkItem,
 };
-use crate::model::{HistoryEntry, Instance, Message, Millis, QueuedMessage, RuntimeStatus};
+use crate::model::{
+    HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
+};
 
 /// Bumped when the schema changes; `open` refuses files from the future.
 const SCHEMA_VERSION: i64 = 1;
@@ -32,8 +34,13 @@ CREATE TABLE IF NOT EXISTS instances (
     output        TEXT,
     custom_status TEXT,
     created_at    INTEGER NOT NULL,
-    updated_at    INTEGER NOT NULL
+    updated_at    INTEGER NOT NULL,
+    parent_instance_id TEXT,
+    parent_generation  INTEGER,
+    parent_task_id     INTEGER
 );
+CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_instance_id)
+    WHERE parent_instance_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS history (
     instance_id TEXT NOT NULL,
     generation  INTEGER NOT NULL,
@@ -119,11 +126,20 @@ impl SqliteStore {
 
 fn select_instance(connection: &Connection, id: &str) -> anyhow::Result<Option<Instance>> {
     let mut statement = connection.prepare_cached(
-        "SELECT instance_id, name, status, generation, input, output, custom_status, created_at, updated_at
+        "SELECT instance_id, name, status, generation, input, output, custom_status, created_at, updated_at,
+                parent_instance_id, parent_generation, parent_task_id
          FROM instances WHERE instance_id = ?1",
     )?;
     let row = statement
         .query_row([id], |row| {
+            let parent = match row.get::<_, Option<String>>(9)? {
+                Some(instance_id) => Some(ParentTask {
+                    instance_id,
+                    generation: row.get(10)?,
+                    task_id: row.get::<_, i64>(11)? as u64,
+                }),
+                None => None,
+            };
             Ok((
                 Instance {
                     id: row.get(0)?,
@@ -135,6 +151,7 @@ fn select_instance(connection: &Connection, id: &str) -> anyhow::Result<Option<I
                     custom_status: row.get(6)?,
                     created_at: row.get::<_, i64>(7)? as Millis,
                     updated_at: row.get::<_, i64>(8)? as Millis,
+                    parent,
                 },
                 row.get::<_, String>(2)?,
             ))
@@ -146,6 +163,40 @@ fn select_instance(connection: &Connection, id: &str) -> anyhow::Result<Option<I
         Ok(instance)
     })
     .transpose()
+}
+
+/// Starts a generation under `new.id` unless an unfinished instance holds it.
+fn start_generation(transaction: &Transaction, new: &NewInstance) -> anyhow::Result<StartOutcome> {
+    let existing = select_instance(transaction, &new.id)?;
+    let generation = match &existing {
+        Some(instance) if !instance.status.is_terminal() => {
+            return Ok(StartOutcome::Conflict(instance.status));
+        }
+        Some(instance) => instance.generation + 1,
+        None => 0,
+    };
+    transaction.execute("DELETE FROM history WHERE instance_id = ?1", [&new.id])?;
+    let parent = new.parent.as_ref();
+    transaction
+        .prepare_cached(
+            "INSERT OR REPLACE INTO instances
+               (instance_id, name, status, generation, input, output, custom_status, created_at, updated_at,
+                parent_instance_id, parent_generation, parent_task_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            new.id,
+            new.name,
+            RuntimeStatus::Pending.as_str(),
+            generation,
+            new.input,
+            new.now as i64,
+            parent.map(|parent| &parent.instance_id),
+            parent.map(|parent| parent.generation),
+            parent.map(|parent| parent.task_id as i64),
+        ])?;
+    insert_message(transaction, &new.id, &Message::Start)?;
+    Ok(StartOutcome::Started)
 }
 
 fn select_history(connection: &Connection, id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
@@ -230,35 +281,93 @@ fn check_deliverable(transaction: &Transaction, id: &str) -> anyhow::Result<Deli
     Ok(DeliveryOutcome::Accepted)
 }
 
+/// The writes an episode makes to other instances, in its transaction:
+/// starting children, delivering sent events, reporting to the parent, and
+/// terminating the children of a terminated instance. Returns the instances
+/// that received messages.
+fn deliver_outbox(
+    transaction: &Transaction,
+    commit: &EpisodeCommit,
+) -> anyhow::Result<Vec<String>> {
+    let id = commit.updated.id.as_str();
+    let mut notify = Vec::new();
+    for child in &commit.children {
+        let failure = match child {
+            Ok(new) => match start_generation(transaction, new)? {
+                StartOutcome::Started => {
+                    notify.push(new.id.clone());
+                    continue;
+                }
+                StartOutcome::Conflict(status) => (
+                    new.parent.clone().expect("children have a parent"),
+                    format!(
+                        "an instance with ID '{}' already exists and is {status}",
+                        new.id
+                    ),
+                ),
+            },
+            Err(failure) => failure.clone(),
+        };
+        let (parent, error) = failure;
+        let message = Message::SubOrchestrationDone {
+            generation: parent.generation,
+            id: parent.task_id,
+            result: Err(error),
+        };
+        insert_message(transaction, id, &message)?;
+        notify.push(id.to_owned());
+    }
+    for (target, name, payload) in &commit.sent_events {
+        if check_deliverable(transaction, target)? == DeliveryOutcome::Accepted {
+            let message = Message::Event {
+                name: name.clone(),
+                payload: payload.clone(),
+                accepted_at: commit.updated.updated_at,
+            };
+            insert_message(transaction, target, &message)?;
+            notify.push(target.clone());
+        } else {
+            tracing::info!(from = id, to = %target, event = %name, "event not delivered: the target does not exist or has finished");
+        }
+    }
+    let updated = &commit.updated;
+    if updated.status.is_terminal() && !commit.read.status.is_terminal() {
+        if let Some(parent) = &updated.parent {
+            let output = updated.output.clone().unwrap_or_else(|| "null".to_owned());
+            let result = match updated.status {
+                RuntimeStatus::Completed => Ok(output),
+                status => Err(format!("{status}: {}", output.trim_matches('"'))),
+            };
+            let message = Message::SubOrchestrationDone {
+                generation: parent.generation,
+                id: parent.task_id,
+                result,
+            };
+            insert_message(transaction, &parent.instance_id, &message)?;
+            notify.push(parent.instance_id.clone());
+        }
+        if updated.status == RuntimeStatus::Terminated {
+            let children: Vec<String> = transaction
+                .prepare_cached("SELECT instance_id FROM instances WHERE parent_instance_id = ?1")?
+                .query_map([id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for child in children {
+                if check_deliverable(transaction, &child)? == DeliveryOutcome::Accepted {
+                    let message = Message::Terminate {
+                        reason: format!("its parent {id} was terminated"),
+                    };
+                    insert_message(transaction, &child, &message)?;
+                    notify.push(child);
+                }
+            }
+        }
+    }
+    Ok(notify)
+}
+
 impl Store for SqliteStore {
     fn start_instance(&self, new: &NewInstance) -> anyhow::Result<StartOutcome> {
-        self.write(|transaction| {
-            let existing = select_instance(transaction, &new.id)?;
-            let generation = match &existing {
-                Some(instance) if !instance.status.is_terminal() => {
-                    return Ok(StartOutcome::Conflict(instance.status));
-                }
-                Some(instance) => instance.generation + 1,
-                None => 0,
-            };
-            transaction.execute("DELETE FROM history WHERE instance_id = ?1", [&new.id])?;
-            transaction
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO instances
-                       (instance_id, name, status, generation, input, output, custom_status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6)",
-                )?
-                .execute(params![
-                    new.id,
-                    new.name,
-                    RuntimeStatus::Pending.as_str(),
-                    generation,
-                    new.input,
-                    new.now as i64
-                ])?;
-            insert_message(transaction, &new.id, &Message::Start)?;
-            Ok(StartOutcome::Started)
-        })
+        self.write(|transaction| start_generation(transaction, new))
     }
 
     fn raise_event(
@@ -432,7 +541,8 @@ impl Store for SqliteStore {
                     insert_activity.execute(params![id, generation, *task_id as i64, name, input])?;
                 }
             }
-            Ok(CommitOutcome::Committed)
+            let notify = deliver_outbox(transaction, commit)?;
+            Ok(CommitOutcome::Committed { notify })
         })
     }
 

@@ -14,6 +14,7 @@ fn new_instance(id: &str) -> NewInstance {
         name: "Counter".into(),
         input: "0".into(),
         now: 1,
+        parent: None,
     }
 }
 
@@ -32,6 +33,8 @@ fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome
             consumed_through: work.messages.last().unwrap().seq,
             timers: vec![],
             activities: vec![],
+            children: vec![],
+            sent_events: vec![],
         })
         .unwrap()
 }
@@ -55,7 +58,7 @@ fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history() {
     store.start_instance(&new_instance("a")).unwrap();
     assert_eq!(
         finish(&store, "a", RuntimeStatus::Completed),
-        CommitOutcome::Committed
+        CommitOutcome::Committed { notify: vec![] }
     );
     assert_eq!(
         store.instance_with_history("a").unwrap().unwrap().1.len(),
@@ -105,7 +108,7 @@ fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
 
     assert_eq!(
         finish(&store, "a", RuntimeStatus::Terminated),
-        CommitOutcome::Committed
+        CommitOutcome::Committed { notify: vec![] }
     );
     assert_eq!(
         store.raise_event("a", "e", "3", 1).unwrap(),
@@ -131,6 +134,8 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         consumed_through: work.messages.last().unwrap().seq,
         timers: vec![],
         activities: vec![],
+        children: vec![],
+        sent_events: vec![],
     };
     assert_eq!(
         store.commit_episode(&commit).unwrap(),
@@ -148,7 +153,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
     running.updated.status = RuntimeStatus::Running;
     assert_eq!(
         store.commit_episode(&running).unwrap(),
-        CommitOutcome::Committed
+        CommitOutcome::Committed { notify: vec![] }
     );
     assert_eq!(store.load_work("a").unwrap().unwrap().messages.len(), 1);
     // The episode's view is now stale.
@@ -183,6 +188,8 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
             consumed_through: work.messages.last().unwrap().seq,
             timers: vec![],
             activities: vec![],
+            children: vec![],
+            sent_events: vec![],
         })
         .unwrap();
     assert_eq!(

@@ -95,6 +95,52 @@ async fn call_activity(ctx: OrchestrationContext) -> Result<Value, Error> {
     }
 }
 
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Child {
+    orchestrator: String,
+    #[serde(default)]
+    input: Value,
+    instance_id: Option<String>,
+}
+
+/// Calls the sub-orchestration its input names; reports its output or error.
+async fn parent(ctx: OrchestrationContext) -> Result<Value, Error> {
+    let child: Child = ctx.input()?;
+    let call = ctx.call_sub_orchestrator::<Value>(
+        &child.orchestrator,
+        child.instance_id.as_deref(),
+        child.input,
+    );
+    Ok(match call.await {
+        Ok(output) => json!({ "output": output }),
+        Err(error) => json!({ "error": error.to_string() }),
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Send {
+    instance_id: String,
+    name: String,
+    payload: Value,
+    #[serde(default = "one")]
+    times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Sends its input's event to another instance, `times` times.
+async fn sender(ctx: OrchestrationContext) -> Result<(), Error> {
+    let send: Send = ctx.input()?;
+    for _ in 0..send.times {
+        ctx.send_event(&send.instance_id, &send.name, &send.payload)?;
+    }
+    Ok(())
+}
+
 fn always_fails(input: Value) -> Result<Value, Error> {
     Err(Error::new(format!("refusing {input}")))
 }
@@ -127,6 +173,8 @@ reprise_sdk::export! {
         "ContinuesForever" => continues_forever,
         "Probe" => probe,
         "CallActivity" => call_activity,
+        "Parent" => parent,
+        "Sender" => sender,
     }
     activities {
         "AlwaysFails" => always_fails,

@@ -1,0 +1,116 @@
+//! Sub-orchestrations and events between instances.
+
+use serde_json::json;
+
+use crate::harness::{TestHost, components};
+
+async fn host() -> TestHost {
+    let c = components();
+    TestHost::start_with(&[&c.misbehaving, &c.counter, &c.fan_out_fan_in]).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parent_gets_its_childs_output() {
+    let host = host().await;
+    let id = host
+        .start_instance(
+            "Parent",
+            Some("parent"),
+            r#"{"orchestrator": "FanOutFanIn", "input": 10}"#,
+        )
+        .await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    assert_eq!(done["output"], json!({ "output": 385 }));
+    // The child ran as its own instance, under an ID derived from the parent's.
+    let child = host.wait_for_status("parent:0:0", "Completed").await;
+    assert_eq!(child["output"], 385);
+
+    let history = host.get("/instances/parent?showHistory=true").await.body;
+    let types: Vec<&str> = history["historyEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["EventType"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"SubOrchestrationInstanceCreated"),
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&"SubOrchestrationInstanceCompleted"),
+        "{types:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_or_missing_child_is_an_error_the_parent_sees() {
+    let host = host().await;
+    let failing =
+        r#"{"orchestrator": "CallActivity", "input": {"activity": "AlwaysFails", "input": 1}}"#;
+    let id = host.start_instance("Parent", None, failing).await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    let error = done["output"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("sub-orchestration 'CallActivity' failed") && error.contains("refusing 1"),
+        "{error}"
+    );
+
+    let id = host
+        .start_instance("Parent", None, r#"{"orchestrator": "Nobody"}"#)
+        .await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    let error = done["output"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("no orchestrator named 'Nobody' is loaded"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_id_in_use_fails_the_call_without_touching_that_instance() {
+    let host = host().await;
+    host.start_instance("E3_Counter", Some("taken"), "5").await;
+    host.wait_for_status("taken", "Running").await;
+    let id = host
+        .start_instance(
+            "Parent",
+            None,
+            r#"{"orchestrator": "E3_Counter", "instanceId": "taken"}"#,
+        )
+        .await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    let error = done["output"]["error"].as_str().unwrap();
+    assert!(error.contains("'taken' already exists"), "{error}");
+    assert_eq!(host.status("taken").await.body["input"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminating_a_parent_terminates_its_running_children() {
+    let host = host().await;
+    let id = host
+        .start_instance(
+            "Parent",
+            Some("boss"),
+            r#"{"orchestrator": "E3_Counter", "instanceId": "worker"}"#,
+        )
+        .await;
+    host.wait_for_status("worker", "Running").await;
+    host.post(&format!("/instances/{id}/terminate?reason=shutdown"), "")
+        .await;
+    host.wait_for_status(&id, "Terminated").await;
+    let child = host.wait_for_status("worker", "Terminated").await;
+    assert_eq!(child["output"], "its parent boss was terminated");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_orchestrator_can_send_events_to_another_instance() {
+    let host = host().await;
+    let counter = host.start_instance("E3_Counter", Some("target"), "").await;
+    let send = r#"{"instanceId": "target", "name": "operation", "payload": "incr", "times": 3}"#;
+    let sender = host.start_instance("Sender", None, send).await;
+    host.wait_for_status(&sender, "Completed").await;
+    host.wait_for(&counter, std::time::Duration::from_secs(10), |body| {
+        body["input"] == 3
+    })
+    .await;
+}
