@@ -406,6 +406,20 @@ impl TestHost {
         }
     }
 
+    /// Waits until the host's log contains `needle`: for effects that show
+    /// only in the log, such as an episode that was put off.
+    pub async fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the host never logged {needle:?}; host log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the instance's `runtimeStatus` is `status`.
     pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
         self.wait_for(id, Duration::from_secs(30), |body| {
