@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
 use reprise_host::engine::EngineConfig;
-use reprise_host::runtime::GuestLimits;
+use reprise_host::runtime::{AllowedHosts, GuestLimits};
 use reprise_host::server::{ServeConfig, serve};
 
 /// Reprise runs durable orchestrators compiled to WebAssembly components.
@@ -50,6 +50,15 @@ struct ServeArgs {
     /// Fuel (about one unit per wasm instruction) an orchestrator may burn in one step.
     #[arg(long, env = "REPRISE_FUEL_PER_STEP", default_value_t = GuestLimits::default().fuel_per_step)]
     fuel_per_step: u64,
+    /// A host activities may send HTTP requests to, as HOST or HOST:PORT
+    /// (repeat for more; `*` allows any). Without one, activities get no
+    /// network.
+    #[arg(
+        long = "allow-http-host",
+        env = "REPRISE_ALLOW_HTTP_HOSTS",
+        value_delimiter = ','
+    )]
+    allow_http_hosts: Vec<String>,
     /// Memory one orchestrator instance may use, in MiB.
     #[arg(long, env = "REPRISE_GUEST_MEMORY_MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
     guest_memory_mib: usize,
@@ -83,6 +92,7 @@ fn main() -> std::process::ExitCode {
                     activity_timeout,
                 },
                 max_body_bytes: args.max_body_bytes,
+                http_hosts: AllowedHosts::new(args.allow_http_hosts),
                 guest_limits: GuestLimits {
                     fuel_per_step: args.fuel_per_step,
                     memory_bytes: args.guest_memory_mib << 20,

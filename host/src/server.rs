@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::api::{self, ApiLimits};
 use crate::engine::{Engine, EngineConfig};
-use crate::runtime::{GuestLimits, Runtime};
+use crate::runtime::{AllowedHosts, GuestLimits, Runtime};
 use crate::store::SqliteStore;
 
 /// Everything `serve` needs; the CLI fills it from flags and environment.
@@ -20,11 +20,13 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     pub max_body_bytes: usize,
     pub guest_limits: GuestLimits,
+    /// Hosts activities may send HTTP requests to.
+    pub http_hosts: AllowedHosts,
 }
 
 /// Runs the host until the process is stopped.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let mut runtime = Runtime::new(config.guest_limits.clone())?;
+    let mut runtime = Runtime::new(config.guest_limits.clone(), config.http_hosts.clone())?;
     let functions_dir = config.functions_dir.clone();
     let (runtime, report) = tokio::task::spawn_blocking(move || {
         let report = runtime.load_functions_dir(&functions_dir)?;

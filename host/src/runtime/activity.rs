@@ -1,13 +1,16 @@
 //! Activities: guests that do real work. Not replayed, so they get the real
-//! clocks and randomness; each call gets a fresh instance, a memory cap and
-//! a wall-clock timeout. Their stdout and stderr go to the host log.
+//! clocks and randomness, and HTTP to the allowed hosts; each call gets a
+//! fresh instance, a memory cap and a wall-clock timeout. Their stdout and
+//! stderr go to the host log.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime_wasi::WasiCtx;
 
 use super::bindings::activities::ActivitiesPre;
+use super::http::HttpPolicy;
 use super::sandbox::{GuestState, STDERR_CAPTURE_BYTES, Sandbox};
 use super::stderr::StderrTail;
 use super::{EPOCH_TICK, GuestError, Runtime};
@@ -56,6 +59,7 @@ impl Runtime {
             self.limits.memory_bytes,
             UNMETERED,
             ticks,
+            HttpPolicy::Allow(Arc::clone(&self.http_hosts)),
         );
         let bindings = component
             .pre
@@ -81,6 +85,7 @@ impl Runtime {
             self.limits.memory_bytes,
             self.limits.fuel_per_step,
             super::NO_DEADLINE,
+            HttpPolicy::DenyAll,
         );
         let bindings = component
             .pre

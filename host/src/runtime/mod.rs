@@ -11,11 +11,13 @@
 //! episode's recorded time and their random source is seeded from instance
 //! ID and generation ([`determinism`]); NaN bit patterns are canonicalized;
 //! each step has a fuel budget. Activities get real clocks and randomness
-//! and a wall-clock timeout (epoch interruption). Every guest has a memory
+//! and a wall-clock timeout (epoch interruption), and may send HTTP requests
+//! to the hosts the operator allowed (`http.rs`). Every guest has a memory
 //! cap (`sandbox.rs`), so a runaway guest fails its own work and nothing else.
 
 mod activity;
 mod determinism;
+mod http;
 mod orchestrator;
 mod sandbox;
 mod stderr;
@@ -30,6 +32,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
 use self::activity::LoadedActivities;
+pub use self::http::AllowedHosts;
 pub use self::orchestrator::GuestExecution;
 use self::orchestrator::LoadedOrchestrators;
 use self::sandbox::GuestState;
@@ -98,6 +101,8 @@ pub struct Runtime {
     orchestrator_linker: Linker<GuestState>,
     activity_linker: Linker<GuestState>,
     limits: GuestLimits,
+    /// Hosts activities may send HTTP requests to.
+    http_hosts: Arc<AllowedHosts>,
     orchestrators: HashMap<String, Arc<LoadedOrchestrators>>,
     activities: HashMap<String, Arc<LoadedActivities>>,
 }
@@ -124,7 +129,7 @@ pub enum GuestError {
 }
 
 impl Runtime {
-    pub fn new(limits: GuestLimits) -> anyhow::Result<Runtime> {
+    pub fn new(limits: GuestLimits, http_hosts: AllowedHosts) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -146,14 +151,17 @@ impl Runtime {
 
         let mut orchestrator_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut orchestrator_linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut orchestrator_linker)?;
         determinism::add_instant_waits(&mut orchestrator_linker)?;
         let mut activity_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut activity_linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut activity_linker)?;
         Ok(Runtime {
             engine,
             orchestrator_linker,
             activity_linker,
             limits,
+            http_hosts: Arc::new(http_hosts),
             orchestrators: HashMap::new(),
             activities: HashMap::new(),
         })

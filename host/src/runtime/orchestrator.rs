@@ -7,6 +7,7 @@ use wasmtime_wasi::WasiCtx;
 
 use super::bindings::{Orchestrations, OrchestrationsPre};
 use super::determinism::{EpisodeClock, SeededRandom};
+use super::http::HttpPolicy;
 use super::sandbox::{STDERR_CAPTURE_BYTES, Sandbox};
 use super::stderr::StderrTail;
 use super::{GuestError, NO_DEADLINE, Runtime, wire};
@@ -86,6 +87,7 @@ impl Runtime {
             self.limits.memory_bytes,
             self.limits.fuel_per_step,
             NO_DEADLINE,
+            HttpPolicy::DenyAll,
         );
         let bindings = component
             .pre

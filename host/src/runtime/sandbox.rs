@@ -4,8 +4,10 @@
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::GuestError;
+use super::http::HttpPolicy;
 use super::stderr::StderrTail;
 
 /// How much of a guest's stderr (panic messages) is kept for error reports.
@@ -19,6 +21,18 @@ pub(super) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: MemoryLimit,
+    http: WasiHttpCtx,
+    http_policy: HttpPolicy,
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.http_policy,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
 }
 
 impl WasiView for GuestState {
@@ -70,7 +84,8 @@ pub(super) struct Sandbox {
 
 impl Sandbox {
     /// A store around `wasi` (whose stderr must be `stderr`), limited to
-    /// `memory_bytes`, `fuel` per call and `epoch_ticks` of wall time.
+    /// `memory_bytes`, `fuel` per call, `epoch_ticks` of wall time, and
+    /// HTTP requests as `http_policy` allows.
     pub(super) fn new(
         engine: &Engine,
         wasi: WasiCtx,
@@ -78,6 +93,7 @@ impl Sandbox {
         memory_bytes: usize,
         fuel: u64,
         epoch_ticks: u64,
+        http_policy: HttpPolicy,
     ) -> Sandbox {
         let state = GuestState {
             wasi,
@@ -86,6 +102,8 @@ impl Sandbox {
                 max_bytes: memory_bytes,
                 refused: false,
             },
+            http: WasiHttpCtx::new(),
+            http_policy,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
