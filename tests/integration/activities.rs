@@ -31,7 +31,9 @@ async fn hello_sequence_calls_three_activities_in_order() {
     );
 
     let history = host
-        .get(&format!("/instances/{id}?showHistory=true"))
+        .get(&format!(
+            "/instances/{id}?showHistory=true&showHistoryOutput=true"
+        ))
         .await
         .body;
     let types = event_types(&history);
@@ -127,14 +129,7 @@ async fn an_activity_cut_off_by_a_kill_runs_again_and_is_recorded_once() {
     let mut host = TestHost::start_with(&[&components().misbehaving]).await;
     let call = r#"{"activity": "SlowEcho", "input": {"ms": 1500, "value": "survived"}}"#;
     let id = host.start_instance("CallActivity", None, call).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !host.log().contains("SlowEcho running") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the activity never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    host.wait_for_log("SlowEcho running").await;
     // It is mid-sleep now.
     host.kill();
 
@@ -150,4 +145,44 @@ async fn an_activity_cut_off_by_a_kill_runs_again_and_is_recorded_once() {
         host.log().matches("SlowEcho running").count() >= 2,
         "it ran again after the restart"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_loser_of_when_any_completing_later_does_not_disturb_the_winner() {
+    let host = TestHost::start_with(&[&components().misbehaving]).await;
+    let id = host
+        .start_instance("Race", None, r#"{"fastMs": 50, "slowMs": 1000}"#)
+        .await;
+    let decided = host
+        .wait_for(&id, Duration::from_secs(30), |body| {
+            !body["customStatus"].is_null()
+        })
+        .await;
+    assert_eq!(
+        decided["customStatus"],
+        json!({ "index": 0, "winner": "fast" })
+    );
+
+    // The loser finishes too, and its result is recorded in a later episode
+    // that replays the race the same way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let history = host
+            .get(&format!("/instances/{id}?showHistory=true"))
+            .await
+            .body;
+        if count(&event_types(&history), "TaskCompleted") == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow activity never completed: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(host.status(&id).await.body["runtimeStatus"], "Running");
+
+    host.raise(&id, "finish", "null").await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    assert_eq!(done["output"], json!({ "index": 0, "winner": "fast" }));
 }

@@ -4,7 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -20,6 +21,7 @@ pub struct Components {
     pub fan_out_fan_in: PathBuf,
     pub http_fetch: PathBuf,
     pub monitor: PathBuf,
+    pub phone_verification: PathBuf,
     pub counter: PathBuf,
     pub singleton_job: PathBuf,
     pub event_log: PathBuf,
@@ -75,6 +77,7 @@ pub fn components() -> &'static Components {
             fan_out_fan_in: wasm("fan_out_fan_in"),
             http_fetch: wasm("http_fetch"),
             monitor: wasm("monitor"),
+            phone_verification: wasm("phone_verification"),
             counter: wasm("counter"),
             singleton_job: wasm("singleton_job"),
             event_log: wasm("event_log"),
@@ -120,17 +123,22 @@ pub struct TestHost {
 impl TestHost {
     /// A host with every sample and the event log loaded.
     pub async fn start() -> TestHost {
+        TestHost::with_samples().started().await
+    }
+
+    /// A host, not started yet, with every sample and the event log.
+    pub fn with_samples() -> TestHost {
         let c = components();
-        TestHost::start_with(&[
+        TestHost::prepare(&[
             &c.approval,
             &c.monitor,
+            &c.phone_verification,
             &c.counter,
             &c.singleton_job,
             &c.hello_sequence,
             &c.fan_out_fan_in,
             &c.event_log,
         ])
-        .await
     }
 
     /// A host whose functions folder holds copies of `files`.
@@ -435,4 +443,18 @@ impl Drop for TestHost {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A local HTTP server for activities to call: `GET /health` answers with
+/// the status `status` holds at the time, and the body `ok`. Returns the port.
+pub async fn health_server(status: Arc<AtomicU16>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let health = move || async move {
+        let code = StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
+        (code, "ok")
+    };
+    let app = axum::Router::new().route("/health", axum::routing::get(health));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
 }

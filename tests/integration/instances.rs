@@ -80,6 +80,16 @@ async fn show_history_lists_what_happened_in_the_current_generation() {
     assert_eq!(events[0]["FunctionName"], "SingletonJob");
     assert_eq!(events[2]["Name"], "command");
     assert_eq!(events[2]["Input"], "stop");
+    assert!(
+        events[3].get("Result").is_none(),
+        "outputs only with showHistoryOutput=true: {events:?}"
+    );
+    let reply = host
+        .get(&format!(
+            "/instances/{id}?showHistory=true&showHistoryOutput=true"
+        ))
+        .await;
+    let events = reply.body["historyEvents"].as_array().unwrap();
     assert_eq!(events[3]["Result"], json!({ "processed": 0, "last": null }));
 
     let bad = host

@@ -1,23 +1,15 @@
 //! Activities reach the network through `wasi:http`, but only the hosts the
 //! operator allowed with `--allow-http-host`.
 
-use tokio::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU16;
 
-use crate::harness::{TestHost, components};
-
-/// A local HTTP server answering `GET /health` with `ok`; returns its port.
-async fn health_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    port
-}
+use crate::harness::{TestHost, components, health_server};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn activities_reach_allowed_hosts_and_are_refused_the_rest() {
-    let allowed = health_server().await;
-    let other = health_server().await;
+    let allowed = health_server(Arc::new(AtomicU16::new(200))).await;
+    let other = health_server(Arc::new(AtomicU16::new(200))).await;
     let allow = format!("127.0.0.1:{allowed}");
     let host = TestHost::prepare(&[&components().http_fetch])
         .with_args(&["--allow-http-host", &allow])

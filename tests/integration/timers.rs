@@ -1,10 +1,13 @@
 //! Durable timers: races against events, eternal loops, and restarts.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use serde_json::{Value, json};
 
-use crate::harness::TestHost;
+use crate::harness::{TestHost, health_server};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approval_that_arrives_before_the_deadline_wins() {
@@ -83,20 +86,37 @@ async fn a_timer_that_came_due_while_the_host_was_down_fires_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_eternal_monitor_ticks_on_its_timer_and_stops_when_told() {
-    let host = TestHost::start().await;
-    let id = host
-        .start_instance("Monitor", None, r#"{"intervalMs": 50}"#)
+async fn an_eternal_monitor_polls_on_its_timer_and_stops_when_told() {
+    let status = Arc::new(AtomicU16::new(503));
+    let port = health_server(Arc::clone(&status)).await;
+    let allow = format!("127.0.0.1:{port}");
+    let host = TestHost::with_samples()
+        .with_args(&["--allow-http-host", &allow])
+        .started()
         .await;
-    host.wait_for(&id, Duration::from_secs(10), |body| {
-        body["customStatus"]["ticks"]
-            .as_u64()
-            .is_some_and(|ticks| ticks >= 3)
-    })
-    .await;
+    let input = json!({ "url": format!("http://{allow}/health"), "intervalMs": 50 });
+    let id = host
+        .start_instance("Monitor", None, &input.to_string())
+        .await;
+    let checks = |body: &Value| body["customStatus"]["checks"].as_u64().unwrap_or(0);
+    let seen = host
+        .wait_for(&id, Duration::from_secs(10), |body| checks(body) >= 2)
+        .await;
+    assert_eq!(seen["customStatus"]["lastStatus"], 503, "{seen}");
+
+    // The endpoint recovers; a later poll sees it.
+    status.store(200, Ordering::SeqCst);
+    let seen = host
+        .wait_for(&id, Duration::from_secs(10), |body| {
+            body["customStatus"]["lastStatus"] == 200
+        })
+        .await;
+    assert_eq!(seen["customStatus"]["changes"], 1, "{seen}");
+
     host.raise(&id, "stop", "null").await;
     let done = host.wait_for_status(&id, "Completed").await;
-    assert!(done["output"].as_u64().unwrap() >= 3, "{done}");
+    assert!(done["output"]["checks"].as_u64().unwrap() >= 3, "{done}");
+    assert_eq!(done["output"]["lastStatus"], 200, "{done}");
     // Each generation's history is short: continue-as-new dropped the rest.
     let history = host
         .get(&format!("/instances/{id}?showHistory=true"))
@@ -106,4 +126,85 @@ async fn an_eternal_monitor_ticks_on_its_timer_and_stops_when_told() {
         history["historyEvents"].as_array().unwrap().len() <= 5,
         "{history}"
     );
+}
+
+/// Starts a phone verification and returns its ID and the challenge code
+/// its activity "sent", read from the history.
+async fn start_verification(host: &TestHost, timeout_seconds: u64) -> (String, u64) {
+    let input = format!(r#"{{"phone": "+15555550100", "timeoutSeconds": {timeout_seconds}}}"#);
+    let id = host
+        .start_instance("E4_SmsPhoneVerification", None, &input)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let history = host
+            .get(&format!(
+                "/instances/{id}?showHistory=true&showHistoryOutput=true"
+            ))
+            .await
+            .body;
+        let sent = history["historyEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|event| event["EventType"] == "TaskCompleted")
+            .map(|event| event["Result"].as_u64().expect("the code is a number"));
+        if let Some(code) = sent {
+            return (id, code);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no challenge was sent: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn attempts_left(host: &TestHost, id: &str, left: u64) {
+    host.wait_for(id, Duration::from_secs(30), |body| {
+        body["customStatus"] == json!({ "attemptsLeft": left })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phone_verification_accepts_the_code_after_a_wrong_answer() {
+    let host = TestHost::start().await;
+    let (id, code) = start_verification(&host, 60).await;
+    attempts_left(&host, &id, 3).await;
+    host.raise(
+        &id,
+        "SmsChallengeResponse",
+        &((code + 1) % 10_000).to_string(),
+    )
+    .await;
+    attempts_left(&host, &id, 2).await;
+    // Digits as a string count too.
+    host.raise(&id, "SmsChallengeResponse", &format!("\"{code:04}\""))
+        .await;
+    assert_eq!(host.wait_for_status(&id, "Completed").await["output"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phone_verification_fails_after_three_wrong_answers_or_the_deadline() {
+    let host = TestHost::start().await;
+    let (wrong, code) = start_verification(&host, 60).await;
+    let (late, _) = start_verification(&host, 1).await;
+    // Sent at once, before the orchestrator waits: none is lost, each uses
+    // up an attempt, and the right answer after them comes too late.
+    for answer in [
+        json!(code + 1),
+        json!("not a number"),
+        Value::Null,
+        json!(code),
+    ] {
+        host.raise(&wrong, "SmsChallengeResponse", &answer.to_string())
+            .await;
+    }
+    let done = host.wait_for_status(&wrong, "Completed").await;
+    assert_eq!(done["output"], false);
+    assert_eq!(done["customStatus"], json!({ "attemptsLeft": 0 }));
+
+    let done = host.wait_for_status(&late, "Completed").await;
+    assert_eq!(done["output"], false, "the deadline passed unanswered");
 }

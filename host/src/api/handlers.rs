@@ -74,7 +74,7 @@ async fn start_instance(
     }
 }
 
-/// `GET instances/{instanceId}[?showHistory=&showInput=]`.
+/// `GET instances/{instanceId}[?showHistory=&showHistoryOutput=&showInput=]`.
 pub(super) async fn status(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -86,10 +86,16 @@ pub(super) async fn status(
     let id = parse_instance_id(&instance_id)?;
     let show_history = bool_param(&query, "showHistory", false)?;
     let show_input = bool_param(&query, "showInput", true)?;
+    let show_history_output = bool_param(&query, "showHistoryOutput", false)?;
     let Some((instance, history)) = state.engine.status(&id, show_history).await? else {
         return Err(ApiError::instance_not_found(id.as_str()));
     };
-    let body = axum::Json(status_body(&instance, history.as_deref(), show_input));
+    let body = axum::Json(status_body(
+        &instance,
+        history.as_deref(),
+        show_input,
+        show_history_output,
+    ));
     if instance.status.is_terminal() {
         return Ok((StatusCode::OK, body).into_response());
     }

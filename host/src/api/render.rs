@@ -78,6 +78,7 @@ pub(super) fn status_body(
     instance: &Instance,
     history: Option<&[HistoryEntry]>,
     show_input: bool,
+    show_history_output: bool,
 ) -> Value {
     let mut body = Map::new();
     body.insert("name".into(), instance.name.clone().into());
@@ -118,6 +119,13 @@ pub(super) fn status_body(
         let events = history
             .iter()
             .filter_map(|entry| history_event(entry, &scheduled))
+            .map(|mut event| {
+                // Outputs can be large; Durable Functions shows them on request.
+                if !show_history_output && let Value::Object(fields) = &mut event {
+                    fields.remove("Result");
+                }
+                event
+            })
             .collect::<Vec<_>>();
         body.insert("historyEvents".into(), Value::Array(events));
     }
@@ -130,7 +138,7 @@ pub(super) fn status_body(
 fn history_event(entry: &HistoryEntry, scheduled: &HashMap<u64, (&str, Millis)>) -> Option<Value> {
     let mut event = json!({
         "EventType": entry.event_type(),
-        "Timestamp": timestamp(entry.timestamp()),
+        "Timestamp": history_timestamp(entry.timestamp()),
     });
     let fields = event.as_object_mut().expect("built as an object");
     match entry {
@@ -145,11 +153,11 @@ fn history_event(entry: &HistoryEntry, scheduled: &HashMap<u64, (&str, Millis)>)
         }
         HistoryEntry::TimerCreated { id, fire_at, .. } => {
             fields.insert("TimerId".into(), (*id).into());
-            fields.insert("FireAt".into(), timestamp(*fire_at).into());
+            fields.insert("FireAt".into(), history_timestamp(*fire_at).into());
         }
         HistoryEntry::TimerFired { id, fire_at, .. } => {
             fields.insert("TimerId".into(), (*id).into());
-            fields.insert("FireAt".into(), timestamp(*fire_at).into());
+            fields.insert("FireAt".into(), history_timestamp(*fire_at).into());
         }
         HistoryEntry::TaskScheduled {
             id, name, input, ..
@@ -165,7 +173,10 @@ fn history_event(entry: &HistoryEntry, scheduled: &HashMap<u64, (&str, Millis)>)
             fields.insert("TaskScheduledId".into(), (*id).into());
             if let Some((name, scheduled_at)) = scheduled.get(id) {
                 fields.insert("FunctionName".into(), (*name).into());
-                fields.insert("ScheduledTime".into(), timestamp(*scheduled_at).into());
+                fields.insert(
+                    "ScheduledTime".into(),
+                    history_timestamp(*scheduled_at).into(),
+                );
             }
             let value = match entry {
                 HistoryEntry::TaskCompleted { .. } => json_value(output),
@@ -238,12 +249,28 @@ fn json_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-/// `2017-06-29T18:58:01Z`, the format Durable Functions uses.
+/// `2017-06-29T18:58:01Z`, the format Durable Functions uses for instance times.
 fn timestamp(millis: Millis) -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    format_millis(millis, format)
+}
+
+/// `2017-06-29T18:58:01.123Z`: history times, precise enough to order events
+/// and to see how late a timer fired.
+fn history_timestamp(millis: Millis) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    format_millis(millis, format)
+}
+
+fn format_millis(
+    millis: Millis,
+    format: &[time::format_description::BorrowedFormatItem<'_>],
+) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .ok()
-        .and_then(|moment| moment.format(&format).ok())
+        .and_then(|moment| moment.format(format).ok())
         .unwrap_or_default()
 }

@@ -141,6 +141,32 @@ async fn sender(ctx: OrchestrationContext) -> Result<(), Error> {
     Ok(())
 }
 
+/// Races a fast and a slow `SlowEcho` (input `{"fastMs", "slowMs"}`),
+/// shows the winner as its custom status, then waits for "finish" and
+/// completes with the winner. The loser completes in the meantime.
+async fn race(ctx: OrchestrationContext) -> Result<Value, Error> {
+    let input: Value = ctx.input()?;
+    let echo = |ms: &Value, value: &str| {
+        ctx.call_activity::<Value>("SlowEcho", json!({ "ms": ms, "value": value }))
+    };
+    let (index, winner) = reprise_sdk::when_any([
+        echo(&input["fastMs"], "fast"),
+        echo(&input["slowMs"], "slow"),
+    ])
+    .await;
+    let winner = json!({ "index": index, "winner": winner? });
+    ctx.set_custom_status(&winner)?;
+    ctx.wait_for_event::<Value>("finish").await?;
+    Ok(winner)
+}
+
+/// Sleeps on a durable timer for its input, in milliseconds.
+async fn sleeps(ctx: OrchestrationContext) -> Result<(), Error> {
+    let ms: u64 = ctx.input()?;
+    ctx.sleep(std::time::Duration::from_millis(ms)).await;
+    Ok(())
+}
+
 fn always_fails(input: Value) -> Result<Value, Error> {
     Err(Error::new(format!("refusing {input}")))
 }
@@ -175,6 +201,8 @@ reprise_sdk::export! {
         "CallActivity" => call_activity,
         "Parent" => parent,
         "Sender" => sender,
+        "Race" => race,
+        "Sleeps" => sleeps,
     }
     activities {
         "AlwaysFails" => always_fails,
