@@ -32,16 +32,19 @@ pub enum RuntimeStatus {
     ContinuedAsNew,
     Failed,
     Terminated,
+    /// Paused by a user: events and results queue up until it is resumed.
+    Suspended,
 }
 
 impl RuntimeStatus {
-    pub const ALL: [RuntimeStatus; 6] = [
+    pub const ALL: [RuntimeStatus; 7] = [
         RuntimeStatus::Pending,
         RuntimeStatus::Running,
         RuntimeStatus::Completed,
         RuntimeStatus::ContinuedAsNew,
         RuntimeStatus::Failed,
         RuntimeStatus::Terminated,
+        RuntimeStatus::Suspended,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl RuntimeStatus {
             RuntimeStatus::ContinuedAsNew => "ContinuedAsNew",
             RuntimeStatus::Failed => "Failed",
             RuntimeStatus::Terminated => "Terminated",
+            RuntimeStatus::Suspended => "Suspended",
         }
     }
 
@@ -241,6 +245,14 @@ pub enum HistoryEntry {
         timestamp: Millis,
         reason: String,
     },
+    ExecutionSuspended {
+        timestamp: Millis,
+        reason: String,
+    },
+    ExecutionResumed {
+        timestamp: Millis,
+        reason: String,
+    },
 }
 
 impl HistoryEntry {
@@ -267,7 +279,9 @@ impl HistoryEntry {
             | HistoryEntry::ExecutionFailed { timestamp, .. }
             | HistoryEntry::ContinuedAsNew { timestamp, .. }
             | HistoryEntry::TimerCreated { timestamp, .. }
-            | HistoryEntry::ExecutionTerminated { timestamp, .. } => timestamp,
+            | HistoryEntry::ExecutionTerminated { timestamp, .. }
+            | HistoryEntry::ExecutionSuspended { timestamp, .. }
+            | HistoryEntry::ExecutionResumed { timestamp, .. } => timestamp,
         }
     }
 
@@ -291,6 +305,8 @@ impl HistoryEntry {
             HistoryEntry::ExecutionFailed { .. } => "ExecutionFailed",
             HistoryEntry::ContinuedAsNew { .. } => "ContinuedAsNew",
             HistoryEntry::ExecutionTerminated { .. } => "ExecutionTerminated",
+            HistoryEntry::ExecutionSuspended { .. } => "ExecutionSuspended",
+            HistoryEntry::ExecutionResumed { .. } => "ExecutionResumed",
         }
     }
 }
@@ -307,6 +323,13 @@ pub enum Message {
         accepted_at: Millis,
     },
     Terminate {
+        reason: String,
+    },
+    /// Hold back events and results until a `Resume`.
+    Suspend {
+        reason: String,
+    },
+    Resume {
         reason: String,
     },
     /// A durable timer came due. Ignored if its generation has ended.

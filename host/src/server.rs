@@ -48,7 +48,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let store = SqliteStore::open(&config.database)?;
     let engine = Engine::new(Arc::new(store), Arc::new(runtime), config.engine.clone());
-    let resumed = engine.resume().await?;
+    let resumed = engine.resume_unfinished_work().await?;
     if resumed > 0 {
         tracing::info!("resuming {resumed} instances with queued messages");
     }

@@ -13,4 +13,5 @@ mod instances;
 mod outgoing_http;
 mod singleton;
 mod sub_orchestrations;
+mod suspend;
 mod timers;

@@ -138,12 +138,43 @@ pub(super) async fn terminate(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<QueryMap>, QueryRejection>,
 ) -> ApiResult {
+    let (id, reason) = id_and_reason(path, query)?;
+    let outcome = state.engine.terminate(&id, reason).await?;
+    delivery_response(&id, outcome, "terminate")
+}
+
+/// `POST instances/{instanceId}/suspend[?reason=]`.
+pub(super) async fn suspend(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> ApiResult {
+    let (id, reason) = id_and_reason(path, query)?;
+    let outcome = state.engine.suspend(&id, reason).await?;
+    delivery_response(&id, outcome, "suspend")
+}
+
+/// `POST instances/{instanceId}/resume[?reason=]`.
+pub(super) async fn resume(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> ApiResult {
+    let (id, reason) = id_and_reason(path, query)?;
+    let outcome = state.engine.resume(&id, reason).await?;
+    delivery_response(&id, outcome, "resume")
+}
+
+/// The instance ID of the path and the optional `reason` of the query, of
+/// the operations that take no body.
+fn id_and_reason(
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> Result<(InstanceId, String), ApiError> {
     let Path(instance_id) = path?;
     let Query(mut query) = query?;
     let id = parse_instance_id(&instance_id)?;
-    let reason = query.remove("reason").unwrap_or_default();
-    let outcome = state.engine.terminate(&id, reason).await?;
-    delivery_response(&id, outcome, "terminate")
+    Ok((id, query.remove("reason").unwrap_or_default()))
 }
 
 /// `DELETE instances/{instanceId}`: purge a finished instance's history.

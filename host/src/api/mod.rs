@@ -51,7 +51,9 @@ pub fn router(engine: Engine, limits: ApiLimits) -> Router {
         .route(
             "/instances/{instance_id}/terminate",
             post(handlers::terminate),
-        );
+        )
+        .route("/instances/{instance_id}/suspend", post(handlers::suspend))
+        .route("/instances/{instance_id}/resume", post(handlers::resume));
     Router::new()
         .nest(BASE_PATH, routes)
         .fallback(handlers::not_found)

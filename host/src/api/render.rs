@@ -63,6 +63,8 @@ pub(super) fn check_status_response(links: &Links) -> Response {
         "statusQueryGetUri": links.instance,
         "sendEventPostUri": format!("{}/raiseEvent/{{eventName}}", links.instance),
         "terminatePostUri": format!("{}/terminate?reason={{text}}", links.instance),
+        "suspendPostUri": format!("{}/suspend?reason={{text}}", links.instance),
+        "resumePostUri": format!("{}/resume?reason={{text}}", links.instance),
         "purgeHistoryDeleteUri": links.instance,
     });
     (
@@ -239,6 +241,10 @@ fn history_event(entry: &HistoryEntry, scheduled: &HashMap<u64, (&str, Millis)>)
         }
         HistoryEntry::ExecutionTerminated { reason, .. } => {
             fields.insert("Input".into(), reason.clone().into());
+        }
+        HistoryEntry::ExecutionSuspended { reason, .. }
+        | HistoryEntry::ExecutionResumed { reason, .. } => {
+            fields.insert("Reason".into(), reason.clone().into());
         }
     }
     Some(event)

@@ -10,7 +10,7 @@
 //! the calls it saw live, and checks that it takes the recorded actions again.
 
 use crate::model::{
-    HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask, RuntimeStatus,
+    HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
 use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
 use crate::store::{EpisodeCommit, HistoryChange, NewInstance, WorkItem};
@@ -32,6 +32,7 @@ pub(crate) fn plan(
         history,
         messages,
     } = work;
+    let first_seq = messages.first().map_or(0, |queued| queued.seq);
     let consumed_through = messages.last().map_or(0, |queued| queued.seq);
     let mut updated = instance.clone();
     updated.updated_at = now;
@@ -53,58 +54,52 @@ pub(crate) fn plan(
     }
 
     // Events up to the first termination request; the store refuses
-    // messages once a termination is queued.
+    // messages once a termination is queued. While the instance is
+    // suspended, events and results are held back until a resume.
     let mut events = Vec::new();
     let mut termination = None;
+    let mut suspended = instance.status == RuntimeStatus::Suspended;
+    let mut held: Vec<QueuedMessage> = Vec::new();
     for queued in messages {
         match queued.message {
             _ if termination.is_some() => {}
-            Message::Start => {}
-            Message::Event {
-                name,
-                payload,
-                accepted_at,
-            } => events.push(HistoryEntry::EventRaised {
-                timestamp: accepted_at,
-                name,
-                payload,
-            }),
-            // A timer of an earlier generation, dropped by continue-as-new.
-            Message::TimerFired { generation, .. } if generation != instance.generation => {}
-            Message::TimerFired { id, fire_at, .. } => events.push(HistoryEntry::TimerFired {
-                timestamp: now,
-                id,
-                fire_at,
-            }),
-            Message::ActivityDone { generation, .. }
-            | Message::SubOrchestrationDone { generation, .. }
-                if generation != instance.generation => {}
-            Message::SubOrchestrationDone { id, result, .. } => events.push(match result {
-                Ok(output) => HistoryEntry::SubOrchestrationCompleted {
-                    timestamp: now,
-                    id,
-                    output,
-                },
-                Err(error) => HistoryEntry::SubOrchestrationFailed {
-                    timestamp: now,
-                    id,
-                    error,
-                },
-            }),
-            Message::ActivityDone { id, result, .. } => events.push(match result {
-                Ok(output) => HistoryEntry::TaskCompleted {
-                    timestamp: now,
-                    id,
-                    output,
-                },
-                Err(error) => HistoryEntry::TaskFailed {
-                    timestamp: now,
-                    id,
-                    error,
-                },
-            }),
             Message::Terminate { reason } => termination = Some(reason),
+            Message::Suspend { reason } => {
+                if !suspended {
+                    suspended = true;
+                    events.push(HistoryEntry::ExecutionSuspended {
+                        timestamp: now,
+                        reason,
+                    });
+                }
+            }
+            Message::Resume { reason } => {
+                if suspended {
+                    suspended = false;
+                    events.push(HistoryEntry::ExecutionResumed {
+                        timestamp: now,
+                        reason,
+                    });
+                    for queued in held.drain(..) {
+                        events.extend(event_entry(queued.message, instance.generation, now));
+                    }
+                }
+            }
+            message if suspended => held.push(QueuedMessage {
+                seq: queued.seq,
+                message,
+            }),
+            message => events.extend(event_entry(message, instance.generation, now)),
         }
+    }
+    // Held messages stay queued, in order, for the resume.
+    let consumed_through = match held.first() {
+        Some(first) if termination.is_none() => first.seq - 1,
+        _ => consumed_through,
+    };
+    if consumed_through < first_seq {
+        // Suspended, and nothing but held messages: nothing to do yet.
+        return Ok(None);
     }
 
     let mut generation = Generation {
@@ -117,9 +112,18 @@ pub(crate) fn plan(
         children: Vec::new(),
         sent_events: Vec::new(),
     };
-    let outcome = if termination.is_some() && events.is_empty() {
-        // Nothing for the guest to see before it stops.
+    let nothing_for_the_guest = events.iter().all(|entry| {
+        matches!(
+            entry,
+            HistoryEntry::ExecutionSuspended { .. } | HistoryEntry::ExecutionResumed { .. }
+        )
+    });
+    let outcome = if nothing_for_the_guest
+        && (termination.is_some() || !generation.recorded.is_empty())
+    {
+        // Nothing for the guest to see: record the host's decisions only.
         generation.start_entries(&instance.name, now);
+        generation.new_entries.append(&mut events);
         Outcome::Running
     } else {
         match run_guest(runtime, &instance, &mut generation, events, now) {
@@ -145,6 +149,7 @@ pub(crate) fn plan(
         updated.custom_status = Some(value);
     }
     let (status, output, final_entry) = match outcome {
+        Outcome::Running if suspended => (RuntimeStatus::Suspended, None, None),
         Outcome::Running => (RuntimeStatus::Running, None, None),
         Outcome::Completed(output) => (RuntimeStatus::Completed, Some(output), None),
         Outcome::Failed(error) => (
@@ -200,6 +205,63 @@ pub(crate) fn plan(
         children,
         sent_events,
     }))
+}
+
+/// The history entry a queued event or result becomes; `None` for messages
+/// that add no entry, or belong to an ended generation.
+fn event_entry(message: Message, generation: u32, now: Millis) -> Option<HistoryEntry> {
+    Some(match message {
+        Message::Event {
+            name,
+            payload,
+            accepted_at,
+        } => HistoryEntry::EventRaised {
+            timestamp: accepted_at,
+            name,
+            payload,
+        },
+        // A timer of an earlier generation, dropped by continue-as-new.
+        Message::TimerFired { generation: g, .. }
+        | Message::ActivityDone { generation: g, .. }
+        | Message::SubOrchestrationDone { generation: g, .. }
+            if g != generation =>
+        {
+            return None;
+        }
+        Message::TimerFired { id, fire_at, .. } => HistoryEntry::TimerFired {
+            timestamp: now,
+            id,
+            fire_at,
+        },
+        Message::SubOrchestrationDone { id, result, .. } => match result {
+            Ok(output) => HistoryEntry::SubOrchestrationCompleted {
+                timestamp: now,
+                id,
+                output,
+            },
+            Err(error) => HistoryEntry::SubOrchestrationFailed {
+                timestamp: now,
+                id,
+                error,
+            },
+        },
+        Message::ActivityDone { id, result, .. } => match result {
+            Ok(output) => HistoryEntry::TaskCompleted {
+                timestamp: now,
+                id,
+                output,
+            },
+            Err(error) => HistoryEntry::TaskFailed {
+                timestamp: now,
+                id,
+                error,
+            },
+        },
+        Message::Start
+        | Message::Terminate { .. }
+        | Message::Suspend { .. }
+        | Message::Resume { .. } => return None,
+    })
 }
 
 enum Outcome {

@@ -15,7 +15,7 @@ mod timers;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{HistoryEntry, Instance, InstanceId, now_millis};
+use crate::model::{HistoryEntry, Instance, InstanceId, Message, now_millis};
 use crate::runtime::Runtime;
 use crate::store::{CommitOutcome, NewInstance, Store};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
@@ -75,7 +75,7 @@ impl Engine {
 
     /// Schedules every instance with queued messages: the work a previous
     /// run of the host accepted and did not finish. Returns how many.
-    pub async fn resume(&self) -> anyhow::Result<usize> {
+    pub async fn resume_unfinished_work(&self) -> anyhow::Result<usize> {
         let store = Arc::clone(&self.shared.store);
         let ids = blocking(move || {
             // No worker of a previous run is alive: its activities run again.
@@ -135,15 +135,12 @@ impl Engine {
         event_name: &str,
         payload: String,
     ) -> anyhow::Result<DeliveryOutcome> {
-        let store = Arc::clone(&self.shared.store);
-        let (instance_id, event_name) = (id.as_str().to_owned(), event_name.to_owned());
-        let outcome =
-            blocking(move || store.raise_event(&instance_id, &event_name, &payload, now_millis()))
-                .await?;
-        if outcome == DeliveryOutcome::Accepted {
-            self.notify(id.as_str());
-        }
-        Ok(outcome)
+        let message = Message::Event {
+            name: event_name.to_owned(),
+            payload,
+            accepted_at: now_millis(),
+        };
+        self.deliver(id, message).await
     }
 
     /// Queues a termination; durable once this returns `Accepted`.
@@ -152,11 +149,28 @@ impl Engine {
         id: &InstanceId,
         reason: String,
     ) -> anyhow::Result<DeliveryOutcome> {
+        self.deliver(id, Message::Terminate { reason }).await
+    }
+
+    /// Queues a suspension: from the episode that applies it, events and
+    /// results wait in the inbox until a resume. Durable once `Accepted`.
+    pub async fn suspend(
+        &self,
+        id: &InstanceId,
+        reason: String,
+    ) -> anyhow::Result<DeliveryOutcome> {
+        self.deliver(id, Message::Suspend { reason }).await
+    }
+
+    /// Queues a resume of a suspended instance (a no-op for a running one).
+    pub async fn resume(&self, id: &InstanceId, reason: String) -> anyhow::Result<DeliveryOutcome> {
+        self.deliver(id, Message::Resume { reason }).await
+    }
+
+    async fn deliver(&self, id: &InstanceId, message: Message) -> anyhow::Result<DeliveryOutcome> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
-        let outcome =
-            blocking(move || store.request_termination(&instance_id, &reason, now_millis()))
-                .await?;
+        let outcome = blocking(move || store.deliver(&instance_id, &message)).await?;
         if outcome == DeliveryOutcome::Accepted {
             self.notify(id.as_str());
         }

@@ -12,7 +12,9 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::model::{HistoryEntry, Instance, Millis, ParentTask, QueuedMessage, RuntimeStatus};
+use crate::model::{
+    HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
+};
 
 /// A request to start a generation under an instance ID.
 #[derive(Debug, Clone)]
@@ -128,6 +130,10 @@ pub trait Store: Send + Sync + 'static {
     /// an unfinished instance holds the ID. Check and insert are one transaction.
     fn start_instance(&self, new: &NewInstance) -> anyhow::Result<StartOutcome>;
 
+    /// Queues `message` (an event, a termination, a suspend or resume) for
+    /// a live instance with no termination queued.
+    fn deliver(&self, id: &str, message: &Message) -> anyhow::Result<DeliveryOutcome>;
+
     /// Queues an external event for a live instance.
     fn raise_event(
         &self,
@@ -135,15 +141,22 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         payload: &str,
         now: Millis,
-    ) -> anyhow::Result<DeliveryOutcome>;
+    ) -> anyhow::Result<DeliveryOutcome> {
+        let message = Message::Event {
+            name: name.to_owned(),
+            payload: payload.to_owned(),
+            accepted_at: now,
+        };
+        self.deliver(id, &message)
+    }
 
     /// Queues a termination for a live instance.
-    fn request_termination(
-        &self,
-        id: &str,
-        reason: &str,
-        now: Millis,
-    ) -> anyhow::Result<DeliveryOutcome>;
+    fn request_termination(&self, id: &str, reason: &str) -> anyhow::Result<DeliveryOutcome> {
+        let message = Message::Terminate {
+            reason: reason.to_owned(),
+        };
+        self.deliver(id, &message)
+    }
 
     fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>>;
 

@@ -370,40 +370,11 @@ impl Store for SqliteStore {
         self.write(|transaction| start_generation(transaction, new))
     }
 
-    fn raise_event(
-        &self,
-        id: &str,
-        name: &str,
-        payload: &str,
-        now: Millis,
-    ) -> anyhow::Result<DeliveryOutcome> {
+    fn deliver(&self, id: &str, message: &Message) -> anyhow::Result<DeliveryOutcome> {
         self.write(|transaction| {
             let outcome = check_deliverable(transaction, id)?;
             if outcome == DeliveryOutcome::Accepted {
-                let message = Message::Event {
-                    name: name.to_owned(),
-                    payload: payload.to_owned(),
-                    accepted_at: now,
-                };
-                insert_message(transaction, id, &message)?;
-            }
-            Ok(outcome)
-        })
-    }
-
-    fn request_termination(
-        &self,
-        id: &str,
-        reason: &str,
-        _now: Millis,
-    ) -> anyhow::Result<DeliveryOutcome> {
-        self.write(|transaction| {
-            let outcome = check_deliverable(transaction, id)?;
-            if outcome == DeliveryOutcome::Accepted {
-                let message = Message::Terminate {
-                    reason: reason.to_owned(),
-                };
-                insert_message(transaction, id, &message)?;
+                insert_message(transaction, id, message)?;
             }
             Ok(outcome)
         })

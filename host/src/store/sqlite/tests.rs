@@ -98,7 +98,7 @@ fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
         DeliveryOutcome::Accepted
     );
     assert_eq!(
-        store.request_termination("a", "r", 1).unwrap(),
+        store.request_termination("a", "r").unwrap(),
         DeliveryOutcome::Accepted
     );
     assert_eq!(

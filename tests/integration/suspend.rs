@@ -1,0 +1,118 @@
+//! Suspend and resume: while suspended, events and results queue up (and
+//! survive a kill); a resume applies them in order; terminate still works.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::TestHost;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_counter_keeps_its_events_across_a_kill_and_applies_them_on_resume() {
+    let mut host = TestHost::start().await;
+    let id = host.start_instance("E3_Counter", Some("paused"), "").await;
+    host.wait_for_status(&id, "Running").await;
+
+    let reply = host
+        .post(&format!("/instances/{id}/suspend?reason=maintenance"), "")
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    host.wait_for_status(&id, "Suspended").await;
+    for _ in 0..3 {
+        let reply = host.raise(&id, "operation", "\"incr\"").await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "queued while suspended");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = host.status(&id).await.body;
+    assert_eq!(status["runtimeStatus"], "Suspended");
+    assert_eq!(status["input"], json!(null), "nothing applied yet");
+
+    host.restart().await;
+    assert_eq!(
+        host.status(&id).await.body["runtimeStatus"],
+        "Suspended",
+        "still suspended after a kill"
+    );
+    let reply = host
+        .post(&format!("/instances/{id}/resume?reason=done"), "")
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    host.wait_for(&id, Duration::from_secs(30), |body| {
+        body["runtimeStatus"] == "Running" && body["input"] == 3
+    })
+    .await;
+
+    let history = host
+        .get(&format!("/instances/{id}?showHistory=true"))
+        .await
+        .body;
+    let kinds: Vec<&str> = history["historyEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["EventType"].as_str().unwrap())
+        .collect();
+    assert!(
+        !kinds.contains(&"ExecutionSuspended"),
+        "continue-as-new started a fresh history: {kinds:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timer_that_fires_while_suspended_is_applied_on_resume() {
+    let host = TestHost::start().await;
+    let id = host
+        .start_instance("Approval", None, r#"{"timeoutSeconds": 1}"#)
+        .await;
+    host.wait_for_status(&id, "Running").await;
+    host.post(&format!("/instances/{id}/suspend"), "").await;
+    host.wait_for_status(&id, "Suspended").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        host.status(&id).await.body["runtimeStatus"],
+        "Suspended",
+        "the fired timer waits"
+    );
+
+    host.post(&format!("/instances/{id}/resume"), "").await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    assert_eq!(done["output"], "timed out");
+    let history = host
+        .get(&format!("/instances/{id}?showHistory=true"))
+        .await
+        .body;
+    let events = history["historyEvents"].as_array().unwrap();
+    let position = |kind: &str| {
+        events
+            .iter()
+            .position(|event| event["EventType"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {events:?}"))
+    };
+    assert!(position("ExecutionSuspended") < position("ExecutionResumed"));
+    assert!(position("ExecutionResumed") < position("TimerFired"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suspended_instances_can_be_terminated_and_finished_ones_not_suspended() {
+    let host = TestHost::start().await;
+    let id = host.start_instance("E3_Counter", None, "").await;
+    host.wait_for_status(&id, "Running").await;
+    host.post(&format!("/instances/{id}/suspend"), "").await;
+    host.wait_for_status(&id, "Suspended").await;
+    host.raise(&id, "operation", "\"incr\"").await;
+
+    let reply = host
+        .post(&format!("/instances/{id}/terminate?reason=stop"), "")
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let done = host.wait_for_status(&id, "Terminated").await;
+    assert_eq!(done["output"], "stop");
+
+    for action in ["suspend", "resume"] {
+        let reply = host.post(&format!("/instances/{id}/{action}"), "").await;
+        assert_eq!(reply.status, StatusCode::GONE, "{action}: {:?}", reply.body);
+    }
+    let reply = host.post("/instances/nobody/suspend", "").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
