@@ -137,6 +137,8 @@ pub struct Instance {
     pub generation: u32,
     /// JSON input of the current generation.
     pub input: String,
+    /// JSON input of the first generation, which a restart runs again.
+    pub original_input: String,
     /// JSON output once finished: the result, the error, or the termination reason.
     pub output: Option<String>,
     pub custom_status: Option<String>,

@@ -10,6 +10,7 @@ mod errors;
 mod functions_folder;
 mod guest_isolation;
 mod instances;
+mod management;
 mod outgoing_http;
 mod singleton;
 mod sub_orchestrations;

@@ -14,10 +14,10 @@ use super::{ApiError, ApiState};
 use crate::engine::{DeliveryOutcome, EngineError, PurgeOutcome, StartOutcome};
 use crate::model::{InstanceId, RuntimeStatus};
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 /// Every optional query parameter, looked up by the handler that knows them.
-type QueryMap = HashMap<String, String>;
+pub(super) type QueryMap = HashMap<String, String>;
 
 /// `POST orchestrators/{functionName}`: start under a fresh instance ID.
 pub(super) async fn start(
@@ -50,21 +50,47 @@ async fn start_instance(
     body: Bytes,
 ) -> ApiResult {
     let input = json_body(&body, "the orchestrator input")?;
-    let (id, outcome) = state
-        .engine
-        .start(&function_name, id, input)
-        .await
-        .map_err(|error| match error {
-            EngineError::UnknownOrchestrator(name) => {
-                let known = state.engine.orchestrator_names();
-                ApiError::not_found(format!(
-                    "no orchestrator named '{name}' is loaded; loaded orchestrators: {known:?}"
-                ))
-            }
-            EngineError::Internal(error) => ApiError::from(error),
-        })?;
+    let started = state.engine.start(&function_name, id, input).await;
+    started_response(&state, &headers, started)
+}
+
+/// `POST instances/{instanceId}/restart[?restartWithNewInstanceId=]`: run
+/// the orchestrator again with the original input; by default under a new ID.
+pub(super) async fn restart(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> ApiResult {
+    let Path(instance_id) = path?;
+    let Query(query) = query?;
+    let id = parse_instance_id(&instance_id)?;
+    let new_id = bool_param(&query, "restartWithNewInstanceId", true)?;
+    let started = match state.engine.restart(&id, new_id).await {
+        Ok(None) => return Err(ApiError::instance_not_found(id.as_str())),
+        Ok(Some(started)) => Ok(started),
+        Err(error) => Err(error),
+    };
+    started_response(&state, &headers, started)
+}
+
+/// 202 with the check-status payload of a started instance, or the error.
+fn started_response(
+    state: &ApiState,
+    headers: &HeaderMap,
+    started: Result<(InstanceId, StartOutcome), EngineError>,
+) -> ApiResult {
+    let (id, outcome) = started.map_err(|error| match error {
+        EngineError::UnknownOrchestrator(name) => {
+            let known = state.engine.orchestrator_names();
+            ApiError::not_found(format!(
+                "no orchestrator named '{name}' is loaded; loaded orchestrators: {known:?}"
+            ))
+        }
+        EngineError::Internal(error) => ApiError::from(error),
+    })?;
     match outcome {
-        StartOutcome::Started => Ok(check_status_response(&Links::new(&headers, &id))),
+        StartOutcome::Started => Ok(check_status_response(&Links::new(headers, &id))),
         StartOutcome::Conflict(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(
@@ -232,7 +258,7 @@ fn gone(id: &InstanceId, status: RuntimeStatus, action: &str) -> ApiError {
     )
 }
 
-fn parse_instance_id(text: &str) -> Result<InstanceId, ApiError> {
+pub(super) fn parse_instance_id(text: &str) -> Result<InstanceId, ApiError> {
     InstanceId::parse(text).map_err(ApiError::bad_request)
 }
 
@@ -246,7 +272,7 @@ fn json_body(body: &[u8], what: &str) -> Result<String, ApiError> {
     Ok(value.to_string())
 }
 
-fn bool_param(query: &QueryMap, name: &str, default: bool) -> Result<bool, ApiError> {
+pub(super) fn bool_param(query: &QueryMap, name: &str, default: bool) -> Result<bool, ApiError> {
     match query.get(name).map(|value| value.to_ascii_lowercase()) {
         None => Ok(default),
         Some(value) if value == "true" => Ok(true),

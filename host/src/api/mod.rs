@@ -7,6 +7,7 @@
 
 mod error;
 mod handlers;
+mod query;
 mod render;
 
 use axum::Router;
@@ -40,6 +41,7 @@ pub fn router(engine: Engine, limits: ApiLimits) -> Router {
             "/orchestrators/{function_name}/{instance_id}",
             post(handlers::start_with_id),
         )
+        .route("/instances", get(query::list).merge(delete(query::purge)))
         .route(
             "/instances/{instance_id}",
             get(handlers::status).merge(delete(handlers::purge)),
@@ -53,7 +55,8 @@ pub fn router(engine: Engine, limits: ApiLimits) -> Router {
             post(handlers::terminate),
         )
         .route("/instances/{instance_id}/suspend", post(handlers::suspend))
-        .route("/instances/{instance_id}/resume", post(handlers::resume));
+        .route("/instances/{instance_id}/resume", post(handlers::resume))
+        .route("/instances/{instance_id}/restart", post(handlers::restart));
     Router::new()
         .nest(BASE_PATH, routes)
         .fallback(handlers::not_found)

@@ -65,6 +65,7 @@ pub(super) fn check_status_response(links: &Links) -> Response {
         "terminatePostUri": format!("{}/terminate?reason={{text}}", links.instance),
         "suspendPostUri": format!("{}/suspend?reason={{text}}", links.instance),
         "resumePostUri": format!("{}/resume?reason={{text}}", links.instance),
+        "restartPostUri": format!("{}/restart", links.instance),
         "purgeHistoryDeleteUri": links.instance,
     });
     (

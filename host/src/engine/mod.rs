@@ -19,6 +19,7 @@ use crate::model::{HistoryEntry, Instance, InstanceId, Message, now_millis};
 use crate::runtime::Runtime;
 use crate::store::{CommitOutcome, NewInstance, Store};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
+pub use crate::store::{InstanceFilter, PageCursor};
 
 use self::scheduler::Scheduler;
 
@@ -196,6 +197,69 @@ impl Engine {
             }
         })
         .await
+    }
+
+    /// One page of instances matching `filter`, after `after`; the cursor
+    /// of the next page if there may be more.
+    pub async fn query(
+        &self,
+        filter: InstanceFilter,
+        after: Option<PageCursor>,
+        page_size: usize,
+    ) -> anyhow::Result<(Vec<Instance>, Option<PageCursor>)> {
+        let store = Arc::clone(&self.shared.store);
+        let mut page =
+            blocking(move || store.query_instances(&filter, after.as_ref(), page_size + 1)).await?;
+        let next = if page.len() > page_size {
+            page.truncate(page_size);
+            page.last().map(|last| PageCursor {
+                created_at: last.created_at,
+                instance_id: last.id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// Deletes every finished instance matching `filter`, a batch per
+    /// transaction so that other requests are served in between.
+    pub async fn purge_matching(&self, filter: InstanceFilter) -> anyhow::Result<usize> {
+        const BATCH: usize = 500;
+        let mut deleted = 0;
+        loop {
+            let store = Arc::clone(&self.shared.store);
+            let batch_filter = filter.clone();
+            let purged = blocking(move || store.purge_finished(&batch_filter, BATCH)).await?;
+            deleted += purged;
+            if purged < BATCH {
+                if deleted > 0 {
+                    tracing::info!(deleted, "purged instances");
+                }
+                return Ok(deleted);
+            }
+            tracing::debug!(deleted, "purging instances");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Starts the orchestrator of `id` again with its original input, under
+    /// a fresh ID or (if `new_id` is false and it has finished) the same one.
+    /// `None` if there is no such instance.
+    pub async fn restart(
+        &self,
+        id: &InstanceId,
+        new_id: bool,
+    ) -> Result<Option<(InstanceId, StartOutcome)>, EngineError> {
+        let store = Arc::clone(&self.shared.store);
+        let instance_id = id.as_str().to_owned();
+        let Some(instance) = blocking(move || store.instance(&instance_id)).await? else {
+            return Ok(None);
+        };
+        let target = if new_id { None } else { Some(id.clone()) };
+        self.start(&instance.name, target, instance.original_input)
+            .await
+            .map(Some)
     }
 
     pub async fn purge(&self, id: &InstanceId) -> anyhow::Result<PurgeOutcome> {

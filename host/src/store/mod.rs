@@ -53,6 +53,27 @@ pub enum PurgeOutcome {
     NotFinished(RuntimeStatus),
 }
 
+/// Which instances a query or a bulk purge selects; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    /// Created at or after.
+    pub created_from: Option<Millis>,
+    /// Created at or before.
+    pub created_to: Option<Millis>,
+    /// Any of these statuses; empty means any status.
+    pub statuses: Vec<RuntimeStatus>,
+    pub id_prefix: Option<String>,
+}
+
+/// Where a page of a query ended. Queries are ordered by creation time,
+/// then ID, so a walk through all pages sees every instance that existed
+/// when it began exactly once, however many are created meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub created_at: Millis,
+    pub instance_id: String,
+}
+
 /// Everything an episode needs, read in one transaction.
 #[derive(Debug, Clone)]
 pub struct WorkItem {
@@ -168,6 +189,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a finished instance with its history.
     fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome>;
+
+    /// Up to `limit` instances matching `filter`, after `after`, in
+    /// creation order.
+    fn query_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&PageCursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Instance>>;
+
+    /// Deletes up to `limit` finished instances matching `filter`, in one
+    /// transaction; returns how many. Callers loop, so other requests get
+    /// the database between batches.
+    fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> anyhow::Result<usize>;
 
     /// The instance, its history and its queued messages; `None` when no
     /// message is queued (nothing to do).

@@ -14,15 +14,15 @@ use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{
-    ActivityWork, CommitOutcome, DeliveryOutcome, EpisodeCommit, HistoryChange, NewInstance,
-    PurgeOutcome, StartOutcome, Store, WorkItem,
+    ActivityWork, CommitOutcome, DeliveryOutcome, EpisodeCommit, HistoryChange, InstanceFilter,
+    NewInstance, PageCursor, PurgeOutcome, StartOutcome, Store, WorkItem,
 };
 use crate::model::{
     HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS instances (
@@ -37,8 +37,11 @@ CREATE TABLE IF NOT EXISTS instances (
     updated_at    INTEGER NOT NULL,
     parent_instance_id TEXT,
     parent_generation  INTEGER,
-    parent_task_id     INTEGER
+    parent_task_id     INTEGER,
+    -- The input of the first generation, for restarts.
+    original_input     TEXT
 );
+CREATE INDEX IF NOT EXISTS instances_by_created_time ON instances (created_at, instance_id);
 CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_instance_id)
     WHERE parent_instance_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS history (
@@ -100,6 +103,12 @@ impl SqliteStore {
                 path.display()
             );
         }
+        if version == 1 {
+            // Version 2 added the original input, for restarts.
+            connection
+                .execute_batch("ALTER TABLE instances ADD COLUMN original_input TEXT")
+                .context("cannot upgrade the schema to version 2")?;
+        }
         connection
             .execute_batch(SCHEMA)
             .context("cannot create the schema")?;
@@ -124,45 +133,78 @@ impl SqliteStore {
     }
 }
 
-fn select_instance(connection: &Connection, id: &str) -> anyhow::Result<Option<Instance>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT instance_id, name, status, generation, input, output, custom_status, created_at, updated_at,
-                parent_instance_id, parent_generation, parent_task_id
-         FROM instances WHERE instance_id = ?1",
-    )?;
-    let row = statement
-        .query_row([id], |row| {
-            let parent = match row.get::<_, Option<String>>(9)? {
-                Some(instance_id) => Some(ParentTask {
-                    instance_id,
-                    generation: row.get(10)?,
-                    task_id: row.get::<_, i64>(11)? as u64,
-                }),
-                None => None,
-            };
-            Ok((
-                Instance {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                    status: RuntimeStatus::Pending,
-                    generation: row.get(3)?,
-                    input: row.get(4)?,
-                    output: row.get(5)?,
-                    custom_status: row.get(6)?,
-                    created_at: row.get::<_, i64>(7)? as Millis,
-                    updated_at: row.get::<_, i64>(8)? as Millis,
-                    parent,
-                },
-                row.get::<_, String>(2)?,
-            ))
-        })
-        .optional()?;
-    row.map(|(mut instance, status)| {
-        instance.status = RuntimeStatus::parse(&status)
-            .with_context(|| format!("instance {id} has an unknown status {status:?}"))?;
-        Ok(instance)
+/// The columns [`instance_from_row`] reads, in its order.
+const INSTANCE_COLUMNS: &str =
+    "instance_id, name, status, generation, input, output, custom_status,
+    created_at, updated_at, parent_instance_id, parent_generation, parent_task_id, original_input";
+
+fn instance_from_row(row: &rusqlite::Row) -> anyhow::Result<Instance> {
+    let id: String = row.get(0)?;
+    let status: String = row.get(2)?;
+    let status = RuntimeStatus::parse(&status)
+        .with_context(|| format!("instance {id} has an unknown status {status:?}"))?;
+    let parent = match row.get::<_, Option<String>>(9)? {
+        Some(instance_id) => Some(ParentTask {
+            instance_id,
+            generation: row.get(10)?,
+            task_id: row.get::<_, i64>(11)? as u64,
+        }),
+        None => None,
+    };
+    let input: String = row.get(4)?;
+    Ok(Instance {
+        name: row.get(1)?,
+        status,
+        generation: row.get(3)?,
+        // Rows from schema version 1 lack it.
+        original_input: row
+            .get::<_, Option<String>>(12)?
+            .unwrap_or_else(|| input.clone()),
+        input,
+        output: row.get(5)?,
+        custom_status: row.get(6)?,
+        created_at: row.get::<_, i64>(7)? as Millis,
+        updated_at: row.get::<_, i64>(8)? as Millis,
+        parent,
+        id,
     })
-    .transpose()
+}
+
+fn select_instance(connection: &Connection, id: &str) -> anyhow::Result<Option<Instance>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?1"
+    ))?;
+    let mut rows = statement.query([id])?;
+    rows.next()?.map(instance_from_row).transpose()
+}
+
+/// The SQL condition and parameters selecting the instances `filter` matches.
+fn filter_clause(filter: &InstanceFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut conditions = vec!["1".to_owned()];
+    let mut values = Vec::new();
+    if let Some(from) = filter.created_from {
+        values.push(Value::Integer(from as i64));
+        conditions.push(format!("created_at >= ?{}", values.len()));
+    }
+    if let Some(to) = filter.created_to {
+        values.push(Value::Integer(to as i64));
+        conditions.push(format!("created_at <= ?{}", values.len()));
+    }
+    if !filter.statuses.is_empty() {
+        let mut slots = Vec::new();
+        for status in &filter.statuses {
+            values.push(Value::Text(status.as_str().to_owned()));
+            slots.push(format!("?{}", values.len()));
+        }
+        conditions.push(format!("status IN ({})", slots.join(", ")));
+    }
+    if let Some(prefix) = &filter.id_prefix {
+        values.push(Value::Text(prefix.clone()));
+        let slot = values.len();
+        conditions.push(format!("substr(instance_id, 1, length(?{slot})) = ?{slot}"));
+    }
+    (conditions.join(" AND "), values)
 }
 
 /// Starts a generation under `new.id` unless an unfinished instance holds it.
@@ -181,8 +223,8 @@ fn start_generation(transaction: &Transaction, new: &NewInstance) -> anyhow::Res
         .prepare_cached(
             "INSERT OR REPLACE INTO instances
                (instance_id, name, status, generation, input, output, custom_status, created_at, updated_at,
-                parent_instance_id, parent_generation, parent_task_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9)",
+                parent_instance_id, parent_generation, parent_task_id, original_input)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9, ?5)",
         )?
         .execute(params![
             new.id,
@@ -365,6 +407,16 @@ fn deliver_outbox(
     Ok(notify)
 }
 
+/// Deletes an instance and everything stored for it.
+fn delete_instance(transaction: &Transaction, id: &str) -> anyhow::Result<()> {
+    for table in ["history", "inbox", "timers", "activities", "instances"] {
+        transaction
+            .prepare_cached(&format!("DELETE FROM {table} WHERE instance_id = ?1"))?
+            .execute([id])?;
+    }
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn start_instance(&self, new: &NewInstance) -> anyhow::Result<StartOutcome> {
         self.write(|transaction| start_generation(transaction, new))
@@ -407,12 +459,61 @@ impl Store for SqliteStore {
             if !instance.status.is_terminal() {
                 return Ok(PurgeOutcome::NotFinished(instance.status));
             }
-            transaction.execute("DELETE FROM history WHERE instance_id = ?1", [id])?;
-            transaction.execute("DELETE FROM inbox WHERE instance_id = ?1", [id])?;
-            transaction.execute("DELETE FROM timers WHERE instance_id = ?1", [id])?;
-            transaction.execute("DELETE FROM activities WHERE instance_id = ?1", [id])?;
-            transaction.execute("DELETE FROM instances WHERE instance_id = ?1", [id])?;
+            delete_instance(transaction, id)?;
             Ok(PurgeOutcome::Purged)
+        })
+    }
+
+    fn query_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&PageCursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Instance>> {
+        use rusqlite::types::Value;
+        let (mut condition, mut values) = filter_clause(filter);
+        if let Some(cursor) = after {
+            values.push(Value::Integer(cursor.created_at as i64));
+            values.push(Value::Text(cursor.instance_id.clone()));
+            let (at, id) = (values.len() - 1, values.len());
+            condition.push_str(&format!(" AND (created_at, instance_id) > (?{at}, ?{id})"));
+        }
+        values.push(Value::Integer(limit as i64));
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}
+             ORDER BY created_at, instance_id LIMIT ?{}",
+            values.len()
+        );
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&sql)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+            let mut instances = Vec::new();
+            while let Some(row) = rows.next()? {
+                instances.push(instance_from_row(row)?);
+            }
+            Ok(instances)
+        })
+    }
+
+    fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> anyhow::Result<usize> {
+        use rusqlite::types::Value;
+        let (condition, mut values) = filter_clause(filter);
+        values.push(Value::Integer(limit as i64));
+        let select = format!(
+            "SELECT instance_id FROM instances
+             WHERE {condition} AND status IN ('Completed', 'Failed', 'Terminated')
+             ORDER BY created_at, instance_id LIMIT ?{}",
+            values.len()
+        );
+        self.write(|transaction| {
+            let ids: Vec<String> = transaction
+                .prepare_cached(&select)?
+                .query_map(rusqlite::params_from_iter(values), |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                delete_instance(transaction, id)?;
+            }
+            Ok(ids.len())
         })
     }
 

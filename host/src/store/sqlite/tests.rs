@@ -198,3 +198,66 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
     );
     assert_eq!(store.instance("a").unwrap().unwrap().input, "7");
 }
+
+#[test]
+fn a_version_1_database_is_upgraded_and_keeps_its_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // The instances table as version 1 created it, with one instance.
+        let connection = Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE instances (
+                    instance_id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL,
+                    status TEXT NOT NULL, generation INTEGER NOT NULL, input TEXT NOT NULL,
+                    output TEXT, custom_status TEXT, created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL, parent_instance_id TEXT,
+                    parent_generation INTEGER, parent_task_id INTEGER);
+                 INSERT INTO instances VALUES ('old', 'Counter', 'Running', 3, '7', NULL, NULL, 1, 1, NULL, NULL, NULL);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let old = store.instance("old").unwrap().unwrap();
+    assert_eq!(
+        (old.input.as_str(), old.original_input.as_str()),
+        ("7", "7")
+    );
+    store.start_instance(&new_instance("new")).unwrap();
+    let page = store
+        .query_instances(&InstanceFilter::default(), None, 10)
+        .unwrap();
+    assert_eq!(page.len(), 2);
+}
+
+#[test]
+fn queries_page_in_creation_order_and_bulk_purge_skips_live_instances() {
+    let (_dir, store) = store();
+    for (n, id) in ["b", "a", "c"].into_iter().enumerate() {
+        let mut new = new_instance(id);
+        new.now = 10 + n as Millis;
+        store.start_instance(&new).unwrap();
+    }
+    finish(&store, "a", RuntimeStatus::Completed);
+    let first = store
+        .query_instances(&InstanceFilter::default(), None, 2)
+        .unwrap();
+    let ids: Vec<&str> = first.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["b", "a"]);
+    let cursor = PageCursor {
+        created_at: first[1].created_at,
+        instance_id: first[1].id.clone(),
+    };
+    let rest = store
+        .query_instances(&InstanceFilter::default(), Some(&cursor), 2)
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, "c");
+
+    let everything = InstanceFilter::default();
+    assert_eq!(store.purge_finished(&everything, 10).unwrap(), 1);
+    assert!(store.instance("a").unwrap().is_none());
+    assert!(store.instance("b").unwrap().is_some());
+}

@@ -1,0 +1,176 @@
+//! `GET instances` and `DELETE instances`: many instances at once, selected
+//! by creation time, status and ID prefix. Queries page through the
+//! `x-ms-continuation-token` header, as in Durable Functions.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::handlers::{ApiResult, QueryMap, bool_param};
+use super::render::status_body;
+use super::{ApiError, ApiState};
+use crate::engine::{InstanceFilter, PageCursor};
+use crate::model::{Millis, RuntimeStatus};
+
+/// The header carrying the position of the next page, both ways.
+pub(super) const CONTINUATION_HEADER: &str = "x-ms-continuation-token";
+const DEFAULT_PAGE_SIZE: usize = 100;
+const MAX_PAGE_SIZE: usize = 1000;
+
+/// `GET instances[?createdTimeFrom=&createdTimeTo=&runtimeStatus=&instanceIdPrefix=&top=&showInput=]`.
+pub(super) async fn list(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query?;
+    let filter = filter(&query)?;
+    let show_input = bool_param(&query, "showInput", true)?;
+    let page_size = match query.get("top") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(top) => top
+            .parse::<usize>()
+            .ok()
+            .filter(|top| (1..=MAX_PAGE_SIZE).contains(top))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "top must be a number from 1 to {MAX_PAGE_SIZE}, not '{top}'"
+                ))
+            })?,
+    };
+    let after = match headers.get(CONTINUATION_HEADER) {
+        None => None,
+        Some(token) => Some(decode_token(token)?),
+    };
+    let (page, next) = state.engine.query(filter, after, page_size).await?;
+    let body: Vec<Value> = page
+        .iter()
+        .map(|instance| status_body(instance, None, show_input, false))
+        .collect();
+    let mut response = Json(body).into_response();
+    if let Some(next) = next {
+        let token = HeaderValue::from_str(&encode_token(&next))
+            .expect("hex digits make a valid header value");
+        response.headers_mut().insert(CONTINUATION_HEADER, token);
+    }
+    Ok(response)
+}
+
+/// `DELETE instances?createdTimeFrom=[&createdTimeTo=][&runtimeStatus=]`:
+/// purge the finished instances among those selected.
+pub(super) async fn purge(
+    State(state): State<ApiState>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query?;
+    if !query.contains_key("createdTimeFrom") {
+        return Err(ApiError::bad_request(
+            "a bulk purge needs createdTimeFrom (an ISO 8601 time); to purge one instance, DELETE instances/{instanceId}",
+        ));
+    }
+    let filter = filter(&query)?;
+    let deleted = state.engine.purge_matching(filter).await?;
+    if deleted == 0 {
+        return Err(ApiError::not_found(
+            "no finished instance matches the filter",
+        ));
+    }
+    Ok((StatusCode::OK, Json(json!({ "instancesDeleted": deleted }))).into_response())
+}
+
+fn filter(query: &QueryMap) -> Result<InstanceFilter, ApiError> {
+    let statuses = match query.get("runtimeStatus") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                RuntimeStatus::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = RuntimeStatus::ALL
+                        .iter()
+                        .map(|status| status.as_str())
+                        .collect();
+                    ApiError::bad_request(format!(
+                        "runtimeStatus '{name}' is not one of {}",
+                        known.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(InstanceFilter {
+        created_from: time_param(query, "createdTimeFrom")?,
+        created_to: time_param(query, "createdTimeTo")?,
+        statuses,
+        id_prefix: query.get("instanceIdPrefix").cloned(),
+    })
+}
+
+fn time_param(query: &QueryMap, name: &str) -> Result<Option<Millis>, ApiError> {
+    let Some(text) = query.get(name) else {
+        return Ok(None);
+    };
+    let time = OffsetDateTime::parse(text, &Rfc3339).map_err(|error| {
+        ApiError::bad_request(format!(
+            "{name} must be an ISO 8601 time such as 2026-01-31T12:00:00Z, not '{text}': {error}"
+        ))
+    })?;
+    let millis = time.unix_timestamp_nanos() / 1_000_000;
+    Ok(Some(millis.clamp(0, i64::MAX as i128) as Millis))
+}
+
+/// A cursor as a header-safe opaque token: the hex of `created_at:id`.
+fn encode_token(cursor: &PageCursor) -> String {
+    format!("{}:{}", cursor.created_at, cursor.instance_id)
+        .bytes()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn decode_token(token: &HeaderValue) -> Result<PageCursor, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(format!(
+            "the {CONTINUATION_HEADER} header is not a token this host issued"
+        ))
+    };
+    let hex = token.to_str().map_err(|_| invalid())?;
+    if hex.len() % 2 != 0 {
+        return Err(invalid());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(hex.get(at..at + 2).unwrap_or("x"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (created_at, instance_id) = text.split_once(':').ok_or_else(invalid)?;
+    Ok(PageCursor {
+        created_at: created_at.parse().map_err(|_| invalid())?,
+        instance_id: instance_id.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_foreign_ones_are_refused() {
+        let cursor = PageCursor {
+            created_at: 1_700_000_000_123,
+            instance_id: "counter:é 1".to_owned(),
+        };
+        let token = HeaderValue::from_str(&encode_token(&cursor)).unwrap();
+        assert_eq!(decode_token(&token).unwrap(), cursor);
+        for foreign in ["bnVsbA==", "abc", "zz", "6869"] {
+            let token = HeaderValue::from_static(foreign);
+            assert!(decode_token(&token).is_err(), "{foreign}");
+        }
+    }
+}
