@@ -59,6 +59,10 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     allow_http_hosts: Vec<String>,
+    /// Access key every request must carry (as `?code=` or the
+    /// `x-functions-key` header). Required to listen beyond loopback.
+    #[arg(long, env = "REPRISE_KEY", hide_env_values = true)]
+    key: Option<String>,
     /// Memory one orchestrator instance may use, in MiB.
     #[arg(long, env = "REPRISE_GUEST_MEMORY_MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
     guest_memory_mib: usize,
@@ -93,6 +97,7 @@ fn main() -> std::process::ExitCode {
                 },
                 max_body_bytes: args.max_body_bytes,
                 http_hosts: AllowedHosts::new(args.allow_http_hosts),
+                access_key: args.key,
                 guest_limits: GuestLimits {
                     fuel_per_step: args.fuel_per_step,
                     memory_bytes: args.guest_memory_mib << 20,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::api::{self, ApiLimits};
+use crate::api::{self, ApiConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::{AllowedHosts, GuestLimits, Runtime};
 use crate::store::SqliteStore;
@@ -22,10 +22,21 @@ pub struct ServeConfig {
     pub guest_limits: GuestLimits,
     /// Hosts activities may send HTTP requests to.
     pub http_hosts: AllowedHosts,
+    /// Required on every request when set (`code` or `x-functions-key`).
+    pub access_key: Option<String>,
 }
 
 /// Runs the host until the process is stopped.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    if config.access_key.is_none() && !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {} without an access key: anyone who can reach it could start, terminate and purge instances. Set a key with --key or REPRISE_KEY (clients send it as ?code= or the x-functions-key header), or listen on 127.0.0.1",
+            config.listen
+        );
+    }
+    if config.access_key.as_deref().is_some_and(str::is_empty) {
+        anyhow::bail!("the access key must not be empty");
+    }
     let mut runtime = Runtime::new(config.guest_limits.clone(), config.http_hosts.clone())?;
     let functions_dir = config.functions_dir.clone();
     let (runtime, report) = tokio::task::spawn_blocking(move || {
@@ -56,8 +67,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let app = api::router(
         engine,
-        ApiLimits {
+        ApiConfig {
             max_body_bytes: config.max_body_bytes,
+            access_key: config.access_key.clone(),
         },
     );
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -114,6 +114,8 @@ pub struct TestHost {
     dir: tempfile::TempDir,
     /// Extra `reprise serve` flags.
     args: Vec<String>,
+    /// `--listen`; loopback with a free port unless a test says otherwise.
+    listen: String,
     child: Option<Child>,
     /// `http://127.0.0.1:PORT/runtime/webhooks/durabletask`
     pub base: String,
@@ -168,6 +170,7 @@ impl TestHost {
         TestHost {
             dir,
             args: Vec::new(),
+            listen: "127.0.0.1:0".to_owned(),
             child: None,
             base: String::new(),
             client: reqwest::Client::builder()
@@ -180,6 +183,12 @@ impl TestHost {
     /// Adds `reprise serve` flags for the next (re)start.
     pub fn with_args(mut self, args: &[&str]) -> TestHost {
         self.args.extend(args.iter().map(|arg| arg.to_string()));
+        self
+    }
+
+    /// Listens on `address` instead of `127.0.0.1:0`.
+    pub fn listening_on(mut self, address: &str) -> TestHost {
+        self.listen = address.to_owned();
         self
     }
 
@@ -197,7 +206,7 @@ impl TestHost {
         command
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .arg("--db")
             .arg(self.dir.path().join("reprise.db"))
             .arg("--functions")

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access;
 mod activities;
 mod counter;
 mod durability;

@@ -90,7 +90,11 @@ fn started_response(
         EngineError::Internal(error) => ApiError::from(error),
     })?;
     match outcome {
-        StartOutcome::Started => Ok(check_status_response(&Links::new(headers, &id))),
+        StartOutcome::Started => Ok(check_status_response(&Links::new(
+            headers,
+            &id,
+            state.key.as_deref(),
+        ))),
         StartOutcome::Conflict(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(
@@ -125,7 +129,7 @@ pub(super) async fn status(
     if instance.status.is_terminal() {
         return Ok((StatusCode::OK, body).into_response());
     }
-    let links = Links::new(&headers, &id);
+    let links = Links::new(&headers, &id, state.key.as_deref());
     Ok((
         StatusCode::ACCEPTED,
         [

@@ -5,10 +5,13 @@
 //! touch the store. Every error is a JSON body `{"message": …}` a person can
 //! act on; see [`ApiError`]. Routes are listed in [`router`].
 
+mod access;
 mod error;
 mod handlers;
 mod query;
 mod render;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -26,15 +29,21 @@ pub const BASE_PATH: &str = "/runtime/webhooks/durabletask";
 #[derive(Clone)]
 pub(crate) struct ApiState {
     engine: Engine,
+    /// The access key in force, if any; the URLs the host hands out carry it.
+    key: Option<Arc<str>>,
 }
 
-/// Limits on what clients may send.
+/// What clients may send, and what they must show.
 #[derive(Debug, Clone)]
-pub struct ApiLimits {
+pub struct ApiConfig {
     pub max_body_bytes: usize,
+    /// Required on every request when set.
+    pub access_key: Option<String>,
 }
 
-pub fn router(engine: Engine, limits: ApiLimits) -> Router {
+pub fn router(engine: Engine, config: ApiConfig) -> Router {
+    let key: Option<Arc<str>> = config.access_key.as_deref().map(Arc::from);
+    let max_body_bytes = config.max_body_bytes;
     let routes = Router::new()
         .route("/orchestrators/{function_name}", post(handlers::start))
         .route(
@@ -57,17 +66,27 @@ pub fn router(engine: Engine, limits: ApiLimits) -> Router {
         .route("/instances/{instance_id}/suspend", post(handlers::suspend))
         .route("/instances/{instance_id}/resume", post(handlers::resume))
         .route("/instances/{instance_id}/restart", post(handlers::restart));
-    Router::new()
+    let router = Router::new()
         .nest(BASE_PATH, routes)
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         // Bodies without a declared length are cut off while read...
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         // ...and a declared length over the limit is refused before reading.
         .layer(middleware::from_fn(move |request: Request, next: Next| {
-            refuse_declared_oversize(limits.max_body_bytes, request, next)
+            refuse_declared_oversize(max_body_bytes, request, next)
         }))
-        .with_state(ApiState { engine })
+        .with_state(ApiState {
+            engine,
+            key: key.clone(),
+        });
+    match key {
+        // Outermost: nothing is looked at before the key is checked.
+        Some(key) => router.layer(middleware::from_fn(move |request: Request, next: Next| {
+            access::require_key(Arc::clone(&key), request, next)
+        })),
+        None => router,
+    }
 }
 
 async fn refuse_declared_oversize(limit: usize, request: Request, next: Next) -> Response {

@@ -28,15 +28,21 @@ const PATH_SEGMENT: &AsciiSet = &CONTROLS
     .add(b'^')
     .add(b'|');
 
+/// Characters escaped in a query parameter value.
+const QUERY_VALUE: &AsciiSet = &PATH_SEGMENT.add(b'&').add(b'=').add(b'+');
+
 /// The management URLs of one instance, built from the request's Host header
-/// so they work for whoever asked.
+/// so they work for whoever asked, and carrying the access key if one is in
+/// force so that clients that follow them keep working.
 pub(super) struct Links {
     id: String,
     instance: String,
+    /// `code=KEY`, URL-encoded.
+    code: Option<String>,
 }
 
 impl Links {
-    pub(super) fn new(headers: &HeaderMap, id: &InstanceId) -> Links {
+    pub(super) fn new(headers: &HeaderMap, id: &InstanceId, key: Option<&str>) -> Links {
         let host = headers
             .get(header::HOST)
             .and_then(|value| value.to_str().ok())
@@ -48,11 +54,22 @@ impl Links {
                 super::BASE_PATH,
                 utf8_percent_encode(id.as_str(), PATH_SEGMENT)
             ),
+            code: key.map(|key| format!("code={}", utf8_percent_encode(key, QUERY_VALUE))),
+        }
+    }
+
+    /// `{instance}{path}?{query}`, with the key added to the query.
+    fn url(&self, path: &str, query: Option<&str>) -> String {
+        let query: Vec<&str> = query.into_iter().chain(self.code.as_deref()).collect();
+        if query.is_empty() {
+            format!("{}{path}", self.instance)
+        } else {
+            format!("{}{path}?{}", self.instance, query.join("&"))
         }
     }
 
     pub(super) fn status_query(&self) -> String {
-        self.instance.clone()
+        self.url("", None)
     }
 }
 
@@ -60,13 +77,13 @@ impl Links {
 pub(super) fn check_status_response(links: &Links) -> Response {
     let body = json!({
         "id": links.id,
-        "statusQueryGetUri": links.instance,
-        "sendEventPostUri": format!("{}/raiseEvent/{{eventName}}", links.instance),
-        "terminatePostUri": format!("{}/terminate?reason={{text}}", links.instance),
-        "suspendPostUri": format!("{}/suspend?reason={{text}}", links.instance),
-        "resumePostUri": format!("{}/resume?reason={{text}}", links.instance),
-        "restartPostUri": format!("{}/restart", links.instance),
-        "purgeHistoryDeleteUri": links.instance,
+        "statusQueryGetUri": links.status_query(),
+        "sendEventPostUri": links.url("/raiseEvent/{eventName}", None),
+        "terminatePostUri": links.url("/terminate", Some("reason={text}")),
+        "suspendPostUri": links.url("/suspend", Some("reason={text}")),
+        "resumePostUri": links.url("/resume", Some("reason={text}")),
+        "restartPostUri": links.url("/restart", None),
+        "purgeHistoryDeleteUri": links.status_query(),
     });
     (
         StatusCode::ACCEPTED,

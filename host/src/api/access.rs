@@ -1,0 +1,66 @@
+//! Access keys, as Durable Functions checks them: with a key configured,
+//! every request carries it as the `code` query parameter or the
+//! `x-functions-key` header, or gets 401.
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+
+pub(super) const KEY_HEADER: &str = "x-functions-key";
+
+/// Lets the request through if it carries `key`.
+pub(super) async fn require_key(
+    key: std::sync::Arc<str>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let from_header = request
+        .headers()
+        .get(KEY_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|given| same_key(given, &key));
+    let from_query = request.uri().query().is_some_and(|query| {
+        query.split('&').any(|pair| {
+            pair.strip_prefix("code=").is_some_and(|given| {
+                percent_encoding::percent_decode_str(given)
+                    .decode_utf8()
+                    .is_ok_and(|given| same_key(&given, &key))
+            })
+        })
+    });
+    if from_header || from_query {
+        return next.run(request).await;
+    }
+    // Says what is needed, never whether a key was close.
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "this host requires an access key: pass it as the code query parameter or the x-functions-key header",
+    )
+    .into_response()
+}
+
+/// Compares in time independent of where the keys differ.
+fn same_key(given: &str, key: &str) -> bool {
+    let (given, key) = (given.as_bytes(), key.as_bytes());
+    let mut difference = given.len() ^ key.len();
+    for (index, byte) in key.iter().enumerate() {
+        difference |= usize::from(byte ^ given.get(index).copied().unwrap_or(!byte));
+    }
+    difference == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_key;
+
+    #[test]
+    fn keys_match_only_exactly() {
+        assert!(same_key("s3cret", "s3cret"));
+        for other in ["", "s3cre", "s3cret!", "S3cret", "x3cret"] {
+            assert!(!same_key(other, "s3cret"), "{other}");
+        }
+    }
+}
