@@ -2,8 +2,10 @@
 //!
 //! Layers, with dependencies pointing one way:
 //! [`api`] → [`engine`] → [`store`] and [`runtime`]; [`model`] is shared by all.
+//! [`cli`] is a client of [`api`] over HTTP, not a layer above it.
 
 pub mod api;
+pub mod cli;
 pub mod engine;
 pub mod model;
 pub mod runtime;

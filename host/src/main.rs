@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
+use reprise_host::cli::{ClientCommand, Connection};
 use reprise_host::engine::EngineConfig;
 use reprise_host::runtime::{AllowedHosts, GuestLimits};
 use reprise_host::server::{ServeConfig, serve};
@@ -16,12 +17,16 @@ use reprise_host::server::{ServeConfig, serve};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: Connection,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Load the orchestrators in the functions folder and serve the HTTP API.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 #[derive(Args)]
@@ -59,10 +64,6 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     allow_http_hosts: Vec<String>,
-    /// Access key every request must carry (as `?code=` or the
-    /// `x-functions-key` header). Required to listen beyond loopback.
-    #[arg(long, env = "REPRISE_KEY", hide_env_values = true)]
-    key: Option<String>,
     /// Memory one orchestrator instance may use, in MiB.
     #[arg(long, env = "REPRISE_GUEST_MEMORY_MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
     guest_memory_mib: usize,
@@ -78,40 +79,61 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve(args) => {
-            let twice_the_cores =
-                2 * std::thread::available_parallelism().map_or(1, |cores| cores.get());
-            let Ok(activity_timeout) = Duration::try_from_secs_f64(args.activity_timeout_secs)
-            else {
-                eprintln!("error: --activity-timeout-secs must be a positive number of seconds");
-                return std::process::ExitCode::FAILURE;
-            };
-            let config = ServeConfig {
-                functions_dir: args.functions,
-                database: args.db,
-                listen: args.listen,
-                engine: EngineConfig {
-                    workers: args.workers.unwrap_or(twice_the_cores),
-                    activity_workers: args.activity_workers.unwrap_or(twice_the_cores),
-                    activity_timeout,
-                },
-                max_body_bytes: args.max_body_bytes,
-                http_hosts: AllowedHosts::new(args.allow_http_hosts),
-                access_key: args.key,
-                guest_limits: GuestLimits {
-                    fuel_per_step: args.fuel_per_step,
-                    memory_bytes: args.guest_memory_mib << 20,
-                },
-            };
-            let result = tokio::runtime::Runtime::new()
-                .map_err(anyhow::Error::from)
-                .and_then(|runtime| runtime.block_on(serve(config)));
-            if let Err(error) = result {
-                // One line a person can act on, causes included.
-                eprintln!("error: {error:#}");
-                return std::process::ExitCode::FAILURE;
-            }
-        }
+        Command::Serve(args) => run_serve(&cli.connection, args),
+        Command::Client(command) => run_client(&cli.connection, command),
+    }
+}
+
+/// `reprise serve`.
+fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode {
+    let twice_the_cores = 2 * std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let Ok(activity_timeout) = Duration::try_from_secs_f64(args.activity_timeout_secs) else {
+        eprintln!("error: --activity-timeout-secs must be a positive number of seconds");
+        return std::process::ExitCode::FAILURE;
+    };
+    let config = ServeConfig {
+        functions_dir: args.functions,
+        database: args.db,
+        listen: args.listen,
+        engine: EngineConfig {
+            workers: args.workers.unwrap_or(twice_the_cores),
+            activity_workers: args.activity_workers.unwrap_or(twice_the_cores),
+            activity_timeout,
+        },
+        max_body_bytes: args.max_body_bytes,
+        http_hosts: AllowedHosts::new(args.allow_http_hosts),
+        access_key: connection.key.clone(),
+        guest_limits: GuestLimits {
+            fuel_per_step: args.fuel_per_step,
+            memory_bytes: args.guest_memory_mib << 20,
+        },
+    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(serve(config)));
+    if let Err(error) = result {
+        // One line a person can act on, causes included.
+        eprintln!("error: {error:#}");
+        return std::process::ExitCode::FAILURE;
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// A management subcommand: one request (or a few), printed.
+fn run_client(connection: &Connection, command: ClientCommand) -> std::process::ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())
+        .and_then(|runtime| runtime.block_on(reprise_host::cli::run(connection, command)));
+    match result {
+        Ok(output) => {
+            print!("{output}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(line) => {
+            eprintln!("error: {line}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

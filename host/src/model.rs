@@ -255,6 +255,12 @@ pub enum HistoryEntry {
         timestamp: Millis,
         reason: String,
     },
+    /// A failed instance was rewound: the history after its last good point
+    /// was cut, and the orchestrator runs again from there.
+    ExecutionRewound {
+        timestamp: Millis,
+        reason: String,
+    },
 }
 
 impl HistoryEntry {
@@ -283,7 +289,8 @@ impl HistoryEntry {
             | HistoryEntry::TimerCreated { timestamp, .. }
             | HistoryEntry::ExecutionTerminated { timestamp, .. }
             | HistoryEntry::ExecutionSuspended { timestamp, .. }
-            | HistoryEntry::ExecutionResumed { timestamp, .. } => timestamp,
+            | HistoryEntry::ExecutionResumed { timestamp, .. }
+            | HistoryEntry::ExecutionRewound { timestamp, .. } => timestamp,
         }
     }
 
@@ -309,6 +316,7 @@ impl HistoryEntry {
             HistoryEntry::ExecutionTerminated { .. } => "ExecutionTerminated",
             HistoryEntry::ExecutionSuspended { .. } => "ExecutionSuspended",
             HistoryEntry::ExecutionResumed { .. } => "ExecutionResumed",
+            HistoryEntry::ExecutionRewound { .. } => "ExecutionRewound",
         }
     }
 }
@@ -332,6 +340,10 @@ pub enum Message {
         reason: String,
     },
     Resume {
+        reason: String,
+    },
+    /// Run the orchestrator again after a rewind, even with no new event.
+    Rewind {
         reason: String,
     },
     /// A durable timer came due. Ignored if its generation has ended.

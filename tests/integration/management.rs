@@ -2,11 +2,13 @@
 //! purge, and restart.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU16;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::TestHost;
+use crate::harness::{TestHost, components, health_server};
 
 const TOKEN: &str = "x-ms-continuation-token";
 
@@ -210,4 +212,65 @@ async fn restart_runs_the_original_input_again_under_a_new_or_the_same_id() {
 
     let reply = host.post("/instances/nobody/restart", "").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rewind_runs_a_failed_activity_again_once_its_cause_is_fixed() {
+    let port = health_server(Arc::new(AtomicU16::new(200))).await;
+    let url = format!("\"http://127.0.0.1:{port}/health\"");
+    // The host is not allowed to reach the server yet: the activity fails.
+    let host = TestHost::start_with(&[&components().http_fetch, &components().counter]).await;
+    let id = host.start_instance("FetchStatus", None, &url).await;
+    let failed = host.wait_for_status(&id, "Failed").await;
+    assert!(
+        failed["output"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied")
+    );
+
+    let running = host.start_instance("E3_Counter", None, "").await;
+    host.wait_for_status(&running, "Running").await;
+    let reply = host.post(&format!("/instances/{running}/rewind"), "").await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    let reply = host.post("/instances/nobody/rewind", "").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    // The operator fixes the configuration, then rewinds.
+    let allow = format!("127.0.0.1:{port}");
+    let mut host = host.with_args(&["--allow-http-host", &allow]);
+    host.restart().await;
+    let reply = host
+        .post(&format!("/instances/{id}/rewind?reason=allowed"), "")
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    let done = host.wait_for_status(&id, "Completed").await;
+    assert_eq!(done["output"], json!({ "status": 200, "body": "ok" }));
+
+    let history = host
+        .get(&format!("/instances/{id}?showHistory=true"))
+        .await
+        .body;
+    let kinds: Vec<&str> = history["historyEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["EventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ExecutionStarted",
+            "TaskScheduled",
+            "ExecutionRewound",
+            "TaskCompleted",
+            "ExecutionCompleted"
+        ]
+    );
+    let reply = host.post(&format!("/instances/{id}/rewind"), "").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::GONE,
+        "a completed instance stays completed"
+    );
 }

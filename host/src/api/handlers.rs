@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::render::{Links, check_status_response, status_body};
 use super::{ApiError, ApiState};
-use crate::engine::{DeliveryOutcome, EngineError, PurgeOutcome, StartOutcome};
+use crate::engine::{DeliveryOutcome, EngineError, PurgeOutcome, RewindOutcome, StartOutcome};
 use crate::model::{InstanceId, RuntimeStatus};
 
 pub(super) type ApiResult = Result<Response, ApiError>;
@@ -193,6 +193,29 @@ pub(super) async fn resume(
     let (id, reason) = id_and_reason(path, query)?;
     let outcome = state.engine.resume(&id, reason).await?;
     delivery_response(&id, outcome, "resume")
+}
+
+/// `POST instances/{instanceId}/rewind[?reason=]`: a failed instance
+/// resumes from its last good point; its failed activities run again.
+pub(super) async fn rewind(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> ApiResult {
+    let (id, reason) = id_and_reason(path, query)?;
+    match state.engine.rewind(&id, reason).await? {
+        RewindOutcome::Rewound => Ok(StatusCode::ACCEPTED.into_response()),
+        RewindOutcome::NotFound => Err(ApiError::instance_not_found(id.as_str())),
+        RewindOutcome::NotFailed(status) if status.is_terminal() => {
+            Err(gone(&id, status, "rewind"))
+        }
+        RewindOutcome::NotFailed(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "cannot rewind instance '{id}': it is {status}; only failed instances can be rewound"
+            ),
+        )),
+    }
 }
 
 /// The instance ID of the path and the optional `reason` of the query, of

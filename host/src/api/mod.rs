@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
 pub use self::error::ApiError;
+pub use self::query::CONTINUATION_HEADER;
 use crate::engine::Engine;
 
 /// Where the API lives, as in Durable Functions.
@@ -65,7 +66,8 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         )
         .route("/instances/{instance_id}/suspend", post(handlers::suspend))
         .route("/instances/{instance_id}/resume", post(handlers::resume))
-        .route("/instances/{instance_id}/restart", post(handlers::restart));
+        .route("/instances/{instance_id}/restart", post(handlers::restart))
+        .route("/instances/{instance_id}/rewind", post(handlers::rewind));
     let router = Router::new()
         .nest(BASE_PATH, routes)
         .fallback(handlers::not_found)

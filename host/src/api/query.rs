@@ -18,7 +18,7 @@ use crate::engine::{InstanceFilter, PageCursor};
 use crate::model::{Millis, RuntimeStatus};
 
 /// The header carrying the position of the next page, both ways.
-pub(super) const CONTINUATION_HEADER: &str = "x-ms-continuation-token";
+pub const CONTINUATION_HEADER: &str = "x-ms-continuation-token";
 const DEFAULT_PAGE_SIZE: usize = 100;
 const MAX_PAGE_SIZE: usize = 1000;
 

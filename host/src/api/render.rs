@@ -83,6 +83,7 @@ pub(super) fn check_status_response(links: &Links) -> Response {
         "suspendPostUri": links.url("/suspend", Some("reason={text}")),
         "resumePostUri": links.url("/resume", Some("reason={text}")),
         "restartPostUri": links.url("/restart", None),
+        "rewindPostUri": links.url("/rewind", Some("reason={text}")),
         "purgeHistoryDeleteUri": links.status_query(),
     });
     (
@@ -261,7 +262,8 @@ fn history_event(entry: &HistoryEntry, scheduled: &HashMap<u64, (&str, Millis)>)
             fields.insert("Input".into(), reason.clone().into());
         }
         HistoryEntry::ExecutionSuspended { reason, .. }
-        | HistoryEntry::ExecutionResumed { reason, .. } => {
+        | HistoryEntry::ExecutionResumed { reason, .. }
+        | HistoryEntry::ExecutionRewound { reason, .. } => {
             fields.insert("Reason".into(), reason.clone().into());
         }
     }

@@ -50,6 +50,7 @@ pub(crate) fn plan(
             activities: Vec::new(),
             children: Vec::new(),
             sent_events: Vec::new(),
+            requeued: Vec::new(),
         }));
     }
 
@@ -85,6 +86,10 @@ pub(crate) fn plan(
                     }
                 }
             }
+            Message::Rewind { reason } => events.push(HistoryEntry::ExecutionRewound {
+                timestamp: now,
+                reason,
+            }),
             message if suspended => held.push(QueuedMessage {
                 seq: queued.seq,
                 message,
@@ -204,6 +209,7 @@ pub(crate) fn plan(
         activities,
         children,
         sent_events,
+        requeued: Vec::new(),
     }))
 }
 
@@ -260,7 +266,8 @@ fn event_entry(message: Message, generation: u32, now: Millis) -> Option<History
         Message::Start
         | Message::Terminate { .. }
         | Message::Suspend { .. }
-        | Message::Resume { .. } => return None,
+        | Message::Resume { .. }
+        | Message::Rewind { .. } => return None,
     })
 }
 

@@ -9,19 +9,28 @@
 
 mod activities;
 mod episode;
+mod rewind;
 mod scheduler;
 mod timers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{HistoryEntry, Instance, InstanceId, Message, now_millis};
+use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::Runtime;
 use crate::store::{CommitOutcome, NewInstance, Store};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor};
 
 use self::scheduler::Scheduler;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewindOutcome {
+    Rewound,
+    NotFound,
+    /// Only failed instances can be rewound.
+    NotFailed(RuntimeStatus),
+}
 
 /// Errors the engine reports to its callers.
 #[derive(Debug, thiserror::Error)]
@@ -260,6 +269,37 @@ impl Engine {
         self.start(&instance.name, target, instance.original_input)
             .await
             .map(Some)
+    }
+
+    /// Rewinds a failed instance to its last good point (see [`rewind`]).
+    pub async fn rewind(&self, id: &InstanceId, reason: String) -> anyhow::Result<RewindOutcome> {
+        let store = Arc::clone(&self.shared.store);
+        let instance_id = id.as_str().to_owned();
+        let outcome = blocking(move || {
+            let Some((instance, history)) = store.instance_with_history(&instance_id)? else {
+                return Ok(RewindOutcome::NotFound);
+            };
+            if instance.status != RuntimeStatus::Failed {
+                return Ok(RewindOutcome::NotFailed(instance.status));
+            }
+            let commit = rewind::plan(instance, history, reason, now_millis());
+            match store.commit_episode(&commit)? {
+                CommitOutcome::Committed { .. } => Ok(RewindOutcome::Rewound),
+                // Failed instances change only by a purge or a new start.
+                CommitOutcome::Stale | CommitOutcome::LateMessages => {
+                    anyhow::bail!(
+                        "instance {instance_id} changed while it was being rewound; try again"
+                    )
+                }
+            }
+        })
+        .await?;
+        if outcome == RewindOutcome::Rewound {
+            self.notify(id.as_str());
+            self.shared.timers_changed.notify_one();
+            self.shared.activities_changed.notify_waiters();
+        }
+        Ok(outcome)
     }
 
     pub async fn purge(&self, id: &InstanceId) -> anyhow::Result<PurgeOutcome> {

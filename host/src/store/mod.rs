@@ -118,6 +118,9 @@ pub struct EpisodeCommit {
     /// Events for other instances: (instance ID, name, JSON payload).
     /// Delivered if the target is live, dropped otherwise.
     pub sent_events: Vec<(String, String, String)>,
+    /// Messages for this instance itself, queued after everything already
+    /// in its inbox: what a rewind cut from the history, to apply again.
+    pub requeued: Vec<Message>,
 }
 
 /// An activity to run, leased to one worker.

@@ -613,7 +613,13 @@ impl Store for SqliteStore {
                     insert_activity.execute(params![id, generation, *task_id as i64, name, input])?;
                 }
             }
-            let notify = deliver_outbox(transaction, commit)?;
+            for message in &commit.requeued {
+                insert_message(transaction, id, message)?;
+            }
+            let mut notify = deliver_outbox(transaction, commit)?;
+            if !commit.requeued.is_empty() {
+                notify.push(id.to_owned());
+            }
             Ok(CommitOutcome::Committed { notify })
         })
     }

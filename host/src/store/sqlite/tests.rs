@@ -35,6 +35,7 @@ fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome
             activities: vec![],
             children: vec![],
             sent_events: vec![],
+            requeued: Vec::new(),
         })
         .unwrap()
 }
@@ -136,6 +137,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         activities: vec![],
         children: vec![],
         sent_events: vec![],
+        requeued: Vec::new(),
     };
     assert_eq!(
         store.commit_episode(&commit).unwrap(),
@@ -190,6 +192,7 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
             activities: vec![],
             children: vec![],
             sent_events: vec![],
+            requeued: Vec::new(),
         })
         .unwrap();
     assert_eq!(

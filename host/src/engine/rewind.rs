@@ -1,0 +1,219 @@
+//! Rewind: a failed instance resumes from its last good point.
+//!
+//! The history is cut at the start of the episode that saw the first
+//! failure. What arrived from outside after the cut (events, activity
+//! results, fired timers, sub-orchestration results) is queued again in
+//! order; failed activities are not, so they run again; activities and
+//! timers the kept history still waits for are scheduled again. A `Rewind`
+//! message makes the orchestrator run at once. Everything commits in one
+//! episode transaction, refused if the instance changed meanwhile.
+
+use std::collections::HashSet;
+
+use crate::model::{HistoryEntry, Instance, Message, Millis, RuntimeStatus};
+use crate::store::{EpisodeCommit, HistoryChange};
+
+/// The commit that rewinds `instance` (which must have failed).
+pub(super) fn plan(
+    instance: Instance,
+    history: Vec<HistoryEntry>,
+    reason: String,
+    now: Millis,
+) -> EpisodeCommit {
+    let generation = instance.generation;
+    let is_failure = |entry: &HistoryEntry| {
+        matches!(
+            entry,
+            HistoryEntry::TaskFailed { .. }
+                | HistoryEntry::SubOrchestrationFailed { .. }
+                | HistoryEntry::ExecutionFailed { .. }
+        )
+    };
+    let first_failure = history.iter().position(is_failure).unwrap_or(history.len());
+    let cut = history[..first_failure]
+        .iter()
+        .rposition(|entry| matches!(entry, HistoryEntry::OrchestratorStarted { .. }))
+        .unwrap_or(first_failure);
+    let (kept, removed) = history.split_at(cut);
+
+    let mut requeued = vec![Message::Rewind { reason }];
+    for entry in removed {
+        requeued.extend(match entry.clone() {
+            HistoryEntry::EventRaised {
+                timestamp,
+                name,
+                payload,
+            } => Some(Message::Event {
+                name,
+                payload,
+                accepted_at: timestamp,
+            }),
+            HistoryEntry::TaskCompleted { id, output, .. } => Some(Message::ActivityDone {
+                generation,
+                id,
+                result: Ok(output),
+            }),
+            HistoryEntry::TimerFired { id, fire_at, .. } => Some(Message::TimerFired {
+                generation,
+                id,
+                fire_at,
+            }),
+            HistoryEntry::SubOrchestrationCompleted { id, output, .. } => {
+                Some(Message::SubOrchestrationDone {
+                    generation,
+                    id,
+                    result: Ok(output),
+                })
+            }
+            // A failed child is not run again; its failure stands.
+            HistoryEntry::SubOrchestrationFailed { id, error, .. } => {
+                Some(Message::SubOrchestrationDone {
+                    generation,
+                    id,
+                    result: Err(error),
+                })
+            }
+            // Failed activities run again; actions are taken again by the
+            // orchestrator as it replays.
+            _ => None,
+        });
+    }
+
+    // What the kept history waits for, and nothing will deliver: the queue
+    // rows of a failed instance were dropped.
+    let mut delivered = HashSet::new();
+    for message in &requeued {
+        if let Message::ActivityDone { id, .. } | Message::TimerFired { id, .. } = message {
+            delivered.insert(*id);
+        }
+    }
+    for entry in kept {
+        if let HistoryEntry::TaskCompleted { id, .. } | HistoryEntry::TimerFired { id, .. } = entry
+        {
+            delivered.insert(*id);
+        }
+    }
+    let mut activities = Vec::new();
+    let mut timers = Vec::new();
+    for entry in kept {
+        match entry {
+            HistoryEntry::TaskScheduled {
+                id, name, input, ..
+            } if !delivered.contains(id) => activities.push((*id, name.clone(), input.clone())),
+            HistoryEntry::TimerCreated { id, fire_at, .. } if !delivered.contains(id) => {
+                timers.push((*id, *fire_at))
+            }
+            _ => {}
+        }
+    }
+
+    let mut updated = instance.clone();
+    updated.status = RuntimeStatus::Running;
+    updated.output = None;
+    updated.updated_at = now;
+    EpisodeCommit {
+        read: instance,
+        updated,
+        history: HistoryChange::Replace(kept.to_vec()),
+        consumed_through: 0,
+        timers,
+        activities,
+        children: Vec::new(),
+        sent_events: Vec::new(),
+        requeued,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed_instance() -> Instance {
+        Instance {
+            id: "i".into(),
+            name: "Chain".into(),
+            status: RuntimeStatus::Failed,
+            generation: 0,
+            input: "null".into(),
+            original_input: "null".into(),
+            output: Some("\"boom\"".into()),
+            custom_status: None,
+            created_at: 1,
+            updated_at: 9,
+            parent: None,
+        }
+    }
+
+    #[test]
+    fn the_failed_episode_is_cut_and_what_arrived_in_it_is_queued_again() {
+        let scheduled = |id: u64| HistoryEntry::TaskScheduled {
+            timestamp: 2,
+            id,
+            name: "Step".into(),
+            input: id.to_string(),
+        };
+        let history = vec![
+            HistoryEntry::ExecutionStarted {
+                timestamp: 1,
+                name: "Chain".into(),
+                input: "null".into(),
+            },
+            HistoryEntry::OrchestratorStarted { timestamp: 1 },
+            scheduled(0),
+            scheduled(1),
+            HistoryEntry::TimerCreated {
+                timestamp: 1,
+                id: 2,
+                fire_at: 100,
+            },
+            HistoryEntry::OrchestratorStarted { timestamp: 5 },
+            HistoryEntry::EventRaised {
+                timestamp: 4,
+                name: "go".into(),
+                payload: "1".into(),
+            },
+            HistoryEntry::TaskCompleted {
+                timestamp: 5,
+                id: 0,
+                output: "0".into(),
+            },
+            HistoryEntry::TaskFailed {
+                timestamp: 5,
+                id: 1,
+                error: "boom".into(),
+            },
+            HistoryEntry::ExecutionFailed {
+                timestamp: 5,
+                error: "boom".into(),
+            },
+        ];
+        let commit = plan(failed_instance(), history.clone(), "fixed".into(), 10);
+        let HistoryChange::Replace(kept) = &commit.history else {
+            panic!("a rewind replaces the history");
+        };
+        assert_eq!(kept.as_slice(), &history[..5]);
+        assert_eq!(
+            commit.requeued,
+            [
+                Message::Rewind {
+                    reason: "fixed".into()
+                },
+                Message::Event {
+                    name: "go".into(),
+                    payload: "1".into(),
+                    accepted_at: 4
+                },
+                Message::ActivityDone {
+                    generation: 0,
+                    id: 0,
+                    result: Ok("0".into())
+                },
+            ]
+        );
+        // Task 1 failed: it runs again. Task 0's result is queued again.
+        assert_eq!(commit.activities, [(1, "Step".into(), "1".into())]);
+        assert_eq!(commit.timers, [(2, 100)]);
+        assert_eq!(commit.updated.status, RuntimeStatus::Running);
+        assert_eq!(commit.updated.output, None);
+    }
+}
