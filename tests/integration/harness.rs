@@ -192,6 +192,11 @@ impl TestHost {
         self
     }
 
+    /// `http://127.0.0.1:PORT`, without the API's base path.
+    pub fn root_url(&self) -> &str {
+        self.base.strip_suffix(BASE_PATH).unwrap_or(&self.base)
+    }
+
     pub fn functions_dir(&self) -> PathBuf {
         self.dir.path().join("functions")
     }

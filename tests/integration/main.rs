@@ -5,6 +5,7 @@ mod harness;
 
 mod access;
 mod activities;
+mod cli;
 mod counter;
 mod durability;
 mod errors;
