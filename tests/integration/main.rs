@@ -13,6 +13,7 @@ mod functions_folder;
 mod guest_isolation;
 mod instances;
 mod management;
+mod openapi;
 mod outgoing_http;
 mod singleton;
 mod sub_orchestrations;

@@ -31,9 +31,18 @@ impl ApiError {
     }
 }
 
+/// Every error response's body.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "message": self.message });
+        let body = ErrorBody {
+            message: self.message,
+        };
         (self.status, Json(body)).into_response()
     }
 }

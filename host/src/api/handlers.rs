@@ -9,7 +9,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::render::{Links, check_status_response, status_body};
+use super::error::ErrorBody;
+use super::render::{
+    CheckStatus, InstanceStatus, Links, Purged, check_status_response, status_body,
+};
 use super::{ApiError, ApiState};
 use crate::engine::{DeliveryOutcome, EngineError, PurgeOutcome, RewindOutcome, StartOutcome};
 use crate::model::{InstanceId, RuntimeStatus};
@@ -20,6 +23,20 @@ pub(super) type ApiResult = Result<Response, ApiError>;
 pub(super) type QueryMap = HashMap<String, String>;
 
 /// `POST orchestrators/{functionName}`: start under a fresh instance ID.
+#[utoipa::path(
+    post,
+    path = "/runtime/webhooks/durabletask/orchestrators/{functionName}",
+    params(("functionName" = String, Path, description = "A loaded orchestrator")),
+    request_body(content = Option<serde_json::Value>, description = "The orchestrator's input, any JSON; empty means null", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Started: the start is durably committed", body = CheckStatus, headers(("Location" = String, description = "The status URL"))),
+        (status = 400, description = "Malformed JSON or instance ID", body = ErrorBody),
+        (status = 404, description = "No such orchestrator is loaded", body = ErrorBody),
+        (status = 409, description = "The instance ID belongs to an unfinished instance", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+    ),
+    tag = "orchestrators"
+)]
 pub(super) async fn start(
     state: State<ApiState>,
     headers: HeaderMap,
@@ -31,6 +48,20 @@ pub(super) async fn start(
 }
 
 /// `POST orchestrators/{functionName}/{instanceId}`: start a singleton.
+#[utoipa::path(
+    post,
+    path = "/runtime/webhooks/durabletask/orchestrators/{functionName}/{instanceId}",
+    params(("functionName" = String, Path, description = "A loaded orchestrator"), ("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters")),
+    request_body(content = Option<serde_json::Value>, description = "The orchestrator's input, any JSON; empty means null", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Started: the start is durably committed", body = CheckStatus, headers(("Location" = String, description = "The status URL"))),
+        (status = 400, description = "Malformed JSON or instance ID", body = ErrorBody),
+        (status = 404, description = "No such orchestrator is loaded", body = ErrorBody),
+        (status = 409, description = "The instance ID belongs to an unfinished instance", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+    ),
+    tag = "orchestrators"
+)]
 pub(super) async fn start_with_id(
     state: State<ApiState>,
     headers: HeaderMap,
@@ -54,6 +85,18 @@ async fn start_instance(
     started_response(&state, &headers, started)
 }
 
+#[utoipa::path(
+    post,
+    path = "/runtime/webhooks/durabletask/instances/{instanceId}/restart",
+    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("restartWithNewInstanceId" = Option<bool>, Query, description = "Default true; false reuses the ID of a finished instance")),
+    responses(
+        (status = 202, description = "The new run is durably committed", body = CheckStatus, headers(("Location" = String))),
+        (status = 400, description = "Malformed instance ID or parameter", body = ErrorBody),
+        (status = 404, description = "No such instance, or its orchestrator is not loaded", body = ErrorBody),
+        (status = 409, description = "Reusing the ID of an unfinished instance", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 /// `POST instances/{instanceId}/restart[?restartWithNewInstanceId=]`: run
 /// the orchestrator again with the original input; by default under a new ID.
 pub(super) async fn restart(
@@ -105,6 +148,23 @@ fn started_response(
 }
 
 /// `GET instances/{instanceId}[?showHistory=&showHistoryOutput=&showInput=]`.
+#[utoipa::path(
+    get,
+    path = "/runtime/webhooks/durabletask/instances/{instanceId}",
+    params(
+        ("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"),
+        ("showHistory" = Option<bool>, Query, description = "Include the current generation's history"),
+        ("showHistoryOutput" = Option<bool>, Query, description = "Include outputs (Result) in the history"),
+        ("showInput" = Option<bool>, Query, description = "Default true"),
+    ),
+    responses(
+        (status = 200, description = "Finished", body = InstanceStatus),
+        (status = 202, description = "Pending, Running or Suspended", body = InstanceStatus, headers(("Location" = String), ("Retry-After" = String))),
+        (status = 400, description = "Malformed instance ID or parameter", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 pub(super) async fn status(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -142,6 +202,20 @@ pub(super) async fn status(
 }
 
 /// `POST instances/{instanceId}/raiseEvent/{eventName}`, body: the JSON payload.
+#[utoipa::path(
+    post,
+    path = "/runtime/webhooks/durabletask/instances/{instanceId}/raiseEvent/{eventName}",
+    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("eventName" = String, Path, description = "1 to 256 characters, no control characters")),
+    request_body(content = Option<serde_json::Value>, description = "The payload, any JSON; empty means null", content_type = "application/json"),
+    responses(
+        (status = 202, description = "The event is durably queued"),
+        (status = 400, description = "Malformed JSON, instance ID or event name", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 410, description = "The instance has finished or is being terminated", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 pub(super) async fn raise_event(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -163,6 +237,19 @@ pub(super) async fn raise_event(
 }
 
 /// `POST instances/{instanceId}/terminate[?reason=]`.
+#[utoipa::path(
+    post,
+    path = "/runtime/webhooks/durabletask/instances/{instanceId}/terminate",
+    description = "Terminates the instance; the reason becomes its output",
+    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("reason" = Option<String>, Query, description = "Recorded in the history")),
+    responses(
+        (status = 202, description = "Durably queued"),
+        (status = 400, description = "Malformed instance ID", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 410, description = "The instance has finished or is being terminated", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 pub(super) async fn terminate(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -174,6 +261,19 @@ pub(super) async fn terminate(
 }
 
 /// `POST instances/{instanceId}/suspend[?reason=]`.
+#[utoipa::path(
+    post,
+    path = "/runtime/webhooks/durabletask/instances/{instanceId}/suspend",
+    description = "Suspends the instance: events and results queue up",
+    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("reason" = Option<String>, Query, description = "Recorded in the history")),
+    responses(
+        (status = 202, description = "Durably queued"),
+        (status = 400, description = "Malformed instance ID", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 410, description = "The instance has finished or is being terminated", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 pub(super) async fn suspend(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -185,6 +285,19 @@ pub(super) async fn suspend(
 }
 
 /// `POST instances/{instanceId}/resume[?reason=]`.
+#[utoipa::path(
+    post,
+    path = "/runtime/webhooks/durabletask/instances/{instanceId}/resume",
+    description = "Resumes a suspended instance",
+    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("reason" = Option<String>, Query, description = "Recorded in the history")),
+    responses(
+        (status = 202, description = "Durably queued"),
+        (status = 400, description = "Malformed instance ID", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 410, description = "The instance has finished or is being terminated", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 pub(super) async fn resume(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -195,6 +308,19 @@ pub(super) async fn resume(
     delivery_response(&id, outcome, "resume")
 }
 
+#[utoipa::path(
+    post,
+    path = "/runtime/webhooks/durabletask/instances/{instanceId}/rewind",
+    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("reason" = Option<String>, Query, description = "Recorded in the history")),
+    responses(
+        (status = 202, description = "Rewound; the orchestrator runs again"),
+        (status = 400, description = "Malformed instance ID", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "The instance has not failed (it is still live)", body = ErrorBody),
+        (status = 410, description = "The instance completed or was terminated", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 /// `POST instances/{instanceId}/rewind[?reason=]`: a failed instance
 /// resumes from its last good point; its failed activities run again.
 pub(super) async fn rewind(
@@ -231,6 +357,19 @@ fn id_and_reason(
 }
 
 /// `DELETE instances/{instanceId}`: purge a finished instance's history.
+#[utoipa::path(
+    delete,
+    path = "/runtime/webhooks/durabletask/instances/{instanceId}",
+    operation_id = "purge_instance",
+    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters")),
+    responses(
+        (status = 200, description = "Deleted", body = Purged),
+        (status = 400, description = "Malformed instance ID", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "The instance has not finished", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 pub(super) async fn purge(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -238,9 +377,7 @@ pub(super) async fn purge(
     let Path(instance_id) = path?;
     let id = parse_instance_id(&instance_id)?;
     match state.engine.purge(&id).await? {
-        PurgeOutcome::Purged => {
-            Ok(axum::Json(serde_json::json!({ "instancesDeleted": 1 })).into_response())
-        }
+        PurgeOutcome::Purged => Ok(axum::Json(Purged::new(1)).into_response()),
         PurgeOutcome::NotFound => Err(ApiError::instance_not_found(id.as_str())),
         PurgeOutcome::NotFinished(status) => Err(ApiError::new(
             StatusCode::CONFLICT,

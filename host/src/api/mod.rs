@@ -8,6 +8,7 @@
 mod access;
 mod error;
 mod handlers;
+mod openapi;
 mod query;
 mod render;
 
@@ -21,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
 pub use self::error::ApiError;
+pub use self::openapi::{ApiDoc, document_text as openapi_document};
 pub use self::query::CONTINUATION_HEADER;
 use crate::engine::Engine;
 
@@ -51,6 +53,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
             "/orchestrators/{function_name}/{instance_id}",
             post(handlers::start_with_id),
         )
+        .route("/openapi.json", get(openapi::document))
         .route("/instances", get(query::list).merge(delete(query::purge)))
         .route(
             "/instances/{instance_id}",

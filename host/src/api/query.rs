@@ -7,12 +7,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::error::ErrorBody;
 use super::handlers::{ApiResult, QueryMap, bool_param};
-use super::render::status_body;
+use super::render::{InstanceStatus, Purged, status_body};
 use super::{ApiError, ApiState};
 use crate::engine::{InstanceFilter, PageCursor};
 use crate::model::{Millis, RuntimeStatus};
@@ -23,6 +23,24 @@ const DEFAULT_PAGE_SIZE: usize = 100;
 const MAX_PAGE_SIZE: usize = 1000;
 
 /// `GET instances[?createdTimeFrom=&createdTimeTo=&runtimeStatus=&instanceIdPrefix=&top=&showInput=]`.
+#[utoipa::path(
+    get,
+    path = "/runtime/webhooks/durabletask/instances",
+    params(
+        ("createdTimeFrom" = Option<String>, Query, description = "ISO 8601; created at or after"),
+        ("createdTimeTo" = Option<String>, Query, description = "ISO 8601; created at or before"),
+        ("runtimeStatus" = Option<String>, Query, description = "Comma-separated statuses"),
+        ("instanceIdPrefix" = Option<String>, Query),
+        ("top" = Option<u32>, Query, description = "Page size, 1 to 1000, default 100"),
+        ("showInput" = Option<bool>, Query, description = "Default true"),
+        ("x-ms-continuation-token" = Option<String>, Header, description = "From the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page, in creation order", body = Vec<InstanceStatus>, headers(("x-ms-continuation-token" = String, description = "Present when there is a next page"))),
+        (status = 400, description = "A malformed parameter or token", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 pub(super) async fn list(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -48,7 +66,7 @@ pub(super) async fn list(
         Some(token) => Some(decode_token(token)?),
     };
     let (page, next) = state.engine.query(filter, after, page_size).await?;
-    let body: Vec<Value> = page
+    let body: Vec<InstanceStatus> = page
         .iter()
         .map(|instance| status_body(instance, None, show_input, false))
         .collect();
@@ -61,6 +79,22 @@ pub(super) async fn list(
     Ok(response)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/runtime/webhooks/durabletask/instances",
+    operation_id = "purge_instances",
+    params(
+        ("createdTimeFrom" = String, Query, description = "ISO 8601; required"),
+        ("createdTimeTo" = Option<String>, Query, description = "ISO 8601"),
+        ("runtimeStatus" = Option<String>, Query, description = "Comma-separated statuses"),
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = Purged),
+        (status = 400, description = "createdTimeFrom missing, or a malformed parameter", body = ErrorBody),
+        (status = 404, description = "No finished instance matched", body = ErrorBody),
+    ),
+    tag = "instances"
+)]
 /// `DELETE instances?createdTimeFrom=[&createdTimeTo=][&runtimeStatus=]`:
 /// purge the finished instances among those selected.
 pub(super) async fn purge(
@@ -80,7 +114,7 @@ pub(super) async fn purge(
             "no finished instance matches the filter",
         ));
     }
-    Ok((StatusCode::OK, Json(json!({ "instancesDeleted": deleted }))).into_response())
+    Ok((StatusCode::OK, Json(Purged::new(deleted))).into_response())
 }
 
 fn filter(query: &QueryMap) -> Result<InstanceFilter, ApiError> {

@@ -7,7 +7,9 @@ use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::model::{HistoryEntry, Instance, InstanceId, Millis};
 
@@ -73,19 +75,73 @@ impl Links {
     }
 }
 
+/// The check-status payload: where to manage an instance.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckStatus {
+    id: String,
+    status_query_get_uri: String,
+    send_event_post_uri: String,
+    terminate_post_uri: String,
+    suspend_post_uri: String,
+    resume_post_uri: String,
+    restart_post_uri: String,
+    rewind_post_uri: String,
+    purge_history_delete_uri: String,
+}
+
+/// An instance's status, as `GET instances/{instanceId}` and `GET instances` show it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    name: String,
+    instance_id: String,
+    /// Pending, Running, Suspended, Completed, Failed or Terminated.
+    #[schema(example = "Running")]
+    runtime_status: String,
+    /// The current generation's input; left out with `showInput=false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<Value>,
+    custom_status: Value,
+    /// The result, the error, or the termination reason, once finished.
+    output: Value,
+    #[schema(example = "2026-01-31T12:00:00Z")]
+    created_time: String,
+    #[schema(example = "2026-01-31T12:00:05Z")]
+    last_updated_time: String,
+    /// With `showHistory=true`: the current generation's history, each
+    /// event with `EventType` and `Timestamp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    history_events: Option<Vec<Value>>,
+}
+
+/// What a purge deleted.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Purged {
+    instances_deleted: usize,
+}
+
+impl Purged {
+    pub(super) fn new(instances_deleted: usize) -> Purged {
+        Purged { instances_deleted }
+    }
+}
+
 /// 202 Accepted with `Location` and the check-status payload.
 pub(super) fn check_status_response(links: &Links) -> Response {
-    let body = json!({
-        "id": links.id,
-        "statusQueryGetUri": links.status_query(),
-        "sendEventPostUri": links.url("/raiseEvent/{eventName}", None),
-        "terminatePostUri": links.url("/terminate", Some("reason={text}")),
-        "suspendPostUri": links.url("/suspend", Some("reason={text}")),
-        "resumePostUri": links.url("/resume", Some("reason={text}")),
-        "restartPostUri": links.url("/restart", None),
-        "rewindPostUri": links.url("/rewind", Some("reason={text}")),
-        "purgeHistoryDeleteUri": links.status_query(),
-    });
+    let body = CheckStatus {
+        id: links.id.clone(),
+        status_query_get_uri: links.status_query(),
+        send_event_post_uri: links.url("/raiseEvent/{eventName}", None),
+        terminate_post_uri: links.url("/terminate", Some("reason={text}")),
+        suspend_post_uri: links.url("/suspend", Some("reason={text}")),
+        resume_post_uri: links.url("/resume", Some("reason={text}")),
+        restart_post_uri: links.url("/restart", None),
+        rewind_post_uri: links.url("/rewind", Some("reason={text}")),
+        purge_history_delete_uri: links.status_query(),
+    };
     (
         StatusCode::ACCEPTED,
         [(header::LOCATION, links.status_query())],
@@ -100,30 +156,21 @@ pub(super) fn status_body(
     history: Option<&[HistoryEntry]>,
     show_input: bool,
     show_history_output: bool,
-) -> Value {
-    let mut body = Map::new();
-    body.insert("name".into(), instance.name.clone().into());
-    body.insert("instanceId".into(), instance.id.clone().into());
-    body.insert("runtimeStatus".into(), instance.status.as_str().into());
-    if show_input {
-        body.insert("input".into(), json_value(&instance.input));
-    }
-    body.insert(
-        "customStatus".into(),
-        instance
+) -> InstanceStatus {
+    let mut body = InstanceStatus {
+        name: instance.name.clone(),
+        instance_id: instance.id.clone(),
+        runtime_status: instance.status.as_str().to_owned(),
+        input: show_input.then(|| json_value(&instance.input)),
+        custom_status: instance
             .custom_status
             .as_deref()
             .map_or(Value::Null, json_value),
-    );
-    body.insert(
-        "output".into(),
-        instance.output.as_deref().map_or(Value::Null, json_value),
-    );
-    body.insert("createdTime".into(), timestamp(instance.created_at).into());
-    body.insert(
-        "lastUpdatedTime".into(),
-        timestamp(instance.updated_at).into(),
-    );
+        output: instance.output.as_deref().map_or(Value::Null, json_value),
+        created_time: timestamp(instance.created_at),
+        last_updated_time: timestamp(instance.updated_at),
+        history_events: None,
+    };
     if let Some(history) = history {
         let scheduled: HashMap<u64, (&str, Millis)> = history
             .iter()
@@ -148,9 +195,9 @@ pub(super) fn status_body(
                 event
             })
             .collect::<Vec<_>>();
-        body.insert("historyEvents".into(), Value::Array(events));
+        body.history_events = Some(events);
     }
-    Value::Object(body)
+    body
 }
 
 /// One history entry as Durable Functions shows it; episode markers are
