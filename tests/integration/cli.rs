@@ -140,6 +140,13 @@ async fn rewind_and_one_line_errors_with_a_nonzero_exit() {
         ok(&host, &["rewind", "denied", "--reason", "retry"]),
         "rewinding denied (accepted)\n"
     );
+    // The rewound instance runs the activity again, which is denied again.
+    let failed_again = host
+        .wait_for("denied", std::time::Duration::from_secs(30), |body| {
+            body["runtimeStatus"] == "Failed"
+        })
+        .await;
+    assert!(failed_again["output"].as_str().unwrap().contains("HttpRequestDenied"));
     let history = host.get("/instances/denied?showHistory=true").await.body;
     assert!(
         history.to_string().contains("ExecutionRewound"),

@@ -197,6 +197,11 @@ impl TestHost {
         self.base.strip_suffix(BASE_PATH).unwrap_or(&self.base)
     }
 
+    /// The SQLite file the host uses.
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("reprise.db")
+    }
+
     pub fn functions_dir(&self) -> PathBuf {
         self.dir.path().join("functions")
     }
@@ -213,7 +218,7 @@ impl TestHost {
             .arg("--listen")
             .arg(&self.listen)
             .arg("--db")
-            .arg(self.dir.path().join("reprise.db"))
+            .arg(self.database())
             .arg("--functions")
             .arg(self.functions_dir())
             .args(&self.args)

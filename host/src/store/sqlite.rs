@@ -79,9 +79,12 @@ CREATE INDEX IF NOT EXISTS activities_by_lease ON activities (lease_until, key);
 ";
 
 pub struct SqliteStore {
-    // One connection serializes every transaction. Simple and correct; the
-    // group-commit writer of the performance work replaces it.
+    // One connection serializes every write transaction. Simple and
+    // correct; the group-commit writer of the performance work replaces it.
     connection: Mutex<Connection>,
+    /// Reads go here, so a long write (a bulk purge batch) never holds up
+    /// a status query: in WAL mode readers and the writer do not block.
+    reader: Mutex<Connection>,
 }
 
 impl SqliteStore {
@@ -113,8 +116,14 @@ impl SqliteStore {
             .execute_batch(SCHEMA)
             .context("cannot create the schema")?;
         connection.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+        let reader = Connection::open(path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+            .context("cannot configure SQLite")?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
+            reader: Mutex::new(reader),
         })
     }
 
@@ -127,9 +136,14 @@ impl SqliteStore {
         Ok(value)
     }
 
+    /// Runs `work` on the reader connection in one read transaction: it
+    /// sees every committed write and waits for none (WAL).
     fn read<T>(&self, work: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        work(&connection)
+        let mut connection = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let value = work(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
     }
 }
 
@@ -200,9 +214,13 @@ fn filter_clause(filter: &InstanceFilter) -> (String, Vec<rusqlite::types::Value
         conditions.push(format!("status IN ({})", slots.join(", ")));
     }
     if let Some(prefix) = &filter.id_prefix {
+        // A range on the primary key, so a selective prefix reads only its
+        // rows: IDs from the prefix up to the prefix followed by the highest
+        // character (BINARY collation compares UTF-8 bytes).
         values.push(Value::Text(prefix.clone()));
-        let slot = values.len();
-        conditions.push(format!("substr(instance_id, 1, length(?{slot})) = ?{slot}"));
+        values.push(Value::Text(format!("{prefix}\u{10FFFF}")));
+        let (low, high) = (values.len() - 1, values.len());
+        conditions.push(format!("instance_id >= ?{low} AND instance_id < ?{high}"));
     }
     (conditions.join(" AND "), values)
 }
@@ -440,15 +458,14 @@ impl Store for SqliteStore {
         &self,
         id: &str,
     ) -> anyhow::Result<Option<(Instance, Vec<HistoryEntry>)>> {
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         // One read transaction: a continue-as-new cannot land in between.
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let Some(instance) = select_instance(&transaction, id)? else {
-            return Ok(None);
-        };
-        let history = select_history(&transaction, id)?;
-        transaction.commit()?;
-        Ok(Some((instance, history)))
+        self.read(|connection| {
+            let Some(instance) = select_instance(connection, id)? else {
+                return Ok(None);
+            };
+            let history = select_history(connection, id)?;
+            Ok(Some((instance, history)))
+        })
     }
 
     fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome> {
@@ -518,22 +535,22 @@ impl Store for SqliteStore {
     }
 
     fn load_work(&self, id: &str) -> anyhow::Result<Option<WorkItem>> {
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        // A read transaction, so instance, history and inbox agree.
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let messages = select_messages(&transaction, id)?;
-        if messages.is_empty() {
-            return Ok(None);
-        }
-        let instance = select_instance(&transaction, id)?
-            .with_context(|| format!("instance {id} has queued messages but no instance row"))?;
-        let history = select_history(&transaction, id)?;
-        transaction.commit()?;
-        Ok(Some(WorkItem {
-            instance,
-            history,
-            messages,
-        }))
+        // One read transaction, so instance, history and inbox agree.
+        self.read(|connection| {
+            let messages = select_messages(connection, id)?;
+            if messages.is_empty() {
+                return Ok(None);
+            }
+            let instance = select_instance(connection, id)?.with_context(|| {
+                format!("instance {id} has queued messages but no instance row")
+            })?;
+            let history = select_history(connection, id)?;
+            Ok(Some(WorkItem {
+                instance,
+                history,
+                messages,
+            }))
+        })
     }
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
