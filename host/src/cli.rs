@@ -106,6 +106,8 @@ pub enum ClientCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// List the orchestrators and activities the host has loaded, with versions.
+    Functions,
     /// Delete a finished instance, or every finished one created in a range.
     Purge {
         /// The instance to delete; or give --from instead.
@@ -206,6 +208,26 @@ pub async fn run(connection: &Connection, command: ClientCommand) -> Result<Stri
                 body.clone(),
                 format!("restarted {id} as {}\n", text(&body["id"])),
             )
+        }
+        ClientCommand::Functions => {
+            let body = client
+                .call(Method::GET, "/functions", &[], String::new())
+                .await?;
+            let rows: Vec<Vec<String>> = body
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|function| {
+                    let version = text(&function["version"]);
+                    vec![
+                        text(&function["name"]),
+                        text(&function["kind"]),
+                        crate::server::short_version(&version).to_owned(),
+                        text(&function["file"]),
+                    ]
+                })
+                .collect();
+            (body, table(&["NAME", "KIND", "VERSION", "FILE"], &rows))
         }
         ClientCommand::Purge { id: Some(id), .. } => {
             let body = client
@@ -454,4 +476,41 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
     out
+}
+
+/// `reprise check FILE...`: loads each file as the host would, without a
+/// host. Returns the report and whether every file would load.
+pub fn check(files: &[std::path::PathBuf]) -> Result<(String, bool), String> {
+    use crate::runtime::{AllowedHosts, GuestLimits, Runtime};
+    let runtime = Runtime::new(GuestLimits::default(), AllowedHosts::default(), None)
+        .map_err(|error| format!("cannot start the wasm runtime: {error:#}"))?;
+    let mut out = String::new();
+    let mut all_ok = true;
+    for path in files {
+        match runtime.check_file(path) {
+            Ok(file) => {
+                let _ = writeln!(
+                    out,
+                    "{}: ok, a component of the {} world",
+                    path.display(),
+                    file.world()
+                );
+                let _ = writeln!(out, "  version        {}", file.version);
+                if !file.orchestrators.is_empty() {
+                    let _ = writeln!(out, "  orchestrators  {}", file.orchestrators.join(", "));
+                }
+                if !file.activities.is_empty() {
+                    let _ = writeln!(out, "  activities     {}", file.activities.join(", "));
+                }
+            }
+            Err(error) => {
+                all_ok = false;
+                // One line per file, however the parser formats its errors.
+                let reason = format!("{error:#}");
+                let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+                let _ = writeln!(out, "{}: rejected: {reason}", path.display());
+            }
+        }
+    }
+    Ok((out, all_ok))
 }

@@ -25,6 +25,13 @@ struct Cli {
 enum Command {
     /// Load the orchestrators in the functions folder and serve the HTTP API.
     Serve(ServeArgs),
+    /// Check component files before deploying them: do they load, and what
+    /// do they export? Exit code 1 if any would be rejected.
+    Check {
+        /// `.wasm` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -64,6 +71,10 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     allow_http_hosts: Vec<String>,
+    /// Folder for compiled components, so restarts skip compiling them
+    /// (default: beside the database, `reprise.db` → `reprise.compiled/`).
+    #[arg(long, env = "REPRISE_COMPILE_CACHE")]
+    compile_cache: Option<PathBuf>,
     /// Memory one orchestrator instance may use, in MiB.
     #[arg(long, env = "REPRISE_GUEST_MEMORY_MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
     guest_memory_mib: usize,
@@ -81,6 +92,20 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Serve(args) => run_serve(&cli.connection, args),
         Command::Client(command) => run_client(&cli.connection, command),
+        Command::Check { files } => match reprise_host::cli::check(&files) {
+            Ok((report, all_ok)) => {
+                print!("{report}");
+                if all_ok {
+                    std::process::ExitCode::SUCCESS
+                } else {
+                    std::process::ExitCode::FAILURE
+                }
+            }
+            Err(line) => {
+                eprintln!("error: {line}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -103,6 +128,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
         max_body_bytes: args.max_body_bytes,
         http_hosts: AllowedHosts::new(args.allow_http_hosts),
         access_key: connection.key.clone(),
+        compile_cache: args.compile_cache,
         guest_limits: GuestLimits {
             fuel_per_step: args.fuel_per_step,
             memory_bytes: args.guest_memory_mib << 20,

@@ -24,6 +24,14 @@ pub struct ServeConfig {
     pub http_hosts: AllowedHosts,
     /// Required on every request when set (`code` or `x-functions-key`).
     pub access_key: Option<String>,
+    /// Where compiled components are cached; default: beside the database
+    /// (`reprise.db` → `reprise.compiled/`).
+    pub compile_cache: Option<PathBuf>,
+}
+
+/// `sha256:0123456789ab`: enough of a version to tell builds apart in a log.
+pub fn short_version(version: &str) -> &str {
+    &version[..version.len().min("sha256:".len() + 12)]
 }
 
 /// Runs the host until the process is stopped.
@@ -37,15 +45,38 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if config.access_key.as_deref().is_some_and(str::is_empty) {
         anyhow::bail!("the access key must not be empty");
     }
-    let mut runtime = Runtime::new(config.guest_limits.clone(), config.http_hosts.clone())?;
+    let compile_cache = config
+        .compile_cache
+        .clone()
+        .unwrap_or_else(|| config.database.with_extension("compiled"));
+    let mut runtime = Runtime::new(
+        config.guest_limits.clone(),
+        config.http_hosts.clone(),
+        Some(&compile_cache),
+    )?;
     let functions_dir = config.functions_dir.clone();
     let (runtime, report) = tokio::task::spawn_blocking(move || {
         let report = runtime.load_functions_dir(&functions_dir)?;
         anyhow::Ok((runtime, report))
     })
     .await??;
-    for (path, names) in &report.loaded {
-        tracing::info!("loaded {}: {}", path.display(), names.join(", "));
+    for file in &report.loaded {
+        let activities = file
+            .activities
+            .iter()
+            .map(|name| format!("{name} (activity)"));
+        let names: Vec<String> = file
+            .orchestrators
+            .iter()
+            .cloned()
+            .chain(activities)
+            .collect();
+        tracing::info!(
+            "loaded {}: {} [{}]",
+            file.path.display(),
+            names.join(", "),
+            short_version(&file.version)
+        );
     }
     for (path, reason) in &report.skipped {
         tracing::warn!("skipped {}: {reason}", path.display());

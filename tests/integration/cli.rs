@@ -146,7 +146,12 @@ async fn rewind_and_one_line_errors_with_a_nonzero_exit() {
             body["runtimeStatus"] == "Failed"
         })
         .await;
-    assert!(failed_again["output"].as_str().unwrap().contains("HttpRequestDenied"));
+    assert!(
+        failed_again["output"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied")
+    );
     let history = host.get("/instances/denied?showHistory=true").await.body;
     assert!(
         history.to_string().contains("ExecutionRewound"),

@@ -93,3 +93,98 @@ async fn an_instance_whose_orchestrator_is_gone_waits_and_can_still_be_terminate
     let done = host.wait_for_status(&id, "Terminated").await;
     assert_eq!(done["output"], "retired");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reprise_check_reports_exports_and_rejects_bad_files_before_deployment() {
+    let components = components();
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "not wasm at all").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .arg("check")
+        .arg(&components.phone_verification)
+        .arg(&text)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "a rejected file fails the check");
+    assert!(
+        report.contains("ok, a component of the functions (orchestrators and activities) world")
+            && report.contains("orchestrators  E4_SmsPhoneVerification")
+            && report.contains("activities     E4_SendSmsChallenge"),
+        "{report}"
+    );
+    assert!(
+        report.contains("notes.wasm: rejected: not a valid WebAssembly component"),
+        "{report}"
+    );
+    assert_eq!(
+        report
+            .lines()
+            .filter(|line| line.contains("notes.wasm"))
+            .count(),
+        1
+    );
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .arg("check")
+        .arg(&components.counter)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loaded_functions_are_listed_with_their_versions_and_compiled_once() {
+    let components = components();
+    let host = TestHost::start_with(&[&components.counter, &components.hello_sequence]).await;
+    let listed = host.get("/functions").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let version = |path: &std::path::Path| {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
+        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        format!("sha256:{hex}")
+    };
+    assert_eq!(
+        listed.body,
+        serde_json::json!([
+            { "name": "E3_Counter", "kind": "orchestrator", "file": "counter.wasm",
+              "version": version(&components.counter) },
+            { "name": "E1_HelloSequence", "kind": "orchestrator", "file": "hello_sequence.wasm",
+              "version": version(&components.hello_sequence) },
+            { "name": "E1_SayHello", "kind": "activity", "file": "hello_sequence.wasm",
+              "version": version(&components.hello_sequence) },
+        ])
+    );
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .args(["--url", host.root_url(), "functions"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("E1_SayHello       activity      sha256:"),
+        "{table}"
+    );
+
+    // Compiled code is kept beside the database for the next start.
+    let cache = host.database().with_extension("compiled");
+    let cached = walk_files(&cache);
+    assert!(cached > 0, "nothing in {}", cache.display());
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| {
+                    let path = entry.path();
+                    if path.is_dir() { walk_files(&path) } else { 1 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

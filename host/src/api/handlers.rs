@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ErrorBody;
 use super::render::{
-    CheckStatus, InstanceStatus, Links, Purged, check_status_response, status_body,
+    CheckStatus, Function, InstanceStatus, Links, Purged, check_status_response, status_body,
 };
 use super::{ApiError, ApiState};
 use crate::engine::{DeliveryOutcome, EngineError, PurgeOutcome, RewindOutcome, StartOutcome};
@@ -386,6 +386,18 @@ pub(super) async fn purge(
             ),
         )),
     }
+}
+
+/// `GET functions`: the loaded orchestrators and activities, with the
+/// component file and version each comes from.
+#[utoipa::path(
+    get,
+    path = "/runtime/webhooks/durabletask/functions",
+    responses((status = 200, description = "Loaded functions", body = Vec<Function>)),
+    tag = "functions"
+)]
+pub(super) async fn functions(State(state): State<ApiState>) -> axum::Json<Vec<Function>> {
+    axum::Json(super::render::functions(&state.engine.functions()))
 }
 
 pub(super) async fn not_found(uri: Uri) -> ApiError {

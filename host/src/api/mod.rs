@@ -54,6 +54,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
             post(handlers::start_with_id),
         )
         .route("/openapi.json", get(openapi::document))
+        .route("/functions", get(handlers::functions))
         .route("/instances", get(query::list).merge(delete(query::purge)))
         .route(
             "/instances/{instance_id}",

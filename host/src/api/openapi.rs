@@ -7,7 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::render::{CheckStatus, InstanceStatus, Purged};
+use super::render::{CheckStatus, Function, InstanceStatus, Purged};
 use super::{handlers, query};
 
 #[derive(OpenApi)]
@@ -29,13 +29,15 @@ use super::{handlers, query};
         handlers::purge,
         query::list,
         query::purge,
+        handlers::functions,
         document,
     ),
-    components(schemas(CheckStatus, InstanceStatus, Purged, ErrorBody)),
+    components(schemas(CheckStatus, InstanceStatus, Purged, ErrorBody, Function)),
     modifiers(&AccessKeys),
     tags(
         (name = "orchestrators", description = "Starting instances"),
         (name = "instances", description = "Managing instances"),
+        (name = "functions", description = "What the host has loaded"),
     )
 )]
 pub struct ApiDoc;

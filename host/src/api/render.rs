@@ -116,6 +116,47 @@ pub struct InstanceStatus {
     history_events: Option<Vec<Value>>,
 }
 
+/// One loaded orchestrator or activity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Function {
+    name: String,
+    /// `orchestrator` or `activity`.
+    #[schema(example = "orchestrator")]
+    kind: &'static str,
+    /// The component file in the functions folder.
+    file: String,
+    /// `sha256:` and the digest of the file: which build runs.
+    version: String,
+}
+
+/// Every function of every loaded file, orchestrators first.
+pub(super) fn functions(files: &[crate::runtime::FunctionFile]) -> Vec<Function> {
+    let mut functions = Vec::new();
+    for (kind, pick) in [
+        (
+            "orchestrator",
+            (|file| &file.orchestrators) as fn(&crate::runtime::FunctionFile) -> &Vec<String>,
+        ),
+        ("activity", |file| &file.activities),
+    ] {
+        for file in files {
+            for name in pick(file) {
+                functions.push(Function {
+                    name: name.clone(),
+                    kind,
+                    file: file
+                        .path
+                        .file_name()
+                        .map(|name| name.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    version: file.version.clone(),
+                });
+            }
+        }
+    }
+    functions
+}
+
 /// What a purge deleted.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

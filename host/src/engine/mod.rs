@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
-use crate::runtime::Runtime;
+use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{CommitOutcome, NewInstance, Store};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor};
@@ -106,6 +106,11 @@ impl Engine {
         for _ in 0..self.shared.config.activity_workers.max(1) {
             tokio::spawn(activities::run_worker(self.clone()));
         }
+    }
+
+    /// The loaded component files and what each provides.
+    pub fn functions(&self) -> Vec<FunctionFile> {
+        self.shared.runtime.files().to_vec()
     }
 
     pub fn orchestrator_names(&self) -> Vec<String> {

@@ -90,9 +90,30 @@ impl Default for GuestLimits {
 #[derive(Debug, Default)]
 pub struct LoadReport {
     /// Each loaded file with the orchestrators and activities it exports.
-    pub loaded: Vec<(PathBuf, Vec<String>)>,
+    pub loaded: Vec<FunctionFile>,
     /// Each file that was skipped, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// One component file and what it provides.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FunctionFile {
+    pub path: PathBuf,
+    /// `sha256:` and the hex digest of the file's bytes: which build this is.
+    pub version: String,
+    pub orchestrators: Vec<String>,
+    pub activities: Vec<String>,
+}
+
+impl FunctionFile {
+    /// Which WIT world the component implements.
+    pub fn world(&self) -> &'static str {
+        match (self.orchestrators.is_empty(), self.activities.is_empty()) {
+            (false, false) => "functions (orchestrators and activities)",
+            (false, true) => "orchestrations",
+            _ => "activities",
+        }
+    }
 }
 
 /// The wasmtime engine and every orchestrator and activity it can run, by name.
@@ -105,6 +126,8 @@ pub struct Runtime {
     http_hosts: Arc<AllowedHosts>,
     orchestrators: HashMap<String, Arc<LoadedOrchestrators>>,
     activities: HashMap<String, Arc<LoadedActivities>>,
+    /// The loaded files, in load order.
+    files: Vec<FunctionFile>,
 }
 
 /// Why a guest could not do what was asked.
@@ -129,8 +152,26 @@ pub enum GuestError {
 }
 
 impl Runtime {
-    pub fn new(limits: GuestLimits, http_hosts: AllowedHosts) -> anyhow::Result<Runtime> {
+    /// `compile_cache`: a folder where compiled components are kept, keyed
+    /// by their bytes and the engine's settings, so a restart does not
+    /// compile them again.
+    pub fn new(
+        limits: GuestLimits,
+        http_hosts: AllowedHosts,
+        compile_cache: Option<&Path>,
+    ) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
+        if let Some(folder) = compile_cache {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(folder);
+            config.cache(Some(
+                wasmtime::Cache::new(cache)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| {
+                        format!("cannot use {} as the compile cache", folder.display())
+                    })?,
+            ));
+        }
         config
             .wasm_component_model(true)
             .cranelift_nan_canonicalization(true)
@@ -164,6 +205,7 @@ impl Runtime {
             http_hosts: Arc::new(http_hosts),
             orchestrators: HashMap::new(),
             activities: HashMap::new(),
+            files: Vec::new(),
         })
     }
 
@@ -183,32 +225,27 @@ impl Runtime {
         for path in paths {
             match self.load_file(&path) {
                 Ok(loaded) => {
-                    let mut names = Vec::new();
-                    if let Some((component, orchestrators)) = loaded.orchestrators {
+                    if let Some((component, orchestrators)) = &loaded.orchestrators {
                         register(
                             &mut self.orchestrators,
                             "orchestrator",
-                            &orchestrators,
-                            &component,
+                            orchestrators,
+                            component,
                             |c| &c.path,
                         )?;
-                        names.extend(orchestrators);
                     }
-                    if let Some((component, activities)) = loaded.activities {
+                    if let Some((component, activities)) = &loaded.activities {
                         register(
                             &mut self.activities,
                             "activity",
-                            &activities,
-                            &component,
+                            activities,
+                            component,
                             |c| &c.path,
                         )?;
-                        names.extend(
-                            activities
-                                .into_iter()
-                                .map(|name| format!("{name} (activity)")),
-                        );
                     }
-                    report.loaded.push((path, names));
+                    let file = loaded.describe(&path);
+                    self.files.push(file.clone());
+                    report.loaded.push(file);
                 }
                 Err(error) => report.skipped.push((path, format!("{error:#}"))),
             }
@@ -216,11 +253,28 @@ impl Runtime {
         Ok(report)
     }
 
+    /// Loads `path` as `reprise check` does: what it provides, or why it
+    /// would be skipped. Registers nothing.
+    pub fn check_file(&self, path: &Path) -> anyhow::Result<FunctionFile> {
+        Ok(self.load_file(path)?.describe(path))
+    }
+
+    /// Every loaded file, in load order.
+    pub fn files(&self) -> &[FunctionFile] {
+        &self.files
+    }
+
     fn load_file(&self, path: &Path) -> anyhow::Result<LoadedFile> {
         let bytes = std::fs::read(path).context("cannot read the file")?;
         if bytes.is_empty() {
             anyhow::bail!("the file is empty");
         }
+        let version = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&bytes);
+            let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            format!("sha256:{hex}")
+        };
         let component = Component::from_binary(&self.engine, &bytes)
             .map_err(anyhow::Error::from)
             .context("not a valid WebAssembly component")?;
@@ -233,6 +287,7 @@ impl Runtime {
                 )));
             }
             (orchestrators, activities) => LoadedFile {
+                version,
                 orchestrators: orchestrators.ok().filter(|(_, names)| !names.is_empty()),
                 activities: activities.ok().filter(|(_, names)| !names.is_empty()),
             },
@@ -305,8 +360,21 @@ impl Runtime {
 
 /// What one file of the functions folder provides.
 struct LoadedFile {
+    version: String,
     orchestrators: Option<(Arc<LoadedOrchestrators>, Vec<String>)>,
     activities: Option<(Arc<LoadedActivities>, Vec<String>)>,
+}
+
+impl LoadedFile {
+    fn describe(&self, path: &Path) -> FunctionFile {
+        let names = |loaded: Option<&Vec<String>>| loaded.cloned().unwrap_or_default();
+        FunctionFile {
+            path: path.to_owned(),
+            version: self.version.clone(),
+            orchestrators: names(self.orchestrators.as_ref().map(|(_, names)| names)),
+            activities: names(self.activities.as_ref().map(|(_, names)| names)),
+        }
+    }
 }
 
 /// Adds `names` of `component` to `table`, refusing a name another file has.
