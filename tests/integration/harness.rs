@@ -28,6 +28,7 @@ pub struct Components {
     pub misbehaving: PathBuf,
     pub changing_v1: PathBuf,
     pub changing_v2: PathBuf,
+    pub startup_probe: PathBuf,
 }
 
 /// Builds the samples and the test guests for wasm32-wasip2, once.
@@ -84,6 +85,7 @@ pub fn components() -> &'static Components {
             misbehaving: wasm("misbehaving"),
             changing_v1: wasm("changing_v1"),
             changing_v2: wasm("changing_v2"),
+            startup_probe: wasm("startup_probe"),
         }
     })
 }
