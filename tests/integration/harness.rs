@@ -28,6 +28,8 @@ pub struct Components {
     pub misbehaving: PathBuf,
     pub changing_v1: PathBuf,
     pub changing_v2: PathBuf,
+    /// For the start-up bench (`host/benches/startup.rs`).
+    #[allow(dead_code)]
     pub startup_probe: PathBuf,
 }
 
