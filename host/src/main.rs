@@ -75,6 +75,11 @@ struct ServeArgs {
     /// (default: beside the database, `reprise.db` → `reprise.compiled/`).
     #[arg(long, env = "REPRISE_COMPILE_CACHE")]
     compile_cache: Option<PathBuf>,
+    /// Orchestrator executions kept alive between episodes, so an event
+    /// costs one step instead of a replay; least recently used ones are
+    /// dropped beyond this (and replay on their next event). 0 disables.
+    #[arg(long, env = "REPRISE_WARM_EXECUTIONS", default_value_t = 256)]
+    warm_executions: usize,
     /// Memory one orchestrator instance may use, in MiB.
     #[arg(long, env = "REPRISE_GUEST_MEMORY_MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
     guest_memory_mib: usize,
@@ -124,6 +129,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
             workers: args.workers.unwrap_or(twice_the_cores),
             activity_workers: args.activity_workers.unwrap_or(twice_the_cores),
             activity_timeout,
+            warm_executions: args.warm_executions,
         },
         max_body_bytes: args.max_body_bytes,
         http_hosts: AllowedHosts::new(args.allow_http_hosts),

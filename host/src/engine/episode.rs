@@ -15,6 +15,8 @@ use crate::model::{
 use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
 use crate::store::{EpisodeCommit, HistoryChange, NewInstance, WorkItem};
 
+use super::warm::{WarmCache, WarmExecution};
+
 /// Consecutive generations that consume no event before an orchestrator is
 /// declared to be looping through continue-as-new forever.
 const MAX_IDLE_GENERATIONS: usize = 10_000;
@@ -24,9 +26,10 @@ const MAX_IDLE_GENERATIONS: usize = 10_000;
 /// `Err` is a host failure (not the guest's): nothing is decided, retry later.
 pub(crate) fn plan(
     runtime: &Runtime,
+    warm: &WarmCache,
     work: WorkItem,
     now: Millis,
-) -> anyhow::Result<Option<EpisodeCommit>> {
+) -> anyhow::Result<Option<(EpisodeCommit, Option<WarmExecution>)>> {
     let WorkItem {
         instance,
         history,
@@ -41,17 +44,20 @@ pub(crate) fn plan(
         // Delivery to finished instances is refused at the door, so this is
         // leftover state; consume it so it cannot wedge the instance.
         tracing::warn!(instance = %instance.id, count = messages.len(), "dropping messages queued for a finished instance");
-        return Ok(Some(EpisodeCommit {
-            read: instance,
-            updated,
-            history: HistoryChange::Append(Vec::new()),
-            consumed_through,
-            timers: Vec::new(),
-            activities: Vec::new(),
-            children: Vec::new(),
-            sent_events: Vec::new(),
-            requeued: Vec::new(),
-        }));
+        return Ok(Some((
+            EpisodeCommit {
+                read: instance,
+                updated,
+                history: HistoryChange::Append(Vec::new()),
+                consumed_through,
+                timers: Vec::new(),
+                activities: Vec::new(),
+                children: Vec::new(),
+                sent_events: Vec::new(),
+                requeued: Vec::new(),
+            },
+            None,
+        )));
     }
 
     // Events up to the first termination request; the store refuses
@@ -117,6 +123,7 @@ pub(crate) fn plan(
         children: Vec::new(),
         sent_events: Vec::new(),
     };
+    let mut still_warm = None;
     let nothing_for_the_guest = events.iter().all(|entry| {
         matches!(
             entry,
@@ -131,8 +138,12 @@ pub(crate) fn plan(
         generation.new_entries.append(&mut events);
         Outcome::Running
     } else {
-        match run_guest(runtime, &instance, &mut generation, events, now) {
-            Ok(outcome) => outcome,
+        let cached = warm.take(&instance.id);
+        match run_guest(runtime, &instance, &mut generation, events, now, cached) {
+            Ok((outcome, live)) => {
+                still_warm = live;
+                outcome
+            }
             // A termination needs no guest: record what arrived and stop.
             Err(GuestError::UnknownOrchestrator(_)) if termination.is_some() => Outcome::Running,
             Err(GuestError::UnknownOrchestrator(name)) => {
@@ -200,7 +211,7 @@ pub(crate) fn plan(
     }
     let children = std::mem::take(&mut generation.children);
     let sent_events = std::mem::take(&mut generation.sent_events);
-    Ok(Some(EpisodeCommit {
+    let commit = EpisodeCommit {
         read: instance,
         updated,
         history: generation.into_change(),
@@ -210,7 +221,8 @@ pub(crate) fn plan(
         children,
         sent_events,
         requeued: Vec::new(),
-    }))
+    };
+    Ok(Some((commit, still_warm)))
 }
 
 /// The history entry a queued event or result becomes; `None` for messages
@@ -333,7 +345,8 @@ fn run_guest(
     generation: &mut Generation,
     mut events: Vec<HistoryEntry>,
     now: Millis,
-) -> Result<Outcome, GuestError> {
+    mut warm: Option<WarmExecution>,
+) -> Result<(Outcome, Option<WarmExecution>), GuestError> {
     let mut idle_generations = 0;
     'generations: loop {
         generation.start_entries(&instance.name, now);
@@ -350,15 +363,25 @@ fn run_guest(
 
         // The new entries are recorded even if the guest fails below, so
         // every consumed message stays visible in the history.
-        let mut execution = runtime.start_execution(
-            &instance.name,
-            &instance.id,
-            &generation.input,
-            generation.number,
-        )?;
-        if let Err(mismatch) = replay(&mut execution, instance, &generation.recorded)? {
-            return Ok(Outcome::Failed(mismatch));
-        }
+        let seen = guest_events_in(&generation.recorded);
+        let mut execution = match warm.take() {
+            // It saw exactly the recorded history: no replay needed.
+            Some(live) if live.generation == generation.number && live.events_seen == seen => {
+                live.execution
+            }
+            _ => {
+                let mut execution = runtime.start_execution(
+                    &instance.name,
+                    &instance.id,
+                    &generation.input,
+                    generation.number,
+                )?;
+                if let Err(mismatch) = replay(&mut execution, instance, &generation.recorded)? {
+                    return Ok((Outcome::Failed(mismatch), None));
+                }
+                execution
+            }
+        };
         let actions = execution.step(now, &episode)?;
 
         for action in actions {
@@ -403,14 +426,14 @@ fn run_guest(
                             timestamp: now,
                             output: output.clone(),
                         });
-                    return Ok(Outcome::Completed(output));
+                    return Ok((Outcome::Completed(output), None));
                 }
                 wire::Action::Fail(error) => {
                     generation.new_entries.push(HistoryEntry::ExecutionFailed {
                         timestamp: now,
                         error: error.clone(),
                     });
-                    return Ok(Outcome::Failed(error));
+                    return Ok((Outcome::Failed(error), None));
                 }
                 wire::Action::ContinueAsNew(next) => {
                     let carried = next.carried_over_events.len();
@@ -420,9 +443,12 @@ fn run_guest(
                         idle_generations + 1
                     };
                     if idle_generations >= MAX_IDLE_GENERATIONS {
-                        return Ok(Outcome::Failed(format!(
-                            "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
-                        )));
+                        return Ok((
+                            Outcome::Failed(format!(
+                                "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
+                            )),
+                            None,
+                        ));
                     }
                     generation.continue_as_new(next.input);
                     events = next
@@ -438,7 +464,14 @@ fn run_guest(
                 }
             }
         }
-        return Ok(Outcome::Running);
+        // It waits: keep it for the next episode, having seen this one too.
+        let live = WarmExecution {
+            generation: generation.number,
+            events_seen: guest_events_in(&generation.recorded)
+                + guest_events_in(&generation.new_entries),
+            execution,
+        };
+        return Ok((Outcome::Running, Some(live)));
     }
 }
 
@@ -553,6 +586,14 @@ fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryE
         }
         _ => return None,
     })
+}
+
+/// How many of `entries` the guest is fed.
+fn guest_events_in(entries: &[HistoryEntry]) -> usize {
+    entries
+        .iter()
+        .filter(|entry| guest_event(entry, "").is_some())
+        .count()
 }
 
 /// Whether the entry records something the guest did (and replay must repeat).

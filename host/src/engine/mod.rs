@@ -12,6 +12,7 @@ mod episode;
 mod rewind;
 mod scheduler;
 mod timers;
+mod warm;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub struct EngineConfig {
     pub activity_workers: usize,
     /// Wall-clock time one activity call may take.
     pub activity_timeout: Duration,
+    /// Guest executions kept alive between episodes (0: replay every time).
+    pub warm_executions: usize,
 }
 
 /// The orchestration engine; cheap to clone.
@@ -66,6 +69,8 @@ struct Shared {
     timers_changed: tokio::sync::Notify,
     /// Wakes activity workers when an episode scheduled activities.
     activities_changed: tokio::sync::Notify,
+    /// Guest executions kept alive between episodes.
+    warm: warm::WarmCache,
     config: EngineConfig,
 }
 
@@ -78,6 +83,7 @@ impl Engine {
                 scheduler: Scheduler::new(config.workers),
                 timers_changed: tokio::sync::Notify::new(),
                 activities_changed: tokio::sync::Notify::new(),
+                warm: warm::WarmCache::new(config.warm_executions),
                 config,
             }),
         }
@@ -333,11 +339,17 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             let Some(work) = store.load_work(&id)? else {
                 return Ok(Vec::new());
             };
-            let Some(commit) = episode::plan(&runtime, work, now_millis())? else {
+            let Some((commit, live)) =
+                episode::plan(&runtime, &shared.warm, work, now_millis())?
+            else {
                 return Ok(Vec::new());
             };
             match store.commit_episode(&commit)? {
                 CommitOutcome::Committed { notify } => {
+                    // Only an execution whose episode committed stays warm.
+                    if let Some(live) = live {
+                        shared.warm.put(&id, live);
+                    }
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
                     if !commit.timers.is_empty() {
                         shared.timers_changed.notify_one();
