@@ -31,7 +31,7 @@ pub struct ServeConfig {
 
 /// `sha256:0123456789ab`: enough of a version to tell builds apart in a log.
 pub fn short_version(version: &str) -> &str {
-    &version[..version.len().min("sha256:".len() + 12)]
+    version.get(.."sha256:".len() + 12).unwrap_or(version)
 }
 
 /// Runs the host until the process is stopped.

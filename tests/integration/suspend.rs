@@ -116,3 +116,34 @@ async fn suspended_instances_can_be_terminated_and_finished_ones_not_suspended()
     let reply = host.post("/instances/nobody/suspend", "").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_that_finishes_before_a_queued_suspension_takes_effect_completes() {
+    let components = crate::harness::components();
+    let mut host = TestHost::start_with(&[&components.singleton_job]).await;
+    let id = host.start_instance("SingletonJob", None, "").await;
+    host.wait_for_status(&id, "Running").await;
+
+    // With the component away, messages queue up unapplied: "stop", a
+    // suspension, and an event behind it, all accepted.
+    let file = host.functions_dir().join("singleton_job.wasm");
+    let kept = std::fs::read(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    host.restart().await;
+    assert_eq!(
+        host.raise(&id, "command", "\"stop\"").await.status,
+        StatusCode::ACCEPTED
+    );
+    let reply = host.post(&format!("/instances/{id}/suspend"), "").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        host.raise(&id, "command", "\"late\"").await.status,
+        StatusCode::ACCEPTED
+    );
+
+    // One episode reads all three: "stop" completes the job first.
+    std::fs::write(&file, kept).unwrap();
+    host.restart().await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    assert_eq!(done["output"]["processed"], 0, "{done}");
+}

@@ -335,6 +335,10 @@ pub(super) async fn rewind(
         RewindOutcome::NotFailed(status) if status.is_terminal() => {
             Err(gone(&id, status, "rewind"))
         }
+        RewindOutcome::Changed => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("instance '{id}' changed while it was being rewound; try again"),
+        )),
         RewindOutcome::NotFailed(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(

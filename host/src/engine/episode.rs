@@ -67,6 +67,8 @@ pub(crate) fn plan(
     let mut termination = None;
     let mut suspended = instance.status == RuntimeStatus::Suspended;
     let mut held: Vec<QueuedMessage> = Vec::new();
+    // The reason of a suspension this episode applies, if it still stands.
+    let mut suspension: Option<String> = None;
     for queued in messages {
         match queued.message {
             _ if termination.is_some() => {}
@@ -74,6 +76,7 @@ pub(crate) fn plan(
             Message::Suspend { reason } => {
                 if !suspended {
                     suspended = true;
+                    suspension = Some(reason.clone());
                     events.push(HistoryEntry::ExecutionSuspended {
                         timestamp: now,
                         reason,
@@ -83,6 +86,7 @@ pub(crate) fn plan(
             Message::Resume { reason } => {
                 if suspended {
                     suspended = false;
+                    suspension = None;
                     events.push(HistoryEntry::ExecutionResumed {
                         timestamp: now,
                         reason,
@@ -103,7 +107,9 @@ pub(crate) fn plan(
             message => events.extend(event_entry(message, instance.generation, now)),
         }
     }
-    // Held messages stay queued, in order, for the resume.
+    // Held messages stay queued, in order, for the resume (unless the
+    // instance finishes below: then nothing will ever read them).
+    let read_through = consumed_through;
     let consumed_through = match held.first() {
         Some(first) if termination.is_none() => first.seq - 1,
         _ => consumed_through,
@@ -159,6 +165,29 @@ pub(crate) fn plan(
         (Outcome::Running, Some(reason)) => Outcome::Terminated(reason),
         (outcome, _) => outcome,
     };
+    let consumed_through = if matches!(outcome, Outcome::Running) {
+        consumed_through
+    } else {
+        if consumed_through < read_through {
+            tracing::warn!(instance = %instance.id, count = held.len(), "the instance finished before it was resumed; dropping the events held for the resume");
+        }
+        read_through
+    };
+    // A continue-as-new in this episode started a fresh history; the
+    // suspension belongs in it.
+    if let Some(reason) = &suspension
+        && !generation
+            .new_entries
+            .iter()
+            .any(|entry| matches!(entry, HistoryEntry::ExecutionSuspended { .. }))
+    {
+        generation
+            .new_entries
+            .push(HistoryEntry::ExecutionSuspended {
+                timestamp: now,
+                reason: reason.clone(),
+            });
+    }
     updated.generation = generation.number;
     updated.input = generation.input.clone();
     if let Some(value) = generation.custom_status.take() {

@@ -31,6 +31,8 @@ pub enum RewindOutcome {
     NotFound,
     /// Only failed instances can be rewound.
     NotFailed(RuntimeStatus),
+    /// Something reached the instance while it was being rewound.
+    Changed,
 }
 
 /// Errors the engine reports to its callers.
@@ -297,11 +299,7 @@ impl Engine {
             match store.commit_episode(&commit)? {
                 CommitOutcome::Committed { .. } => Ok(RewindOutcome::Rewound),
                 // Failed instances change only by a purge or a new start.
-                CommitOutcome::Stale | CommitOutcome::LateMessages => {
-                    anyhow::bail!(
-                        "instance {instance_id} changed while it was being rewound; try again"
-                    )
-                }
+                CommitOutcome::Stale | CommitOutcome::LateMessages => Ok(RewindOutcome::Changed),
             }
         })
         .await?;

@@ -3,8 +3,11 @@
 //! The history is cut at the start of the episode that saw the first
 //! failure. What arrived from outside after the cut (events, activity
 //! results, fired timers, sub-orchestration results) is queued again in
-//! order; failed activities are not, so they run again; activities and
-//! timers the kept history still waits for are scheduled again. A `Rewind`
+//! order (results only of tasks the kept history started: the re-run takes
+//! the cut actions again); failed activities are not, so they run again;
+//! activities and timers the kept history still waits for are scheduled
+//! again. Like any re-run, it repeats the cut actions' effects: activities
+//! run again, events are sent again. A `Rewind`
 //! message makes the orchestrator run at once. Everything commits in one
 //! episode transaction, refused if the instance changed meanwhile.
 
@@ -36,8 +39,29 @@ pub(super) fn plan(
         .unwrap_or(first_failure);
     let (kept, removed) = history.split_at(cut);
 
+    // Results are queued again only for tasks the kept history started:
+    // the re-run takes the cut actions again, and they produce their own.
+    let mut started = HashSet::new();
+    for entry in kept {
+        if let HistoryEntry::TaskScheduled { id, .. }
+        | HistoryEntry::TimerCreated { id, .. }
+        | HistoryEntry::SubOrchestrationCreated { id, .. } = entry
+        {
+            started.insert(*id);
+        }
+    }
     let mut requeued = vec![Message::Rewind { reason }];
     for entry in removed {
+        let is_result_of_cut_task = match entry {
+            HistoryEntry::TaskCompleted { id, .. }
+            | HistoryEntry::TimerFired { id, .. }
+            | HistoryEntry::SubOrchestrationCompleted { id, .. }
+            | HistoryEntry::SubOrchestrationFailed { id, .. } => !started.contains(id),
+            _ => false,
+        };
+        if is_result_of_cut_task {
+            continue;
+        }
         requeued.extend(match entry.clone() {
             HistoryEntry::EventRaised {
                 timestamp,
@@ -181,6 +205,15 @@ mod tests {
                 timestamp: 5,
                 id: 1,
                 error: "boom".into(),
+            },
+            // The orchestrator caught the failure and went on; the re-run
+            // will schedule task 3 again, so its old result is not queued.
+            scheduled(3),
+            HistoryEntry::OrchestratorStarted { timestamp: 6 },
+            HistoryEntry::TaskCompleted {
+                timestamp: 6,
+                id: 3,
+                output: "3".into(),
             },
             HistoryEntry::ExecutionFailed {
                 timestamp: 5,

@@ -67,7 +67,8 @@ pub struct InstanceFilter {
 
 /// Where a page of a query ended. Queries are ordered by creation time,
 /// then ID, so a walk through all pages sees every instance that existed
-/// when it began exactly once, however many are created meanwhile.
+/// when it began exactly once, however many are created meanwhile (an
+/// instance started again under its ID counts as created anew).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageCursor {
     pub created_at: Millis,

@@ -107,9 +107,15 @@ impl SqliteStore {
             );
         }
         if version == 1 {
-            // Version 2 added the original input, for restarts.
+            // Version 2 added the original input, for restarts. One
+            // transaction: a crash leaves version 1 or a complete version 2.
             connection
-                .execute_batch("ALTER TABLE instances ADD COLUMN original_input TEXT")
+                .execute_batch(
+                    "BEGIN IMMEDIATE;
+                     ALTER TABLE instances ADD COLUMN original_input TEXT;
+                     PRAGMA user_version = 2;
+                     COMMIT;",
+                )
                 .context("cannot upgrade the schema to version 2")?;
         }
         connection
