@@ -160,6 +160,17 @@ async fn race(ctx: OrchestrationContext) -> Result<Value, Error> {
     Ok(winner)
 }
 
+/// Counts "item" events forever, without continue-as-new, so its history
+/// grows; shows the count as its custom status. For the warm-execution bench.
+async fn accumulates(ctx: OrchestrationContext) -> Result<u64, Error> {
+    let mut count: u64 = 0;
+    loop {
+        ctx.wait_for_event::<Value>("item").await?;
+        count += 1;
+        ctx.set_custom_status(count)?;
+    }
+}
+
 /// Sleeps on a durable timer for its input, in milliseconds.
 async fn sleeps(ctx: OrchestrationContext) -> Result<(), Error> {
     let ms: u64 = ctx.input()?;
@@ -203,6 +214,7 @@ reprise_sdk::export! {
         "Sender" => sender,
         "Race" => race,
         "Sleeps" => sleeps,
+        "Accumulates" => accumulates,
     }
     activities {
         "AlwaysFails" => always_fails,
