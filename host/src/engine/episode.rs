@@ -15,7 +15,7 @@ use crate::model::{
 use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
 use crate::store::{EpisodeCommit, HistoryChange, NewInstance, WorkItem};
 
-use super::warm::{WarmCache, WarmExecution};
+use super::warm::WarmExecution;
 
 /// Consecutive generations that consume no event before an orchestrator is
 /// declared to be looping through continue-as-new forever.
@@ -26,13 +26,14 @@ const MAX_IDLE_GENERATIONS: usize = 10_000;
 /// `Err` is a host failure (not the guest's): nothing is decided, retry later.
 pub(crate) fn plan(
     runtime: &Runtime,
-    warm: &WarmCache,
+    warm: Option<WarmExecution>,
     work: WorkItem,
     now: Millis,
 ) -> anyhow::Result<Option<(EpisodeCommit, Option<WarmExecution>)>> {
     let WorkItem {
         instance,
         history,
+        history_len,
         messages,
     } = work;
     let first_seq = messages.first().map_or(0, |queued| queued.seq);
@@ -123,6 +124,7 @@ pub(crate) fn plan(
         number: instance.generation,
         input: instance.input.clone(),
         recorded: history,
+        recorded_len: history_len,
         new_entries: Vec::new(),
         replaced: false,
         custom_status: None,
@@ -136,16 +138,14 @@ pub(crate) fn plan(
             HistoryEntry::ExecutionSuspended { .. } | HistoryEntry::ExecutionResumed { .. }
         )
     });
-    let outcome = if nothing_for_the_guest
-        && (termination.is_some() || !generation.recorded.is_empty())
+    let outcome = if nothing_for_the_guest && (termination.is_some() || generation.recorded_len > 0)
     {
         // Nothing for the guest to see: record the host's decisions only.
         generation.start_entries(&instance.name, now);
         generation.new_entries.append(&mut events);
         Outcome::Running
     } else {
-        let cached = warm.take(&instance.id);
-        match run_guest(runtime, &instance, &mut generation, events, now, cached) {
+        match run_guest(runtime, &instance, &mut generation, events, now, warm) {
             Ok((outcome, live)) => {
                 still_warm = live;
                 outcome
@@ -323,8 +323,11 @@ enum Outcome {
 struct Generation {
     number: u32,
     input: String,
-    /// Entries already in the store for this generation.
+    /// Entries already in the store for this generation; empty when a warm
+    /// execution has seen them (and they were not read).
     recorded: Vec<HistoryEntry>,
+    /// How many entries are in the store for this generation.
+    recorded_len: usize,
     /// Entries this episode adds.
     new_entries: Vec<HistoryEntry>,
     /// Whether this episode started the generation (its history replaces the stored one).
@@ -340,7 +343,7 @@ struct Generation {
 
 impl Generation {
     fn start_entries(&mut self, name: &str, now: Millis) {
-        if self.recorded.is_empty() && self.new_entries.is_empty() {
+        if self.recorded_len == 0 && self.new_entries.is_empty() {
             self.new_entries.push(HistoryEntry::ExecutionStarted {
                 timestamp: now,
                 name: name.to_owned(),
@@ -353,6 +356,7 @@ impl Generation {
         self.number += 1;
         self.input = input;
         self.recorded.clear();
+        self.recorded_len = 0;
         self.new_entries.clear();
         self.replaced = true;
     }
@@ -392,13 +396,10 @@ fn run_guest(
 
         // The new entries are recorded even if the guest fails below, so
         // every consumed message stays visible in the history.
-        let seen = guest_events_in(&generation.recorded);
         let mut execution = match warm.take() {
-            // It saw exactly the recorded history: no replay needed.
-            Some(live) if live.generation == generation.number && live.events_seen == seen => {
-                live.execution
-            }
-            _ => {
+            // The caller checked it saw exactly the stored history.
+            Some(live) => live.execution,
+            None => {
                 let mut execution = runtime.start_execution(
                     &instance.name,
                     &instance.id,
@@ -495,9 +496,9 @@ fn run_guest(
         }
         // It waits: keep it for the next episode, having seen this one too.
         let live = WarmExecution {
+            created_at: instance.created_at,
             generation: generation.number,
-            events_seen: guest_events_in(&generation.recorded)
-                + guest_events_in(&generation.new_entries),
+            history_len: generation.recorded_len + generation.new_entries.len(),
             execution,
         };
         return Ok((Outcome::Running, Some(live)));
@@ -615,14 +616,6 @@ fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryE
         }
         _ => return None,
     })
-}
-
-/// How many of `entries` the guest is fed.
-fn guest_events_in(entries: &[HistoryEntry]) -> usize {
-    entries
-        .iter()
-        .filter(|entry| guest_event(entry, "").is_some())
-        .count()
 }
 
 /// Whether the entry records something the guest did (and replay must repeat).

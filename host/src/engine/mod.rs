@@ -334,11 +334,24 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
         // read the inbox: plan again with them. Bounded, since each retry
         // means another client got a 202 in between.
         for _ in 0..1_000 {
-            let Some(work) = store.load_work(&id)? else {
+            // Every episode takes the warm execution out: one it does not
+            // use is dropped, so none outlives a change it did not see.
+            let warm = shared.warm.take(&id);
+            let Some(mut work) = store.load_work(&id, warm.is_none())? else {
                 return Ok(Vec::new());
             };
-            let Some((commit, live)) =
-                episode::plan(&runtime, &shared.warm, work, now_millis())?
+            let warm = match warm {
+                Some(warm) if warm.matches(&work) => Some(warm),
+                Some(_) => {
+                    let Some(full) = store.load_work(&id, true)? else {
+                        return Ok(Vec::new());
+                    };
+                    work = full;
+                    None
+                }
+                None => None,
+            };
+            let Some((commit, live)) = episode::plan(&runtime, warm, work, now_millis())?
             else {
                 return Ok(Vec::new());
             };

@@ -5,21 +5,36 @@
 //! An entry is taken out of the cache by the episode that uses it and put
 //! back only after that episode's commit, so a failed, stale or refused
 //! episode can never leave behind an execution that saw uncommitted events.
-//! An entry is used only if it saw exactly the recorded history: the same
-//! generation, and as many guest-visible events. Least recently used
-//! entries are evicted beyond the capacity; they replay on their next event.
+//! An entry is used only if it saw exactly the stored history (see
+//! [`WarmExecution::matches`]); then the episode does not even read the
+//! history. Least recently used entries are evicted beyond the capacity;
+//! they replay on their next event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use crate::model::Millis;
 use crate::runtime::GuestExecution;
+use crate::store::WorkItem;
 
-/// A live execution and how much of its generation's history it has seen.
+/// A live execution and the history it has seen: the committed history of
+/// `generation` of the instance created at `created_at`, `history_len`
+/// entries long. Any entry added without it (a host decision, an episode
+/// that failed to commit) makes the lengths differ, and it is not used.
 pub(super) struct WarmExecution {
+    pub(super) created_at: Millis,
     pub(super) generation: u32,
-    /// Guest-visible history events fed to it so far.
-    pub(super) events_seen: usize,
+    pub(super) history_len: usize,
     pub(super) execution: GuestExecution,
+}
+
+impl WarmExecution {
+    /// Whether it saw exactly the history `work` describes.
+    pub(super) fn matches(&self, work: &WorkItem) -> bool {
+        self.created_at == work.instance.created_at
+            && self.generation == work.instance.generation
+            && self.history_len == work.history_len
+    }
 }
 
 /// The warm executions of the engine, by instance ID.

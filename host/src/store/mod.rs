@@ -79,8 +79,10 @@ pub struct PageCursor {
 #[derive(Debug, Clone)]
 pub struct WorkItem {
     pub instance: Instance,
-    /// The current generation's history.
+    /// The current generation's history (empty if not asked for).
     pub history: Vec<HistoryEntry>,
+    /// How many entries the current generation's history has.
+    pub history_len: usize,
     /// Every message queued for the instance, oldest first; never empty.
     pub messages: Vec<QueuedMessage>,
 }
@@ -210,7 +212,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The instance, its history and its queued messages; `None` when no
     /// message is queued (nothing to do).
-    fn load_work(&self, id: &str) -> anyhow::Result<Option<WorkItem>>;
+    /// With `with_history` false, `history` is left empty (only its length
+    /// is read): for an episode whose live execution has seen it already.
+    fn load_work(&self, id: &str, with_history: bool) -> anyhow::Result<Option<WorkItem>>;
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome>;
 

@@ -281,6 +281,15 @@ fn select_history(connection: &Connection, id: &str) -> anyhow::Result<Vec<Histo
     .collect()
 }
 
+/// The number of entries in the instance's current generation, from the
+/// primary key alone.
+fn history_len(connection: &Connection, instance: &Instance) -> anyhow::Result<usize> {
+    let last: Option<i64> = connection
+        .prepare_cached("SELECT MAX(seq) FROM history WHERE instance_id = ?1 AND generation = ?2")?
+        .query_row(params![instance.id, instance.generation], |row| row.get(0))?;
+    Ok(last.map_or(0, |last| last as usize + 1))
+}
+
 fn select_messages(connection: &Connection, id: &str) -> anyhow::Result<Vec<QueuedMessage>> {
     let mut statement = connection
         .prepare_cached("SELECT seq, message FROM inbox WHERE instance_id = ?1 ORDER BY seq")?;
@@ -540,7 +549,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn load_work(&self, id: &str) -> anyhow::Result<Option<WorkItem>> {
+    fn load_work(&self, id: &str, with_history: bool) -> anyhow::Result<Option<WorkItem>> {
         // One read transaction, so instance, history and inbox agree.
         self.read(|connection| {
             let messages = select_messages(connection, id)?;
@@ -550,10 +559,17 @@ impl Store for SqliteStore {
             let instance = select_instance(connection, id)?.with_context(|| {
                 format!("instance {id} has queued messages but no instance row")
             })?;
-            let history = select_history(connection, id)?;
+            let (history, history_len) = if with_history {
+                let history = select_history(connection, id)?;
+                let len = history.len();
+                (history, len)
+            } else {
+                (Vec::new(), history_len(connection, &instance)?)
+            };
             Ok(Some(WorkItem {
                 instance,
                 history,
+                history_len,
                 messages,
             }))
         })
@@ -578,12 +594,8 @@ impl Store for SqliteStore {
             let updated = &commit.updated;
             match &commit.history {
                 HistoryChange::Append(entries) => {
-                    let existing: i64 = transaction
-                        .prepare_cached(
-                            "SELECT COUNT(*) FROM history WHERE instance_id = ?1 AND generation = ?2",
-                        )?
-                        .query_row(params![id, updated.generation], |row| row.get(0))?;
-                    insert_history(transaction, id, updated.generation, existing as usize, entries)?;
+                    let existing = history_len(transaction, updated)?;
+                    insert_history(transaction, id, updated.generation, existing, entries)?;
                 }
                 HistoryChange::Replace(entries) => {
                     transaction.execute("DELETE FROM history WHERE instance_id = ?1", [id])?;

@@ -20,7 +20,10 @@ fn new_instance(id: &str) -> NewInstance {
 
 /// Commits an episode that moves the instance to `status`, consuming everything read.
 fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome {
-    let work = store.load_work(id).unwrap().expect("messages are queued");
+    let work = store
+        .load_work(id, true)
+        .unwrap()
+        .expect("messages are queued");
     let mut updated = work.instance.clone();
     updated.status = status;
     store
@@ -122,7 +125,7 @@ fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
 fn a_finishing_episode_that_missed_a_message_is_refused() {
     let (_dir, store) = store();
     store.start_instance(&new_instance("a")).unwrap();
-    let work = store.load_work("a").unwrap().unwrap();
+    let work = store.load_work("a", true).unwrap().unwrap();
     // An event lands after the episode read the inbox.
     store.raise_event("a", "e", "1", 1).unwrap();
 
@@ -148,7 +151,10 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         store.instance("a").unwrap().unwrap().status,
         RuntimeStatus::Pending
     );
-    assert_eq!(store.load_work("a").unwrap().unwrap().messages.len(), 2);
+    assert_eq!(
+        store.load_work("a", true).unwrap().unwrap().messages.len(),
+        2
+    );
 
     // A non-finishing episode commits and leaves the late message queued.
     let mut running = commit.clone();
@@ -157,7 +163,10 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         store.commit_episode(&running).unwrap(),
         CommitOutcome::Committed { notify: vec![] }
     );
-    assert_eq!(store.load_work("a").unwrap().unwrap().messages.len(), 1);
+    assert_eq!(
+        store.load_work("a", true).unwrap().unwrap().messages.len(),
+        1
+    );
     // The episode's view is now stale.
     assert_eq!(
         store.commit_episode(&running).unwrap(),
@@ -169,7 +178,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
 fn continue_as_new_replaces_the_history_with_the_new_generation() {
     let (_dir, store) = store();
     store.start_instance(&new_instance("a")).unwrap();
-    let work = store.load_work("a").unwrap().unwrap();
+    let work = store.load_work("a", true).unwrap().unwrap();
     let mut updated = work.instance.clone();
     updated.status = RuntimeStatus::Running;
     updated.generation = 7;
