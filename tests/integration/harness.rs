@@ -28,7 +28,7 @@ pub struct Components {
     pub misbehaving: PathBuf,
     pub changing_v1: PathBuf,
     pub changing_v2: PathBuf,
-    /// For the start-up bench (`host/benches/startup.rs`).
+    /// For the benches (`host/benches/`).
     #[allow(dead_code)]
     pub startup_probe: PathBuf,
 }
