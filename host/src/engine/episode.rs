@@ -165,6 +165,11 @@ pub(crate) fn plan(
         (Outcome::Running, Some(reason)) => Outcome::Terminated(reason),
         (outcome, _) => outcome,
     };
+    if !matches!(outcome, Outcome::Running) {
+        // A finished instance never steps again (a termination can follow
+        // a step that left the guest waiting).
+        still_warm = None;
+    }
     let consumed_through = if matches!(outcome, Outcome::Running) {
         consumed_through
     } else {

@@ -81,11 +81,12 @@ impl<T> Lru<T> {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             inner.tick += 1;
             let tick = inner.tick;
-            if let Some((old, _)) = inner.entries.insert(id.to_owned(), (tick, warm)) {
+            let mut evicted = Vec::new();
+            if let Some((old, replaced)) = inner.entries.insert(id.to_owned(), (tick, warm)) {
                 inner.by_use.remove(&old);
+                evicted.push((old, replaced));
             }
             inner.by_use.insert(tick, id.to_owned());
-            let mut evicted = Vec::new();
             while inner.entries.len() > self.capacity {
                 let Some((_, oldest)) = inner.by_use.pop_first() else {
                     break;
