@@ -80,6 +80,10 @@ struct ServeArgs {
     /// dropped beyond this (and replay on their next event). 0 disables.
     #[arg(long, env = "REPRISE_WARM_EXECUTIONS", default_value_t = 256)]
     warm_executions: usize,
+    /// Instances that may wait for a worker; beyond this, starts and
+    /// events get 503 with Retry-After instead of piling up.
+    #[arg(long, env = "REPRISE_MAX_BACKLOG", default_value_t = 100_000)]
+    max_backlog: usize,
     /// Memory one orchestrator instance may use, in MiB.
     #[arg(long, env = "REPRISE_GUEST_MEMORY_MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
     guest_memory_mib: usize,
@@ -130,6 +134,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
             activity_workers: args.activity_workers.unwrap_or(twice_the_cores),
             activity_timeout,
             warm_executions: args.warm_executions,
+            max_backlog: args.max_backlog,
         },
         max_body_bytes: args.max_body_bytes,
         http_hosts: AllowedHosts::new(args.allow_http_hosts),

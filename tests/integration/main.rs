@@ -15,6 +15,7 @@ mod instances;
 mod management;
 mod openapi;
 mod outgoing_http;
+mod overload;
 mod singleton;
 mod sub_orchestrations;
 mod suspend;

@@ -40,10 +40,28 @@ pub struct ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
+        let status = self.status;
+        let body = Json(ErrorBody {
             message: self.message,
-        };
-        (self.status, Json(body)).into_response()
+        });
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Overload: come back soon, as with a running instance's status.
+            return (status, [(axum::http::header::RETRY_AFTER, "1")], body).into_response();
+        }
+        (status, body).into_response()
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(error: crate::engine::EngineError) -> ApiError {
+        use crate::engine::EngineError;
+        match error {
+            EngineError::Overloaded(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            }
+            EngineError::UnknownOrchestrator(_) => ApiError::not_found(error.to_string()),
+            EngineError::Internal(error) => ApiError::from(error),
+        }
     }
 }
 

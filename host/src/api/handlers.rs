@@ -34,6 +34,7 @@ pub(super) type QueryMap = HashMap<String, String>;
         (status = 404, description = "No such orchestrator is loaded", body = ErrorBody),
         (status = 409, description = "The instance ID belongs to an unfinished instance", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 503, description = "Overloaded: retry after the Retry-After seconds", body = ErrorBody, headers(("Retry-After" = String))),
     ),
     tag = "orchestrators"
 )]
@@ -59,6 +60,7 @@ pub(super) async fn start(
         (status = 404, description = "No such orchestrator is loaded", body = ErrorBody),
         (status = 409, description = "The instance ID belongs to an unfinished instance", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 503, description = "Overloaded: retry after the Retry-After seconds", body = ErrorBody, headers(("Retry-After" = String))),
     ),
     tag = "orchestrators"
 )]
@@ -94,6 +96,7 @@ async fn start_instance(
         (status = 400, description = "Malformed instance ID or parameter", body = ErrorBody),
         (status = 404, description = "No such instance, or its orchestrator is not loaded", body = ErrorBody),
         (status = 409, description = "Reusing the ID of an unfinished instance", body = ErrorBody),
+        (status = 503, description = "Overloaded: retry after the Retry-After seconds", body = ErrorBody, headers(("Retry-After" = String))),
     ),
     tag = "instances"
 )]
@@ -130,7 +133,7 @@ fn started_response(
                 "no orchestrator named '{name}' is loaded; loaded orchestrators: {known:?}"
             ))
         }
-        EngineError::Internal(error) => ApiError::from(error),
+        other => ApiError::from(other),
     })?;
     match outcome {
         StartOutcome::Started => Ok(check_status_response(&Links::new(
@@ -213,6 +216,7 @@ pub(super) async fn status(
         (status = 404, description = "No such instance", body = ErrorBody),
         (status = 410, description = "The instance has finished or is being terminated", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 503, description = "Overloaded: retry after the Retry-After seconds", body = ErrorBody, headers(("Retry-After" = String))),
     ),
     tag = "instances"
 )]

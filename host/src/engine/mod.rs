@@ -40,6 +40,10 @@ pub enum RewindOutcome {
 pub enum EngineError {
     #[error("no orchestrator named '{0}' is loaded")]
     UnknownOrchestrator(String),
+    /// Too many instances wait for a worker: new work is refused (not
+    /// queued), so memory stays bounded and the client retries later.
+    #[error("the host is overloaded: {0} instances are waiting for a worker; retry later")]
+    Overloaded(usize),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -55,6 +59,9 @@ pub struct EngineConfig {
     pub activity_timeout: Duration,
     /// Guest executions kept alive between episodes (0: replay every time).
     pub warm_executions: usize,
+    /// Instances that may wait for a worker before new starts and events
+    /// are refused as overload.
+    pub max_backlog: usize,
 }
 
 /// The orchestration engine; cheap to clone.
@@ -135,6 +142,7 @@ impl Engine {
         if !self.shared.runtime.has_orchestrator(name) {
             return Err(EngineError::UnknownOrchestrator(name.to_owned()));
         }
+        self.check_load()?;
         let id = id.unwrap_or_else(InstanceId::generate);
         let new = NewInstance {
             id: id.as_str().to_owned(),
@@ -151,19 +159,29 @@ impl Engine {
         Ok((id, outcome))
     }
 
+    /// Refuses new work while too many instances wait for a worker.
+    fn check_load(&self) -> Result<(), EngineError> {
+        let backlog = self.shared.scheduler.backlog();
+        if backlog >= self.shared.config.max_backlog {
+            return Err(EngineError::Overloaded(backlog));
+        }
+        Ok(())
+    }
+
     /// Queues an external event; durable once this returns `Accepted`.
     pub async fn raise_event(
         &self,
         id: &InstanceId,
         event_name: &str,
         payload: String,
-    ) -> anyhow::Result<DeliveryOutcome> {
+    ) -> Result<DeliveryOutcome, EngineError> {
+        self.check_load()?;
         let message = Message::Event {
             name: event_name.to_owned(),
             payload,
             accepted_at: now_millis(),
         };
-        self.deliver(id, message).await
+        Ok(self.deliver(id, message).await?)
     }
 
     /// Queues a termination; durable once this returns `Accepted`.

@@ -25,6 +25,11 @@ impl Scheduler {
         }
     }
 
+    /// Instances with a runner, running or waiting for a worker.
+    pub(super) fn backlog(&self) -> usize {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Makes sure a runner will process `id`'s inbox after this call.
     /// `run` performs one pass over the inbox.
     pub(super) fn notify<F, Fut>(&self, id: &str, run: F)
