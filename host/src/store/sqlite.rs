@@ -4,14 +4,18 @@
 //! Tables: `instances` (one row per ID, the current generation), `history`
 //! (entries of each instance's current generation), `inbox` (accepted
 //! messages not yet applied), `timers` (durable timers not yet due) and
-//! `activities` (activities to run, leased to a worker while they run). History entries and messages are JSON of the
-//! `model` types.
+//! `activities` (activities to run, leased to a worker while they run).
+//! History entries and messages are JSON of the `model` types.
+//!
+//! Writes are group-committed by one writer thread ([`run_writer`]); reads
+//! use their own connection, so they never wait for a write.
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use anyhow::Context as _;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     ActivityWork, CommitOutcome, DeliveryOutcome, EpisodeCommit, HistoryChange, InstanceFilter,
@@ -79,9 +83,9 @@ CREATE INDEX IF NOT EXISTS activities_by_lease ON activities (lease_until, key);
 ";
 
 pub struct SqliteStore {
-    // One connection serializes every write transaction. Simple and
-    // correct; the group-commit writer of the performance work replaces it.
-    connection: Mutex<Connection>,
+    /// The writer thread's queue: it owns the writing connection and
+    /// commits every job waiting in the queue in one transaction.
+    writer: SyncSender<Job>,
     /// Reads go here, so a long write (a bulk purge batch) never holds up
     /// a status query: in WAL mode readers and the writer do not block.
     reader: Mutex<Connection>,
@@ -127,19 +131,46 @@ impl SqliteStore {
         reader
             .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
             .context("cannot configure SQLite")?;
+        let (writer, jobs) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("reprise-writer".into())
+            .spawn(move || run_writer(connection, jobs))
+            .context("cannot start the database writer")?;
         Ok(SqliteStore {
-            connection: Mutex::new(connection),
+            writer,
             reader: Mutex::new(reader),
         })
     }
 
-    /// Runs `work` in one `BEGIN IMMEDIATE` transaction and commits it.
-    fn write<T>(&self, work: impl FnOnce(&Transaction) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = work(&transaction)?;
-        transaction.commit()?;
-        Ok(value)
+    /// Runs `work` on the writer and returns once its transaction has
+    /// committed durably. `work` runs in a savepoint: if it fails, its
+    /// writes are undone and the other jobs of the group commit anyway.
+    fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let job: Job = Box::new(move |connection: Option<&Connection>| {
+            let outcome = match connection {
+                Some(connection) => in_savepoint(connection, work),
+                None => Err(anyhow::anyhow!(
+                    "the database could not begin a transaction"
+                )),
+            };
+            Box::new(move |committed: Result<(), String>| {
+                let result = match committed {
+                    Ok(()) => outcome,
+                    Err(error) => Err(anyhow::anyhow!("the commit failed: {error}")),
+                };
+                let _ = reply.send(result);
+            })
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
+        answer
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
     }
 
     /// Runs `work` on the reader connection in one read transaction: it
@@ -190,6 +221,69 @@ fn instance_from_row(row: &rusqlite::Row) -> anyhow::Result<Instance> {
     })
 }
 
+/// Jobs the writer takes into one transaction, at most.
+const GROUP: usize = 256;
+/// Jobs that may wait for the writer before writers block.
+const WRITE_QUEUE: usize = 4096;
+
+/// A write: runs on the writer's connection (or learns that the
+/// transaction could not begin) and returns what to do once the group's
+/// commit has succeeded or failed.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Group commit: takes every job waiting (up to [`GROUP`]), runs them in
+/// one transaction, commits once, then answers each. Jobs that arrive
+/// during a commit's fsync make up the next group.
+fn run_writer(connection: Connection, jobs: Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = connection.execute_batch("BEGIN IMMEDIATE");
+        let open = began.is_ok().then_some(&connection);
+        let finishes: Vec<Finish> = group.into_iter().map(|job| job(open)).collect();
+        let committed = match began {
+            Err(error) => Err(error.to_string()),
+            Ok(()) => connection.execute_batch("COMMIT").map_err(|error| {
+                let _ = connection.execute_batch("ROLLBACK");
+                error.to_string()
+            }),
+        };
+        if let Err(error) = &committed {
+            tracing::error!("a database transaction failed: {error}");
+        }
+        for finish in finishes {
+            finish(committed.clone());
+        }
+    }
+}
+
+/// Runs `work` in a savepoint of the open transaction: kept if it returns
+/// `Ok`, rolled back if it fails or panics.
+fn in_savepoint<T>(
+    connection: &Connection,
+    work: impl FnOnce(&Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    connection.execute_batch("SAVEPOINT job")?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(connection)))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("a database write panicked")));
+    match outcome {
+        Ok(value) => {
+            connection.execute_batch("RELEASE job")?;
+            Ok(value)
+        }
+        Err(error) => {
+            connection.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(error)
+        }
+    }
+}
+
 fn select_instance(connection: &Connection, id: &str) -> anyhow::Result<Option<Instance>> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?1"
@@ -232,7 +326,7 @@ fn filter_clause(filter: &InstanceFilter) -> (String, Vec<rusqlite::types::Value
 }
 
 /// Starts a generation under `new.id` unless an unfinished instance holds it.
-fn start_generation(transaction: &Transaction, new: &NewInstance) -> anyhow::Result<StartOutcome> {
+fn start_generation(transaction: &Connection, new: &NewInstance) -> anyhow::Result<StartOutcome> {
     let existing = select_instance(transaction, &new.id)?;
     let generation = match &existing {
         Some(instance) if !instance.status.is_terminal() => {
@@ -308,7 +402,7 @@ fn select_messages(connection: &Connection, id: &str) -> anyhow::Result<Vec<Queu
     .collect()
 }
 
-fn insert_message(transaction: &Transaction, id: &str, message: &Message) -> anyhow::Result<()> {
+fn insert_message(transaction: &Connection, id: &str, message: &Message) -> anyhow::Result<()> {
     transaction
         .prepare_cached("INSERT INTO inbox (instance_id, message) VALUES (?1, ?2)")?
         .execute(params![id, serde_json::to_string(message)?])?;
@@ -316,7 +410,7 @@ fn insert_message(transaction: &Transaction, id: &str, message: &Message) -> any
 }
 
 fn insert_history(
-    transaction: &Transaction,
+    transaction: &Connection,
     id: &str,
     generation: u32,
     first_seq: usize,
@@ -337,7 +431,7 @@ fn insert_history(
 }
 
 /// Checks that `id` names a live instance with no termination queued.
-fn check_deliverable(transaction: &Transaction, id: &str) -> anyhow::Result<DeliveryOutcome> {
+fn check_deliverable(transaction: &Connection, id: &str) -> anyhow::Result<DeliveryOutcome> {
     let Some(instance) = select_instance(transaction, id)? else {
         return Ok(DeliveryOutcome::NotFound);
     };
@@ -360,10 +454,7 @@ fn check_deliverable(transaction: &Transaction, id: &str) -> anyhow::Result<Deli
 /// starting children, delivering sent events, reporting to the parent, and
 /// terminating the children of a terminated instance. Returns the instances
 /// that received messages.
-fn deliver_outbox(
-    transaction: &Transaction,
-    commit: &EpisodeCommit,
-) -> anyhow::Result<Vec<String>> {
+fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::Result<Vec<String>> {
     let id = commit.updated.id.as_str();
     let mut notify = Vec::new();
     for child in &commit.children {
@@ -441,7 +532,7 @@ fn deliver_outbox(
 }
 
 /// Deletes an instance and everything stored for it.
-fn delete_instance(transaction: &Transaction, id: &str) -> anyhow::Result<()> {
+fn delete_instance(transaction: &Connection, id: &str) -> anyhow::Result<()> {
     for table in ["history", "inbox", "timers", "activities", "instances"] {
         transaction
             .prepare_cached(&format!("DELETE FROM {table} WHERE instance_id = ?1"))?
@@ -452,14 +543,16 @@ fn delete_instance(transaction: &Transaction, id: &str) -> anyhow::Result<()> {
 
 impl Store for SqliteStore {
     fn start_instance(&self, new: &NewInstance) -> anyhow::Result<StartOutcome> {
-        self.write(|transaction| start_generation(transaction, new))
+        let new = new.clone();
+        self.write(move |transaction| start_generation(transaction, &new))
     }
 
     fn deliver(&self, id: &str, message: &Message) -> anyhow::Result<DeliveryOutcome> {
-        self.write(|transaction| {
-            let outcome = check_deliverable(transaction, id)?;
+        let (id, message) = (id.to_owned(), message.clone());
+        self.write(move |transaction| {
+            let outcome = check_deliverable(transaction, &id)?;
             if outcome == DeliveryOutcome::Accepted {
-                insert_message(transaction, id, message)?;
+                insert_message(transaction, &id, &message)?;
             }
             Ok(outcome)
         })
@@ -484,7 +577,9 @@ impl Store for SqliteStore {
     }
 
     fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome> {
-        self.write(|transaction| {
+        let id = id.to_owned();
+        self.write(move |transaction| {
+            let id = id.as_str();
             let Some(instance) = select_instance(transaction, id)? else {
                 return Ok(PurgeOutcome::NotFound);
             };
@@ -537,7 +632,7 @@ impl Store for SqliteStore {
              ORDER BY created_at, instance_id LIMIT ?{}",
             values.len()
         );
-        self.write(|transaction| {
+        self.write(move |transaction| {
             let ids: Vec<String> = transaction
                 .prepare_cached(&select)?
                 .query_map(rusqlite::params_from_iter(values), |row| row.get(0))?
@@ -576,8 +671,10 @@ impl Store for SqliteStore {
     }
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
-        let id = commit.read.id.as_str();
-        self.write(|transaction| {
+        let commit = commit.clone();
+        self.write(move |transaction| {
+            let commit = &commit;
+            let id = commit.read.id.as_str();
             if select_instance(transaction, id)?.as_ref() != Some(&commit.read) {
                 return Ok(CommitOutcome::Stale);
             }
@@ -660,7 +757,7 @@ impl Store for SqliteStore {
     }
 
     fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {
-        self.write(|transaction| {
+        self.write(move |transaction| {
             let due: Vec<(String, u32, i64, i64)> = transaction
                 .prepare_cached(
                     "SELECT instance_id, generation, task_id, fire_at FROM timers
@@ -699,7 +796,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_activity(&self, now: Millis, lease: Millis) -> anyhow::Result<Option<ActivityWork>> {
-        self.write(|transaction| {
+        self.write(move |transaction| {
             let work = transaction
                 .prepare_cached(
                     "UPDATE activities SET lease_until = ?2
@@ -726,7 +823,8 @@ impl Store for SqliteStore {
         work: &ActivityWork,
         result: Result<String, String>,
     ) -> anyhow::Result<bool> {
-        self.write(|transaction| {
+        let work = work.clone();
+        self.write(move |transaction| {
             let removed = transaction
                 .prepare_cached("DELETE FROM activities WHERE key = ?1")?
                 .execute([work.key])?;
@@ -744,7 +842,7 @@ impl Store for SqliteStore {
     }
 
     fn release_activity_leases(&self) -> anyhow::Result<usize> {
-        self.write(|transaction| {
+        self.write(move |transaction| {
             Ok(transaction.execute(
                 "UPDATE activities SET lease_until = 0 WHERE lease_until > 0",
                 [],
