@@ -2,8 +2,8 @@
 //! message is applied.
 //!
 //! [`Engine`] is what the HTTP API calls. Each request is committed to the
-//! store first, then the instance is handed to the [`scheduler`], which runs
-//! [`episode`]s for it, one at a time per instance and several instances at
+//! store first, then the instance is handed to the `scheduler`, which runs
+//! `episode`s for it, one at a time per instance and several instances at
 //! once. Start reading at [`Engine::raise_event`] and follow it into
 //! `scheduler::Scheduler::notify` and `episode::plan`.
 
@@ -302,7 +302,7 @@ impl Engine {
             .map(Some)
     }
 
-    /// Rewinds a failed instance to its last good point (see [`rewind`]).
+    /// Rewinds a failed instance to its last good point (see `rewind.rs`).
     pub async fn rewind(&self, id: &InstanceId, reason: String) -> anyhow::Result<RewindOutcome> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();

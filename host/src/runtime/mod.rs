@@ -9,7 +9,7 @@
 //! Two sandboxes share one engine. Orchestrators get WASI with no
 //! filesystem, network, environment or arguments; their clocks read the
 //! episode's recorded time and their random source is seeded from instance
-//! ID and generation ([`determinism`]); NaN bit patterns are canonicalized;
+//! ID and generation (`determinism.rs`); NaN bit patterns are canonicalized;
 //! each step has a fuel budget. Activities get real clocks and randomness
 //! and a wall-clock timeout (epoch interruption), and may send HTTP requests
 //! to the hosts the operator allowed (`http.rs`). Every guest has a memory
