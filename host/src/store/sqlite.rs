@@ -244,13 +244,33 @@ fn run_writer(connection: Connection, jobs: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let began = connection.execute_batch("BEGIN IMMEDIATE");
-        let open = began.is_ok().then_some(&connection);
-        let finishes: Vec<Finish> = group.into_iter().map(|job| job(open)).collect();
-        let committed = match began {
-            Err(error) => Err(error.to_string()),
-            Ok(()) => connection.execute_batch("COMMIT").map_err(|error| {
-                let _ = connection.execute_batch("ROLLBACK");
+        let mut began = connection.execute_batch("BEGIN IMMEDIATE");
+        if began.is_err() && !connection.is_autocommit() {
+            // A transaction left open by an earlier failure: end it, retry.
+            let _ = connection.execute_batch("ROLLBACK");
+            began = connection.execute_batch("BEGIN IMMEDIATE");
+        }
+        let mut failure = began.err().map(|error| error.to_string());
+        let mut finishes: Vec<Finish> = Vec::with_capacity(group.len());
+        for job in group {
+            if failure.is_some() {
+                finishes.push(job(None));
+                continue;
+            }
+            finishes.push(job(Some(&connection)));
+            if connection.is_autocommit() {
+                // SQLite rolled the whole transaction back (a full disk, an
+                // I/O error): nothing of the group stands, and the rest must
+                // not run outside a transaction.
+                failure = Some("SQLite rolled the transaction back".to_owned());
+            }
+        }
+        let committed = match failure {
+            Some(error) => Err(error),
+            None => connection.execute_batch("COMMIT").map_err(|error| {
+                if !connection.is_autocommit() {
+                    let _ = connection.execute_batch("ROLLBACK");
+                }
                 error.to_string()
             }),
         };
@@ -272,13 +292,22 @@ fn in_savepoint<T>(
     connection.execute_batch("SAVEPOINT job")?;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(connection)))
         .unwrap_or_else(|_| Err(anyhow::anyhow!("a database write panicked")));
-    match outcome {
-        Ok(value) => {
-            connection.execute_batch("RELEASE job")?;
-            Ok(value)
+    let undo = || {
+        if let Err(error) = connection.execute_batch("ROLLBACK TO job; RELEASE job") {
+            tracing::error!("cannot roll back a failed write: {error}");
         }
+    };
+    match outcome {
+        Ok(value) => match connection.execute_batch("RELEASE job") {
+            Ok(()) => Ok(value),
+            Err(error) => {
+                undo();
+                Err(error.into())
+            }
+        },
         Err(error) => {
-            connection.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            // The job's own error is the one worth reporting.
+            undo();
             Err(error)
         }
     }

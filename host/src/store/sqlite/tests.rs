@@ -273,3 +273,43 @@ fn queries_page_in_creation_order_and_bulk_purge_skips_live_instances() {
     assert!(store.instance("a").unwrap().is_none());
     assert!(store.instance("b").unwrap().is_some());
 }
+
+#[test]
+fn concurrent_writes_commit_together_and_a_failing_one_is_undone_alone() {
+    let (_dir, store) = store();
+    let store = std::sync::Arc::new(store);
+    let threads: Vec<_> = (0..8)
+        .map(|thread| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut kept = 0;
+                for n in 0..50 {
+                    let fails = n % 3 == 0;
+                    let result = store.write(move |connection| {
+                        connection.execute(
+                            "INSERT INTO inbox (instance_id, message) VALUES (?1, '{}')",
+                            [format!("t{thread}-{n}")],
+                        )?;
+                        if fails {
+                            anyhow::bail!("this write fails after inserting");
+                        }
+                        Ok(())
+                    });
+                    assert_eq!(result.is_err(), fails);
+                    kept += usize::from(!fails);
+                }
+                kept
+            })
+        })
+        .collect();
+    let kept: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let rows: usize =
+        store
+            .read(|connection| {
+                Ok(connection
+                    .query_row("SELECT COUNT(*) FROM inbox", [], |row| row.get::<_, i64>(0))?
+                    as usize)
+            })
+            .unwrap();
+    assert_eq!(rows, kept, "exactly the successful writes are stored");
+}
