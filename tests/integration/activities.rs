@@ -3,18 +3,9 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::harness::{TestHost, components};
-
-fn event_types(history: &Value) -> Vec<String> {
-    history["historyEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["EventType"].as_str().unwrap().to_owned())
-        .collect()
-}
+use crate::harness::{TestHost, components, event_types};
 
 fn count(types: &[String], wanted: &str) -> usize {
     types.iter().filter(|kind| *kind == wanted).count()
@@ -76,11 +67,7 @@ async fn a_failing_activity_is_retried_with_backoff_then_fails_the_orchestration
         "{error}"
     );
 
-    let history = host
-        .get(&format!("/instances/{id}?showHistory=true"))
-        .await
-        .body;
-    let types = event_types(&history);
+    let types = host.event_types(&id).await;
     assert_eq!(count(&types, "TaskFailed"), 3, "{types:?}");
     assert_eq!(
         count(&types, "TimerFired"),
@@ -136,11 +123,7 @@ async fn an_activity_cut_off_by_a_kill_runs_again_and_is_recorded_once() {
     host.restart().await;
     let done = host.wait_for_status(&id, "Completed").await;
     assert_eq!(done["output"], "survived");
-    let history = host
-        .get(&format!("/instances/{id}?showHistory=true"))
-        .await
-        .body;
-    assert_eq!(count(&event_types(&history), "TaskCompleted"), 1);
+    assert_eq!(count(&host.event_types(&id).await, "TaskCompleted"), 1);
     assert!(
         host.log().matches("SlowEcho running").count() >= 2,
         "it ran again after the restart"
@@ -167,16 +150,13 @@ async fn the_loser_of_when_any_completing_later_does_not_disturb_the_winner() {
     // that replays the race the same way.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let history = host
-            .get(&format!("/instances/{id}?showHistory=true"))
-            .await
-            .body;
-        if count(&event_types(&history), "TaskCompleted") == 2 {
+        let types = host.event_types(&id).await;
+        if count(&types, "TaskCompleted") == 2 {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the slow activity never completed: {history}"
+            "the slow activity never completed: {types:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -439,6 +439,18 @@ impl TestHost {
         }
     }
 
+    /// `GET instances/{id}?showHistory=true`: the status with the history.
+    pub async fn history(&self, id: &str) -> Value {
+        self.get(&format!("/instances/{id}?showHistory=true"))
+            .await
+            .body
+    }
+
+    /// The `EventType` of each history event of the current generation.
+    pub async fn event_types(&self, id: &str) -> Vec<String> {
+        event_types(&self.history(id).await)
+    }
+
     /// Waits until the host's log contains `needle`: for effects that show
     /// only in the log, such as an episode that was put off.
     pub async fn wait_for_log(&self, needle: &str) {
@@ -480,4 +492,14 @@ pub async fn health_server(status: Arc<AtomicU16>) -> u16 {
     let app = axum::Router::new().route("/health", axum::routing::get(health));
     tokio::spawn(async move { axum::serve(listener, app).await });
     port
+}
+
+/// The `EventType` of each event of a status fetched with `showHistory=true`.
+pub fn event_types(status: &Value) -> Vec<String> {
+    status["historyEvents"]
+        .as_array()
+        .expect("the status has historyEvents")
+        .iter()
+        .map(|event| event["EventType"].as_str().unwrap().to_owned())
+        .collect()
 }

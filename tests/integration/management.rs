@@ -247,16 +247,7 @@ async fn rewind_runs_a_failed_activity_again_once_its_cause_is_fixed() {
     let done = host.wait_for_status(&id, "Completed").await;
     assert_eq!(done["output"], json!({ "status": 200, "body": "ok" }));
 
-    let history = host
-        .get(&format!("/instances/{id}?showHistory=true"))
-        .await
-        .body;
-    let kinds: Vec<&str> = history["historyEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["EventType"].as_str().unwrap())
-        .collect();
+    let kinds = host.event_types(&id).await;
     assert_eq!(
         kinds,
         [

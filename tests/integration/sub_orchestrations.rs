@@ -25,19 +25,17 @@ async fn a_parent_gets_its_childs_output() {
     let child = host.wait_for_status("parent:0:0", "Completed").await;
     assert_eq!(child["output"], 385);
 
-    let history = host.get("/instances/parent?showHistory=true").await.body;
-    let types: Vec<&str> = history["historyEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["EventType"].as_str().unwrap())
-        .collect();
+    let types = host.event_types("parent").await;
     assert!(
-        types.contains(&"SubOrchestrationInstanceCreated"),
+        types
+            .iter()
+            .any(|kind| kind == "SubOrchestrationInstanceCreated"),
         "{types:?}"
     );
     assert!(
-        types.contains(&"SubOrchestrationInstanceCompleted"),
+        types
+            .iter()
+            .any(|kind| kind == "SubOrchestrationInstanceCompleted"),
         "{types:?}"
     );
 }

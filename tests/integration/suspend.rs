@@ -43,18 +43,9 @@ async fn a_suspended_counter_keeps_its_events_across_a_kill_and_applies_them_on_
     })
     .await;
 
-    let history = host
-        .get(&format!("/instances/{id}?showHistory=true"))
-        .await
-        .body;
-    let kinds: Vec<&str> = history["historyEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["EventType"].as_str().unwrap())
-        .collect();
+    let kinds = host.event_types(&id).await;
     assert!(
-        !kinds.contains(&"ExecutionSuspended"),
+        !kinds.iter().any(|kind| kind == "ExecutionSuspended"),
         "continue-as-new started a fresh history: {kinds:?}"
     );
 }
@@ -78,15 +69,11 @@ async fn a_timer_that_fires_while_suspended_is_applied_on_resume() {
     host.post(&format!("/instances/{id}/resume"), "").await;
     let done = host.wait_for_status(&id, "Completed").await;
     assert_eq!(done["output"], "timed out");
-    let history = host
-        .get(&format!("/instances/{id}?showHistory=true"))
-        .await
-        .body;
-    let events = history["historyEvents"].as_array().unwrap();
+    let events = host.event_types(&id).await;
     let position = |kind: &str| {
         events
             .iter()
-            .position(|event| event["EventType"] == kind)
+            .position(|event| event == kind)
             .unwrap_or_else(|| panic!("no {kind} in {events:?}"))
     };
     assert!(position("ExecutionSuspended") < position("ExecutionResumed"));

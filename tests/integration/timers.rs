@@ -39,16 +39,7 @@ async fn without_an_answer_the_durable_timer_decides() {
     );
     assert!(started.elapsed() >= Duration::from_secs(1), "fired early");
 
-    let history = host
-        .get(&format!("/instances/{id}?showHistory=true"))
-        .await
-        .body;
-    let types: Vec<&str> = history["historyEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["EventType"].as_str().unwrap())
-        .collect();
+    let types = host.event_types(&id).await;
     assert_eq!(
         types,
         [
