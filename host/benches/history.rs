@@ -9,22 +9,18 @@
 //! Run with `cargo bench -p reprise-host --bench history`.
 
 #[allow(dead_code)]
-#[path = "../../tests/integration/harness.rs"]
-mod harness;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use harness::{TestHost, components};
+use support::harness::{TestHost, components};
+use support::{ms, quantile};
 
 const LONG: u64 = 10_000;
 const SAMPLES: usize = 20;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    support::run(async {
         let host = TestHost::start_with(&[&components().misbehaving]).await;
         let id = host.start_instance("Accumulates", Some("acc"), "").await;
         let mut count = 0;
@@ -77,7 +73,7 @@ async fn apply_one(host: &TestHost, id: &str, count: u64) -> (u64, f64) {
     let started = Instant::now();
     assert!(host.raise(id, "item", "null").await.status.is_success());
     wait_counted(host, id, count + 1).await;
-    (count + 1, started.elapsed().as_secs_f64() * 1000.0)
+    (count + 1, ms(started.elapsed()))
 }
 
 async fn wait_counted(host: &TestHost, id: &str, count: u64) {
@@ -93,15 +89,10 @@ async fn wait_counted(host: &TestHost, id: &str, count: u64) {
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    quantile(&mut samples, 0.5)
 }
 
 fn report(case: &str, mut samples: Vec<f64>) {
-    samples.sort_by(f64::total_cmp);
-    println!(
-        "| {case} | {:.2} | {:.2} |",
-        samples[samples.len() / 2],
-        samples[samples.len() - 1]
-    );
+    let (p50, max) = (quantile(&mut samples, 0.5), quantile(&mut samples, 1.0));
+    println!("| {case} | {p50:.2} | {max:.2} |");
 }

@@ -13,14 +13,14 @@
 //! Run with `cargo bench -p reprise-host --bench management`.
 
 #[allow(dead_code)]
-#[path = "../../tests/integration/harness.rs"]
-mod harness;
+mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use harness::{TestHost, components};
 use reprise_host::store::SqliteStore;
+use support::harness::{TestHost, components};
+use support::{ms, quantile};
 
 const LISTED: usize = 1_000_000;
 const PURGED: usize = 100_000;
@@ -29,11 +29,7 @@ const HISTORY_PER_INSTANCE: usize = 4;
 const BASE_TIME: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    support::run(async {
         listing().await;
         purging().await;
     });
@@ -84,7 +80,7 @@ async fn time_requests(rounds: usize, mut request: impl AsyncFnMut()) -> Vec<f64
     for _ in 0..rounds {
         let started = Instant::now();
         request().await;
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        samples.push(ms(started.elapsed()));
     }
     samples
 }
@@ -181,11 +177,6 @@ async fn purging() {
     println!("|---|---|---|---|---|---|");
     report_rate("baseline: no purge", baseline, window);
     report_rate("during the purge", during, took);
-}
-
-fn quantile(samples: &mut [f64], quantile: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[((samples.len() - 1) as f64 * quantile).round() as usize]
 }
 
 fn report(case: &str, mut samples: Vec<f64>) {

@@ -9,22 +9,18 @@
 //! Run with `cargo bench -p reprise-host --bench startup`.
 
 #[allow(dead_code)]
-#[path = "../../tests/integration/harness.rs"]
-mod harness;
+mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use harness::{TestHost, components};
+use support::harness::{TestHost, components};
+use support::{ms, quantile};
 
 const COMPONENTS: usize = 50;
 const RESTARTS: usize = 5;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    support::run(async {
         let empty = start_times(TestHost::prepare(&[])).await;
 
         let host = TestHost::prepare(&[]);
@@ -83,10 +79,5 @@ async fn start_times(host: TestHost) -> (f64, f64) {
         warm.push(ms(started.elapsed()));
     }
     assert!(!host.log().contains("skipped"), "{}", host.log());
-    warm.sort_by(f64::total_cmp);
-    (cold, warm[warm.len() / 2])
-}
-
-fn ms(elapsed: Duration) -> f64 {
-    elapsed.as_secs_f64() * 1000.0
+    (cold, quantile(&mut warm, 0.5))
 }

@@ -10,25 +10,21 @@
 //! Run with `cargo bench -p reprise-host --bench throughput`.
 
 #[allow(dead_code)]
-#[path = "../../tests/integration/harness.rs"]
-mod harness;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use harness::{TestHost, components};
+use support::harness::{TestHost, components};
+use support::{ms, quantile};
 
 const STARTS: usize = 10_000;
 const CLIENTS: usize = 32;
 const LATENCY_RUNS: usize = 200;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    support::run(async {
         let commits = sqlite_commit_rate();
         let host = TestHost::start_with(&[&components().startup_probe]).await;
         let latencies = start_to_completed(&host).await;
@@ -41,8 +37,7 @@ fn main() {
             "| S1: {STARTS} starts, {CLIENTS} clients, until all Completed | {rate:.0} per second ({took:.1?}) | SQLite: {commits:.0} single-row commits per second |"
         );
         let mut sorted = latencies;
-        sorted.sort_by(f64::total_cmp);
-        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        let mut at = |q: f64| quantile(&mut sorted, q);
         println!(
             "| S5: start → Completed, one client | p50 {:.2} ms, p99 {:.2} ms | one commit: {:.2} ms |",
             at(0.5),
@@ -85,7 +80,7 @@ async fn start_to_completed(host: &TestHost) -> Vec<f64> {
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        samples.push(ms(started.elapsed()));
     }
     samples
 }

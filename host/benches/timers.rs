@@ -10,13 +10,13 @@
 //! Run with `cargo bench -p reprise-host --bench timers`.
 
 #[allow(dead_code)]
-#[path = "../../tests/integration/harness.rs"]
-mod harness;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use harness::{TestHost, components};
 use serde_json::Value;
+use support::harness::{TestHost, components};
+use support::{ms, quantile};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -29,11 +29,7 @@ const SEQUENTIAL: usize = 20;
 const BURST: usize = 100;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    support::run(async {
         let baseline = tokio_sleep_overshoot().await;
         let host = TestHost::start_with(&[&components().misbehaving]).await;
         let sequential = timer_latencies(&host, 1, SEQUENTIAL).await;
@@ -56,7 +52,7 @@ async fn tokio_sleep_overshoot() -> Vec<f64> {
     for _ in 0..SEQUENTIAL {
         let started = Instant::now();
         tokio::time::sleep(SLEEP).await;
-        samples.push((started.elapsed() - SLEEP).as_secs_f64() * 1000.0);
+        samples.push(ms(started.elapsed() - SLEEP));
     }
     samples
 }
@@ -99,13 +95,10 @@ fn fired_late_ms(history: &Value) -> f64 {
 }
 
 fn report(case: &str, mut samples: Vec<f64>) {
-    samples.sort_by(f64::total_cmp);
-    let at = |quantile: f64| samples[((samples.len() - 1) as f64 * quantile).round() as usize];
+    let mut at = |q: f64| quantile(&mut samples, q);
+    let (p50, p95, max) = (at(0.5), at(0.95), at(1.0));
     println!(
-        "| {case} | {} | {:.1} | {:.1} | {:.1} |",
-        samples.len(),
-        at(0.5),
-        at(0.95),
-        at(1.0)
+        "| {case} | {} | {p50:.1} | {p95:.1} | {max:.1} |",
+        samples.len()
     );
 }
