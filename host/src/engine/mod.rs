@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
-use crate::store::{CommitOutcome, NewInstance, Store};
+use crate::store::{CommitOutcome, EpisodeCommit, NewInstance, Store};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor};
 
@@ -81,6 +81,19 @@ struct Shared {
     /// Guest executions kept alive between episodes.
     warm: warm::WarmCache,
     config: EngineConfig,
+}
+
+impl Shared {
+    /// Wakes the timer service and enough activity workers for what a
+    /// committed episode created.
+    fn wake_background_work(&self, commit: &EpisodeCommit) {
+        if !commit.timers.is_empty() {
+            self.timers_changed.notify_one();
+        }
+        for _ in 0..commit.activities.len().min(self.config.activity_workers) {
+            self.activities_changed.notify_one();
+        }
+    }
 }
 
 impl Engine {
@@ -306,25 +319,29 @@ impl Engine {
     pub async fn rewind(&self, id: &InstanceId, reason: String) -> anyhow::Result<RewindOutcome> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
-        let outcome = blocking(move || {
+        let shared = Arc::clone(&self.shared);
+        let (outcome, notify) = blocking(move || {
             let Some((instance, history)) = store.instance_with_history(&instance_id)? else {
-                return Ok(RewindOutcome::NotFound);
+                return Ok((RewindOutcome::NotFound, Vec::new()));
             };
             if instance.status != RuntimeStatus::Failed {
-                return Ok(RewindOutcome::NotFailed(instance.status));
+                return Ok((RewindOutcome::NotFailed(instance.status), Vec::new()));
             }
             let commit = rewind::plan(instance, history, reason, now_millis());
             match store.commit_episode(&commit)? {
-                CommitOutcome::Committed { .. } => Ok(RewindOutcome::Rewound),
+                CommitOutcome::Committed { notify } => {
+                    shared.wake_background_work(&commit);
+                    Ok((RewindOutcome::Rewound, notify))
+                }
                 // Failed instances change only by a purge or a new start.
-                CommitOutcome::Stale | CommitOutcome::LateMessages => Ok(RewindOutcome::Changed),
+                CommitOutcome::Stale | CommitOutcome::LateMessages => {
+                    Ok((RewindOutcome::Changed, Vec::new()))
+                }
             }
         })
         .await?;
-        if outcome == RewindOutcome::Rewound {
-            self.notify(id.as_str());
-            self.shared.timers_changed.notify_one();
-            self.shared.activities_changed.notify_waiters();
+        for other in notify {
+            self.notify(&other);
         }
         Ok(outcome)
     }
@@ -380,12 +397,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                         shared.warm.put(&id, live);
                     }
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
-                    if !commit.timers.is_empty() {
-                        shared.timers_changed.notify_one();
-                    }
-                    for _ in 0..commit.activities.len().min(shared.config.activity_workers) {
-                        shared.activities_changed.notify_one();
-                    }
+                    shared.wake_background_work(&commit);
                     return Ok(notify);
                 }
                 CommitOutcome::LateMessages => continue,
