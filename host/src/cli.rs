@@ -159,18 +159,12 @@ pub async fn run(connection: &Connection, command: ClientCommand) -> Result<Stri
             to,
             top,
         } => {
-            let mut query = Vec::new();
-            let filters = [
+            let query = given([
                 ("runtimeStatus", &status),
                 ("instanceIdPrefix", &prefix),
                 ("createdTimeFrom", &from),
                 ("createdTimeTo", &to),
-            ];
-            for (name, value) in filters {
-                if let Some(value) = value {
-                    query.push((name, value.as_str()));
-                }
-            }
+            ]);
             let instances = client.list(&query, top).await?;
             let table = list_table(&instances);
             (Value::Array(instances), table)
@@ -222,7 +216,7 @@ pub async fn run(connection: &Connection, command: ClientCommand) -> Result<Stri
                     vec![
                         text(&function["name"]),
                         text(&function["kind"]),
-                        crate::server::short_version(&version).to_owned(),
+                        crate::runtime::short_version(&version).to_owned(),
                         text(&function["file"]),
                     ]
                 })
@@ -241,16 +235,11 @@ pub async fn run(connection: &Connection, command: ClientCommand) -> Result<Stri
             to,
             status,
         } => {
-            let mut query = Vec::new();
-            for (name, value) in [
+            let query = given([
                 ("createdTimeFrom", &from),
                 ("createdTimeTo", &to),
                 ("runtimeStatus", &status),
-            ] {
-                if let Some(value) = value {
-                    query.push((name, value.as_str()));
-                }
-            }
+            ]);
             let body = client
                 .call(Method::DELETE, "/instances", &query, String::new())
                 .await?;
@@ -374,6 +363,16 @@ impl Client<'_> {
             }
         }
     }
+}
+
+/// The query parameters among `options` that were given.
+fn given<'a, const N: usize>(
+    options: [(&'a str, &'a Option<String>); N],
+) -> Vec<(&'a str, &'a str)> {
+    options
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_deref()?)))
+        .collect()
 }
 
 fn server_error(status: StatusCode, body: &Value) -> String {

@@ -29,11 +29,6 @@ pub struct ServeConfig {
     pub compile_cache: Option<PathBuf>,
 }
 
-/// `sha256:0123456789ab`: enough of a version to tell builds apart in a log.
-pub fn short_version(version: &str) -> &str {
-    version.get(.."sha256:".len() + 12).unwrap_or(version)
-}
-
 /// Runs the host until the process is stopped.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if config.access_key.is_none() && !config.listen.ip().is_loopback() {
@@ -75,7 +70,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "loaded {}: {} [{}]",
             file.path.display(),
             names.join(", "),
-            short_version(&file.version)
+            crate::runtime::short_version(&file.version)
         );
     }
     for (path, reason) in &report.skipped {

@@ -131,30 +131,27 @@ pub struct Function {
 
 /// Every function of every loaded file, orchestrators first.
 pub(super) fn functions(files: &[crate::runtime::FunctionFile]) -> Vec<Function> {
-    let mut functions = Vec::new();
-    for (kind, pick) in [
-        (
-            "orchestrator",
-            (|file| &file.orchestrators) as fn(&crate::runtime::FunctionFile) -> &Vec<String>,
-        ),
-        ("activity", |file| &file.activities),
-    ] {
-        for file in files {
-            for name in pick(file) {
-                functions.push(Function {
-                    name: name.clone(),
-                    kind,
-                    file: file
-                        .path
-                        .file_name()
-                        .map(|name| name.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    version: file.version.clone(),
-                });
-            }
-        }
-    }
-    functions
+    let function = |kind, name: &String, file: &crate::runtime::FunctionFile| Function {
+        name: name.clone(),
+        kind,
+        file: file
+            .path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        version: file.version.clone(),
+    };
+    let orchestrators = files.iter().flat_map(|file| {
+        file.orchestrators
+            .iter()
+            .map(move |name| function("orchestrator", name, file))
+    });
+    let activities = files.iter().flat_map(|file| {
+        file.activities
+            .iter()
+            .map(move |name| function("activity", name, file))
+    });
+    orchestrators.chain(activities).collect()
 }
 
 /// What a purge deleted.

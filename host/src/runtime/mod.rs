@@ -95,6 +95,12 @@ pub struct LoadReport {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
+/// `sha256:0123456789ab`: enough of a [`FunctionFile::version`] to tell
+/// builds apart in a log or a table.
+pub fn short_version(version: &str) -> &str {
+    version.get(.."sha256:".len() + 12).unwrap_or(version)
+}
+
 /// One component file and what it provides.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FunctionFile {
