@@ -22,6 +22,24 @@ pub(super) type ApiResult = Result<Response, ApiError>;
 /// Every optional query parameter, looked up by the handler that knows them.
 pub(super) type QueryMap = HashMap<String, String>;
 
+/// The instance a route addresses (for the OpenAPI document).
+#[derive(utoipa::IntoParams)]
+#[into_params(names("instanceId"), parameter_in = Path)]
+#[allow(dead_code)]
+struct InstancePath(
+    /// 1 to 256 characters, no / \ # ? or control characters
+    String,
+);
+
+/// The reason an operation records (for the OpenAPI document).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ReasonQuery {
+    /// Recorded in the history
+    reason: Option<String>,
+}
+
 /// `POST orchestrators/{functionName}`: start under a fresh instance ID.
 #[utoipa::path(
     post,
@@ -52,7 +70,7 @@ pub(super) async fn start(
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/orchestrators/{functionName}/{instanceId}",
-    params(("functionName" = String, Path, description = "A loaded orchestrator"), ("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters")),
+    params(("functionName" = String, Path, description = "A loaded orchestrator"), InstancePath),
     request_body(content = Option<serde_json::Value>, description = "The orchestrator's input, any JSON; empty means null", content_type = "application/json"),
     responses(
         (status = 202, description = "Started: the start is durably committed", body = CheckStatus, headers(("Location" = String, description = "The status URL"))),
@@ -90,7 +108,7 @@ async fn start_instance(
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/restart",
-    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("restartWithNewInstanceId" = Option<bool>, Query, description = "Default true; false reuses the ID of a finished instance")),
+    params(InstancePath, ("restartWithNewInstanceId" = Option<bool>, Query, description = "Default true; false reuses the ID of a finished instance")),
     responses(
         (status = 202, description = "The new run is durably committed", body = CheckStatus, headers(("Location" = String))),
         (status = 400, description = "Malformed instance ID or parameter", body = ErrorBody),
@@ -155,7 +173,7 @@ fn started_response(
     get,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}",
     params(
-        ("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"),
+        InstancePath,
         ("showHistory" = Option<bool>, Query, description = "Include the current generation's history"),
         ("showHistoryOutput" = Option<bool>, Query, description = "Include outputs (Result) in the history"),
         ("showInput" = Option<bool>, Query, description = "Default true"),
@@ -208,7 +226,7 @@ pub(super) async fn status(
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/raiseEvent/{eventName}",
-    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("eventName" = String, Path, description = "1 to 256 characters, no control characters")),
+    params(InstancePath, ("eventName" = String, Path, description = "1 to 256 characters, no control characters")),
     request_body(content = Option<serde_json::Value>, description = "The payload, any JSON; empty means null", content_type = "application/json"),
     responses(
         (status = 202, description = "The event is durably queued"),
@@ -245,7 +263,7 @@ pub(super) async fn raise_event(
     post,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/terminate",
     description = "Terminates the instance; the reason becomes its output",
-    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("reason" = Option<String>, Query, description = "Recorded in the history")),
+    params(InstancePath, ReasonQuery),
     responses(
         (status = 202, description = "Durably queued"),
         (status = 400, description = "Malformed instance ID", body = ErrorBody),
@@ -269,7 +287,7 @@ pub(super) async fn terminate(
     post,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/suspend",
     description = "Suspends the instance: events and results queue up",
-    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("reason" = Option<String>, Query, description = "Recorded in the history")),
+    params(InstancePath, ReasonQuery),
     responses(
         (status = 202, description = "Durably queued"),
         (status = 400, description = "Malformed instance ID", body = ErrorBody),
@@ -293,7 +311,7 @@ pub(super) async fn suspend(
     post,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/resume",
     description = "Resumes a suspended instance",
-    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("reason" = Option<String>, Query, description = "Recorded in the history")),
+    params(InstancePath, ReasonQuery),
     responses(
         (status = 202, description = "Durably queued"),
         (status = 400, description = "Malformed instance ID", body = ErrorBody),
@@ -315,7 +333,7 @@ pub(super) async fn resume(
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/rewind",
-    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters"), ("reason" = Option<String>, Query, description = "Recorded in the history")),
+    params(InstancePath, ReasonQuery),
     responses(
         (status = 202, description = "Rewound; the orchestrator runs again"),
         (status = 400, description = "Malformed instance ID", body = ErrorBody),
@@ -369,7 +387,7 @@ fn id_and_reason(
     delete,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}",
     operation_id = "purge_instance",
-    params(("instanceId" = String, Path, description = "1 to 256 characters, no / \\ # ? or control characters")),
+    params(InstancePath),
     responses(
         (status = 200, description = "Deleted", body = Purged),
         (status = 400, description = "Malformed instance ID", body = ErrorBody),
