@@ -404,8 +404,9 @@ fn status_table(status: &Value) -> String {
         "customStatus",
         "createdTime",
         "lastUpdatedTime",
+        "componentVersion",
     ] {
-        let _ = writeln!(out, "{field:<16}{}", text(&status[field]));
+        let _ = writeln!(out, "{field:<17}{}", text(&status[field]));
     }
     if let Some(events) = status["historyEvents"].as_array() {
         let _ = writeln!(out, "\nhistory:");

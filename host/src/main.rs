@@ -80,6 +80,11 @@ struct ServeArgs {
     /// dropped beyond this (and replay on their next event). 0 disables.
     #[arg(long, env = "REPRISE_WARM_EXECUTIONS", default_value_t = 256)]
     warm_executions: usize,
+    /// How often component versions that no instance needs are deleted
+    /// from the store, in seconds; a version is kept at least this long
+    /// after its file was replaced or removed.
+    #[arg(long, env = "REPRISE_VERSION_GC_SECS", default_value_t = 300)]
+    version_gc_secs: u64,
     /// Instances that may wait for a worker; beyond this, starts and
     /// events get 503 with Retry-After instead of piling up.
     #[arg(long, env = "REPRISE_MAX_BACKLOG", default_value_t = 100_000)]
@@ -134,6 +139,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
             activity_workers: args.activity_workers.unwrap_or(twice_the_cores),
             activity_timeout,
             warm_executions: args.warm_executions,
+            version_gc_interval: Duration::from_secs(args.version_gc_secs.max(1)),
             max_backlog: args.max_backlog,
         },
         max_body_bytes: args.max_body_bytes,

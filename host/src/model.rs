@@ -146,6 +146,10 @@ pub struct Instance {
     pub updated_at: Millis,
     /// Set for a sub-orchestration: where its result goes.
     pub parent: Option<ParentTask>,
+    /// The component version (`sha256:…`) the current generation runs on,
+    /// fixed at its start; `None` for instances started before versions
+    /// were recorded, which run on the current version of `name`.
+    pub version: Option<String>,
 }
 
 /// The task of a parent instance that a sub-orchestration completes.

@@ -44,47 +44,28 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .compile_cache
         .clone()
         .unwrap_or_else(|| config.database.with_extension("compiled"));
-    let mut runtime = Runtime::new(
+    // wasmtime's cache wants an absolute path; `--db reprise.db` is relative.
+    let compile_cache = std::path::absolute(&compile_cache).with_context(|| {
+        format!(
+            "cannot use {} as the compile cache",
+            compile_cache.display()
+        )
+    })?;
+    let runtime = Runtime::new(
         config.guest_limits.clone(),
         config.http_hosts.clone(),
         Some(&compile_cache),
     )?;
-    let functions_dir = config.functions_dir.clone();
-    let (runtime, report) = tokio::task::spawn_blocking(move || {
-        let report = runtime.load_functions_dir(&functions_dir)?;
-        anyhow::Ok((runtime, report))
-    })
-    .await??;
-    for file in &report.loaded {
-        let activities = file
-            .activities
-            .iter()
-            .map(|name| format!("{name} (activity)"));
-        let names: Vec<String> = file
-            .orchestrators
-            .iter()
-            .cloned()
-            .chain(activities)
-            .collect();
-        tracing::info!(
-            "loaded {}: {} [{}]",
-            file.path.display(),
-            names.join(", "),
-            crate::runtime::short_version(&file.version)
-        );
-    }
-    for (path, reason) in &report.skipped {
-        tracing::warn!("skipped {}: {reason}", path.display());
-    }
-    if report.loaded.is_empty() {
+    let store = SqliteStore::open(&config.database)?;
+    let engine = Engine::new(Arc::new(store), Arc::new(runtime), config.engine.clone());
+    engine.load_functions(&config.functions_dir).await?;
+    if engine.orchestrator_names().is_empty() {
         tracing::warn!(
-            "no orchestrators loaded from {}; build some (see README) and restart",
+            "no orchestrators loaded from {}; build some (see README) and drop them in",
             config.functions_dir.display()
         );
     }
-
-    let store = SqliteStore::open(&config.database)?;
-    let engine = Engine::new(Arc::new(store), Arc::new(runtime), config.engine.clone());
+    engine.watch_functions(&config.functions_dir);
     let resumed = engine.resume_unfinished_work().await?;
     if resumed > 0 {
         tracing::info!("resuming {resumed} instances with queued messages");

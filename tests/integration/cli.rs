@@ -50,8 +50,9 @@ async fn start_raise_status_and_list() {
     .await;
 
     let table = ok(&host, &["status", "cli-counter"]);
-    assert!(table.contains("runtimeStatus   Running"), "{table}");
-    assert!(table.contains("input           6"), "{table}");
+    assert!(table.contains("runtimeStatus    Running"), "{table}");
+    assert!(table.contains("input            6"), "{table}");
+    assert!(table.contains("componentVersion sha256:"), "{table}");
     let json: Value = serde_json::from_str(&ok(
         &host,
         &["status", "cli-counter", "--history", "--json"],

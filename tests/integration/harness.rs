@@ -92,6 +92,15 @@ pub fn components() -> &'static Components {
     })
 }
 
+/// `sha256:` and the digest of the file: the component version the host
+/// gives it.
+pub fn version_of(path: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {
@@ -463,6 +472,25 @@ impl TestHost {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The first column of every row `query` selects from the host's
+    /// database, as text (SQLite in WAL mode: the host may be running).
+    pub fn database_rows(&self, query: &str) -> Vec<String> {
+        let connection = rusqlite::Connection::open(self.database()).unwrap();
+        let mut statement = connection.prepare(query).unwrap();
+        statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Changes the database behind the host's back, as an older host or an
+    /// operator could have left it. Stop the host first.
+    pub fn alter_database(&self, statement: &str) {
+        let connection = rusqlite::Connection::open(self.database()).unwrap();
+        connection.execute_batch(statement).unwrap();
     }
 
     /// Waits until the instance's `runtimeStatus` is `status`.

@@ -20,3 +20,4 @@ mod singleton;
 mod sub_orchestrations;
 mod suspend;
 mod timers;
+mod versions;

@@ -109,6 +109,11 @@ pub struct InstanceStatus {
     created_time: String,
     #[schema(example = "2026-01-31T12:00:05Z")]
     last_updated_time: String,
+    /// The component version (`sha256:` and the digest of its bytes) the
+    /// instance runs on: the one it started on, or the one its last
+    /// continue-as-new moved to. Null for instances older than versioning.
+    #[schema(example = "sha256:9f2c…")]
+    component_version: Option<String>,
     /// With `showHistory=true`: the current generation's history, each
     /// event with `EventType` and `Timestamp`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,6 +212,7 @@ pub(super) fn status_body(
         output: instance.output.as_deref().map_or(Value::Null, json_value),
         created_time: timestamp(instance.created_at),
         last_updated_time: timestamp(instance.updated_at),
+        component_version: instance.version.clone(),
         history_events: None,
     };
     if let Some(history) = history {

@@ -42,8 +42,12 @@ pub(super) async fn run_worker(engine: Engine) {
 async fn run_one(engine: &Engine, work: ActivityWork) {
     let timeout = engine.shared.config.activity_timeout;
     let runtime = Arc::clone(&engine.shared.runtime);
-    let (name, input) = (work.name.clone(), work.input.clone());
-    let run = tokio::task::spawn_blocking(move || runtime.run_activity(&name, &input, timeout));
+    let (name, input, version) = (work.name.clone(), work.input.clone(), work.version.clone());
+    let shared = Arc::clone(&engine.shared);
+    let run = tokio::task::spawn_blocking(move || {
+        shared.ensure_version(version.as_deref());
+        runtime.run_activity(&name, version.as_deref(), &input, timeout)
+    });
     // The sandbox interrupts guest code at the timeout; this also covers
     // time spent blocked in the host on the guest's behalf.
     let result = match tokio::time::timeout(timeout + Duration::from_secs(1), run).await {

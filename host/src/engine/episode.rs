@@ -123,6 +123,7 @@ pub(crate) fn plan(
     let mut generation = Generation {
         number: instance.generation,
         input: instance.input.clone(),
+        version: instance.version.clone(),
         recorded: history,
         recorded_len: history_len,
         new_entries: Vec::new(),
@@ -151,9 +152,15 @@ pub(crate) fn plan(
                 outcome
             }
             // A termination needs no guest: record what arrived and stop.
-            Err(GuestError::UnknownOrchestrator(_)) if termination.is_some() => Outcome::Running,
-            Err(GuestError::UnknownOrchestrator(name)) => {
-                tracing::warn!(instance = %instance.id, orchestrator = %name, "orchestrator not loaded; the instance waits until it is deployed");
+            Err(GuestError::UnknownOrchestrator(_) | GuestError::VersionUnavailable(_))
+                if termination.is_some() =>
+            {
+                Outcome::Running
+            }
+            Err(
+                error @ (GuestError::UnknownOrchestrator(_) | GuestError::VersionUnavailable(_)),
+            ) => {
+                tracing::warn!(instance = %instance.id, "orchestrator not loaded ({error}); the instance waits until it is deployed");
                 return Ok(None);
             }
             Err(GuestError::Host(error)) => return Err(error),
@@ -195,6 +202,7 @@ pub(crate) fn plan(
     }
     updated.generation = generation.number;
     updated.input = generation.input.clone();
+    updated.version = generation.version.clone();
     if let Some(value) = generation.custom_status.take() {
         updated.custom_status = Some(value);
     }
@@ -328,6 +336,9 @@ enum Outcome {
 struct Generation {
     number: u32,
     input: String,
+    /// The component version it runs on: the instance's, until a
+    /// continue-as-new moves to the current one.
+    version: Option<String>,
     /// Entries already in the store for this generation; empty when a warm
     /// execution has seen them (and they were not read).
     recorded: Vec<HistoryEntry>,
@@ -357,9 +368,14 @@ impl Generation {
         }
     }
 
-    fn continue_as_new(&mut self, input: String) {
+    /// Starts the next generation, on `version` if the orchestrator is
+    /// still served (else on the version it ran on).
+    fn continue_as_new(&mut self, input: String, version: Option<String>) {
         self.number += 1;
         self.input = input;
+        if version.is_some() {
+            self.version = version;
+        }
         self.recorded.clear();
         self.recorded_len = 0;
         self.new_entries.clear();
@@ -407,6 +423,7 @@ fn run_guest(
             None => {
                 let mut execution = runtime.start_execution(
                     &instance.name,
+                    generation.version.as_deref(),
                     &instance.id,
                     &generation.input,
                     generation.number,
@@ -485,7 +502,10 @@ fn run_guest(
                             None,
                         ));
                     }
-                    generation.continue_as_new(next.input);
+                    // Continue-as-new is where an eternal orchestration
+                    // moves to the version deployed since it started.
+                    let current = runtime.current_version(&instance.name);
+                    generation.continue_as_new(next.input, current);
                     events = next
                         .carried_over_events
                         .into_iter()
@@ -725,16 +745,17 @@ fn child_start(
     if let Err(error) = InstanceId::parse(&id) {
         return Err((parent, format!("cannot start a sub-orchestration: {error}")));
     }
-    if !runtime.has_orchestrator(&child.name) {
+    let Some(version) = runtime.current_version(&child.name) else {
         let error = format!("no orchestrator named '{}' is loaded", child.name);
         return Err((parent, error));
-    }
+    };
     Ok(NewInstance {
         id,
         name: child.name.clone(),
         input: child.input.clone(),
         now,
         parent: Some(parent),
+        version: Some(version),
     })
 }
 

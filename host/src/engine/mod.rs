@@ -9,6 +9,7 @@
 
 mod activities;
 mod episode;
+mod functions;
 mod rewind;
 mod scheduler;
 mod timers;
@@ -59,6 +60,9 @@ pub struct EngineConfig {
     pub activity_timeout: Duration,
     /// Guest executions kept alive between episodes (0: replay every time).
     pub warm_executions: usize,
+    /// How often component versions nobody needs are deleted; a version
+    /// is kept at least this long after its file stopped serving it.
+    pub version_gc_interval: Duration,
     /// Instances that may wait for a worker before new starts and events
     /// are refused as overload.
     pub max_backlog: usize,
@@ -131,6 +135,7 @@ impl Engine {
     /// activities; both run until the process ends.
     pub fn start_background_work(&self) {
         tokio::spawn(timers::run(self.clone()));
+        self.start_version_collector();
         for _ in 0..self.shared.config.activity_workers.max(1) {
             tokio::spawn(activities::run_worker(self.clone()));
         }
@@ -152,9 +157,9 @@ impl Engine {
         id: Option<InstanceId>,
         input: String,
     ) -> Result<(InstanceId, StartOutcome), EngineError> {
-        if !self.shared.runtime.has_orchestrator(name) {
+        let Some(version) = self.shared.runtime.current_version(name) else {
             return Err(EngineError::UnknownOrchestrator(name.to_owned()));
-        }
+        };
         self.check_load()?;
         let id = id.unwrap_or_else(InstanceId::generate);
         let new = NewInstance {
@@ -163,6 +168,7 @@ impl Engine {
             input,
             now: now_millis(),
             parent: None,
+            version: Some(version),
         };
         let store = Arc::clone(&self.shared.store);
         let outcome = blocking(move || store.start_instance(&new)).await?;
@@ -375,6 +381,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             let Some(mut work) = store.load_work(&id, warm.is_none())? else {
                 return Ok(Vec::new());
             };
+            shared.ensure_version(work.instance.version.as_deref());
             let warm = match warm {
                 Some(warm) if warm.matches(&work) => Some(warm),
                 Some(_) => {

@@ -165,6 +165,7 @@ mod tests {
             created_at: 1,
             updated_at: 9,
             parent: None,
+            version: None,
         }
     }
 

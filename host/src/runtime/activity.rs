@@ -3,7 +3,6 @@
 //! fresh instance, a memory cap and a wall-clock timeout. Their stdout and
 //! stderr go to the host log.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,32 +14,33 @@ use super::sandbox::{GuestState, STDERR_CAPTURE_BYTES, Sandbox};
 use super::stderr::StderrTail;
 use super::{EPOCH_TICK, GuestError, Runtime};
 
-/// A compiled, linked activity component, ready to instantiate.
-pub(super) struct LoadedActivities {
-    pub(super) path: PathBuf,
-    pub(super) pre: ActivitiesPre<GuestState>,
-}
-
 /// Fuel is not what limits an activity (the timeout is), but the engine
 /// meters every store.
 const UNMETERED: u64 = u64::MAX;
 
 impl Runtime {
-    pub fn has_activity(&self, name: &str) -> bool {
-        self.activities.contains_key(name)
-    }
-
-    /// Runs activity `name` once. `Ok(Err(message))` is the activity's own
+    /// Runs activity `name` once: from component `version` (the version
+    /// of the orchestration that scheduled it) if that exports it, else
+    /// from the current version. `Ok(Err(message))` is the activity's own
     /// error; `Err` is a trap, a timeout or a missing activity.
     pub fn run_activity(
         &self,
         name: &str,
+        version: Option<&str>,
         input: &str,
         timeout: Duration,
     ) -> Result<Result<String, String>, GuestError> {
-        let component = self
-            .activities
-            .get(name)
+        let catalog = self.catalog();
+        let exports = |version: &str| {
+            catalog
+                .versions
+                .get(version)
+                .filter(|loaded| loaded.activity_names.iter().any(|known| known == name))
+                .and_then(|loaded| loaded.activities.as_ref())
+        };
+        let component = version
+            .and_then(exports)
+            .or_else(|| catalog.current_activity(name).and_then(exports))
             .ok_or_else(|| GuestError::UnknownActivity(name.to_owned()))?;
         let stdout = StderrTail::logged(STDERR_CAPTURE_BYTES, format!("activity {name} stdout"));
         let stderr = StderrTail::logged(STDERR_CAPTURE_BYTES, format!("activity {name} stderr"));
@@ -62,7 +62,6 @@ impl Runtime {
             HttpPolicy::Allow(Arc::clone(&self.http_hosts)),
         );
         let bindings = component
-            .pre
             .instantiate(&mut sandbox.store)
             .map_err(|error| sandbox.instantiation_failure(error))?;
         bindings
@@ -74,7 +73,7 @@ impl Runtime {
     /// The activity names `component` exports.
     pub(super) fn activity_names_of(
         &self,
-        component: &LoadedActivities,
+        component: &ActivitiesPre<GuestState>,
     ) -> Result<Vec<String>, GuestError> {
         let stderr = StderrTail::new(STDERR_CAPTURE_BYTES);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
@@ -88,7 +87,6 @@ impl Runtime {
             HttpPolicy::DenyAll,
         );
         let bindings = component
-            .pre
             .instantiate(&mut sandbox.store)
             .map_err(|error| sandbox.instantiation_failure(error))?;
         bindings

@@ -16,25 +16,26 @@
 //! cap (`sandbox.rs`), so a runaway guest fails its own work and nothing else.
 
 mod activity;
+mod catalog;
 mod determinism;
 mod http;
 mod orchestrator;
 mod sandbox;
 mod stderr;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use self::activity::LoadedActivities;
+pub use self::catalog::FileChange;
+use self::catalog::{Catalog, Fingerprint, Loaded, Scanned};
 pub use self::http::AllowedHosts;
 pub use self::orchestrator::GuestExecution;
-use self::orchestrator::LoadedOrchestrators;
 use self::sandbox::GuestState;
 
 mod bindings {
@@ -86,15 +87,6 @@ impl Default for GuestLimits {
     }
 }
 
-/// What loading the functions folder did, file by file.
-#[derive(Debug, Default)]
-pub struct LoadReport {
-    /// Each loaded file with the orchestrators and activities it exports.
-    pub loaded: Vec<FunctionFile>,
-    /// Each file that was skipped, with the reason.
-    pub skipped: Vec<(PathBuf, String)>,
-}
-
 /// `sha256:0123456789ab`: enough of a [`FunctionFile::version`] to tell
 /// builds apart in a log or a table.
 pub fn short_version(version: &str) -> &str {
@@ -122,7 +114,7 @@ impl FunctionFile {
     }
 }
 
-/// The wasmtime engine and every orchestrator and activity it can run, by name.
+/// The wasmtime engine and every orchestrator and activity it can run.
 pub struct Runtime {
     engine: Engine,
     orchestrator_linker: Linker<GuestState>,
@@ -130,10 +122,11 @@ pub struct Runtime {
     limits: GuestLimits,
     /// Hosts activities may send HTTP requests to.
     http_hosts: Arc<AllowedHosts>,
-    orchestrators: HashMap<String, Arc<LoadedOrchestrators>>,
-    activities: HashMap<String, Arc<LoadedActivities>>,
-    /// The loaded files, in load order.
-    files: Vec<FunctionFile>,
+    /// Replaced whole on every change; readers take a snapshot.
+    catalog: RwLock<Arc<Catalog>>,
+    /// Held while the folder is scanned or a version compiled, so neither
+    /// is done twice at once.
+    reloading: Mutex<()>,
 }
 
 /// Why a guest could not do what was asked.
@@ -141,6 +134,10 @@ pub struct Runtime {
 pub enum GuestError {
     #[error("no loaded component exports an orchestrator named '{0}'")]
     UnknownOrchestrator(String),
+    /// The instance's component version is neither in memory nor given to
+    /// the runtime (the store lost it, or it predates version pinning).
+    #[error("component version {0} is not loaded")]
+    VersionUnavailable(String),
     #[error("no loaded component exports an activity named '{0}'")]
     UnknownActivity(String),
     #[error("exceeded its fuel budget of {0} units in one step (an endless loop?)")]
@@ -209,17 +206,40 @@ impl Runtime {
             activity_linker,
             limits,
             http_hosts: Arc::new(http_hosts),
-            orchestrators: HashMap::new(),
-            activities: HashMap::new(),
-            files: Vec::new(),
+            catalog: RwLock::default(),
+            reloading: Mutex::new(()),
         })
     }
 
-    /// Loads every `.wasm` file in `dir`. A file that is neither an
-    /// orchestrator nor an activity component is skipped with its reason;
-    /// two files exporting the same name are an error, since either choice
-    /// would surprise someone.
-    pub fn load_functions_dir(&mut self, dir: &Path) -> anyhow::Result<LoadReport> {
+    /// The catalog as of now; later changes do not affect the snapshot.
+    fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the catalog with `change(current)`.
+    fn update_catalog(&self, change: impl FnOnce(&Catalog) -> Catalog) {
+        let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        *catalog = Arc::new(change(&catalog));
+    }
+
+    /// Brings the served functions in line with the `.wasm` files in
+    /// `dir`: at start-up, and again whenever the folder changes. Files
+    /// whose size and modification time are unchanged are not read again;
+    /// changed ones are compiled unless their version is already in memory.
+    /// A file that cannot be loaded is skipped with its reason (keeping its
+    /// previous version, if it had one); so is a file exporting a name that
+    /// another file already serves.
+    ///
+    /// Before the new catalog is served, `record` gets the versions
+    /// compiled for the first time (with their bytes) and the versions the
+    /// folder now serves; if it fails, nothing changes. Returns what
+    /// changed, file by file (at start-up every file is added or skipped).
+    pub fn load_functions_dir(
+        &self,
+        dir: &Path,
+        record: impl FnOnce(&[(String, Vec<u8>)], &[String]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Vec<FileChange>> {
+        let _reloading = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read the functions folder {}", dir.display()))?
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -227,88 +247,153 @@ impl Runtime {
             .collect();
         paths.sort();
 
-        let mut report = LoadReport::default();
+        let before = self.catalog();
+        let mut scanned = BTreeMap::new();
+        let mut new_versions = Vec::new();
         for path in paths {
-            match self.load_file(&path) {
-                Ok(loaded) => {
-                    if let Some((component, orchestrators)) = &loaded.orchestrators {
-                        register(
-                            &mut self.orchestrators,
-                            "orchestrator",
-                            orchestrators,
-                            component,
-                            |c| &c.path,
-                        )?;
-                    }
-                    if let Some((component, activities)) = &loaded.activities {
-                        register(
-                            &mut self.activities,
-                            "activity",
-                            activities,
-                            component,
-                            |c| &c.path,
-                        )?;
-                    }
-                    let file = loaded.describe(&path);
-                    self.files.push(file.clone());
-                    report.loaded.push(file);
-                }
-                Err(error) => report.skipped.push((path, format!("{error:#}"))),
+            // A file deleted since the listing is simply not there.
+            let Some(fingerprint) = Fingerprint::of(&path) else {
+                continue;
+            };
+            if let Some(version) = before.unchanged_version(&path, fingerprint) {
+                let scan = Scanned::Unchanged(fingerprint, version.to_owned());
+                scanned.insert(path, scan);
+                continue;
             }
+            if let Some(scan) = before.unchanged_skip(&path, fingerprint) {
+                scanned.insert(path, scan);
+                continue;
+            }
+            let scan = match read_component(&path) {
+                Err(error) => Scanned::Failed(fingerprint, one_line(&error)),
+                Ok((version, _)) if before.served_version(&path) == Some(version.as_str()) => {
+                    Scanned::Unchanged(fingerprint, version)
+                }
+                Ok((version, bytes)) => match before.versions.get(&version) {
+                    Some(loaded) => Scanned::Loaded(fingerprint, Arc::clone(loaded)),
+                    None => match self.compile(version, &bytes) {
+                        Ok(loaded) => {
+                            new_versions.push((loaded.version.clone(), bytes));
+                            Scanned::Loaded(fingerprint, Arc::new(loaded))
+                        }
+                        Err(error) => Scanned::Failed(fingerprint, one_line(&error)),
+                    },
+                },
+            };
+            scanned.insert(path, scan);
         }
-        Ok(report)
+        let (mut next, changes) = before.reload(scanned);
+        record(&new_versions, &next.current_versions())?;
+        self.update_catalog(|current| {
+            // Keep versions loaded meanwhile for instances (`load_version`).
+            for (version, loaded) in &current.versions {
+                next.versions
+                    .entry(version.clone())
+                    .or_insert_with(|| Arc::clone(loaded));
+            }
+            next
+        });
+        Ok(changes)
     }
 
     /// Loads `path` as `reprise check` does: what it provides, or why it
     /// would be skipped. Registers nothing.
     pub fn check_file(&self, path: &Path) -> anyhow::Result<FunctionFile> {
-        Ok(self.load_file(path)?.describe(path))
+        let (version, bytes) = read_component(path)?;
+        Ok(self.compile(version, &bytes)?.describe(path))
     }
 
-    /// Every loaded file, in load order.
-    pub fn files(&self) -> &[FunctionFile] {
-        &self.files
+    /// The served files, in path order.
+    pub fn files(&self) -> Vec<FunctionFile> {
+        self.catalog().files()
     }
 
-    fn load_file(&self, path: &Path) -> anyhow::Result<LoadedFile> {
-        let bytes = std::fs::read(path).context("cannot read the file")?;
-        if bytes.is_empty() {
-            anyhow::bail!("the file is empty");
+    /// The versions the functions folder serves now.
+    pub fn current_versions(&self) -> Vec<String> {
+        self.catalog().current_versions()
+    }
+
+    /// The version new instances of orchestrator `name` start on; `None`
+    /// if no served file exports it.
+    pub fn current_version(&self, orchestrator: &str) -> Option<String> {
+        self.catalog()
+            .current_orchestrator(orchestrator)
+            .map(str::to_owned)
+    }
+
+    /// Whether `version` is in memory, ready to run.
+    pub fn has_version(&self, version: &str) -> bool {
+        self.catalog().versions.contains_key(version)
+    }
+
+    /// Compiles `bytes` (kept by the store) so instances pinned to
+    /// `version` can run although no file serves it any more.
+    pub fn load_version(&self, version: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        // One compile, however many instances of the version wake at once.
+        let _loading = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        if self.has_version(version) {
+            return Ok(());
         }
-        let version = {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(&bytes);
-            let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-            format!("sha256:{hex}")
-        };
-        let component = Component::from_binary(&self.engine, &bytes)
+        let actual = version_of(bytes);
+        if actual != version {
+            anyhow::bail!("the stored bytes of {version} hash to {actual}");
+        }
+        let loaded = Arc::new(self.compile(actual, bytes)?);
+        self.update_catalog(|current| {
+            let mut next = current.clone();
+            next.versions.insert(version.to_owned(), loaded);
+            next
+        });
+        Ok(())
+    }
+
+    /// Drops `versions` from memory unless a served file still uses them.
+    pub fn forget_versions(&self, versions: &[String]) {
+        self.update_catalog(|current| {
+            let served = current.current_versions();
+            let mut next = current.clone();
+            for version in versions.iter().filter(|version| !served.contains(version)) {
+                next.versions.remove(version);
+            }
+            next
+        });
+    }
+
+    fn compile(&self, version: String, bytes: &[u8]) -> anyhow::Result<Loaded> {
+        let component = Component::from_binary(&self.engine, bytes)
             .map_err(anyhow::Error::from)
             .context("not a valid WebAssembly component")?;
-        let orchestrators = self.load_orchestrators(path, &component);
-        let activities = self.load_activities(path, &component);
-        let loaded = match (orchestrators, activities) {
+        let orchestrators = self.load_orchestrators(&component);
+        let activities = self.load_activities(&component);
+        let (orchestrators, activities) = match (orchestrators, activities) {
             (Err(orchestrator_error), Err(activity_error)) => {
                 return Err(orchestrator_error.context(format!(
                     "not an orchestrator component; nor an activity component: {activity_error:#}"
                 )));
             }
-            (orchestrators, activities) => LoadedFile {
-                version,
-                orchestrators: orchestrators.ok().filter(|(_, names)| !names.is_empty()),
-                activities: activities.ok().filter(|(_, names)| !names.is_empty()),
-            },
+            (orchestrators, activities) => (
+                orchestrators.ok().filter(|(_, names)| !names.is_empty()),
+                activities.ok().filter(|(_, names)| !names.is_empty()),
+            ),
         };
-        if loaded.orchestrators.is_none() && loaded.activities.is_none() {
+        if orchestrators.is_none() && activities.is_none() {
             anyhow::bail!("the component exports no orchestrators and no activities");
         }
-        Ok(loaded)
+        let (orchestrators, orchestrator_names) = orchestrators.unzip();
+        let (activities, activity_names) = activities.unzip();
+        Ok(Loaded {
+            version,
+            orchestrators,
+            orchestrator_names: orchestrator_names.unwrap_or_default(),
+            activities,
+            activity_names: activity_names.unwrap_or_default(),
+        })
     }
 
     fn load_orchestrators(
         &self,
-        path: &Path,
         component: &Component,
-    ) -> anyhow::Result<(Arc<LoadedOrchestrators>, Vec<String>)> {
+    ) -> anyhow::Result<(OrchestrationsPre<GuestState>, Vec<String>)> {
         let instance_pre = self
             .orchestrator_linker
             .instantiate_pre(component)
@@ -319,21 +404,16 @@ impl Runtime {
             .context(
                 "the component does not export reprise:orchestration/orchestrator@0.1.0 (build it with reprise-sdk)",
             )?;
-        let loaded = LoadedOrchestrators {
-            path: path.to_owned(),
-            pre,
-        };
-        let names = self.orchestrator_names_of(&loaded).map_err(|error| {
+        let names = self.orchestrator_names_of(&pre).map_err(|error| {
             anyhow::anyhow!("names() of the orchestrator export failed: {error}")
         })?;
-        Ok((Arc::new(loaded), names))
+        Ok((pre, names))
     }
 
     fn load_activities(
         &self,
-        path: &Path,
         component: &Component,
-    ) -> anyhow::Result<(Arc<LoadedActivities>, Vec<String>)> {
+    ) -> anyhow::Result<(ActivitiesPre<GuestState>, Vec<String>)> {
         let instance_pre = self
             .activity_linker
             .instantiate_pre(component)
@@ -342,64 +422,39 @@ impl Runtime {
         let pre = ActivitiesPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not export reprise:orchestration/activity@0.1.0")?;
-        let loaded = LoadedActivities {
-            path: path.to_owned(),
-            pre,
-        };
         let names = self
-            .activity_names_of(&loaded)
+            .activity_names_of(&pre)
             .map_err(|error| anyhow::anyhow!("names() of the activity export failed: {error}"))?;
-        Ok((Arc::new(loaded), names))
+        Ok((pre, names))
     }
 
-    pub fn has_orchestrator(&self, name: &str) -> bool {
-        self.orchestrators.contains_key(name)
-    }
-
-    /// Registered orchestrator names, sorted.
+    /// Served orchestrator names, sorted.
     pub fn orchestrator_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.orchestrators.keys().cloned().collect();
-        names.sort();
-        names
+        self.catalog().orchestrator_names()
     }
 }
 
-/// What one file of the functions folder provides.
-struct LoadedFile {
-    version: String,
-    orchestrators: Option<(Arc<LoadedOrchestrators>, Vec<String>)>,
-    activities: Option<(Arc<LoadedActivities>, Vec<String>)>,
+/// `sha256:` and the hex digest of `bytes`: a component's version.
+fn version_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
-impl LoadedFile {
-    fn describe(&self, path: &Path) -> FunctionFile {
-        let names = |loaded: Option<&Vec<String>>| loaded.cloned().unwrap_or_default();
-        FunctionFile {
-            path: path.to_owned(),
-            version: self.version.clone(),
-            orchestrators: names(self.orchestrators.as_ref().map(|(_, names)| names)),
-            activities: names(self.activities.as_ref().map(|(_, names)| names)),
-        }
-    }
+/// An error and its causes on one line (wasmparser's span several), for a log.
+fn one_line(error: &anyhow::Error) -> String {
+    format!("{error:#}")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-/// Adds `names` of `component` to `table`, refusing a name another file has.
-fn register<C>(
-    table: &mut HashMap<String, Arc<C>>,
-    kind: &str,
-    names: &[String],
-    component: &Arc<C>,
-    path_of: impl Fn(&C) -> &PathBuf,
-) -> anyhow::Result<()> {
-    for name in names {
-        if let Some(other) = table.get(name) {
-            anyhow::bail!(
-                "{kind} '{name}' is exported by both {} and {}; remove one of them",
-                path_of(other).display(),
-                path_of(component).display()
-            );
-        }
-        table.insert(name.clone(), Arc::clone(component));
+/// The file's version and bytes, unless it is empty or unreadable.
+fn read_component(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).context("cannot read the file")?;
+    if bytes.is_empty() {
+        anyhow::bail!("the file is empty");
     }
-    Ok(())
+    Ok((version_of(&bytes), bytes))
 }

@@ -1,37 +1,42 @@
 //! Orchestrators: deterministic guests, one store per running generation.
 
-use std::path::PathBuf;
-
 use wasmtime::component::ResourceAny;
 use wasmtime_wasi::WasiCtx;
 
 use super::bindings::{Orchestrations, OrchestrationsPre};
 use super::determinism::{EpisodeClock, SeededRandom};
 use super::http::HttpPolicy;
-use super::sandbox::{STDERR_CAPTURE_BYTES, Sandbox};
+use super::sandbox::{GuestState, STDERR_CAPTURE_BYTES, Sandbox};
 use super::stderr::StderrTail;
 use super::{GuestError, NO_DEADLINE, Runtime, wire};
 use crate::model::Millis;
 
-/// A compiled, linked orchestrator component, ready to instantiate.
-pub(super) struct LoadedOrchestrators {
-    pub(super) path: PathBuf,
-    pub(super) pre: OrchestrationsPre<super::sandbox::GuestState>,
-}
-
 impl Runtime {
-    /// Constructs the guest's execution resource for one generation.
+    /// Constructs the guest's execution resource for one generation, on
+    /// component `version` (`None`: the current version of `name`).
     pub fn start_execution(
         &self,
         name: &str,
+        version: Option<&str>,
         instance_id: &str,
         input: &str,
         generation: u32,
     ) -> Result<GuestExecution, GuestError> {
-        let component = self
+        let catalog = self.catalog();
+        let unknown = || GuestError::UnknownOrchestrator(name.to_owned());
+        let version = match version {
+            Some(version) => version,
+            None => catalog.current_orchestrator(name).ok_or_else(unknown)?,
+        };
+        let loaded = catalog
+            .versions
+            .get(version)
+            .ok_or_else(|| GuestError::VersionUnavailable(version.to_owned()))?;
+        let component = loaded
             .orchestrators
-            .get(name)
-            .ok_or_else(|| GuestError::UnknownOrchestrator(name.to_owned()))?;
+            .as_ref()
+            .filter(|_| loaded.orchestrator_names.iter().any(|known| known == name))
+            .ok_or_else(unknown)?;
         let (mut sandbox, bindings, clock) =
             self.instantiate_orchestrator(component, instance_id, generation)?;
         let handle = bindings
@@ -50,7 +55,7 @@ impl Runtime {
     /// The orchestrator names `component` exports.
     pub(super) fn orchestrator_names_of(
         &self,
-        component: &LoadedOrchestrators,
+        component: &OrchestrationsPre<GuestState>,
     ) -> Result<Vec<String>, GuestError> {
         let (mut sandbox, bindings, _) = self.instantiate_orchestrator(component, "load", 0)?;
         bindings
@@ -61,7 +66,7 @@ impl Runtime {
 
     fn instantiate_orchestrator(
         &self,
-        component: &LoadedOrchestrators,
+        component: &OrchestrationsPre<GuestState>,
         instance_id: &str,
         generation: u32,
     ) -> Result<(Sandbox, Orchestrations, EpisodeClock), GuestError> {
@@ -90,7 +95,6 @@ impl Runtime {
             HttpPolicy::DenyAll,
         );
         let bindings = component
-            .pre
             .instantiate(&mut sandbox.store)
             .map_err(|error| sandbox.instantiation_failure(error))?;
         Ok((sandbox, bindings, clock))

@@ -26,6 +26,8 @@ pub struct NewInstance {
     pub now: Millis,
     /// Set when a parent orchestration starts this instance.
     pub parent: Option<ParentTask>,
+    /// The component version it runs on (see [`Instance::version`]).
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +138,9 @@ pub struct ActivityWork {
     pub task_id: u64,
     pub name: String,
     pub input: String,
+    /// The scheduling instance's component version: the activity runs from
+    /// it if it exports the activity.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,4 +249,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Releases every lease: at start-up, no worker of this store is alive.
     fn release_activity_leases(&self) -> anyhow::Result<usize>;
+
+    /// Keeps component versions (content-addressed: a version is the hash
+    /// of its bytes). Stores the `added` ones not stored yet, marks the
+    /// `current` ones as served, and every other one as retired since
+    /// `now` (unless retired earlier).
+    fn record_components(
+        &self,
+        added: &[(String, Vec<u8>)],
+        current: &[String],
+        now: Millis,
+    ) -> anyhow::Result<()>;
+
+    /// The bytes of a stored component version.
+    fn component(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>>;
+
+    /// Deletes the component versions retired at or before
+    /// `retired_before` that no instance may run again (one not finished,
+    /// or failed, since a rewind replays it); returns them.
+    fn collect_components(&self, retired_before: Millis) -> anyhow::Result<Vec<String>>;
 }

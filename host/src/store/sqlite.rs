@@ -26,7 +26,7 @@ use crate::model::{
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS instances (
@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS instances (
     parent_generation  INTEGER,
     parent_task_id     INTEGER,
     -- The input of the first generation, for restarts.
-    original_input     TEXT
+    original_input     TEXT,
+    -- The component version the current generation runs on (components.version).
+    version            TEXT
 );
 CREATE INDEX IF NOT EXISTS instances_by_created_time ON instances (created_at, instance_id);
 CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_instance_id)
@@ -80,6 +82,16 @@ CREATE TABLE IF NOT EXISTS activities (
     UNIQUE (instance_id, generation, task_id)
 );
 CREATE INDEX IF NOT EXISTS activities_by_lease ON activities (lease_until, key);
+-- Every component version an instance may run on, by the hash of its bytes.
+CREATE TABLE IF NOT EXISTS components (
+    version    TEXT PRIMARY KEY NOT NULL,
+    bytes      BLOB NOT NULL,
+    stored_at  INTEGER NOT NULL,
+    -- When the functions folder stopped serving it; NULL while served.
+    retired_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS instances_by_version ON instances (version, status)
+    WHERE version IS NOT NULL;
 ";
 
 pub struct SqliteStore {
@@ -121,6 +133,18 @@ impl SqliteStore {
                      COMMIT;",
                 )
                 .context("cannot upgrade the schema to version 2")?;
+        }
+        if version == 1 || version == 2 {
+            // Version 3 pins instances to component versions; older
+            // instances have none and run on the current file.
+            connection
+                .execute_batch(
+                    "BEGIN IMMEDIATE;
+                     ALTER TABLE instances ADD COLUMN version TEXT;
+                     PRAGMA user_version = 3;
+                     COMMIT;",
+                )
+                .context("cannot upgrade the schema to version 3")?;
         }
         connection
             .execute_batch(SCHEMA)
@@ -187,7 +211,8 @@ impl SqliteStore {
 /// The columns [`instance_from_row`] reads, in its order.
 const INSTANCE_COLUMNS: &str =
     "instance_id, name, status, generation, input, output, custom_status,
-    created_at, updated_at, parent_instance_id, parent_generation, parent_task_id, original_input";
+    created_at, updated_at, parent_instance_id, parent_generation, parent_task_id, original_input,
+    version";
 
 fn instance_from_row(row: &rusqlite::Row) -> anyhow::Result<Instance> {
     let id: String = row.get(0)?;
@@ -217,6 +242,7 @@ fn instance_from_row(row: &rusqlite::Row) -> anyhow::Result<Instance> {
         created_at: row.get::<_, i64>(7)? as Millis,
         updated_at: row.get::<_, i64>(8)? as Millis,
         parent,
+        version: row.get(13)?,
         id,
     })
 }
@@ -370,8 +396,8 @@ fn start_generation(transaction: &Connection, new: &NewInstance) -> anyhow::Resu
         .prepare_cached(
             "INSERT OR REPLACE INTO instances
                (instance_id, name, status, generation, input, output, custom_status, created_at, updated_at,
-                parent_instance_id, parent_generation, parent_task_id, original_input)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9, ?5)",
+                parent_instance_id, parent_generation, parent_task_id, original_input, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9, ?5, ?10)",
         )?
         .execute(params![
             new.id,
@@ -383,6 +409,7 @@ fn start_generation(transaction: &Connection, new: &NewInstance) -> anyhow::Resu
             parent.map(|parent| &parent.instance_id),
             parent.map(|parent| parent.generation),
             parent.map(|parent| parent.task_id as i64),
+            new.version,
         ])?;
     insert_message(transaction, &new.id, &Message::Start)?;
     Ok(StartOutcome::Started)
@@ -731,7 +758,7 @@ impl Store for SqliteStore {
             transaction
                 .prepare_cached(
                     "UPDATE instances SET status = ?2, generation = ?3, input = ?4, output = ?5,
-                       custom_status = ?6, updated_at = ?7
+                       custom_status = ?6, updated_at = ?7, version = ?8
                      WHERE instance_id = ?1",
                 )?
                 .execute(params![
@@ -741,7 +768,8 @@ impl Store for SqliteStore {
                     updated.input,
                     updated.output,
                     updated.custom_status,
-                    updated.updated_at as i64
+                    updated.updated_at as i64,
+                    updated.version,
                 ])?;
             transaction
                 .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
@@ -840,10 +868,19 @@ impl Store for SqliteStore {
                         task_id: row.get::<_, i64>(3)? as u64,
                         name: row.get(4)?,
                         input: row.get(5)?,
+                        version: None,
                     })
                 })
                 .optional()?;
-            Ok(work)
+            let Some(mut work) = work else {
+                return Ok(None);
+            };
+            work.version = transaction
+                .prepare_cached("SELECT version FROM instances WHERE instance_id = ?1")?
+                .query_row([&work.instance_id], |row| row.get(0))
+                .optional()?
+                .flatten();
+            Ok(Some(work))
         })
     }
 
@@ -876,6 +913,60 @@ impl Store for SqliteStore {
                 "UPDATE activities SET lease_until = 0 WHERE lease_until > 0",
                 [],
             )?)
+        })
+    }
+
+    fn record_components(
+        &self,
+        added: &[(String, Vec<u8>)],
+        current: &[String],
+        now: Millis,
+    ) -> anyhow::Result<()> {
+        let (added, current) = (added.to_vec(), current.to_vec());
+        self.write(move |transaction| {
+            let mut insert = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO components (version, bytes, stored_at) VALUES (?1, ?2, ?3)",
+            )?;
+            for (version, bytes) in &added {
+                insert.execute(params![version, bytes, now as i64])?;
+            }
+            transaction.execute(
+                "UPDATE components SET retired_at = ?1 WHERE retired_at IS NULL",
+                [now as i64],
+            )?;
+            let mut serve = transaction
+                .prepare_cached("UPDATE components SET retired_at = NULL WHERE version = ?1")?;
+            for version in &current {
+                serve.execute([version])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn component(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT bytes FROM components WHERE version = ?1")?
+                .query_row([version], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    fn collect_components(&self, retired_before: Millis) -> anyhow::Result<Vec<String>> {
+        self.write(move |transaction| {
+            let versions = transaction
+                .prepare_cached(
+                    "DELETE FROM components
+                     WHERE retired_at IS NOT NULL AND retired_at <= ?1
+                       AND NOT EXISTS (
+                         SELECT 1 FROM instances
+                         WHERE instances.version = components.version
+                           AND status IN ('Pending', 'Running', 'Suspended', 'Failed'))
+                     RETURNING version",
+                )?
+                .query_map([retired_before as i64], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(versions)
         })
     }
 

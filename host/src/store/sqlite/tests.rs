@@ -15,6 +15,7 @@ fn new_instance(id: &str) -> NewInstance {
         input: "0".into(),
         now: 1,
         parent: None,
+        version: Some("sha256:v1".into()),
     }
 }
 
@@ -237,7 +238,13 @@ fn a_version_1_database_is_upgraded_and_keeps_its_instances() {
         (old.input.as_str(), old.original_input.as_str()),
         ("7", "7")
     );
+    // Older instances have no version: they run on the current file.
+    assert_eq!(old.version, None);
     store.start_instance(&new_instance("new")).unwrap();
+    assert_eq!(
+        store.instance("new").unwrap().unwrap().version.as_deref(),
+        Some("sha256:v1")
+    );
     let page = store
         .query_instances(&InstanceFilter::default(), None, 10)
         .unwrap();
@@ -312,4 +319,39 @@ fn concurrent_writes_commit_together_and_a_failing_one_is_undone_alone() {
             })
             .unwrap();
     assert_eq!(rows, kept, "exactly the successful writes are stored");
+}
+
+#[test]
+fn a_component_version_is_kept_while_an_instance_may_run_on_it_and_then_collected() {
+    let (_dir, store) = store();
+    let (v1, v2) = ("sha256:v1".to_owned(), "sha256:v2".to_owned());
+    let stored_v1 = [(v1.clone(), b"one".to_vec())];
+    let stored_v2 = [(v2.clone(), b"two".to_vec())];
+    let (only_v1, only_v2, both) = ([v1.clone()], [v2.clone()], [v1.clone(), v2.clone()]);
+    store.record_components(&stored_v1, &only_v1, 10).unwrap();
+    store.start_instance(&new_instance("on-v1")).unwrap();
+
+    // v2 replaces v1 at time 20; v1 is retired but "on-v1" still runs on it.
+    store.record_components(&stored_v2, &only_v2, 20).unwrap();
+    assert_eq!(store.collect_components(100).unwrap(), Vec::<String>::new());
+    assert_eq!(store.component(&v1).unwrap(), Some(b"one".to_vec()));
+
+    // Failed instances can be rewound, so they still need their version.
+    finish(&store, "on-v1", RuntimeStatus::Failed);
+    assert_eq!(store.collect_components(100).unwrap(), Vec::<String>::new());
+    store.start_instance(&new_instance("on-v1")).unwrap();
+    finish(&store, "on-v1", RuntimeStatus::Completed);
+    // Not before it has been retired long enough; never the served one.
+    assert_eq!(store.collect_components(19).unwrap(), Vec::<String>::new());
+    assert_eq!(store.collect_components(100).unwrap(), only_v1);
+    assert_eq!(store.component(&v1).unwrap(), None);
+    assert_eq!(store.component(&v2).unwrap(), Some(b"two".to_vec()));
+
+    // A version served again is no longer retired; one that stays retired
+    // keeps the time it was first retired.
+    store.record_components(&stored_v1, &both, 30).unwrap();
+    store.record_components(&[], &only_v1, 40).unwrap();
+    assert_eq!(store.collect_components(39).unwrap(), Vec::<String>::new());
+    store.record_components(&[], &only_v1, 50).unwrap();
+    assert_eq!(store.collect_components(40).unwrap(), only_v2);
 }
