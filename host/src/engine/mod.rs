@@ -80,7 +80,7 @@ struct Shared {
     scheduler: Scheduler,
     /// Wakes the timer service when an episode created timers.
     timers_changed: tokio::sync::Notify,
-    /// Wakes activity workers when an episode scheduled activities.
+    /// Wakes the activity dispatcher when an episode scheduled activities.
     activities_changed: tokio::sync::Notify,
     /// Guest executions kept alive between episodes.
     warm: warm::WarmCache,
@@ -88,13 +88,13 @@ struct Shared {
 }
 
 impl Shared {
-    /// Wakes the timer service and enough activity workers for what a
+    /// Wakes the timer service and the activity dispatcher for what a
     /// committed episode created.
     fn wake_background_work(&self, commit: &EpisodeCommit) {
         if !commit.timers.is_empty() {
             self.timers_changed.notify_one();
         }
-        for _ in 0..commit.activities.len().min(self.config.activity_workers) {
+        if !commit.activities.is_empty() {
             self.activities_changed.notify_one();
         }
     }
@@ -136,9 +136,7 @@ impl Engine {
     pub fn start_background_work(&self) {
         tokio::spawn(timers::run(self.clone()));
         self.start_version_collector();
-        for _ in 0..self.shared.config.activity_workers.max(1) {
-            tokio::spawn(activities::run_worker(self.clone()));
-        }
+        tokio::spawn(activities::run_dispatcher(self.clone()));
     }
 
     /// The loaded component files and what each provides.

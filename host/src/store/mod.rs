@@ -233,9 +233,15 @@ pub trait Store: Send + Sync + 'static {
     /// When the earliest timer is due, if any.
     fn next_timer_due(&self) -> anyhow::Result<Option<Millis>>;
 
-    /// Leases the oldest activity not leased (or whose lease expired) until
-    /// `now + lease`. A crashed worker's activity runs again: at least once.
-    fn claim_activity(&self, now: Millis, lease: Millis) -> anyhow::Result<Option<ActivityWork>>;
+    /// Leases up to `limit` of the oldest activities not leased (or whose
+    /// lease expired) until `now + lease`, in one transaction. A crashed
+    /// worker's activity runs again: at least once.
+    fn claim_activities(
+        &self,
+        now: Millis,
+        lease: Millis,
+        limit: usize,
+    ) -> anyhow::Result<Vec<ActivityWork>>;
 
     /// Records an activity's result as a message for its instance and
     /// removes it from the queue, in one transaction. Returns false (and

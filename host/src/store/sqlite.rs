@@ -852,15 +852,20 @@ impl Store for SqliteStore {
         })
     }
 
-    fn claim_activity(&self, now: Millis, lease: Millis) -> anyhow::Result<Option<ActivityWork>> {
+    fn claim_activities(
+        &self,
+        now: Millis,
+        lease: Millis,
+        limit: usize,
+    ) -> anyhow::Result<Vec<ActivityWork>> {
         self.write(move |transaction| {
-            let work = transaction
+            let mut claimed: Vec<ActivityWork> = transaction
                 .prepare_cached(
                     "UPDATE activities SET lease_until = ?2
-                     WHERE key = (SELECT key FROM activities WHERE lease_until <= ?1 ORDER BY key LIMIT 1)
+                     WHERE key IN (SELECT key FROM activities WHERE lease_until <= ?1 ORDER BY key LIMIT ?3)
                      RETURNING key, instance_id, generation, task_id, name, input",
                 )?
-                .query_row(params![now as i64, (now + lease) as i64], |row| {
+                .query_map(params![now as i64, (now + lease) as i64, limit as i64], |row| {
                     Ok(ActivityWork {
                         key: row.get(0)?,
                         instance_id: row.get(1)?,
@@ -870,17 +875,18 @@ impl Store for SqliteStore {
                         input: row.get(5)?,
                         version: None,
                     })
-                })
-                .optional()?;
-            let Some(mut work) = work else {
-                return Ok(None);
-            };
-            work.version = transaction
-                .prepare_cached("SELECT version FROM instances WHERE instance_id = ?1")?
-                .query_row([&work.instance_id], |row| row.get(0))
-                .optional()?
-                .flatten();
-            Ok(Some(work))
+                })?
+                .collect::<Result<_, _>>()?;
+            claimed.sort_by_key(|work| work.key);
+            let mut version_of = transaction
+                .prepare_cached("SELECT version FROM instances WHERE instance_id = ?1")?;
+            for work in &mut claimed {
+                work.version = version_of
+                    .query_row([&work.instance_id], |row| row.get(0))
+                    .optional()?
+                    .flatten();
+            }
+            Ok(claimed)
         })
     }
 
