@@ -11,6 +11,11 @@ use reprise_host::engine::EngineConfig;
 use reprise_host::runtime::{AllowedHosts, GuestLimits};
 use reprise_host::server::{ServeConfig, serve};
 
+/// mimalloc: the host allocates many short-lived buffers per request and
+/// episode (JSON, SQL rows, guest stores), across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reprise runs durable orchestrators compiled to WebAssembly components.
 #[derive(Parser)]
 #[command(version, about)]
@@ -47,12 +52,15 @@ struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port.
     #[arg(long, env = "REPRISE_LISTEN", default_value = "127.0.0.1:7071")]
     listen: SocketAddr,
-    /// Episodes that may run at once (default: twice the CPU count).
+    /// Episodes that may be in progress at once (default: four per CPU).
+    /// An episode spends much of its time waiting for its group commit, so
+    /// more than one per core; but fewer episodes take more events each.
     #[arg(long, env = "REPRISE_WORKERS")]
     workers: Option<usize>,
-    /// Activities that may run at once (default: twice the CPU count).
-    #[arg(long, env = "REPRISE_ACTIVITY_WORKERS")]
-    activity_workers: Option<usize>,
+    /// Activities that may run at once (they mostly wait: on I/O, on
+    /// their commit).
+    #[arg(long, env = "REPRISE_ACTIVITY_WORKERS", default_value_t = 32)]
+    activity_workers: usize,
     /// Seconds one activity call may run before it fails as timed out.
     #[arg(long, env = "REPRISE_ACTIVITY_TIMEOUT_SECS", default_value_t = 300.0)]
     activity_timeout_secs: f64,
@@ -125,7 +133,8 @@ fn main() -> std::process::ExitCode {
 
 /// `reprise serve`.
 fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode {
-    let twice_the_cores = 2 * std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let workers = args.workers.unwrap_or(4 * cores);
     let Ok(activity_timeout) = Duration::try_from_secs_f64(args.activity_timeout_secs) else {
         eprintln!("error: --activity-timeout-secs must be a positive number of seconds");
         return std::process::ExitCode::FAILURE;
@@ -135,8 +144,8 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
         database: args.db,
         listen: args.listen,
         engine: EngineConfig {
-            workers: args.workers.unwrap_or(twice_the_cores),
-            activity_workers: args.activity_workers.unwrap_or(twice_the_cores),
+            workers,
+            activity_workers: args.activity_workers,
             activity_timeout,
             warm_executions: args.warm_executions,
             version_gc_interval: Duration::from_secs(args.version_gc_secs.max(1)),
@@ -149,6 +158,9 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
         guest_limits: GuestLimits {
             fuel_per_step: args.fuel_per_step,
             memory_bytes: args.guest_memory_mib << 20,
+            // Every warm execution, running episode and activity, and
+            // room for loading components.
+            instances: (args.warm_executions + workers + args.activity_workers + 64) as u32,
         },
     };
     let result = tokio::runtime::Runtime::new()

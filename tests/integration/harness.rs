@@ -282,11 +282,16 @@ impl TestHost {
         }
     }
 
+    /// The host's process ID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL without waiting, usable while requests are in flight.
     pub fn kill_now(&self) {
-        if let Some(child) = &self.child {
+        if let Some(pid) = self.pid() {
             let status = Command::new("kill")
-                .args(["-KILL", &child.id().to_string()])
+                .args(["-KILL", &pid.to_string()])
                 .status()
                 .unwrap();
             assert!(status.success(), "kill -KILL failed");

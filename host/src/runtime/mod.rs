@@ -66,6 +66,16 @@ pub mod wire {
 /// How often the engine's epoch advances: the resolution of activity timeouts.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Per component, for the instance pool: Rust guests have one memory, a
+/// few core instances (the program, adapters, canonical-ABI shims) and
+/// tables; these leave room for larger toolchains.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 8;
+/// Elements one guest table may have; far above what Rust guests use (the
+/// pool reserves this much per table).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
 /// An epoch deadline that never comes (centuries of ticks).
 const NO_DEADLINE: u64 = 1 << 40;
 
@@ -76,6 +86,10 @@ pub struct GuestLimits {
     pub fuel_per_step: u64,
     /// Linear memory one guest instance may grow to, in bytes.
     pub memory_bytes: usize,
+    /// Guest instances that may be alive at once (running episodes and
+    /// activities, warm executions): the size of the instance pool, which
+    /// is reserved up front (address space, not memory).
+    pub instances: u32,
 }
 
 impl Default for GuestLimits {
@@ -83,6 +97,7 @@ impl Default for GuestLimits {
         GuestLimits {
             fuel_per_step: 2_000_000_000,
             memory_bytes: 256 << 20,
+            instances: 1_000,
         }
     }
 }
@@ -175,6 +190,25 @@ impl Runtime {
                     })?,
             ));
         }
+        // Instances come from a pool of pre-mapped slots: no mmap/munmap
+        // per instance, and a slot keeps its copy-on-write memory image
+        // for the next instance of the same component.
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(limits.instances)
+            .total_core_instances(limits.instances * CORE_INSTANCES_PER_COMPONENT)
+            // One per instance on average (Rust guests have one).
+            .total_memories(limits.instances)
+            .total_tables(limits.instances * TABLES_PER_COMPONENT)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            // Above the guest limit, so the limiter refuses first and the
+            // failure reads "exceeded its memory limit".
+            .max_memory_size(limits.memory_bytes + (64 << 10))
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         config
             .wasm_component_model(true)
             .cranelift_nan_canonicalization(true)

@@ -13,9 +13,6 @@ use super::stderr::StderrTail;
 /// How much of a guest's stderr (panic messages) is kept for error reports.
 pub(super) const STDERR_CAPTURE_BYTES: usize = 16 << 10;
 
-/// Table elements one instance may have; far above what Rust guests use.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-
 /// Per-guest host state inside a wasmtime `Store`.
 pub(super) struct GuestState {
     wasi: WasiCtx,
@@ -71,7 +68,7 @@ impl ResourceLimiter for MemoryLimit {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        Ok(desired <= super::MAX_TABLE_ELEMENTS)
     }
 }
 

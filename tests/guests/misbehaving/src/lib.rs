@@ -202,6 +202,11 @@ fn slow_echo(echo: Echo) -> Result<Value, Error> {
     Ok(echo.value)
 }
 
+/// Returns its input: the cheapest activity, for throughput benches.
+fn echo(value: Value) -> Result<Value, Error> {
+    Ok(value)
+}
+
 reprise_sdk::export! {
     orchestrators {
         "Panics" => panics,
@@ -220,5 +225,6 @@ reprise_sdk::export! {
         "AlwaysFails" => always_fails,
         "SpinsForever" => spins_forever,
         "SlowEcho" => slow_echo,
+        "Echo" => echo,
     }
 }
