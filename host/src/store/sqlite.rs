@@ -83,12 +83,14 @@ CREATE TABLE IF NOT EXISTS activities (
 );
 CREATE INDEX IF NOT EXISTS activities_by_lease ON activities (lease_until, key);
 -- Every component version an instance may run on, by the hash of its bytes.
+-- The bytes come last and are never updated: SQLite rewrites a whole row
+-- on update and reads past a blob to reach later columns.
 CREATE TABLE IF NOT EXISTS components (
     version    TEXT PRIMARY KEY NOT NULL,
-    bytes      BLOB NOT NULL,
     stored_at  INTEGER NOT NULL,
     -- When the functions folder stopped serving it; NULL while served.
-    retired_at INTEGER
+    retired_at INTEGER,
+    bytes      BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS instances_by_version ON instances (version, status)
     WHERE version IS NOT NULL;
@@ -930,18 +932,30 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<()> {
         let (added, current) = (added.to_vec(), current.to_vec());
         self.write(move |transaction| {
+            let mut exists =
+                transaction.prepare_cached("SELECT 1 FROM components WHERE version = ?1")?;
             let mut insert = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO components (version, bytes, stored_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO components (version, stored_at, bytes) VALUES (?1, ?2, ?3)",
             )?;
             for (version, bytes) in &added {
-                insert.execute(params![version, bytes, now as i64])?;
+                if !exists.exists([version])? {
+                    insert.execute(params![version, now as i64, bytes])?;
+                }
             }
-            transaction.execute(
-                "UPDATE components SET retired_at = ?1 WHERE retired_at IS NULL",
-                [now as i64],
+            // Only rows whose state changes are written (see the schema).
+            let served: Vec<String> = transaction
+                .prepare_cached("SELECT version FROM components WHERE retired_at IS NULL")?
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut retire = transaction
+                .prepare_cached("UPDATE components SET retired_at = ?2 WHERE version = ?1")?;
+            for version in served.iter().filter(|version| !current.contains(version)) {
+                retire.execute(params![version, now as i64])?;
+            }
+            let mut serve = transaction.prepare_cached(
+                "UPDATE components SET retired_at = NULL
+                 WHERE version = ?1 AND retired_at IS NOT NULL",
             )?;
-            let mut serve = transaction
-                .prepare_cached("UPDATE components SET retired_at = NULL WHERE version = ?1")?;
             for version in &current {
                 serve.execute([version])?;
             }
