@@ -11,14 +11,12 @@
 #[allow(dead_code)]
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use support::from_clients;
 use support::harness::{TestHost, components};
 
 const INSTANCES: usize = 100_000;
-const CLIENTS: usize = 32;
 
 fn main() {
     support::run(async {
@@ -26,28 +24,10 @@ fn main() {
         let before = resident_mib(&host);
 
         let started = Instant::now();
-        let next = Arc::new(AtomicUsize::new(0));
-        let clients = (0..CLIENTS).map(|_| {
-            let (next, base) = (Arc::clone(&next), host.base.clone());
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= INSTANCES {
-                        break;
-                    }
-                    let reply = client
-                        .post(format!("{base}/orchestrators/E3_Counter/idle-{n}"))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(reply.status(), reqwest::StatusCode::ACCEPTED);
-                }
-            })
-        });
-        for client in futures::future::join_all(clients).await {
-            client.unwrap();
-        }
+        let urls = (0..INSTANCES)
+            .map(|n| format!("{}/orchestrators/E3_Counter/idle-{n}", host.base))
+            .collect();
+        from_clients(urls, "").await;
         // Every instance has run its first episode and waits for an event.
         loop {
             let pending = host

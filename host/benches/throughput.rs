@@ -19,15 +19,12 @@
 #[allow(dead_code)]
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reprise_host::runtime::{AllowedHosts, GuestLimits, Runtime};
 use support::harness::{TestHost, components};
-use support::{ms, quantile};
+use support::{CLIENTS, from_clients, ms, quantile};
 
-const CLIENTS: usize = 32;
 const RUNS: usize = 3;
 const LATENCY_RUNS: usize = 200;
 const COUNTERS: usize = 1_000;
@@ -194,28 +191,6 @@ async fn completed_per_second(
         .body;
     assert_eq!(failed.as_array().map(Vec::len), Some(0), "{failed}");
     starts as f64 / started.elapsed().as_secs_f64()
-}
-
-/// POSTs `body` to every URL in `urls` from `CLIENTS` concurrent clients,
-/// each expecting 202.
-async fn from_clients(urls: Vec<String>, body: &str) {
-    let urls = Arc::new(urls);
-    let next = Arc::new(AtomicUsize::new(0));
-    let clients = (0..CLIENTS).map(|_| {
-        let (urls, next, body) = (Arc::clone(&urls), Arc::clone(&next), body.to_owned());
-        tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                let Some(url) = urls.get(n) else { break };
-                let reply = client.post(url).body(body.clone()).send().await.unwrap();
-                assert_eq!(reply.status(), reqwest::StatusCode::ACCEPTED, "{url}");
-            }
-        })
-    });
-    for client in futures::future::join_all(clients).await {
-        client.unwrap();
-    }
 }
 
 /// Waits until the instance query `filter` matches nothing (a cheap query,

@@ -5,6 +5,8 @@
 pub mod harness;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Runs a bench on a multi-threaded runtime, like the integration tests.
@@ -24,4 +26,29 @@ pub fn ms(elapsed: Duration) -> f64 {
 pub fn quantile(samples: &mut [f64], quantile: f64) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[((samples.len() - 1) as f64 * quantile).round() as usize]
+}
+
+/// Concurrent clients of the load generator.
+pub const CLIENTS: usize = 32;
+
+/// POSTs `body` to every URL in `urls` from `CLIENTS` concurrent clients,
+/// each expecting 202.
+pub async fn from_clients(urls: Vec<String>, body: &str) {
+    let urls = Arc::new(urls);
+    let next = Arc::new(AtomicUsize::new(0));
+    let clients = (0..CLIENTS).map(|_| {
+        let (urls, next, body) = (Arc::clone(&urls), Arc::clone(&next), body.to_owned());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some(url) = urls.get(n) else { break };
+                let reply = client.post(url).body(body.clone()).send().await.unwrap();
+                assert_eq!(reply.status(), reqwest::StatusCode::ACCEPTED, "{url}");
+            }
+        })
+    });
+    for client in futures::future::join_all(clients).await {
+        client.unwrap();
+    }
 }

@@ -124,29 +124,23 @@ impl SqliteStore {
                 path.display()
             );
         }
-        if version == 1 {
-            // Version 2 added the original input, for restarts. One
-            // transaction: a crash leaves version 1 or a complete version 2.
-            connection
-                .execute_batch(
-                    "BEGIN IMMEDIATE;
-                     ALTER TABLE instances ADD COLUMN original_input TEXT;
-                     PRAGMA user_version = 2;
-                     COMMIT;",
-                )
-                .context("cannot upgrade the schema to version 2")?;
-        }
-        if version == 1 || version == 2 {
-            // Version 3 pins instances to component versions; older
-            // instances have none and run on the current file.
-            connection
-                .execute_batch(
-                    "BEGIN IMMEDIATE;
-                     ALTER TABLE instances ADD COLUMN version TEXT;
-                     PRAGMA user_version = 3;
-                     COMMIT;",
-                )
-                .context("cannot upgrade the schema to version 3")?;
+        // Each step is one transaction: a crash leaves the old version or
+        // a complete new one. (Version 0 is a new file: `SCHEMA` below.)
+        let upgrades = [
+            // 2: the original input, for restarts.
+            "ALTER TABLE instances ADD COLUMN original_input TEXT",
+            // 3: instances pinned to component versions; older instances
+            // have none and run on the current file.
+            "ALTER TABLE instances ADD COLUMN version TEXT",
+        ];
+        for (to, change) in (2..).zip(upgrades) {
+            if (1..to).contains(&version) {
+                connection
+                    .execute_batch(&format!(
+                        "BEGIN IMMEDIATE; {change}; PRAGMA user_version = {to}; COMMIT;"
+                    ))
+                    .with_context(|| format!("cannot upgrade the schema to version {to}"))?;
+            }
         }
         connection
             .execute_batch(SCHEMA)
