@@ -208,14 +208,25 @@ impl Runtime {
             .table_elements(MAX_TABLE_ELEMENTS)
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(1 << 20);
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         config
             .wasm_component_model(true)
             .cranelift_nan_canonicalization(true)
             .consume_fuel(true)
             .epoch_interruption(true)
             .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
-        let engine = Engine::new(&config)?;
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        // The pool reserves address space up front (about 4 GiB per slot);
+        // where that is refused (`ulimit -v`), run without it.
+        let engine = match Engine::new(&pooled) {
+            Ok(engine) => engine,
+            Err(error) => {
+                tracing::warn!(
+                    "cannot reserve the guest instance pool ({error}); allocating instances one by one"
+                );
+                Engine::new(&config)?
+            }
+        };
         let ticker = engine.weak();
         std::thread::Builder::new()
             .name("reprise-epoch".into())
