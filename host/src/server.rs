@@ -58,6 +58,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     )?;
     let store = SqliteStore::open(&config.database)?;
     let engine = Engine::new(Arc::new(store), Arc::new(runtime), config.engine.clone());
+    // Watching first, so no change slips between the load and the watch.
+    engine.watch_functions(&config.functions_dir);
     engine.load_functions(&config.functions_dir).await?;
     if engine.orchestrator_names().is_empty() {
         tracing::warn!(
@@ -65,7 +67,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             config.functions_dir.display()
         );
     }
-    engine.watch_functions(&config.functions_dir);
     let resumed = engine.resume_unfinished_work().await?;
     if resumed > 0 {
         tracing::info!("resuming {resumed} instances with queued messages");

@@ -76,11 +76,13 @@ async fn a_host_with_an_empty_functions_folder_serves_and_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_instance_whose_orchestrator_is_gone_waits_and_can_still_be_terminated() {
+async fn an_instance_whose_orchestrator_is_gone_waits_can_be_terminated_and_runs_once_deployed() {
     let components = components();
     let mut host = TestHost::start_with(&[&components.changing_v1, &components.counter]).await;
     let id = host.start_instance("Changing", None, "").await;
+    let other = host.start_instance("Changing", None, "").await;
     host.wait_for_status(&id, "Running").await;
+    host.wait_for_status(&other, "Running").await;
 
     // An instance from before versions were recorded runs on whatever file
     // serves its orchestrator; here none does.
@@ -103,6 +105,16 @@ async fn an_instance_whose_orchestrator_is_gone_waits_and_can_still_be_terminate
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     let done = host.wait_for_status(&id, "Terminated").await;
     assert_eq!(done["output"], "retired");
+
+    // Deploying the orchestrator again wakes the other, whose event waited.
+    host.raise(&other, "go", "\"at last\"").await;
+    std::fs::copy(
+        &components.changing_v1,
+        host.functions_dir().join("changing_v1.wasm"),
+    )
+    .unwrap();
+    let done = host.wait_for_status(&other, "Completed").await;
+    assert_eq!(done["output"], "at last");
 }
 
 #[tokio::test(flavor = "multi_thread")]

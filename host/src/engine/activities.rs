@@ -68,9 +68,12 @@ async fn run_one(engine: &Engine, work: ActivityWork) {
     let timeout = engine.shared.config.activity_timeout;
     let runtime = Arc::clone(&engine.shared.runtime);
     let (name, input, version) = (work.name.clone(), work.input.clone(), work.version.clone());
+    // Loading the version (from the store, compiling it) is not the
+    // activity's time.
     let shared = Arc::clone(&engine.shared);
+    let wanted = version.clone();
+    let _ = tokio::task::spawn_blocking(move || shared.ensure_version(wanted.as_deref())).await;
     let run = tokio::task::spawn_blocking(move || {
-        shared.ensure_version(version.as_deref());
         runtime.run_activity(&name, version.as_deref(), &input, timeout)
     });
     // The sandbox interrupts guest code at the timeout; this also covers

@@ -21,12 +21,16 @@ use crate::runtime::FileChange;
 /// How long the folder must be quiet before a change is loaded: a file
 /// being copied in fires many events, and is loaded once.
 const SETTLE: Duration = Duration::from_millis(300);
+/// How long after a failed reload (say, the database refused the new
+/// versions) it is tried again.
+const RETRY: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// Loads the functions folder (again), logs what changed, and records
     /// new versions in the store. New versions are stored before they are
     /// served, so no instance is ever pinned to a version the store lacks.
-    pub async fn load_functions(&self, dir: &Path) -> anyhow::Result<()> {
+    /// Returns whether a file was added or replaced.
+    pub async fn load_functions(&self, dir: &Path) -> anyhow::Result<bool> {
         let (runtime, store) = (
             Arc::clone(&self.shared.runtime),
             Arc::clone(&self.shared.store),
@@ -44,7 +48,9 @@ impl Engine {
                 _ => tracing::info!("{change}"),
             }
         }
-        Ok(())
+        Ok(changes
+            .iter()
+            .any(|change| matches!(change, FileChange::Added(_) | FileChange::Replaced { .. })))
     }
 
     /// Reloads the folder whenever it changes, until the process ends.
@@ -101,8 +107,21 @@ impl Engine {
             let _watcher = watcher;
             loop {
                 changed.notified().await;
-                if let Err(error) = engine.load_functions(&dir).await {
-                    tracing::error!("cannot reload {}: {error:#}", dir.display());
+                match engine.load_functions(&dir).await {
+                    // Instances put off for want of their orchestrator
+                    // may find it now.
+                    Ok(true) => engine.resume_waiting_instances().await,
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::error!(
+                            "cannot reload {}: {error:#}; trying again in {RETRY:?}",
+                            dir.display()
+                        );
+                        // Reading the files is itself a file event: pause,
+                        // then retry without waiting for one.
+                        tokio::time::sleep(RETRY).await;
+                        changed.notify_one();
+                    }
                 }
             }
         });

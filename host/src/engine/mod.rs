@@ -115,6 +115,20 @@ impl Engine {
         }
     }
 
+    /// Schedules every instance with queued messages, after a deploy: those
+    /// put off because their orchestrator was not loaded run again.
+    async fn resume_waiting_instances(&self) {
+        let store = Arc::clone(&self.shared.store);
+        match blocking(move || store.instances_with_messages()).await {
+            Ok(ids) => {
+                for id in &ids {
+                    self.notify(id);
+                }
+            }
+            Err(error) => tracing::error!("cannot list instances with queued messages: {error:#}"),
+        }
+    }
+
     /// Schedules every instance with queued messages: the work a previous
     /// run of the host accepted and did not finish. Returns how many.
     pub async fn resume_unfinished_work(&self) -> anyhow::Result<usize> {

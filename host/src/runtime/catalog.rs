@@ -54,6 +54,10 @@ struct Served {
 pub(super) struct Fingerprint {
     len: u64,
     modified: Option<SystemTime>,
+    /// The inode and its change time: a replacement that keeps size and
+    /// modification time (`cp -p`, `rsync -a`) still changes these.
+    #[cfg(unix)]
+    inode: (u64, i64, i64),
 }
 
 impl Fingerprint {
@@ -62,6 +66,11 @@ impl Fingerprint {
         Some(Fingerprint {
             len: metadata.len(),
             modified: metadata.modified().ok(),
+            #[cfg(unix)]
+            inode: {
+                use std::os::unix::fs::MetadataExt;
+                (metadata.ino(), metadata.ctime(), metadata.ctime_nsec())
+            },
         })
     }
 }
@@ -197,12 +206,15 @@ impl Catalog {
             .skipped
             .get(path)
             .filter(|skip| skip.fingerprint == fingerprint)?;
-        Some(
-            match skip.version.as_ref().and_then(|v| self.versions.get(v)) {
-                Some(loaded) => Scanned::Loaded(fingerprint, Arc::clone(loaded)),
-                None => Scanned::Failed(fingerprint, skip.reason.clone()),
-            },
-        )
+        match &skip.version {
+            None => Some(Scanned::Failed(fingerprint, skip.reason.clone())),
+            Some(version) => {
+                // Compiled, but another file had its names; if its version
+                // has left memory since, read the file again.
+                let loaded = self.versions.get(version)?;
+                Some(Scanned::Loaded(fingerprint, Arc::clone(loaded)))
+            }
+        }
     }
 
     pub(super) fn served_version(&self, path: &Path) -> Option<&str> {
@@ -232,6 +244,9 @@ impl Catalog {
                 other => changed.push((path, other)),
             }
         }
+        // Files that served before come first: a file skipped for a name
+        // clash must not take the name when the serving file changes.
+        changed.sort_by_key(|(path, _)| !self.served.contains_key(path));
         for (path, scan) in changed {
             let previous = self.served.get(&path).map(|served| {
                 (

@@ -139,8 +139,8 @@ pub struct Runtime {
     http_hosts: Arc<AllowedHosts>,
     /// Replaced whole on every change; readers take a snapshot.
     catalog: RwLock<Arc<Catalog>>,
-    /// Held while the folder is scanned or a version compiled, so neither
-    /// is done twice at once.
+    /// Held while the folder is scanned, a version compiled or versions
+    /// forgotten: the catalog changes one way at a time.
     reloading: Mutex<()>,
 }
 
@@ -315,7 +315,12 @@ impl Runtime {
                     Scanned::Unchanged(fingerprint, version)
                 }
                 Ok((version, bytes)) => match before.versions.get(&version) {
-                    Some(loaded) => Scanned::Loaded(fingerprint, Arc::clone(loaded)),
+                    Some(loaded) => {
+                        // In memory (an older build deployed again), but
+                        // its row may have been collected: record it too.
+                        new_versions.push((version, bytes));
+                        Scanned::Loaded(fingerprint, Arc::clone(loaded))
+                    }
                     None => match self.compile(version, &bytes) {
                         Ok(loaded) => {
                             new_versions.push((loaded.version.clone(), bytes));
@@ -327,17 +332,11 @@ impl Runtime {
             };
             scanned.insert(path, scan);
         }
-        let (mut next, changes) = before.reload(scanned);
+        let (next, changes) = before.reload(scanned);
         record(&new_versions, &next.current_versions())?;
-        self.update_catalog(|current| {
-            // Keep versions loaded meanwhile for instances (`load_version`).
-            for (version, loaded) in &current.versions {
-                next.versions
-                    .entry(version.clone())
-                    .or_insert_with(|| Arc::clone(loaded));
-            }
-            next
-        });
+        // `load_version` and `forget_versions` hold the same lock, so
+        // nothing changed the catalog since `before`.
+        self.update_catalog(|_| next);
         Ok(changes)
     }
 
@@ -394,6 +393,7 @@ impl Runtime {
 
     /// Drops `versions` from memory unless a served file still uses them.
     pub fn forget_versions(&self, versions: &[String]) {
+        let _reloading = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         self.update_catalog(|current| {
             let served = current.current_versions();
             let mut next = current.clone();
