@@ -69,10 +69,12 @@ async fn run_one(engine: &Engine, work: ActivityWork) {
     let runtime = Arc::clone(&engine.shared.runtime);
     let (name, input, version) = (work.name.clone(), work.input.clone(), work.version.clone());
     // Loading the version (from the store, compiling it) is not the
-    // activity's time.
-    let shared = Arc::clone(&engine.shared);
-    let wanted = version.clone();
-    let _ = tokio::task::spawn_blocking(move || shared.ensure_version(wanted.as_deref())).await;
+    // activity's time; it is rarely needed, so no hop when it is not.
+    if version.as_deref().is_some_and(|v| !runtime.has_version(v)) {
+        let shared = Arc::clone(&engine.shared);
+        let wanted = version.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.ensure_version(wanted.as_deref())).await;
+    }
     let run = tokio::task::spawn_blocking(move || {
         runtime.run_activity(&name, version.as_deref(), &input, timeout)
     });

@@ -352,11 +352,6 @@ impl Runtime {
         self.catalog().files()
     }
 
-    /// The versions the functions folder serves now.
-    pub fn current_versions(&self) -> Vec<String> {
-        self.catalog().current_versions()
-    }
-
     /// The version new instances of orchestrator `name` start on; `None`
     /// if no served file exports it.
     pub fn current_version(&self, orchestrator: &str) -> Option<String> {

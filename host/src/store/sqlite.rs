@@ -859,7 +859,8 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE activities SET lease_until = ?2
                      WHERE key IN (SELECT key FROM activities WHERE lease_until <= ?1 ORDER BY key LIMIT ?3)
-                     RETURNING key, instance_id, generation, task_id, name, input",
+                     RETURNING key, instance_id, generation, task_id, name, input,
+                       (SELECT version FROM instances i WHERE i.instance_id = activities.instance_id)",
                 )?
                 .query_map(params![now as i64, (now + lease) as i64, limit as i64], |row| {
                     Ok(ActivityWork {
@@ -869,19 +870,12 @@ impl Store for SqliteStore {
                         task_id: row.get::<_, i64>(3)? as u64,
                         name: row.get(4)?,
                         input: row.get(5)?,
-                        version: None,
+                        version: row.get(6)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
+            // RETURNING gives no order; run the oldest first.
             claimed.sort_by_key(|work| work.key);
-            let mut version_of = transaction
-                .prepare_cached("SELECT version FROM instances WHERE instance_id = ?1")?;
-            for work in &mut claimed {
-                work.version = version_of
-                    .query_row([&work.instance_id], |row| row.get(0))
-                    .optional()?
-                    .flatten();
-            }
             Ok(claimed)
         })
     }
