@@ -264,12 +264,7 @@ pub(super) async fn raise_event(
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/terminate",
     description = "Terminates the instance; the reason becomes its output",
     params(InstancePath, ReasonQuery),
-    responses(
-        (status = 202, description = "Durably queued"),
-        (status = 400, description = "Malformed instance ID", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
-        (status = 410, description = "The instance has finished or is being terminated", body = ErrorBody),
-    ),
+    responses(Queued),
     tag = "instances"
 )]
 pub(super) async fn terminate(
@@ -288,12 +283,7 @@ pub(super) async fn terminate(
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/suspend",
     description = "Suspends the instance: events and results queue up",
     params(InstancePath, ReasonQuery),
-    responses(
-        (status = 202, description = "Durably queued"),
-        (status = 400, description = "Malformed instance ID", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
-        (status = 410, description = "The instance has finished or is being terminated", body = ErrorBody),
-    ),
+    responses(Queued),
     tag = "instances"
 )]
 pub(super) async fn suspend(
@@ -312,12 +302,7 @@ pub(super) async fn suspend(
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/resume",
     description = "Resumes a suspended instance",
     params(InstancePath, ReasonQuery),
-    responses(
-        (status = 202, description = "Durably queued"),
-        (status = 400, description = "Malformed instance ID", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
-        (status = 410, description = "The instance has finished or is being terminated", body = ErrorBody),
-    ),
+    responses(Queued),
     tag = "instances"
 )]
 pub(super) async fn resume(
@@ -368,6 +353,23 @@ pub(super) async fn rewind(
             ),
         )),
     }
+}
+
+/// What terminate, suspend and resume answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only describes the responses, for the OpenAPI document.
+enum Queued {
+    #[response(status = 202, description = "Durably queued")]
+    Accepted,
+    #[response(status = 400, description = "Malformed instance ID")]
+    BadId(ErrorBody),
+    #[response(status = 404, description = "No such instance")]
+    NotFound(ErrorBody),
+    #[response(
+        status = 410,
+        description = "The instance has finished or is being terminated"
+    )]
+    Gone(ErrorBody),
 }
 
 /// The instance ID of the path and the optional `reason` of the query, of
