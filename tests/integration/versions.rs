@@ -147,3 +147,38 @@ async fn an_instance_keeps_its_version_after_a_bad_deploy_a_deletion_and_a_resta
     host.raise(&second, "go", "\"too\"").await;
     host.wait_for_status(&second, "Completed").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_serving_a_name_keeps_it_when_broken_even_by_a_same_size_copy_with_its_old_time() {
+    let components = components();
+    let host = TestHost::start_with(&[&components.counter]).await;
+    let serving = host.functions_dir().join("counter.wasm");
+    // A second file with the same names, skipped while counter.wasm serves.
+    std::fs::copy(
+        &components.counter,
+        host.functions_dir().join("a-copy.wasm"),
+    )
+    .unwrap();
+    host.wait_for_log("a-copy.wasm: orchestrator 'E3_Counter' is also exported by")
+        .await;
+
+    // Garbage of the same size, with the old modification time put back
+    // (as `cp -p` or `rsync -a` would): still a change, and the clashing
+    // file, first in path order, must not take the name.
+    let modified = std::fs::metadata(&serving).unwrap().modified().unwrap();
+    let garbage = vec![b'x'; std::fs::metadata(&serving).unwrap().len() as usize];
+    std::fs::write(&serving, garbage).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&serving)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    host.wait_for_log("still serving its previous version")
+        .await;
+    let listed = host.get("/functions").await.body;
+    assert_eq!(listed[0]["name"], "E3_Counter");
+    assert_eq!(listed[0]["file"], "counter.wasm", "{listed}");
+    let id = host.start_instance("E3_Counter", None, "").await;
+    host.wait_for_status(&id, "Running").await;
+}
