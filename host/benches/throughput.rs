@@ -14,7 +14,8 @@
 //! Load comes from 32 concurrent clients in this process; the host is its
 //! own process. Each rate is the median of three runs.
 //!
-//! Run with `cargo bench -p reprise-host --bench throughput`.
+//! Run with `cargo bench -p reprise-host --bench throughput`; name
+//! scenarios after `--` (`-- s1 s5`) to run only those.
 
 #[allow(dead_code)]
 mod support;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use reprise_host::runtime::{AllowedHosts, GuestLimits, Runtime};
 use support::harness::{TestHost, components};
-use support::{CLIENTS, from_clients, ms, quantile};
+use support::{CLIENTS, cpu_seconds, from_clients, ms, quantile};
 
 const RUNS: usize = 3;
 const LATENCY_RUNS: usize = 200;
@@ -31,6 +32,12 @@ const COUNTERS: usize = 1_000;
 const EVENTS: usize = 20_000;
 
 fn main() {
+    // `cargo bench --bench throughput -- s1 s5` runs only those scenarios.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let wanted = |tag: &str| only.is_empty() || only.iter().any(|arg| arg == tag);
     support::run(async {
         let commits = sqlite_commit_rate();
         let fresh_execution = fresh_execution_cost();
@@ -42,38 +49,51 @@ fn main() {
             &components.counter,
         ])
         .await;
-        let latencies = start_to_completed(&host).await;
-        let trivial = median_rate(&host, "s1", "StartupProbe_0000", "", 10_000).await;
-        let hello = median_rate(&host, "s6", "E1_HelloSequence", "", 3_000).await;
-        let one_activity = r#"{"activity":"Echo","input":1}"#;
-        let activity = median_rate(&host, "s7", "CallActivity", one_activity, 10_000).await;
-        let events = median_event_rate(&host).await;
+        let sqlite = format!("SQLite: {commits:.0} single-row commits per second");
+        let guest = format!("fresh guest execution: {fresh_execution:.0} µs (in-process)");
+        let mut rows = Vec::new();
+        if wanted("s5") {
+            let mut latencies = start_to_completed(&host).await;
+            let mut at = |q: f64| quantile(&mut latencies, q);
+            rows.push(format!(
+                "| S5: start → Completed, one client | p50 {:.2} ms, p99 {:.2} ms | p50 ≤ 3 ms, p99 ≤ 15 ms | one commit: {:.2} ms |",
+                at(0.5),
+                at(0.99),
+                1000.0 / commits
+            ));
+        }
+        if wanted("s1") {
+            let trivial = median_rate(&host, "s1", "StartupProbe_0000", "", 10_000).await;
+            rows.push(format!(
+                "| S1: 10,000 trivial starts until all Completed | {trivial} | ≥ 12,000 per second | {sqlite}; {guest} |"
+            ));
+        }
+        if wanted("s6") {
+            let hello = median_rate(&host, "s6", "E1_HelloSequence", "", 3_000).await;
+            rows.push(format!(
+                "| S6: hello sequence (3 activities), 3,000 starts | {hello} | ≥ 3,000 per second | {sqlite} |"
+            ));
+        }
+        if wanted("s7") {
+            let one_activity = r#"{"activity":"Echo","input":1}"#;
+            let activity = median_rate(&host, "s7", "CallActivity", one_activity, 10_000).await;
+            rows.push(format!(
+                "| S7: one activity, 10,000 starts | {activity} | ≥ 5,000 per second | {sqlite}; {guest} |"
+            ));
+        }
+        if wanted("s2") {
+            let events = median_event_rate(&host).await;
+            rows.push(format!(
+                "| S2: {EVENTS} events to {COUNTERS} counters, accepted and applied | {events} | ≥ 25,000 per second | {sqlite} |"
+            ));
+        }
 
         println!("\nthroughput and latency, median of {RUNS} runs, {CLIENTS} clients\n");
         println!("| scenario | result | target | baseline, same run |");
         println!("|---|---|---|---|");
-        let sqlite = format!("SQLite: {commits:.0} single-row commits per second");
-        let guest = format!("fresh guest execution: {fresh_execution:.0} µs (in-process)");
-        println!(
-            "| S1: 10,000 trivial starts until all Completed | {trivial} | ≥ 12,000 per second | {sqlite}; {guest} |"
-        );
-        println!(
-            "| S2: {EVENTS} events to {COUNTERS} counters, accepted and applied | {events} | ≥ 25,000 per second | {sqlite} |"
-        );
-        let mut sorted = latencies;
-        let mut at = |q: f64| quantile(&mut sorted, q);
-        println!(
-            "| S5: start → Completed, one client | p50 {:.2} ms, p99 {:.2} ms | p50 ≤ 3 ms, p99 ≤ 15 ms | one commit: {:.2} ms |",
-            at(0.5),
-            at(0.99),
-            1000.0 / commits
-        );
-        println!(
-            "| S6: hello sequence (3 activities), 3,000 starts | {hello} | ≥ 3,000 per second | {sqlite} |"
-        );
-        println!(
-            "| S7: one activity, 10,000 starts | {activity} | ≥ 5,000 per second | {sqlite}; {guest} |"
-        );
+        for row in rows {
+            println!("{row}");
+        }
     });
 }
 
@@ -174,6 +194,7 @@ async fn completed_per_second(
     starts: usize,
 ) -> f64 {
     let started = Instant::now();
+    let cpu = host.pid().map(cpu_seconds);
     let paths: Vec<String> = (0..starts)
         .map(|n| format!("{}/orchestrators/{name}/{prefix}{n}", host.base))
         .collect();
@@ -190,6 +211,10 @@ async fn completed_per_second(
         .await
         .body;
     assert_eq!(failed.as_array().map(Vec::len), Some(0), "{failed}");
+    if let (Some(before), Some(pid)) = (cpu, host.pid()) {
+        let per = (cpu_seconds(pid) - before) / starts as f64 * 1e6;
+        eprintln!("{prefix}: host CPU {per:.0} µs per instance");
+    }
     starts as f64 / started.elapsed().as_secs_f64()
 }
 
@@ -220,6 +245,7 @@ async fn median_event_rate(host: &TestHost) -> String {
     let mut rates = Vec::new();
     for run in 0..RUNS {
         let started = Instant::now();
+        let cpu = host.pid().map(cpu_seconds);
         let urls: Vec<String> = (0..EVENTS)
             .map(|n| {
                 let counter = n % COUNTERS;
@@ -251,6 +277,10 @@ async fn median_event_rate(host: &TestHost) -> String {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let rate = EVENTS as f64 / started.elapsed().as_secs_f64();
+        if let (Some(before), Some(pid)) = (cpu, host.pid()) {
+            let per = (cpu_seconds(pid) - before) / EVENTS as f64 * 1e6;
+            eprintln!("s2 run {run}: host CPU {per:.0} µs per event");
+        }
         eprintln!(
             "s2 run {run}: {rate:.0} per second ({:.0} accepted per second)",
             EVENTS as f64 / accepted.as_secs_f64()

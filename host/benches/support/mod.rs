@@ -28,6 +28,17 @@ pub fn quantile(samples: &mut [f64], quantile: f64) -> f64 {
     samples[((samples.len() - 1) as f64 * quantile).round() as usize]
 }
 
+/// CPU time (user and system) the process `pid` has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses; utime and
+    // stime are the 14th and 15th fields, in clock ticks (100 per second).
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+    ticks(14).unwrap_or(0.0) / 100.0 + ticks(15).unwrap_or(0.0) / 100.0
+}
+
 /// Concurrent clients of the load generator.
 pub const CLIENTS: usize = 32;
 
@@ -45,6 +56,8 @@ pub async fn from_clients(urls: Vec<String>, body: &str) {
                 let Some(url) = urls.get(n) else { break };
                 let reply = client.post(url).body(body.clone()).send().await.unwrap();
                 assert_eq!(reply.status(), reqwest::StatusCode::ACCEPTED, "{url}");
+                // Read to the end, or the connection is closed, not reused.
+                reply.bytes().await.unwrap();
             }
         })
     });
