@@ -86,8 +86,13 @@ struct ServeArgs {
     /// Orchestrator executions kept alive between episodes, so an event
     /// costs one step instead of a replay; least recently used ones are
     /// dropped beyond this (and replay on their next event). 0 disables.
-    #[arg(long, env = "REPRISE_WARM_EXECUTIONS", default_value_t = 256)]
+    #[arg(long, env = "REPRISE_WARM_EXECUTIONS", default_value_t = 4096)]
     warm_executions: usize,
+    /// Linear memory the warm executions may have in all, in MiB; least
+    /// recently used ones are dropped beyond it. (A Rust guest has about
+    /// 1 MiB, of which it touches a tenth.)
+    #[arg(long, env = "REPRISE_WARM_MEMORY_MIB", default_value_t = 4096)]
+    warm_memory_mib: usize,
     /// How often component versions that no instance needs are deleted
     /// from the store, in seconds; a version is kept at least this long
     /// after its file was replaced or removed.
@@ -148,6 +153,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
             activity_workers: args.activity_workers,
             activity_timeout,
             warm_executions: args.warm_executions,
+            warm_memory_bytes: args.warm_memory_mib << 20,
             version_gc_interval: Duration::from_secs(args.version_gc_secs.max(1)),
             max_backlog: args.max_backlog,
         },
@@ -158,9 +164,10 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
         guest_limits: GuestLimits {
             fuel_per_step: args.fuel_per_step,
             memory_bytes: args.guest_memory_mib << 20,
-            // Every warm execution, running episode and activity, and
-            // room for loading components.
-            instances: (args.warm_executions + workers + args.activity_workers + 64) as u32,
+            // Every warm execution, running episode (by a worker or
+            // direct) and activity, and room for executions waiting for
+            // their commit and for loading components.
+            instances: (args.warm_executions + 2 * workers + args.activity_workers + 256) as u32,
         },
     };
     let result = tokio::runtime::Runtime::new()

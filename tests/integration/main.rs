@@ -7,6 +7,7 @@ mod access;
 mod activities;
 mod cli;
 mod counter;
+mod direct;
 mod durability;
 mod errors;
 mod functions_folder;

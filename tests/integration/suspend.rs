@@ -112,10 +112,13 @@ async fn an_instance_that_finishes_before_a_queued_suspension_takes_effect_compl
     host.wait_for_status(&id, "Running").await;
 
     // With the component away, messages queue up unapplied: "stop", a
-    // suspension, and an event behind it, all accepted.
+    // suspension, and an event behind it, all accepted. (Without a
+    // recorded version, the instance runs only on the file it names.)
     let file = host.functions_dir().join("singleton_job.wasm");
     let kept = std::fs::read(&file).unwrap();
+    host.kill();
     std::fs::remove_file(&file).unwrap();
+    host.alter_database("UPDATE instances SET version = NULL");
     host.restart().await;
     assert_eq!(
         host.raise(&id, "command", "\"stop\"").await.status,

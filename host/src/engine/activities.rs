@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::{Engine, blocking};
-use crate::model::{Millis, now_millis};
+use super::{Engine, blocking, direct};
+use crate::model::{Message, Millis, now_millis};
 use crate::runtime::GuestError;
 use crate::store::ActivityWork;
 
@@ -96,10 +96,31 @@ async fn run_one(engine: &Engine, work: ActivityWork) {
         Ok(Ok(Err(error))) => Err(format!("the activity {error}")),
         Ok(Err(panic)) => Err(format!("the activity could not run: {panic}")),
     };
-    let store = Arc::clone(&engine.shared.store);
+    // With a worker free and the instance warm, the result is applied in
+    // the transaction that records it (see `direct.rs`).
+    let shared = Arc::clone(&engine.shared);
     let instance_id = work.instance_id.clone();
-    match blocking(move || store.complete_activity(&work, result)).await {
-        Ok(true) => engine.notify(&instance_id),
+    let mut claim = direct::Claim::try_new(&engine.shared, &instance_id);
+    let recorded = blocking(move || {
+        let planned = claim.as_mut().and_then(|claim| {
+            claim.plan_message(Message::ActivityDone {
+                generation: work.generation,
+                id: work.task_id,
+                result: result.clone(),
+            })
+        });
+        let (episode, leftover) = direct::split(planned);
+        let applied = shared.store.complete_activity(&work, result, episode)?;
+        if let Some(applied) = applied {
+            direct::settle(&shared, &work.instance_id, leftover, applied);
+            return Ok(true);
+        }
+        drop(claim);
+        Ok(false)
+    })
+    .await;
+    match recorded {
+        Ok(true) => {}
         Ok(false) => {
             tracing::debug!(instance = %instance_id, "activity result discarded: its generation ended")
         }

@@ -24,11 +24,14 @@ const MAX_IDLE_GENERATIONS: usize = 10_000;
 /// Plans the commit for `work`. `None` leaves the messages queued: the
 /// instance's orchestrator is not loaded (it may be deployed again later).
 /// `Err` is a host failure (not the guest's): nothing is decided, retry later.
+/// `fuel` caps each new step below the full budget (a step that needs more
+/// is an `Err`); replay always has the full budget.
 pub(crate) fn plan(
     runtime: &Runtime,
     warm: Option<WarmExecution>,
     work: WorkItem,
     now: Millis,
+    fuel: Option<u64>,
 ) -> anyhow::Result<Option<(EpisodeCommit, Option<WarmExecution>)>> {
     let WorkItem {
         instance,
@@ -146,7 +149,7 @@ pub(crate) fn plan(
         generation.new_entries.append(&mut events);
         Outcome::Running
     } else {
-        match run_guest(runtime, &instance, &mut generation, events, now, warm) {
+        match run_guest(runtime, &instance, &mut generation, events, now, warm, fuel) {
             Ok((outcome, live)) => {
                 still_warm = live;
                 outcome
@@ -164,6 +167,7 @@ pub(crate) fn plan(
                 return Ok(None);
             }
             Err(GuestError::Host(error)) => return Err(error),
+            Err(error @ GuestError::OverBudget(_)) => return Err(error.into()),
             Err(error) => Outcome::Failed(format!("the orchestrator {error}")),
         }
     };
@@ -253,6 +257,11 @@ pub(crate) fn plan(
     }
     let children = std::mem::take(&mut generation.children);
     let sent_events = std::mem::take(&mut generation.sent_events);
+    let still_warm = still_warm.map(|(execution, history_len)| WarmExecution {
+        instance: updated.clone(),
+        history_len,
+        execution,
+    });
     let commit = EpisodeCommit {
         read: instance,
         updated,
@@ -392,7 +401,8 @@ impl Generation {
 }
 
 /// Replays the generation, feeds it `events`, and follows continue-as-new
-/// until the orchestrator waits or finishes.
+/// until the orchestrator waits or finishes. A waiting orchestrator's
+/// execution comes back with the length of the history it has seen.
 fn run_guest(
     runtime: &Runtime,
     instance: &Instance,
@@ -400,7 +410,8 @@ fn run_guest(
     mut events: Vec<HistoryEntry>,
     now: Millis,
     mut warm: Option<WarmExecution>,
-) -> Result<(Outcome, Option<WarmExecution>), GuestError> {
+    fuel: Option<u64>,
+) -> Result<(Outcome, Option<(GuestExecution, usize)>), GuestError> {
     let mut idle_generations = 0;
     'generations: loop {
         generation.start_entries(&instance.name, now);
@@ -434,7 +445,7 @@ fn run_guest(
                 execution
             }
         };
-        let actions = execution.step(now, &episode)?;
+        let actions = execution.step_within(now, &episode, fuel)?;
 
         for action in actions {
             match action {
@@ -520,13 +531,8 @@ fn run_guest(
             }
         }
         // It waits: keep it for the next episode, having seen this one too.
-        let live = WarmExecution {
-            created_at: instance.created_at,
-            generation: generation.number,
-            history_len: generation.recorded_len + generation.new_entries.len(),
-            execution,
-        };
-        return Ok((Outcome::Running, Some(live)));
+        let seen = generation.recorded_len + generation.new_entries.len();
+        return Ok((Outcome::Running, Some((execution, seen))));
     }
 }
 

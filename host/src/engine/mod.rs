@@ -8,6 +8,7 @@
 //! `scheduler::Scheduler::notify` and `episode::plan`.
 
 mod activities;
+mod direct;
 mod episode;
 mod functions;
 mod rewind;
@@ -60,6 +61,8 @@ pub struct EngineConfig {
     pub activity_timeout: Duration,
     /// Guest executions kept alive between episodes (0: replay every time).
     pub warm_executions: usize,
+    /// Linear memory the warm executions may have in all, in bytes.
+    pub warm_memory_bytes: usize,
     /// How often component versions nobody needs are deleted; a version
     /// is kept at least this long after its file stopped serving it.
     pub version_gc_interval: Duration,
@@ -91,10 +94,15 @@ impl Shared {
     /// Wakes the timer service and the activity dispatcher for what a
     /// committed episode created.
     fn wake_background_work(&self, commit: &EpisodeCommit) {
-        if !commit.timers.is_empty() {
+        self.wake(!commit.timers.is_empty(), !commit.activities.is_empty());
+    }
+
+    /// Wakes the timer service, the activity dispatcher, or both.
+    fn wake(&self, timers: bool, activities: bool) {
+        if timers {
             self.timers_changed.notify_one();
         }
-        if !commit.activities.is_empty() {
+        if activities {
             self.activities_changed.notify_one();
         }
     }
@@ -109,7 +117,7 @@ impl Engine {
                 scheduler: Scheduler::new(config.workers),
                 timers_changed: tokio::sync::Notify::new(),
                 activities_changed: tokio::sync::Notify::new(),
-                warm: warm::WarmCache::new(config.warm_executions),
+                warm: warm::WarmCache::new(config.warm_executions, config.warm_memory_bytes),
                 config,
             }),
         }
@@ -163,6 +171,7 @@ impl Engine {
     }
 
     /// Starts `name` under `id` (or a fresh ID); durable once this returns.
+    /// With a worker free, its first episode commits with the start.
     pub async fn start(
         &self,
         name: &str,
@@ -182,11 +191,19 @@ impl Engine {
             parent: None,
             version: Some(version),
         };
-        let store = Arc::clone(&self.shared.store);
-        let outcome = blocking(move || store.start_instance(&new)).await?;
-        if outcome == StartOutcome::Started {
-            self.notify(id.as_str());
-        }
+        let shared = Arc::clone(&self.shared);
+        let mut claim = direct::Claim::try_new(&self.shared, id.as_str());
+        let outcome = blocking(move || {
+            let planned = claim.as_mut().and_then(|claim| claim.plan_start(&new));
+            let (episode, leftover) = direct::split(planned);
+            let (outcome, applied) = shared.store.start_instance(&new, episode)?;
+            if outcome == StartOutcome::Started {
+                direct::settle(&shared, &new.id, leftover, applied);
+            }
+            drop(claim);
+            Ok(outcome)
+        })
+        .await?;
         Ok((id, outcome))
     }
 
@@ -200,6 +217,7 @@ impl Engine {
     }
 
     /// Queues an external event; durable once this returns `Accepted`.
+    /// With a worker free and the instance warm, it is applied as well.
     pub async fn raise_event(
         &self,
         id: &InstanceId,
@@ -212,7 +230,7 @@ impl Engine {
             payload,
             accepted_at: now_millis(),
         };
-        Ok(self.deliver(id, message).await?)
+        Ok(self.deliver(id, message, true).await?)
     }
 
     /// Queues a termination; durable once this returns `Accepted`.
@@ -221,7 +239,7 @@ impl Engine {
         id: &InstanceId,
         reason: String,
     ) -> anyhow::Result<DeliveryOutcome> {
-        self.deliver(id, Message::Terminate { reason }).await
+        self.deliver(id, Message::Terminate { reason }, false).await
     }
 
     /// Queues a suspension: from the episode that applies it, events and
@@ -231,22 +249,40 @@ impl Engine {
         id: &InstanceId,
         reason: String,
     ) -> anyhow::Result<DeliveryOutcome> {
-        self.deliver(id, Message::Suspend { reason }).await
+        self.deliver(id, Message::Suspend { reason }, false).await
     }
 
     /// Queues a resume of a suspended instance (a no-op for a running one).
     pub async fn resume(&self, id: &InstanceId, reason: String) -> anyhow::Result<DeliveryOutcome> {
-        self.deliver(id, Message::Resume { reason }).await
+        self.deliver(id, Message::Resume { reason }, false).await
     }
 
-    async fn deliver(&self, id: &InstanceId, message: Message) -> anyhow::Result<DeliveryOutcome> {
-        let store = Arc::clone(&self.shared.store);
+    /// Queues `message` for `id`, or (if `direct`, see `direct.rs`)
+    /// applies it in a direct episode.
+    async fn deliver(
+        &self,
+        id: &InstanceId,
+        message: Message,
+        direct: bool,
+    ) -> anyhow::Result<DeliveryOutcome> {
+        let shared = Arc::clone(&self.shared);
         let instance_id = id.as_str().to_owned();
-        let outcome = blocking(move || store.deliver(&instance_id, &message)).await?;
-        if outcome == DeliveryOutcome::Accepted {
-            self.notify(id.as_str());
-        }
-        Ok(outcome)
+        let mut claim = direct
+            .then(|| direct::Claim::try_new(&self.shared, &instance_id))
+            .flatten();
+        blocking(move || {
+            let planned = claim
+                .as_mut()
+                .and_then(|claim| claim.plan_message(message.clone()));
+            let (episode, leftover) = direct::split(planned);
+            let (outcome, applied) = shared.store.deliver(&instance_id, &message, episode)?;
+            if outcome == DeliveryOutcome::Accepted {
+                direct::settle(&shared, &instance_id, leftover, applied);
+            }
+            drop(claim);
+            Ok(outcome)
+        })
+        .await
     }
 
     /// The instance, and its current generation's history if asked for.
@@ -405,7 +441,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            let Some((commit, live)) = episode::plan(&runtime, warm, work, now_millis())?
+            let Some((commit, live)) = episode::plan(&runtime, warm, work, now_millis(), None)?
             else {
                 return Ok(Vec::new());
             };
@@ -413,7 +449,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 CommitOutcome::Committed { notify } => {
                     // Only an execution whose episode committed stays warm.
                     if let Some(live) = live {
-                        shared.warm.put(&id, live);
+                        shared.warm.keep(&id, live);
                     }
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
                     shared.wake_background_work(&commit);

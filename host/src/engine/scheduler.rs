@@ -3,18 +3,26 @@
 //! `notify(id)` is called after every committed message. If no runner owns
 //! the instance, one is spawned; if one does, it is told to go around once
 //! more, because it may have read the inbox before the new message landed.
+//!
+//! A request may also [`claim`](Scheduler::try_claim) an idle instance and a
+//! free worker to run a direct episode on its own thread; a notification
+//! meanwhile is kept for the claim's release.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(super) struct Scheduler {
     /// Instances with a runner, and whether it must run again when done.
     owned: Arc<Mutex<HashMap<String, bool>>>,
     permits: Arc<Semaphore>,
+    /// Workers for direct episodes, apart from the runners': a runner
+    /// holds its worker until its commit, and direct episodes must not
+    /// wait behind commits (nor fall back to runners because of them).
+    direct_permits: Arc<Semaphore>,
 }
 
 impl Scheduler {
@@ -22,12 +30,33 @@ impl Scheduler {
         Scheduler {
             owned: Arc::new(Mutex::new(HashMap::new())),
             permits: Arc::new(Semaphore::new(workers.max(1))),
+            direct_permits: Arc::new(Semaphore::new(workers.max(1))),
         }
     }
 
     /// Instances with a runner, running or waiting for a worker.
     pub(super) fn backlog(&self) -> usize {
         self.owned.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Takes `id` and a worker for the caller, if a worker is free and no
+    /// runner owns `id`. Until [`release`](Self::release), notifications
+    /// for `id` only mark it to run again.
+    pub(super) fn try_claim(&self, id: &str) -> Option<OwnedSemaphorePermit> {
+        let permit = Arc::clone(&self.direct_permits).try_acquire_owned().ok()?;
+        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        if owned.contains_key(id) {
+            return None;
+        }
+        owned.insert(id.to_owned(), false);
+        Some(permit)
+    }
+
+    /// Gives up a claim on `id`; true if it was notified meanwhile (a
+    /// runner must then be started for it).
+    pub(super) fn release(&self, id: &str) -> bool {
+        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        owned.remove(id).unwrap_or(false)
     }
 
     /// Makes sure a runner will process `id`'s inbox after this call.

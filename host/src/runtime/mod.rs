@@ -161,6 +161,10 @@ pub enum GuestError {
     OutOfMemory { limit_mib: usize, message: String },
     #[error("ran past its timeout")]
     TimedOut,
+    /// A step given less than the full fuel budget needed more: not the
+    /// guest's failure; the step is to run again with the full budget.
+    #[error("needed more than the {0} units of fuel this step was given")]
+    OverBudget(u64),
     #[error("trapped: {message}")]
     Trap { message: String },
     /// The host, not the guest, failed (e.g. out of address space); the

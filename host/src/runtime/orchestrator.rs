@@ -116,12 +116,36 @@ impl GuestExecution {
         episode_time: Millis,
         events: &[wire::HistoryEvent],
     ) -> Result<Vec<wire::Action>, GuestError> {
+        self.step_within(episode_time, events, None)
+    }
+
+    /// Bytes of linear memory the guest has grown to (not all resident).
+    pub fn memory_bytes(&self) -> usize {
+        self.sandbox.memory_bytes()
+    }
+
+    /// [`step`](Self::step) with at most `fuel` (if less than the full
+    /// budget). A step that needs more fails with
+    /// [`GuestError::OverBudget`], not as the guest's fault, and leaves the
+    /// execution unusable.
+    pub fn step_within(
+        &mut self,
+        episode_time: Millis,
+        events: &[wire::HistoryEvent],
+        fuel: Option<u64>,
+    ) -> Result<Vec<wire::Action>, GuestError> {
         self.clock.set(episode_time);
-        self.sandbox.refuel();
+        let given = self.sandbox.refuel(fuel);
+        // Out of less than the full budget is not the guest's failure.
         self.bindings
             .reprise_orchestration_orchestrator()
             .execution()
             .call_step(&mut self.sandbox.store, self.handle, events)
-            .map_err(|error| self.sandbox.failure(error))
+            .map_err(|error| match self.sandbox.failure(error) {
+                GuestError::OutOfFuel(_) if given < self.sandbox.fuel_budget() => {
+                    GuestError::OverBudget(given)
+                }
+                other => other,
+            })
     }
 }

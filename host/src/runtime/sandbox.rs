@@ -42,16 +42,18 @@ impl WasiView for GuestState {
 }
 
 /// Caps each linear memory and remembers whether it had to refuse growth,
-/// so a failure can be reported as what it is.
+/// so a failure can be reported as what it is; counts what it allowed.
 struct MemoryLimit {
     max_bytes: usize,
     refused: bool,
+    /// Bytes of linear memory the guest has (all its memories).
+    in_use: usize,
 }
 
 impl ResourceLimiter for MemoryLimit {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -59,6 +61,7 @@ impl ResourceLimiter for MemoryLimit {
             self.refused = true;
             return Ok(false);
         }
+        self.in_use += desired.saturating_sub(current);
         Ok(true)
     }
 
@@ -77,6 +80,8 @@ pub(super) struct Sandbox {
     pub(super) store: Store<GuestState>,
     stderr: StderrTail,
     fuel: u64,
+    /// What the current call was given (see [`Sandbox::refuel`]).
+    given: u64,
 }
 
 impl Sandbox {
@@ -98,6 +103,7 @@ impl Sandbox {
             limits: MemoryLimit {
                 max_bytes: memory_bytes,
                 refused: false,
+                in_use: 0,
             },
             http: WasiHttpCtx::new(),
             http_policy,
@@ -109,15 +115,31 @@ impl Sandbox {
             store,
             stderr,
             fuel,
+            given: fuel,
         };
-        sandbox.refuel();
+        sandbox.refuel(None);
         sandbox
     }
 
-    pub(super) fn refuel(&mut self) {
+    /// Fills the tank for one call: the full budget, or `at_most` if less.
+    /// Returns what it was given.
+    pub(super) fn refuel(&mut self, at_most: Option<u64>) -> u64 {
+        let fuel = at_most.map_or(self.fuel, |limit| limit.min(self.fuel));
+        self.given = fuel;
         self.store
-            .set_fuel(self.fuel)
+            .set_fuel(fuel)
             .expect("fuel is enabled in the engine config");
+        fuel
+    }
+
+    /// Bytes of linear memory the guest has grown to.
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.store.data().limits.in_use
+    }
+
+    /// The fuel one call may burn.
+    pub(super) fn fuel_budget(&self) -> u64 {
+        self.fuel
     }
 
     /// Turns a wasmtime error into a report a person can act on: the trap,
@@ -126,7 +148,7 @@ impl Sandbox {
     /// the host's.
     pub(super) fn failure(&self, error: wasmtime::Error) -> GuestError {
         match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::OutOfFuel) => return GuestError::OutOfFuel(self.fuel),
+            Some(wasmtime::Trap::OutOfFuel) => return GuestError::OutOfFuel(self.given),
             Some(wasmtime::Trap::Interrupt) => return GuestError::TimedOut,
             _ => {}
         }

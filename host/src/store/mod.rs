@@ -30,6 +30,27 @@ pub struct NewInstance {
     pub version: Option<String>,
 }
 
+impl NewInstance {
+    /// The instance row a start writes for generation `generation` (the
+    /// first under an ID is 0).
+    pub fn started(&self, generation: u32) -> Instance {
+        Instance {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            status: RuntimeStatus::Pending,
+            generation,
+            input: self.input.clone(),
+            original_input: self.input.clone(),
+            output: None,
+            custom_status: None,
+            created_at: self.now,
+            updated_at: self.now,
+            parent: self.parent.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {
     Started,
@@ -128,6 +149,31 @@ pub struct EpisodeCommit {
     pub requeued: Vec<Message>,
 }
 
+/// An episode the engine planned from state it holds in memory (a warm
+/// execution, or a start), committed in the same transaction as the
+/// message it applies instead of queuing the message for a later episode:
+/// one transaction and no read where a queued message costs two and a read.
+///
+/// The store applies it only if the instance is still exactly what it was
+/// planned on (its row equals `commit.read`, its current generation has
+/// `history_len` entries, nothing is queued for it); otherwise it queues
+/// the message as usual, so order and "nothing lost" hold either way.
+#[derive(Debug, Clone)]
+pub struct DirectEpisode {
+    pub commit: EpisodeCommit,
+    pub history_len: usize,
+}
+
+/// What became of a message offered with a [`DirectEpisode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Queued in the inbox: an episode must run for the instance.
+    Queued,
+    /// Applied by the direct episode, which committed; the other instances
+    /// its commit sent messages to, to be scheduled.
+    Directly { notify: Vec<String> },
+}
+
 /// An activity to run, leased to one worker.
 #[derive(Debug, Clone)]
 pub struct ActivityWork {
@@ -159,12 +205,24 @@ pub enum CommitOutcome {
 /// Durable storage for instances. See the module docs.
 pub trait Store: Send + Sync + 'static {
     /// Starts a generation under `new.id` and queues its start message, unless
-    /// an unfinished instance holds the ID. Check and insert are one transaction.
-    fn start_instance(&self, new: &NewInstance) -> anyhow::Result<StartOutcome>;
+    /// an unfinished instance holds the ID. Check and insert are one
+    /// transaction, with `direct` (the first episode, planned on
+    /// [`NewInstance::started`]) applied in it if it still fits.
+    fn start_instance(
+        &self,
+        new: &NewInstance,
+        direct: Option<DirectEpisode>,
+    ) -> anyhow::Result<(StartOutcome, Applied)>;
 
     /// Queues `message` (an event, a termination, a suspend or resume) for
-    /// a live instance with no termination queued.
-    fn deliver(&self, id: &str, message: &Message) -> anyhow::Result<DeliveryOutcome>;
+    /// a live instance with no termination queued, or applies it by
+    /// `direct` in the same transaction.
+    fn deliver(
+        &self,
+        id: &str,
+        message: &Message,
+        direct: Option<DirectEpisode>,
+    ) -> anyhow::Result<(DeliveryOutcome, Applied)>;
 
     /// Queues an external event for a live instance.
     fn raise_event(
@@ -179,7 +237,7 @@ pub trait Store: Send + Sync + 'static {
             payload: payload.to_owned(),
             accepted_at: now,
         };
-        self.deliver(id, &message)
+        Ok(self.deliver(id, &message, None)?.0)
     }
 
     /// Queues a termination for a live instance.
@@ -187,7 +245,7 @@ pub trait Store: Send + Sync + 'static {
         let message = Message::Terminate {
             reason: reason.to_owned(),
         };
-        self.deliver(id, &message)
+        Ok(self.deliver(id, &message, None)?.0)
     }
 
     fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>>;
@@ -243,15 +301,17 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> anyhow::Result<Vec<ActivityWork>>;
 
-    /// Records an activity's result as a message for its instance and
-    /// removes it from the queue, in one transaction. Returns false (and
-    /// records nothing) if it is gone: already completed by another run, or
-    /// its generation ended. So a result is recorded at most once.
+    /// Records an activity's result as a message for its instance (or
+    /// applies it by `direct`) and removes it from the queue, in one
+    /// transaction. Returns `None` (and records nothing) if it is gone:
+    /// already completed by another run, or its generation ended. So a
+    /// result is recorded at most once.
     fn complete_activity(
         &self,
         work: &ActivityWork,
         result: Result<String, String>,
-    ) -> anyhow::Result<bool>;
+        direct: Option<DirectEpisode>,
+    ) -> anyhow::Result<Option<Applied>>;
 
     /// Releases every lease: at start-up, no worker of this store is alive.
     fn release_activity_leases(&self) -> anyhow::Result<usize>;

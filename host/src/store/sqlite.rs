@@ -18,8 +18,9 @@ use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ActivityWork, CommitOutcome, DeliveryOutcome, EpisodeCommit, HistoryChange, InstanceFilter,
-    NewInstance, PageCursor, PurgeOutcome, StartOutcome, Store, WorkItem,
+    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit,
+    HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome, Store,
+    WorkItem,
 };
 use crate::model::{
     HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
@@ -117,6 +118,7 @@ impl SqliteStore {
                  PRAGMA busy_timeout = 5000;",
             )
             .context("cannot configure SQLite")?;
+        configure_statements(&connection)?;
         let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         if version > SCHEMA_VERSION {
             anyhow::bail!(
@@ -151,6 +153,7 @@ impl SqliteStore {
         reader
             .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
             .context("cannot configure SQLite")?;
+        configure_statements(&reader)?;
         let (writer, jobs) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
         std::thread::Builder::new()
             .name("reprise-writer".into())
@@ -203,6 +206,25 @@ impl SqliteStore {
         Ok(value)
     }
 }
+
+/// Every statement is prepared once per connection and kept: a cache that
+/// holds them all (rusqlite keeps 16 by default, fewer than the writer
+/// uses), and plans that do not depend on bound values (with STAT4 compiled
+/// in, SQLite would otherwise prepare some statements again on every new
+/// binding).
+fn configure_statements(connection: &Connection) -> anyhow::Result<()> {
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    connection
+        .set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .context("cannot configure SQLite")?;
+    Ok(())
+}
+
+/// More than the distinct statements one connection runs.
+const STATEMENT_CACHE: usize = 128;
 
 /// The columns [`instance_from_row`] reads, in its order.
 const INSTANCE_COLUMNS: &str =
@@ -311,7 +333,7 @@ fn in_savepoint<T>(
     connection: &Connection,
     work: impl FnOnce(&Connection) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    connection.execute_batch("SAVEPOINT job")?;
+    connection.prepare_cached("SAVEPOINT job")?.execute([])?;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(connection)))
         .unwrap_or_else(|_| Err(anyhow::anyhow!("a database write panicked")));
     let undo = || {
@@ -320,8 +342,11 @@ fn in_savepoint<T>(
         }
     };
     match outcome {
-        Ok(value) => match connection.execute_batch("RELEASE job") {
-            Ok(()) => Ok(value),
+        Ok(value) => match connection
+            .prepare_cached("RELEASE job")
+            .and_then(|mut release| release.execute([]))
+        {
+            Ok(_) => Ok(value),
             Err(error) => {
                 undo();
                 Err(error.into())
@@ -376,8 +401,19 @@ fn filter_clause(filter: &InstanceFilter) -> (String, Vec<rusqlite::types::Value
     (conditions.join(" AND "), values)
 }
 
-/// Starts a generation under `new.id` unless an unfinished instance holds it.
+/// Starts a generation under `new.id` unless an unfinished instance holds
+/// it, and queues its start message.
 fn start_generation(transaction: &Connection, new: &NewInstance) -> anyhow::Result<StartOutcome> {
+    let outcome = insert_instance(transaction, new)?;
+    if outcome == StartOutcome::Started {
+        insert_message(transaction, &new.id, &Message::Start)?;
+    }
+    Ok(outcome)
+}
+
+/// Writes the row of a new generation under `new.id` (see
+/// [`NewInstance::started`]) unless an unfinished instance holds it.
+fn insert_instance(transaction: &Connection, new: &NewInstance) -> anyhow::Result<StartOutcome> {
     let existing = select_instance(transaction, &new.id)?;
     let generation = match &existing {
         Some(instance) if !instance.status.is_terminal() => {
@@ -386,7 +422,9 @@ fn start_generation(transaction: &Connection, new: &NewInstance) -> anyhow::Resu
         Some(instance) => instance.generation + 1,
         None => 0,
     };
-    transaction.execute("DELETE FROM history WHERE instance_id = ?1", [&new.id])?;
+    transaction
+        .prepare_cached("DELETE FROM history WHERE instance_id = ?1")?
+        .execute([&new.id])?;
     let parent = new.parent.as_ref();
     transaction
         .prepare_cached(
@@ -407,7 +445,6 @@ fn start_generation(transaction: &Connection, new: &NewInstance) -> anyhow::Resu
             parent.map(|parent| parent.task_id as i64),
             new.version,
         ])?;
-    insert_message(transaction, &new.id, &Message::Start)?;
     Ok(StartOutcome::Started)
 }
 
@@ -583,6 +620,132 @@ fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::R
     Ok(notify)
 }
 
+/// Writes an episode's outcome, unless the instance changed since it was
+/// read, or it finishes the instance with messages it has not seen.
+fn apply_episode(
+    transaction: &Connection,
+    commit: &EpisodeCommit,
+) -> anyhow::Result<CommitOutcome> {
+    let id = commit.read.id.as_str();
+    if select_instance(transaction, id)?.as_ref() != Some(&commit.read) {
+        return Ok(CommitOutcome::Stale);
+    }
+    if commit.updated.status.is_terminal() {
+        let late: bool = transaction
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1 AND seq > ?2)",
+            )?
+            .query_row(params![id, commit.consumed_through], |row| row.get(0))?;
+        if late {
+            return Ok(CommitOutcome::LateMessages);
+        }
+    }
+    let updated = &commit.updated;
+    match &commit.history {
+        HistoryChange::Append(entries) => {
+            let existing = history_len(transaction, updated)?;
+            insert_history(transaction, id, updated.generation, existing, entries)?;
+        }
+        HistoryChange::Replace(entries) => {
+            transaction
+                .prepare_cached("DELETE FROM history WHERE instance_id = ?1")?
+                .execute([id])?;
+            insert_history(transaction, id, updated.generation, 0, entries)?;
+        }
+    }
+    transaction
+        .prepare_cached(
+            "UPDATE instances SET status = ?2, generation = ?3, input = ?4, output = ?5,
+               custom_status = ?6, updated_at = ?7, version = ?8
+             WHERE instance_id = ?1",
+        )?
+        .execute(params![
+            id,
+            updated.status.as_str(),
+            updated.generation,
+            updated.input,
+            updated.output,
+            updated.custom_status,
+            updated.updated_at as i64,
+            updated.version,
+        ])?;
+    transaction
+        .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
+        .execute(params![id, commit.consumed_through])?;
+    // Timers and activities belong to a generation: those of a
+    // generation that ended will never matter.
+    let live_generation = if updated.status.is_terminal() {
+        None
+    } else {
+        Some(updated.generation)
+    };
+    for table in ["timers", "activities"] {
+        transaction
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE instance_id = ?1 AND generation IS NOT ?2"
+            ))?
+            .execute(params![id, live_generation])?;
+    }
+    if let Some(generation) = live_generation {
+        let mut insert_timer = transaction.prepare_cached(
+            "INSERT OR REPLACE INTO timers (instance_id, generation, task_id, fire_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (task_id, fire_at) in &commit.timers {
+            insert_timer.execute(params![id, generation, *task_id as i64, *fire_at as i64])?;
+        }
+        let mut insert_activity = transaction.prepare_cached(
+            "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (task_id, name, input) in &commit.activities {
+            insert_activity.execute(params![id, generation, *task_id as i64, name, input])?;
+        }
+    }
+    for message in &commit.requeued {
+        insert_message(transaction, id, message)?;
+    }
+    let mut notify = deliver_outbox(transaction, commit)?;
+    if !commit.requeued.is_empty() {
+        notify.push(id.to_owned());
+    }
+    Ok(CommitOutcome::Committed { notify })
+}
+
+/// Applies `direct` if the instance is exactly what it was planned on (see
+/// [`DirectEpisode`]); `None` (nothing written) otherwise.
+fn apply_direct(
+    transaction: &Connection,
+    direct: &DirectEpisode,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let read = &direct.commit.read;
+    let queued: bool = transaction
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1)")?
+        .query_row([&read.id], |row| row.get(0))?;
+    if queued || history_len(transaction, read)? != direct.history_len {
+        return Ok(None);
+    }
+    // A row that differs from `read` is refused before anything is written.
+    match apply_episode(transaction, &direct.commit)? {
+        CommitOutcome::Committed { notify } => Ok(Some(notify)),
+        CommitOutcome::Stale | CommitOutcome::LateMessages => Ok(None),
+    }
+}
+
+/// Applies `message` to instance `id` by `direct` if it fits, else queues it.
+fn apply_or_queue(
+    transaction: &Connection,
+    id: &str,
+    message: &Message,
+    direct: Option<&DirectEpisode>,
+) -> anyhow::Result<Applied> {
+    if let Some(direct) = direct
+        && let Some(notify) = apply_direct(transaction, direct)?
+    {
+        return Ok(Applied::Directly { notify });
+    }
+    insert_message(transaction, id, message)?;
+    Ok(Applied::Queued)
+}
+
 /// Deletes an instance and everything stored for it.
 fn delete_instance(transaction: &Connection, id: &str) -> anyhow::Result<()> {
     for table in ["history", "inbox", "timers", "activities", "instances"] {
@@ -594,19 +757,36 @@ fn delete_instance(transaction: &Connection, id: &str) -> anyhow::Result<()> {
 }
 
 impl Store for SqliteStore {
-    fn start_instance(&self, new: &NewInstance) -> anyhow::Result<StartOutcome> {
+    fn start_instance(
+        &self,
+        new: &NewInstance,
+        direct: Option<DirectEpisode>,
+    ) -> anyhow::Result<(StartOutcome, Applied)> {
         let new = new.clone();
-        self.write(move |transaction| start_generation(transaction, &new))
+        self.write(move |transaction| {
+            let outcome = insert_instance(transaction, &new)?;
+            if outcome != StartOutcome::Started {
+                return Ok((outcome, Applied::Queued));
+            }
+            let applied = apply_or_queue(transaction, &new.id, &Message::Start, direct.as_ref())?;
+            Ok((outcome, applied))
+        })
     }
 
-    fn deliver(&self, id: &str, message: &Message) -> anyhow::Result<DeliveryOutcome> {
+    fn deliver(
+        &self,
+        id: &str,
+        message: &Message,
+        direct: Option<DirectEpisode>,
+    ) -> anyhow::Result<(DeliveryOutcome, Applied)> {
         let (id, message) = (id.to_owned(), message.clone());
         self.write(move |transaction| {
             let outcome = check_deliverable(transaction, &id)?;
-            if outcome == DeliveryOutcome::Accepted {
-                insert_message(transaction, &id, &message)?;
+            if outcome != DeliveryOutcome::Accepted {
+                return Ok((outcome, Applied::Queued));
             }
-            Ok(outcome)
+            let applied = apply_or_queue(transaction, &id, &message, direct.as_ref())?;
+            Ok((outcome, applied))
         })
     }
 
@@ -724,89 +904,7 @@ impl Store for SqliteStore {
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
         let commit = commit.clone();
-        self.write(move |transaction| {
-            let commit = &commit;
-            let id = commit.read.id.as_str();
-            if select_instance(transaction, id)?.as_ref() != Some(&commit.read) {
-                return Ok(CommitOutcome::Stale);
-            }
-            if commit.updated.status.is_terminal() {
-                let late: bool = transaction
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1 AND seq > ?2)",
-                    )?
-                    .query_row(params![id, commit.consumed_through], |row| row.get(0))?;
-                if late {
-                    return Ok(CommitOutcome::LateMessages);
-                }
-            }
-            let updated = &commit.updated;
-            match &commit.history {
-                HistoryChange::Append(entries) => {
-                    let existing = history_len(transaction, updated)?;
-                    insert_history(transaction, id, updated.generation, existing, entries)?;
-                }
-                HistoryChange::Replace(entries) => {
-                    transaction.execute("DELETE FROM history WHERE instance_id = ?1", [id])?;
-                    insert_history(transaction, id, updated.generation, 0, entries)?;
-                }
-            }
-            transaction
-                .prepare_cached(
-                    "UPDATE instances SET status = ?2, generation = ?3, input = ?4, output = ?5,
-                       custom_status = ?6, updated_at = ?7, version = ?8
-                     WHERE instance_id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    updated.status.as_str(),
-                    updated.generation,
-                    updated.input,
-                    updated.output,
-                    updated.custom_status,
-                    updated.updated_at as i64,
-                    updated.version,
-                ])?;
-            transaction
-                .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
-                .execute(params![id, commit.consumed_through])?;
-            // Timers and activities belong to a generation: those of a
-            // generation that ended will never matter.
-            let live_generation = if updated.status.is_terminal() {
-                None
-            } else {
-                Some(updated.generation)
-            };
-            for table in ["timers", "activities"] {
-                transaction
-                    .prepare_cached(&format!(
-                        "DELETE FROM {table} WHERE instance_id = ?1 AND generation IS NOT ?2"
-                    ))?
-                    .execute(params![id, live_generation])?;
-            }
-            if let Some(generation) = live_generation {
-                let mut insert_timer = transaction.prepare_cached(
-                    "INSERT OR REPLACE INTO timers (instance_id, generation, task_id, fire_at) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (task_id, fire_at) in &commit.timers {
-                    insert_timer.execute(params![id, generation, *task_id as i64, *fire_at as i64])?;
-                }
-                let mut insert_activity = transaction.prepare_cached(
-                    "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for (task_id, name, input) in &commit.activities {
-                    insert_activity.execute(params![id, generation, *task_id as i64, name, input])?;
-                }
-            }
-            for message in &commit.requeued {
-                insert_message(transaction, id, message)?;
-            }
-            let mut notify = deliver_outbox(transaction, commit)?;
-            if !commit.requeued.is_empty() {
-                notify.push(id.to_owned());
-            }
-            Ok(CommitOutcome::Committed { notify })
-        })
+        self.write(move |transaction| apply_episode(transaction, &commit))
     }
 
     fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {
@@ -884,22 +982,24 @@ impl Store for SqliteStore {
         &self,
         work: &ActivityWork,
         result: Result<String, String>,
-    ) -> anyhow::Result<bool> {
+        direct: Option<DirectEpisode>,
+    ) -> anyhow::Result<Option<Applied>> {
         let work = work.clone();
         self.write(move |transaction| {
             let removed = transaction
                 .prepare_cached("DELETE FROM activities WHERE key = ?1")?
                 .execute([work.key])?;
             if removed == 0 {
-                return Ok(false);
+                return Ok(None);
             }
             let message = Message::ActivityDone {
                 generation: work.generation,
                 id: work.task_id,
                 result,
             };
-            insert_message(transaction, &work.instance_id, &message)?;
-            Ok(true)
+            let applied =
+                apply_or_queue(transaction, &work.instance_id, &message, direct.as_ref())?;
+            Ok(Some(applied))
         })
     }
 

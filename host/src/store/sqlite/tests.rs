@@ -19,40 +19,125 @@ fn new_instance(id: &str) -> NewInstance {
     }
 }
 
+fn start(store: &SqliteStore, new: &NewInstance) -> StartOutcome {
+    store.start_instance(new, None).unwrap().0
+}
+
+/// An episode that moves `read` to `status` and adds one history entry,
+/// consuming messages through `consumed_through`.
+fn episode(read: &Instance, status: RuntimeStatus, consumed_through: i64) -> EpisodeCommit {
+    let mut updated = read.clone();
+    updated.status = status;
+    updated.updated_at += 1;
+    EpisodeCommit {
+        read: read.clone(),
+        updated,
+        history: HistoryChange::Append(vec![HistoryEntry::OrchestratorStarted { timestamp: 2 }]),
+        consumed_through,
+        timers: vec![],
+        activities: vec![],
+        children: vec![],
+        sent_events: vec![],
+        requeued: Vec::new(),
+    }
+}
+
 /// Commits an episode that moves the instance to `status`, consuming everything read.
 fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome {
     let work = store
         .load_work(id, true)
         .unwrap()
         .expect("messages are queued");
-    let mut updated = work.instance.clone();
-    updated.status = status;
+    let consumed_through = work.messages.last().unwrap().seq;
     store
-        .commit_episode(&EpisodeCommit {
-            read: work.instance,
-            updated,
-            history: HistoryChange::Append(vec![HistoryEntry::OrchestratorStarted {
-                timestamp: 2,
-            }]),
-            consumed_through: work.messages.last().unwrap().seq,
-            timers: vec![],
-            activities: vec![],
-            children: vec![],
-            sent_events: vec![],
-            requeued: Vec::new(),
-        })
+        .commit_episode(&episode(&work.instance, status, consumed_through))
         .unwrap()
+}
+
+#[test]
+fn a_direct_first_episode_commits_with_its_start_or_the_start_is_queued() {
+    let (_dir, store) = store();
+    let new = new_instance("a");
+    let direct = DirectEpisode {
+        commit: episode(&new.started(0), RuntimeStatus::Completed, 0),
+        history_len: 0,
+    };
+    let (outcome, applied) = store.start_instance(&new, Some(direct.clone())).unwrap();
+    assert_eq!(outcome, StartOutcome::Started);
+    assert_eq!(applied, Applied::Directly { notify: vec![] });
+    let (instance, history) = store.instance_with_history("a").unwrap().unwrap();
+    assert_eq!(instance.status, RuntimeStatus::Completed);
+    assert_eq!(history.len(), 1);
+    assert!(store.instances_with_messages().unwrap().is_empty());
+
+    // Under the same ID again the generation is 1, not the planned 0: the
+    // start is queued as usual and nothing of the plan is written.
+    let (outcome, applied) = store.start_instance(&new, Some(direct)).unwrap();
+    assert_eq!((outcome, applied), (StartOutcome::Started, Applied::Queued));
+    let (instance, history) = store.instance_with_history("a").unwrap().unwrap();
+    assert_eq!(
+        (instance.status, instance.generation, history.len()),
+        (RuntimeStatus::Pending, 1, 0)
+    );
+    assert_eq!(store.instances_with_messages().unwrap(), vec!["a"]);
+}
+
+#[test]
+fn a_direct_episode_applies_only_to_the_state_it_was_planned_on() {
+    let (_dir, store) = store();
+    start(&store, &new_instance("a"));
+    finish(&store, "a", RuntimeStatus::Running);
+    let running = store.instance("a").unwrap().unwrap();
+    let event = Message::Event {
+        name: "e".into(),
+        payload: "1".into(),
+        accepted_at: 3,
+    };
+    let direct = |history_len| DirectEpisode {
+        commit: episode(&running, RuntimeStatus::Running, 0),
+        history_len,
+    };
+
+    // A history length other than the stored one: queued, nothing applied.
+    let (outcome, applied) = store.deliver("a", &event, Some(direct(5))).unwrap();
+    assert_eq!(
+        (outcome, applied),
+        (DeliveryOutcome::Accepted, Applied::Queued)
+    );
+    assert_eq!(store.instance("a").unwrap().unwrap(), running);
+
+    // Something queued before it: queued behind it, in order.
+    let (_, applied) = store.deliver("a", &event, Some(direct(1))).unwrap();
+    assert_eq!(applied, Applied::Queued);
+    let work = store.load_work("a", true).unwrap().unwrap();
+    assert_eq!(work.messages.len(), 2);
+    assert_eq!(work.history.len(), 1);
+
+    // The state it was planned on: applied, nothing queued by it.
+    let consumed = work.messages.last().unwrap().seq;
+    store
+        .commit_episode(&episode(&running, RuntimeStatus::Running, consumed))
+        .unwrap();
+    let now_running = store.instance("a").unwrap().unwrap();
+    let planned = DirectEpisode {
+        commit: episode(&now_running, RuntimeStatus::Running, 0),
+        history_len: 2,
+    };
+    let (_, applied) = store.deliver("a", &event, Some(planned)).unwrap();
+    assert_eq!(applied, Applied::Directly { notify: vec![] });
+    assert_eq!(
+        store.instance_with_history("a").unwrap().unwrap().1.len(),
+        3
+    );
+    assert!(store.instances_with_messages().unwrap().is_empty());
 }
 
 #[test]
 fn a_second_start_of_an_unfinished_instance_conflicts() {
     let (_dir, store) = store();
+    assert_eq!(start(&store, &new_instance("a")), StartOutcome::Started);
     assert_eq!(
-        store.start_instance(&new_instance("a")).unwrap(),
-        StartOutcome::Started
-    );
-    assert_eq!(
-        store.start_instance(&new_instance("a")).unwrap(),
+        start(&store, &new_instance("a")),
         StartOutcome::Conflict(RuntimeStatus::Pending)
     );
 }
@@ -60,7 +145,7 @@ fn a_second_start_of_an_unfinished_instance_conflicts() {
 #[test]
 fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history() {
     let (_dir, store) = store();
-    store.start_instance(&new_instance("a")).unwrap();
+    start(&store, &new_instance("a"));
     assert_eq!(
         finish(&store, "a", RuntimeStatus::Completed),
         CommitOutcome::Committed { notify: vec![] }
@@ -70,10 +155,7 @@ fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history() {
         1
     );
 
-    assert_eq!(
-        store.start_instance(&new_instance("a")).unwrap(),
-        StartOutcome::Started
-    );
+    assert_eq!(start(&store, &new_instance("a")), StartOutcome::Started);
     let instance = store.instance("a").unwrap().unwrap();
     assert_eq!(
         (instance.status, instance.generation),
@@ -97,7 +179,7 @@ fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
         DeliveryOutcome::NotFound
     );
 
-    store.start_instance(&new_instance("a")).unwrap();
+    start(&store, &new_instance("a"));
     assert_eq!(
         store.raise_event("a", "e", "1", 1).unwrap(),
         DeliveryOutcome::Accepted
@@ -125,7 +207,7 @@ fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
 #[test]
 fn a_finishing_episode_that_missed_a_message_is_refused() {
     let (_dir, store) = store();
-    store.start_instance(&new_instance("a")).unwrap();
+    start(&store, &new_instance("a"));
     let work = store.load_work("a", true).unwrap().unwrap();
     // An event lands after the episode read the inbox.
     store.raise_event("a", "e", "1", 1).unwrap();
@@ -178,7 +260,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
 #[test]
 fn continue_as_new_replaces_the_history_with_the_new_generation() {
     let (_dir, store) = store();
-    store.start_instance(&new_instance("a")).unwrap();
+    start(&store, &new_instance("a"));
     let work = store.load_work("a", true).unwrap().unwrap();
     let mut updated = work.instance.clone();
     updated.status = RuntimeStatus::Running;
@@ -240,7 +322,7 @@ fn a_version_1_database_is_upgraded_and_keeps_its_instances() {
     );
     // Older instances have no version: they run on the current file.
     assert_eq!(old.version, None);
-    store.start_instance(&new_instance("new")).unwrap();
+    start(&store, &new_instance("new"));
     assert_eq!(
         store.instance("new").unwrap().unwrap().version.as_deref(),
         Some("sha256:v1")
@@ -257,7 +339,7 @@ fn queries_page_in_creation_order_and_bulk_purge_skips_live_instances() {
     for (n, id) in ["b", "a", "c"].into_iter().enumerate() {
         let mut new = new_instance(id);
         new.now = 10 + n as Millis;
-        store.start_instance(&new).unwrap();
+        start(&store, &new);
     }
     finish(&store, "a", RuntimeStatus::Completed);
     let first = store
@@ -329,7 +411,7 @@ fn a_component_version_is_kept_while_an_instance_may_run_on_it_and_then_collecte
     let stored_v2 = [(v2.clone(), b"two".to_vec())];
     let (only_v1, only_v2, both) = ([v1.clone()], [v2.clone()], [v1.clone(), v2.clone()]);
     store.record_components(&stored_v1, &only_v1, 10).unwrap();
-    store.start_instance(&new_instance("on-v1")).unwrap();
+    start(&store, &new_instance("on-v1"));
 
     // v2 replaces v1 at time 20; v1 is retired but "on-v1" still runs on it.
     store.record_components(&stored_v2, &only_v2, 20).unwrap();
@@ -339,7 +421,7 @@ fn a_component_version_is_kept_while_an_instance_may_run_on_it_and_then_collecte
     // Failed instances can be rewound, so they still need their version.
     finish(&store, "on-v1", RuntimeStatus::Failed);
     assert_eq!(store.collect_components(100).unwrap(), Vec::<String>::new());
-    store.start_instance(&new_instance("on-v1")).unwrap();
+    start(&store, &new_instance("on-v1"));
     finish(&store, "on-v1", RuntimeStatus::Completed);
     // Not before it has been retired long enough; never the served one.
     assert_eq!(store.collect_components(19).unwrap(), Vec::<String>::new());

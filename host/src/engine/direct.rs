@@ -1,0 +1,166 @@
+//! Direct episodes: a start, an event or an activity result applied in the
+//! transaction that makes it durable, by an episode run right away on the
+//! thread that brought it, instead of queuing it for a worker that reads it
+//! back and commits again.
+//!
+//! Only when the outcome can be planned from memory: a new instance (its
+//! first episode, on the row its start writes) or an instance with a warm
+//! execution, and only with a free worker and no runner on the instance
+//! ([`Claim`]). The store applies the episode only if the instance is still
+//! exactly what it was planned on, and queues the message otherwise (see
+//! [`DirectEpisode`]); so a direct episode changes how fast a message is
+//! applied, never whether or in which order.
+
+use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::warm::WarmExecution;
+use super::{Shared, episode, schedule};
+use crate::model::{Message, QueuedMessage, now_millis};
+use crate::store::{Applied, DirectEpisode, NewInstance, WorkItem};
+
+/// Fuel a direct step may burn: far more than a typical step (well under a
+/// million units), little enough that a request never waits long for one.
+/// A step that needs more runs on a worker instead, with the full budget.
+const DIRECT_FUEL: u64 = 50_000_000;
+
+/// An instance and a worker, claimed for a direct episode. The worker is
+/// released once the episode is planned (waiting for the commit takes no
+/// worker, so commits of many direct episodes share a group); the
+/// instance when the claim is dropped (also on a panic), which starts a
+/// runner for it if it was notified meanwhile.
+pub(super) struct Claim {
+    shared: Arc<Shared>,
+    id: String,
+    worker: Option<OwnedSemaphorePermit>,
+}
+
+impl Claim {
+    /// `None` if no worker is free or a runner owns the instance.
+    pub(super) fn try_new(shared: &Arc<Shared>, id: &str) -> Option<Claim> {
+        let worker = shared.scheduler.try_claim(id)?;
+        Some(Claim {
+            shared: Arc::clone(shared),
+            id: id.to_owned(),
+            worker: Some(worker),
+        })
+    }
+
+    /// Plans the first episode of `new`, on the row its start writes for a
+    /// fresh ID (generation 0). A restart under an old ID has another
+    /// generation: the store then finds the row different and queues.
+    pub(super) fn plan_start(&mut self, new: &NewInstance) -> Option<Planned> {
+        let work = WorkItem {
+            instance: new.started(0),
+            history: Vec::new(),
+            history_len: 0,
+            messages: vec![QueuedMessage {
+                seq: 0,
+                message: Message::Start,
+            }],
+        };
+        self.plan(None, work)
+    }
+
+    /// Plans the episode that applies `message` to the instance's warm
+    /// execution, if it has one. (Without one, a direct episode would read
+    /// and replay the history, which costs more than queuing: a worker's
+    /// episode then applies every message that queued meanwhile at once.)
+    pub(super) fn plan_message(&mut self, message: Message) -> Option<Planned> {
+        let Some(warm) = self.shared.warm.take(&self.id) else {
+            self.worker = None;
+            return None;
+        };
+        let work = WorkItem {
+            instance: warm.instance.clone(),
+            history: Vec::new(),
+            history_len: warm.history_len,
+            messages: vec![QueuedMessage { seq: 0, message }],
+        };
+        self.plan(Some(warm), work)
+    }
+
+    fn plan(&mut self, warm: Option<WarmExecution>, work: WorkItem) -> Option<Planned> {
+        let history_len = work.history_len;
+        let planned = episode::plan(
+            &self.shared.runtime,
+            warm,
+            work,
+            now_millis(),
+            Some(DIRECT_FUEL),
+        );
+        self.worker = None;
+        match planned {
+            Ok(Some((commit, live))) => Some(Planned {
+                wakes: (!commit.timers.is_empty(), !commit.activities.is_empty()),
+                episode: DirectEpisode {
+                    commit,
+                    history_len,
+                },
+                live,
+            }),
+            // Not loaded, over budget, a host failure: a worker will run it.
+            Ok(None) => None,
+            Err(error) => {
+                tracing::debug!(instance = %self.id, "no direct episode: {error:#}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.shared.scheduler.release(&self.id) {
+            schedule(&self.shared, &self.id);
+        }
+    }
+}
+
+/// A direct episode, planned, not yet offered to the store.
+pub(super) struct Planned {
+    episode: DirectEpisode,
+    live: Option<WarmExecution>,
+    /// Whether the episode created timers, activities.
+    wakes: (bool, bool),
+}
+
+/// What [`Claim::settle`] needs of a planned episode once the store has it.
+pub(super) struct Leftover {
+    live: Option<WarmExecution>,
+    wakes: (bool, bool),
+}
+
+/// Acts on the store's answer for a message to `id`: keeps the execution
+/// of a committed direct episode warm and schedules what its commit
+/// notified, or schedules `id` for its queued message. With a claim, call
+/// it before the claim is dropped, so no runner starts before the
+/// execution is back.
+pub(super) fn settle(shared: &Arc<Shared>, id: &str, leftover: Option<Leftover>, applied: Applied) {
+    match (applied, leftover) {
+        (Applied::Directly { notify }, Some(leftover)) => {
+            if let Some(live) = leftover.live {
+                shared.warm.keep(id, live);
+            }
+            let (timers, activities) = leftover.wakes;
+            shared.wake(timers, activities);
+            for other in notify {
+                schedule(shared, &other);
+            }
+        }
+        _ => schedule(shared, id),
+    }
+}
+
+/// Splits a plan into the episode for the store and what settles it.
+pub(super) fn split(planned: Option<Planned>) -> (Option<DirectEpisode>, Option<Leftover>) {
+    match planned {
+        Some(Planned {
+            episode,
+            live,
+            wakes,
+        }) => (Some(episode), Some(Leftover { live, wakes })),
+        None => (None, None),
+    }
+}
