@@ -109,14 +109,14 @@ async fn run_one(engine: &Engine, work: ActivityWork) {
                 result: result.clone(),
             })
         });
-        let (episode, leftover) = direct::split(planned);
+        let (episode, leftover) = planned.unzip();
         let applied = shared.store.complete_activity(&work, result, episode)?;
+        let recorded = applied.is_some();
         if let Some(applied) = applied {
             direct::settle(&shared, &work.instance_id, leftover, applied);
-            return Ok(true);
         }
         drop(claim);
-        Ok(false)
+        Ok(recorded)
     })
     .await;
     match recorded {

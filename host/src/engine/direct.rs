@@ -92,14 +92,14 @@ impl Claim {
         );
         self.worker = None;
         match planned {
-            Ok(Some((commit, live))) => Some(Planned {
-                wakes: (!commit.timers.is_empty(), !commit.activities.is_empty()),
-                episode: DirectEpisode {
+            Ok(Some((commit, live))) => {
+                let wakes = (!commit.timers.is_empty(), !commit.activities.is_empty());
+                let episode = DirectEpisode {
                     commit,
                     history_len,
-                },
-                live,
-            }),
+                };
+                Some((episode, Leftover { live, wakes }))
+            }
             // Not loaded, over budget, a host failure: a worker will run it.
             Ok(None) => None,
             Err(error) => {
@@ -118,17 +118,14 @@ impl Drop for Claim {
     }
 }
 
-/// A direct episode, planned, not yet offered to the store.
-pub(super) struct Planned {
-    episode: DirectEpisode,
+/// A direct episode, planned: the episode for the store, and what
+/// [`settle`] needs of it once the store has answered.
+pub(super) type Planned = (DirectEpisode, Leftover);
+
+pub(super) struct Leftover {
+    /// The execution, if the orchestrator waits.
     live: Option<WarmExecution>,
     /// Whether the episode created timers, activities.
-    wakes: (bool, bool),
-}
-
-/// What [`Claim::settle`] needs of a planned episode once the store has it.
-pub(super) struct Leftover {
-    live: Option<WarmExecution>,
     wakes: (bool, bool),
 }
 
@@ -150,17 +147,5 @@ pub(super) fn settle(shared: &Arc<Shared>, id: &str, leftover: Option<Leftover>,
             }
         }
         _ => schedule(shared, id),
-    }
-}
-
-/// Splits a plan into the episode for the store and what settles it.
-pub(super) fn split(planned: Option<Planned>) -> (Option<DirectEpisode>, Option<Leftover>) {
-    match planned {
-        Some(Planned {
-            episode,
-            live,
-            wakes,
-        }) => (Some(episode), Some(Leftover { live, wakes })),
-        None => (None, None),
     }
 }

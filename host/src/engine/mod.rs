@@ -195,7 +195,7 @@ impl Engine {
         let mut claim = direct::Claim::try_new(&self.shared, id.as_str());
         let outcome = blocking(move || {
             let planned = claim.as_mut().and_then(|claim| claim.plan_start(&new));
-            let (episode, leftover) = direct::split(planned);
+            let (episode, leftover) = planned.unzip();
             let (outcome, applied) = shared.store.start_instance(&new, episode)?;
             if outcome == StartOutcome::Started {
                 direct::settle(&shared, &new.id, leftover, applied);
@@ -274,7 +274,7 @@ impl Engine {
             let planned = claim
                 .as_mut()
                 .and_then(|claim| claim.plan_message(message.clone()));
-            let (episode, leftover) = direct::split(planned);
+            let (episode, leftover) = planned.unzip();
             let (outcome, applied) = shared.store.deliver(&instance_id, &message, episode)?;
             if outcome == DeliveryOutcome::Accepted {
                 direct::settle(&shared, &instance_id, leftover, applied);
