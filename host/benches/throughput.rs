@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use reprise_host::runtime::{AllowedHosts, GuestLimits, Runtime};
 use support::harness::{TestHost, components};
-use support::{CLIENTS, cpu_seconds, from_clients, ms, quantile};
+use support::{CLIENTS, CpuMeter, from_clients, ms, quantile};
 
 const RUNS: usize = 3;
 const LATENCY_RUNS: usize = 200;
@@ -194,7 +194,7 @@ async fn completed_per_second(
     starts: usize,
 ) -> f64 {
     let started = Instant::now();
-    let cpu = host.pid().map(cpu_seconds);
+    let cpu = CpuMeter::start(host.pid());
     let paths: Vec<String> = (0..starts)
         .map(|n| format!("{}/orchestrators/{name}/{prefix}{n}", host.base))
         .collect();
@@ -211,8 +211,7 @@ async fn completed_per_second(
         .await
         .body;
     assert_eq!(failed.as_array().map(Vec::len), Some(0), "{failed}");
-    if let (Some(before), Some(pid)) = (cpu, host.pid()) {
-        let per = (cpu_seconds(pid) - before) / starts as f64 * 1e6;
+    if let Some(per) = cpu.micros_per(starts) {
         eprintln!("{prefix}: host CPU {per:.0} µs per instance");
     }
     starts as f64 / started.elapsed().as_secs_f64()
@@ -245,7 +244,7 @@ async fn median_event_rate(host: &TestHost) -> String {
     let mut rates = Vec::new();
     for run in 0..RUNS {
         let started = Instant::now();
-        let cpu = host.pid().map(cpu_seconds);
+        let cpu = CpuMeter::start(host.pid());
         let urls: Vec<String> = (0..EVENTS)
             .map(|n| {
                 let counter = n % COUNTERS;
@@ -277,8 +276,7 @@ async fn median_event_rate(host: &TestHost) -> String {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let rate = EVENTS as f64 / started.elapsed().as_secs_f64();
-        if let (Some(before), Some(pid)) = (cpu, host.pid()) {
-            let per = (cpu_seconds(pid) - before) / EVENTS as f64 * 1e6;
+        if let Some(per) = cpu.micros_per(EVENTS) {
             eprintln!("s2 run {run}: host CPU {per:.0} µs per event");
         }
         eprintln!(

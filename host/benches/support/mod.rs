@@ -28,8 +28,30 @@ pub fn quantile(samples: &mut [f64], quantile: f64) -> f64 {
     samples[((samples.len() - 1) as f64 * quantile).round() as usize]
 }
 
+/// The CPU time a process uses from now on.
+pub struct CpuMeter {
+    pid: Option<u32>,
+    start: f64,
+}
+
+impl CpuMeter {
+    /// Starts measuring `pid` (`None`: measures nothing).
+    pub fn start(pid: Option<u32>) -> CpuMeter {
+        CpuMeter {
+            pid,
+            start: pid.map_or(0.0, cpu_seconds),
+        }
+    }
+
+    /// CPU time since the start, in microseconds per one of `items`.
+    pub fn micros_per(&self, items: usize) -> Option<f64> {
+        let pid = self.pid?;
+        Some((cpu_seconds(pid) - self.start) / items as f64 * 1e6)
+    }
+}
+
 /// CPU time (user and system) the process `pid` has used so far, in seconds.
-pub fn cpu_seconds(pid: u32) -> f64 {
+fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses; utime and
     // stime are the 14th and 15th fields, in clock ticks (100 per second).
