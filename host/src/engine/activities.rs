@@ -1,9 +1,14 @@
-//! Runs activities: a dispatcher leases queued activities from the store,
-//! as many at once as there are free workers (one transaction), runs each
-//! in the activity sandbox with a timeout, and records each result as a
-//! message for its instance, exactly once. Results of activities that end
-//! together share a group commit, so throughput does not hang on one fsync
-//! per activity and worker.
+//! Runs activities, each in the activity sandbox with a timeout, and
+//! records each result as a message for its instance, exactly once.
+//! Results of activities that end together share a group commit, so
+//! throughput does not hang on one fsync per activity and worker.
+//!
+//! An activity reaches a worker one of two ways. Usually the episode that
+//! schedules it reserves a free worker ([`Reserved`]) and the commit leases
+//! the activity as it inserts it; the engine starts it once the commit
+//! lands. When no worker was free, the activity waits in the store, and a
+//! dispatcher leases waiting activities, as many at once as workers are
+//! free (one transaction), and starts them.
 //!
 //! Delivery is at least once: if the host dies mid-run, the lease is
 //! released at start-up and the activity runs again. Recording is at most
@@ -13,65 +18,99 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Engine, blocking, direct};
+use super::{Shared, blocking, direct};
 use crate::model::{Message, Millis, now_millis};
 use crate::runtime::GuestError;
-use crate::store::ActivityWork;
+use crate::store::{ActivityLease, ActivityWork, EpisodeCommit};
 
 /// Extra lease time beyond the timeout, for recording the result.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// How often an idle dispatcher looks for work it was not woken for (expired leases).
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
-pub(super) async fn run_dispatcher(engine: Engine) {
-    let workers = Arc::new(Semaphore::new(engine.shared.config.activity_workers.max(1)));
-    let lease = (engine.shared.config.activity_timeout + LEASE_MARGIN).as_millis() as Millis;
+/// How long a worker holds an activity's lease.
+fn lease_length(shared: &Shared) -> Millis {
+    (shared.config.activity_timeout + LEASE_MARGIN).as_millis() as Millis
+}
+
+/// Workers reserved for activities about to be leased.
+pub(super) struct Reserved(Vec<OwnedSemaphorePermit>);
+
+impl Reserved {
+    /// Reserves a free worker for each activity `commit` schedules (as
+    /// many as are free) and has the commit lease that many.
+    pub(super) fn for_commit(shared: &Shared, commit: &mut EpisodeCommit) -> Reserved {
+        let permits: Vec<_> = (0..commit.activities.len())
+            .map_while(|_| {
+                Arc::clone(&shared.activity_workers)
+                    .try_acquire_owned()
+                    .ok()
+            })
+            .collect();
+        commit.lease = ActivityLease {
+            count: permits.len(),
+            until: now_millis() + lease_length(shared),
+        };
+        Reserved(permits)
+    }
+
+    /// Runs `leased`, one on each reserved worker (there are never fewer).
+    pub(super) fn start(self, shared: &Arc<Shared>, leased: Vec<ActivityWork>) {
+        debug_assert!(leased.len() <= self.0.len());
+        for (work, permit) in leased.into_iter().zip(self.0) {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                run_one(&shared, work).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Leases and starts the activities no episode could hand a worker (none
+/// was free), and those whose lease expired, as workers become free.
+pub(super) async fn run_dispatcher(shared: Arc<Shared>) {
+    let workers = &shared.activity_workers;
     loop {
-        // Only this loop takes permits, so every one counted free is ours.
-        let first = Arc::clone(&workers)
+        let first = Arc::clone(workers)
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let free = 1 + workers.available_permits();
-        let store = Arc::clone(&engine.shared.store);
-        match blocking(move || store.claim_activities(now_millis(), lease, free)).await {
-            Ok(claimed) if !claimed.is_empty() => {
-                let mut permits = std::iter::once(first).chain(std::iter::from_fn(|| {
-                    Arc::clone(&workers).try_acquire_owned().ok()
-                }));
-                for work in claimed {
-                    let permit = permits.next().expect("no more claimed than free");
-                    let engine = engine.clone();
-                    tokio::spawn(async move {
-                        run_one(&engine, work).await;
-                        drop(permit);
-                    });
+        let mut permits = vec![first];
+        permits.extend(std::iter::from_fn(|| {
+            Arc::clone(workers).try_acquire_owned().ok()
+        }));
+        let wanted = permits.len();
+        let store = Arc::clone(&shared.store);
+        let lease = lease_length(&shared);
+        match blocking(move || store.claim_activities(now_millis(), lease, wanted)).await {
+            Ok(claimed) => {
+                // Fewer than asked for: none is left waiting, until woken.
+                let more = claimed.len() == wanted;
+                Reserved(permits).start(&shared, claimed);
+                if more {
+                    continue;
                 }
-                continue;
             }
-            Ok(_) => drop(first),
-            Err(error) => {
-                drop(first);
-                tracing::error!("cannot claim activities: {error:#}");
-            }
+            Err(error) => tracing::error!("cannot claim activities: {error:#}"),
         }
         tokio::select! {
-            () = engine.shared.activities_changed.notified() => {}
+            () = shared.activities_changed.notified() => {}
             () = tokio::time::sleep(IDLE_RECHECK) => {}
         }
     }
 }
 
-async fn run_one(engine: &Engine, work: ActivityWork) {
-    let timeout = engine.shared.config.activity_timeout;
-    let runtime = Arc::clone(&engine.shared.runtime);
+async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
+    let timeout = shared.config.activity_timeout;
+    let runtime = Arc::clone(&shared.runtime);
     let (name, input, version) = (work.name.clone(), work.input.clone(), work.version.clone());
     // Loading the version (from the store, compiling it) is not the
     // activity's time; it is rarely needed, so no hop when it is not.
     if version.as_deref().is_some_and(|v| !runtime.has_version(v)) {
-        let shared = Arc::clone(&engine.shared);
+        let shared = Arc::clone(shared);
         let wanted = version.clone();
         let _ = tokio::task::spawn_blocking(move || shared.ensure_version(wanted.as_deref())).await;
     }
@@ -98,24 +137,22 @@ async fn run_one(engine: &Engine, work: ActivityWork) {
     };
     // With a worker free and the instance warm, the result is applied in
     // the transaction that records it (see `direct.rs`).
-    let shared = Arc::clone(&engine.shared);
+    let shared = Arc::clone(shared);
     let instance_id = work.instance_id.clone();
-    let mut claim = direct::Claim::try_new(&engine.shared, &instance_id);
+    let mut claim = direct::Claim::try_new(&shared, &instance_id);
     let recorded = blocking(move || {
-        let planned = claim.as_mut().and_then(|claim| {
+        let episode = claim.as_mut().and_then(|claim| {
             claim.plan_message(Message::ActivityDone {
                 generation: work.generation,
                 id: work.task_id,
                 result: result.clone(),
             })
         });
-        let (episode, leftover) = planned.unzip();
         let applied = shared.store.complete_activity(&work, result, episode)?;
         let recorded = applied.is_some();
         if let Some(applied) = applied {
-            direct::settle(&shared, &work.instance_id, leftover, applied);
+            direct::settle(&shared, &work.instance_id, claim, applied);
         }
-        drop(claim);
         Ok(recorded)
     })
     .await;

@@ -10,13 +10,17 @@
 //! exactly what it was planned on, and queues the message otherwise (see
 //! [`DirectEpisode`]); so a direct episode changes how fast a message is
 //! applied, never whether or in which order.
+//!
+//! A caller claims, plans, hands the episode to the store with the message,
+//! and passes the store's answer and the claim to [`settle`].
 
 use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::activities::Reserved;
 use super::warm::WarmExecution;
-use super::{Shared, episode, schedule};
+use super::{Shared, background_work, episode, schedule};
 use crate::model::{Message, QueuedMessage, now_millis};
 use crate::store::{Applied, DirectEpisode, NewInstance, WorkItem};
 
@@ -34,6 +38,8 @@ pub(super) struct Claim {
     shared: Arc<Shared>,
     id: String,
     worker: Option<OwnedSemaphorePermit>,
+    /// What the planned episode leaves for [`settle`].
+    leftover: Option<Leftover>,
 }
 
 impl Claim {
@@ -44,13 +50,14 @@ impl Claim {
             shared: Arc::clone(shared),
             id: id.to_owned(),
             worker: Some(worker),
+            leftover: None,
         })
     }
 
     /// Plans the first episode of `new`, on the row its start writes for a
     /// fresh ID (generation 0). A restart under an old ID has another
     /// generation: the store then finds the row different and queues.
-    pub(super) fn plan_start(&mut self, new: &NewInstance) -> Option<Planned> {
+    pub(super) fn plan_start(&mut self, new: &NewInstance) -> Option<DirectEpisode> {
         let work = WorkItem {
             instance: new.started(0),
             history: Vec::new(),
@@ -67,7 +74,7 @@ impl Claim {
     /// execution, if it has one. (Without one, a direct episode would read
     /// and replay the history, which costs more than queuing: a worker's
     /// episode then applies every message that queued meanwhile at once.)
-    pub(super) fn plan_message(&mut self, message: Message) -> Option<Planned> {
+    pub(super) fn plan_message(&mut self, message: Message) -> Option<DirectEpisode> {
         let Some(warm) = self.shared.warm.take(&self.id) else {
             self.worker = None;
             return None;
@@ -81,7 +88,7 @@ impl Claim {
         self.plan(Some(warm), work)
     }
 
-    fn plan(&mut self, warm: Option<WarmExecution>, work: WorkItem) -> Option<Planned> {
+    fn plan(&mut self, warm: Option<WarmExecution>, work: WorkItem) -> Option<DirectEpisode> {
         let history_len = work.history_len;
         let planned = episode::plan(
             &self.shared.runtime,
@@ -92,13 +99,17 @@ impl Claim {
         );
         self.worker = None;
         match planned {
-            Ok(Some((commit, live))) => {
-                let wakes = (!commit.timers.is_empty(), !commit.activities.is_empty());
-                let episode = DirectEpisode {
+            Ok(Some((mut commit, live))) => {
+                let workers = Reserved::for_commit(&self.shared, &mut commit);
+                self.leftover = Some(Leftover {
+                    live,
+                    wakes: background_work(&commit),
+                    workers,
+                });
+                Some(DirectEpisode {
                     commit,
                     history_len,
-                };
-                Some((episode, Leftover { live, wakes }))
+                })
             }
             // Not loaded, over budget, a host failure: a worker will run it.
             Ok(None) => None,
@@ -118,34 +129,40 @@ impl Drop for Claim {
     }
 }
 
-/// A direct episode, planned: the episode for the store, and what
-/// [`settle`] needs of it once the store has answered.
-pub(super) type Planned = (DirectEpisode, Leftover);
-
-pub(super) struct Leftover {
+/// What a planned direct episode needs once the store has answered.
+struct Leftover {
     /// The execution, if the orchestrator waits.
     live: Option<WarmExecution>,
-    /// Whether the episode created timers, activities.
+    /// Whether the timer service, the dispatcher must be woken.
     wakes: (bool, bool),
+    /// Workers for the activities the episode leases.
+    workers: Reserved,
 }
 
-/// Acts on the store's answer for a message to `id`: keeps the execution
-/// of a committed direct episode warm and schedules what its commit
-/// notified, or schedules `id` for its queued message. With a claim, call
-/// it before the claim is dropped, so no runner starts before the
-/// execution is back.
-pub(super) fn settle(shared: &Arc<Shared>, id: &str, leftover: Option<Leftover>, applied: Applied) {
+/// Acts on the store's answer for a message to `id`, giving up the claim.
+/// For a committed direct episode: keeps its execution warm, releases the
+/// instance, and only then starts the activities its commit leased (so
+/// their results find the execution back and the instance free) and
+/// schedules the instances it notified. For a queued message: schedules
+/// `id`.
+pub(super) fn settle(shared: &Arc<Shared>, id: &str, mut claim: Option<Claim>, applied: Applied) {
+    let leftover = claim.as_mut().and_then(|claim| claim.leftover.take());
     match (applied, leftover) {
-        (Applied::Directly { notify }, Some(leftover)) => {
+        (Applied::Directly(follow_up), Some(leftover)) => {
             if let Some(live) = leftover.live {
                 shared.warm.keep(id, live);
             }
+            drop(claim);
+            leftover.workers.start(shared, follow_up.leased);
             let (timers, activities) = leftover.wakes;
             shared.wake(timers, activities);
-            for other in notify {
+            for other in follow_up.notify {
                 schedule(shared, &other);
             }
         }
-        _ => schedule(shared, id),
+        _ => {
+            drop(claim);
+            schedule(shared, id);
+        }
     }
 }

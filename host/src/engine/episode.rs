@@ -13,7 +13,7 @@ use crate::model::{
     HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
 use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
-use crate::store::{EpisodeCommit, HistoryChange, NewInstance, WorkItem};
+use crate::store::{ActivityLease, EpisodeCommit, HistoryChange, NewInstance, WorkItem};
 
 use super::warm::WarmExecution;
 
@@ -56,6 +56,7 @@ pub(crate) fn plan(
                 consumed_through,
                 timers: Vec::new(),
                 activities: Vec::new(),
+                lease: ActivityLease::default(),
                 children: Vec::new(),
                 sent_events: Vec::new(),
                 requeued: Vec::new(),
@@ -269,6 +270,7 @@ pub(crate) fn plan(
         consumed_through,
         timers,
         activities,
+        lease: ActivityLease::default(),
         children,
         sent_events,
         requeued: Vec::new(),

@@ -83,8 +83,11 @@ struct Shared {
     scheduler: Scheduler,
     /// Wakes the timer service when an episode created timers.
     timers_changed: tokio::sync::Notify,
-    /// Wakes the activity dispatcher when an episode scheduled activities.
+    /// Wakes the activity dispatcher when an episode scheduled activities
+    /// it did not lease.
     activities_changed: tokio::sync::Notify,
+    /// Activity workers: the permits of those free.
+    activity_workers: Arc<tokio::sync::Semaphore>,
     /// Guest executions kept alive between episodes.
     warm: warm::WarmCache,
     config: EngineConfig,
@@ -94,7 +97,8 @@ impl Shared {
     /// Wakes the timer service and the activity dispatcher for what a
     /// committed episode created.
     fn wake_background_work(&self, commit: &EpisodeCommit) {
-        self.wake(!commit.timers.is_empty(), !commit.activities.is_empty());
+        let (timers, activities) = background_work(commit);
+        self.wake(timers, activities);
     }
 
     /// Wakes the timer service, the activity dispatcher, or both.
@@ -108,6 +112,15 @@ impl Shared {
     }
 }
 
+/// Whether a commit created timers, and activities it did not lease: work
+/// for the timer service and the activity dispatcher.
+fn background_work(commit: &EpisodeCommit) -> (bool, bool) {
+    (
+        !commit.timers.is_empty(),
+        commit.activities.len() > commit.lease.count,
+    )
+}
+
 impl Engine {
     pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>, config: EngineConfig) -> Engine {
         Engine {
@@ -117,6 +130,9 @@ impl Engine {
                 scheduler: Scheduler::new(config.workers),
                 timers_changed: tokio::sync::Notify::new(),
                 activities_changed: tokio::sync::Notify::new(),
+                activity_workers: Arc::new(tokio::sync::Semaphore::new(
+                    config.activity_workers.max(1),
+                )),
                 warm: warm::WarmCache::new(config.warm_executions, config.warm_memory_bytes),
                 config,
             }),
@@ -158,7 +174,7 @@ impl Engine {
     pub fn start_background_work(&self) {
         tokio::spawn(timers::run(self.clone()));
         self.start_version_collector();
-        tokio::spawn(activities::run_dispatcher(self.clone()));
+        tokio::spawn(activities::run_dispatcher(Arc::clone(&self.shared)));
     }
 
     /// The loaded component files and what each provides.
@@ -194,13 +210,11 @@ impl Engine {
         let shared = Arc::clone(&self.shared);
         let mut claim = direct::Claim::try_new(&self.shared, id.as_str());
         let outcome = blocking(move || {
-            let planned = claim.as_mut().and_then(|claim| claim.plan_start(&new));
-            let (episode, leftover) = planned.unzip();
+            let episode = claim.as_mut().and_then(|claim| claim.plan_start(&new));
             let (outcome, applied) = shared.store.start_instance(&new, episode)?;
             if outcome == StartOutcome::Started {
-                direct::settle(&shared, &new.id, leftover, applied);
+                direct::settle(&shared, &new.id, claim, applied);
             }
-            drop(claim);
             Ok(outcome)
         })
         .await?;
@@ -271,15 +285,13 @@ impl Engine {
             .then(|| direct::Claim::try_new(&self.shared, &instance_id))
             .flatten();
         blocking(move || {
-            let planned = claim
+            let episode = claim
                 .as_mut()
                 .and_then(|claim| claim.plan_message(message.clone()));
-            let (episode, leftover) = planned.unzip();
             let (outcome, applied) = shared.store.deliver(&instance_id, &message, episode)?;
             if outcome == DeliveryOutcome::Accepted {
-                direct::settle(&shared, &instance_id, leftover, applied);
+                direct::settle(&shared, &instance_id, claim, applied);
             }
-            drop(claim);
             Ok(outcome)
         })
         .await
@@ -383,9 +395,9 @@ impl Engine {
             }
             let commit = rewind::plan(instance, history, reason, now_millis());
             match store.commit_episode(&commit)? {
-                CommitOutcome::Committed { notify } => {
+                CommitOutcome::Committed(follow_up) => {
                     shared.wake_background_work(&commit);
-                    Ok((RewindOutcome::Rewound, notify))
+                    Ok((RewindOutcome::Rewound, follow_up.notify))
                 }
                 // Failed instances change only by a purge or a new start.
                 CommitOutcome::Stale | CommitOutcome::LateMessages => {
@@ -417,7 +429,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
     let store = Arc::clone(&shared.store);
     let runtime = Arc::clone(&shared.runtime);
     let background = Arc::clone(&shared);
-    let notify = blocking(move || {
+    let (notify, handoff) = blocking(move || {
         let shared = background;
         // A commit is refused when messages arrived after a finishing episode
         // read the inbox: plan again with them. Bounded, since each retry
@@ -427,33 +439,35 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             // use is dropped, so none outlives a change it did not see.
             let warm = shared.warm.take(&id);
             let Some(mut work) = store.load_work(&id, warm.is_none())? else {
-                return Ok(Vec::new());
+                return Ok(Default::default());
             };
             shared.ensure_version(work.instance.version.as_deref());
             let warm = match warm {
                 Some(warm) if warm.matches(&work) => Some(warm),
                 Some(_) => {
                     let Some(full) = store.load_work(&id, true)? else {
-                        return Ok(Vec::new());
+                        return Ok(Default::default());
                     };
                     work = full;
                     None
                 }
                 None => None,
             };
-            let Some((commit, live)) = episode::plan(&runtime, warm, work, now_millis(), None)?
+            let Some((mut commit, live)) =
+                episode::plan(&runtime, warm, work, now_millis(), None)?
             else {
-                return Ok(Vec::new());
+                return Ok(Default::default());
             };
+            let workers = activities::Reserved::for_commit(&shared, &mut commit);
             match store.commit_episode(&commit)? {
-                CommitOutcome::Committed { notify } => {
+                CommitOutcome::Committed(follow_up) => {
                     // Only an execution whose episode committed stays warm.
                     if let Some(live) = live {
                         shared.warm.keep(&id, live);
                     }
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
                     shared.wake_background_work(&commit);
-                    return Ok(notify);
+                    return Ok((follow_up.notify, Some((workers, follow_up.leased))));
                 }
                 CommitOutcome::LateMessages => continue,
                 CommitOutcome::Stale => {
@@ -466,6 +480,11 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
     .await?;
     for other in notify {
         schedule(&shared, &other);
+    }
+    // Last: the runner gives up the instance as this returns, long before
+    // an activity's result can come back for it.
+    if let Some((workers, leased)) = handoff {
+        workers.start(&shared, leased);
     }
     Ok(())
 }

@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 
 use crate::model::{HistoryEntry, Instance, Message, Millis, RuntimeStatus};
-use crate::store::{EpisodeCommit, HistoryChange};
+use crate::store::{ActivityLease, EpisodeCommit, HistoryChange};
 
 /// The commit that rewinds `instance` (which must have failed).
 pub(super) fn plan(
@@ -142,6 +142,7 @@ pub(super) fn plan(
         consumed_through: 0,
         timers,
         activities,
+        lease: ActivityLease::default(),
         children: Vec::new(),
         sent_events: Vec::new(),
         requeued,

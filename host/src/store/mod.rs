@@ -138,6 +138,10 @@ pub struct EpisodeCommit {
     /// Activities scheduled by the episode: (task ID, name, JSON input), in
     /// the generation of `updated`; likewise for other generations.
     pub activities: Vec<(u64, String, String)>,
+    /// The first `lease.count` of `activities` are leased as they are
+    /// inserted, to the engine that committed them: it runs them as soon as
+    /// the commit lands, with no dispatcher and no lease transaction.
+    pub lease: ActivityLease,
     /// Sub-orchestrations to start (`Ok`), or to report as failed to start
     /// (`Err`, as a message to this instance).
     pub children: Vec<Result<NewInstance, (ParentTask, String)>>,
@@ -164,18 +168,35 @@ pub struct DirectEpisode {
     pub history_len: usize,
 }
 
+/// Activities leased in the commit that schedules them (see
+/// [`EpisodeCommit::lease`]); none by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActivityLease {
+    pub count: usize,
+    pub until: Millis,
+}
+
+/// What a committed episode leaves for the engine to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FollowUp {
+    /// The other instances the commit sent messages to (children, event
+    /// targets, the parent), to be scheduled.
+    pub notify: Vec<String>,
+    /// The activities leased as they were inserted, to run.
+    pub leased: Vec<ActivityWork>,
+}
+
 /// What became of a message offered with a [`DirectEpisode`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// Queued in the inbox: an episode must run for the instance.
     Queued,
-    /// Applied by the direct episode, which committed; the other instances
-    /// its commit sent messages to, to be scheduled.
-    Directly { notify: Vec<String> },
+    /// Applied by the direct episode, which committed.
+    Directly(FollowUp),
 }
 
 /// An activity to run, leased to one worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivityWork {
     /// Identifies the queued activity, to complete it.
     pub key: i64,
@@ -191,9 +212,8 @@ pub struct ActivityWork {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
-    /// Written. The other instances this commit sent messages to (children,
-    /// event targets, the parent), to be scheduled.
-    Committed { notify: Vec<String> },
+    /// Written.
+    Committed(FollowUp),
     /// The episode finished the instance, but messages arrived after it read
     /// its inbox. Nothing was written: run the episode again with them, so no
     /// accepted message is ever left behind a finished instance.

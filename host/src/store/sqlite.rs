@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit,
+    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit, FollowUp,
     HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome, Store,
     WorkItem,
 };
@@ -686,6 +686,7 @@ fn apply_episode(
             ))?
             .execute(params![id, live_generation])?;
     }
+    let mut leased = Vec::new();
     if let Some(generation) = live_generation {
         let mut insert_timer = transaction.prepare_cached(
             "INSERT OR REPLACE INTO timers (instance_id, generation, task_id, fire_at) VALUES (?1, ?2, ?3, ?4)",
@@ -693,12 +694,7 @@ fn apply_episode(
         for (task_id, fire_at) in &commit.timers {
             insert_timer.execute(params![id, generation, *task_id as i64, *fire_at as i64])?;
         }
-        let mut insert_activity = transaction.prepare_cached(
-            "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for (task_id, name, input) in &commit.activities {
-            insert_activity.execute(params![id, generation, *task_id as i64, name, input])?;
-        }
+        leased = insert_activities(transaction, commit, generation)?;
     }
     for message in &commit.requeued {
         insert_message(transaction, id, message)?;
@@ -707,7 +703,53 @@ fn apply_episode(
     if !commit.requeued.is_empty() {
         notify.push(id.to_owned());
     }
-    Ok(CommitOutcome::Committed { notify })
+    Ok(CommitOutcome::Committed(FollowUp { notify, leased }))
+}
+
+/// Queues the episode's activities, the first `commit.lease.count` of them
+/// leased; returns those. One already queued (the same task) is left as it
+/// is, and not returned.
+fn insert_activities(
+    transaction: &Connection,
+    commit: &EpisodeCommit,
+    generation: u32,
+) -> anyhow::Result<Vec<ActivityWork>> {
+    let updated = &commit.updated;
+    let mut insert = transaction.prepare_cached(
+        "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input, lease_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING key",
+    )?;
+    let mut leased = Vec::new();
+    for (index, (task_id, name, input)) in commit.activities.iter().enumerate() {
+        let lease_until = if index < commit.lease.count {
+            commit.lease.until
+        } else {
+            0
+        };
+        let mut inserted = insert.query(params![
+            updated.id,
+            generation,
+            *task_id as i64,
+            name,
+            input,
+            lease_until as i64
+        ])?;
+        let Some(row) = inserted.next()? else {
+            continue;
+        };
+        if lease_until > 0 {
+            leased.push(ActivityWork {
+                key: row.get(0)?,
+                instance_id: updated.id.clone(),
+                generation,
+                task_id: *task_id,
+                name: name.clone(),
+                input: input.clone(),
+                version: updated.version.clone(),
+            });
+        }
+    }
+    Ok(leased)
 }
 
 /// Applies `direct` if the instance is exactly what it was planned on (see
@@ -715,7 +757,7 @@ fn apply_episode(
 fn apply_direct(
     transaction: &Connection,
     direct: &DirectEpisode,
-) -> anyhow::Result<Option<Vec<String>>> {
+) -> anyhow::Result<Option<FollowUp>> {
     let read = &direct.commit.read;
     let queued: bool = transaction
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1)")?
@@ -725,7 +767,7 @@ fn apply_direct(
     }
     // A row that differs from `read` is refused before anything is written.
     match apply_episode(transaction, &direct.commit)? {
-        CommitOutcome::Committed { notify } => Ok(Some(notify)),
+        CommitOutcome::Committed(follow_up) => Ok(Some(follow_up)),
         CommitOutcome::Stale | CommitOutcome::LateMessages => Ok(None),
     }
 }
@@ -738,9 +780,9 @@ fn apply_or_queue(
     direct: Option<&DirectEpisode>,
 ) -> anyhow::Result<Applied> {
     if let Some(direct) = direct
-        && let Some(notify) = apply_direct(transaction, direct)?
+        && let Some(follow_up) = apply_direct(transaction, direct)?
     {
-        return Ok(Applied::Directly { notify });
+        return Ok(Applied::Directly(follow_up));
     }
     insert_message(transaction, id, message)?;
     Ok(Applied::Queued)

@@ -1,6 +1,7 @@
 //! The store's own guarantees, on a real SQLite file.
 
 use super::*;
+use crate::store::ActivityLease;
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -36,6 +37,7 @@ fn episode(read: &Instance, status: RuntimeStatus, consumed_through: i64) -> Epi
         consumed_through,
         timers: vec![],
         activities: vec![],
+        lease: ActivityLease::default(),
         children: vec![],
         sent_events: vec![],
         requeued: Vec::new(),
@@ -64,7 +66,7 @@ fn a_direct_first_episode_commits_with_its_start_or_the_start_is_queued() {
     };
     let (outcome, applied) = store.start_instance(&new, Some(direct.clone())).unwrap();
     assert_eq!(outcome, StartOutcome::Started);
-    assert_eq!(applied, Applied::Directly { notify: vec![] });
+    assert_eq!(applied, Applied::Directly(FollowUp::default()));
     let (instance, history) = store.instance_with_history("a").unwrap().unwrap();
     assert_eq!(instance.status, RuntimeStatus::Completed);
     assert_eq!(history.len(), 1);
@@ -124,7 +126,7 @@ fn a_direct_episode_applies_only_to_the_state_it_was_planned_on() {
         history_len: 2,
     };
     let (_, applied) = store.deliver("a", &event, Some(planned)).unwrap();
-    assert_eq!(applied, Applied::Directly { notify: vec![] });
+    assert_eq!(applied, Applied::Directly(FollowUp::default()));
     assert_eq!(
         store.instance_with_history("a").unwrap().unwrap().1.len(),
         3
@@ -148,7 +150,7 @@ fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history() {
     start(&store, &new_instance("a"));
     assert_eq!(
         finish(&store, "a", RuntimeStatus::Completed),
-        CommitOutcome::Committed { notify: vec![] }
+        CommitOutcome::Committed(FollowUp::default())
     );
     assert_eq!(
         store.instance_with_history("a").unwrap().unwrap().1.len(),
@@ -195,7 +197,7 @@ fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
 
     assert_eq!(
         finish(&store, "a", RuntimeStatus::Terminated),
-        CommitOutcome::Committed { notify: vec![] }
+        CommitOutcome::Committed(FollowUp::default())
     );
     assert_eq!(
         store.raise_event("a", "e", "3", 1).unwrap(),
@@ -221,6 +223,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         consumed_through: work.messages.last().unwrap().seq,
         timers: vec![],
         activities: vec![],
+        lease: ActivityLease::default(),
         children: vec![],
         sent_events: vec![],
         requeued: Vec::new(),
@@ -244,7 +247,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
     running.updated.status = RuntimeStatus::Running;
     assert_eq!(
         store.commit_episode(&running).unwrap(),
-        CommitOutcome::Committed { notify: vec![] }
+        CommitOutcome::Committed(FollowUp::default())
     );
     assert_eq!(
         store.load_work("a", true).unwrap().unwrap().messages.len(),
@@ -254,6 +257,58 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
     assert_eq!(
         store.commit_episode(&running).unwrap(),
         CommitOutcome::Stale
+    );
+}
+
+#[test]
+fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else() {
+    let (_dir, store) = store();
+    start(&store, &new_instance("a"));
+    let work = store.load_work("a", true).unwrap().unwrap();
+    let mut commit = episode(&work.instance, RuntimeStatus::Running, work.messages[0].seq);
+    commit.activities = vec![
+        (1, "First".into(), "1".into()),
+        (2, "Second".into(), "2".into()),
+    ];
+    commit.lease = ActivityLease {
+        count: 1,
+        until: 1_000,
+    };
+    let CommitOutcome::Committed(follow_up) = store.commit_episode(&commit).unwrap() else {
+        panic!("the episode was refused");
+    };
+    let [leased] = &follow_up.leased[..] else {
+        panic!("expected one leased activity: {:?}", follow_up.leased);
+    };
+    assert_eq!(
+        (
+            leased.task_id,
+            &*leased.name,
+            &*leased.input,
+            leased.generation
+        ),
+        (1, "First", "1", 0)
+    );
+    assert_eq!(leased.version.as_deref(), Some("sha256:v1"));
+
+    // The dispatcher finds only the one not leased, until the lease expires.
+    let claimed = store.claim_activities(999, 10, 10).unwrap();
+    assert_eq!(
+        claimed.iter().map(|work| work.task_id).collect::<Vec<_>>(),
+        [2]
+    );
+    let expired = store.claim_activities(1_000, 10, 10).unwrap();
+    assert_eq!(expired, std::slice::from_ref(leased));
+    // Its result is recorded once, through the key the commit returned.
+    let done = store
+        .complete_activity(leased, Ok("1".into()), None)
+        .unwrap();
+    assert_eq!(done, Some(Applied::Queued));
+    assert_eq!(
+        store
+            .complete_activity(leased, Ok("1".into()), None)
+            .unwrap(),
+        None
     );
 }
 
@@ -282,6 +337,7 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
             consumed_through: work.messages.last().unwrap().seq,
             timers: vec![],
             activities: vec![],
+            lease: ActivityLease::default(),
             children: vec![],
             sent_events: vec![],
             requeued: Vec::new(),
