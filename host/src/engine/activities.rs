@@ -135,11 +135,11 @@ async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
         Ok(Ok(Err(error))) => Err(format!("the activity {error}")),
         Ok(Err(panic)) => Err(format!("the activity could not run: {panic}")),
     };
-    // With a worker free and the instance warm, the result is applied in
+    // With the instance warm, the result is applied in
     // the transaction that records it (see `direct.rs`).
     let shared = Arc::clone(shared);
     let instance_id = work.instance_id.clone();
-    let mut claim = direct::Claim::try_new(&shared, &instance_id);
+    let mut claim = direct::Claim::new(&shared, &instance_id).await;
     let recorded = blocking(move || {
         let episode = claim.as_mut().and_then(|claim| {
             claim.plan_message(Message::ActivityDone {

@@ -5,8 +5,9 @@
 //!
 //! Only when the outcome can be planned from memory: a new instance (its
 //! first episode, on the row its start writes) or an instance with a warm
-//! execution, and only with a free worker and no runner on the instance
-//! ([`Claim`]). The store applies the episode only if the instance is still
+//! execution, and only with no runner on the instance ([`Claim`], which
+//! waits for one of the direct workers: planning is short, and a queued
+//! message costs more than the wait). The store applies the episode only if the instance is still
 //! exactly what it was planned on, and queues the message otherwise (see
 //! [`DirectEpisode`]); so a direct episode changes how fast a message is
 //! applied, never whether or in which order.
@@ -43,9 +44,9 @@ pub(super) struct Claim {
 }
 
 impl Claim {
-    /// `None` if no worker is free or a runner owns the instance.
-    pub(super) fn try_new(shared: &Arc<Shared>, id: &str) -> Option<Claim> {
-        let worker = shared.scheduler.try_claim(id)?;
+    /// Waits for a free worker; `None` if a runner owns the instance.
+    pub(super) async fn new(shared: &Arc<Shared>, id: &str) -> Option<Claim> {
+        let worker = shared.scheduler.claim(id).await?;
         Some(Claim {
             shared: Arc::clone(shared),
             id: id.to_owned(),

@@ -187,7 +187,7 @@ impl Engine {
     }
 
     /// Starts `name` under `id` (or a fresh ID); durable once this returns.
-    /// With a worker free, its first episode commits with the start.
+    /// Its first episode commits with the start, planned here (`direct.rs`).
     pub async fn start(
         &self,
         name: &str,
@@ -208,7 +208,7 @@ impl Engine {
             version: Some(version),
         };
         let shared = Arc::clone(&self.shared);
-        let mut claim = direct::Claim::try_new(&self.shared, id.as_str());
+        let mut claim = direct::Claim::new(&self.shared, id.as_str()).await;
         let outcome = blocking(move || {
             let episode = claim.as_mut().and_then(|claim| claim.plan_start(&new));
             let (outcome, applied) = shared.store.start_instance(&new, episode)?;
@@ -231,7 +231,7 @@ impl Engine {
     }
 
     /// Queues an external event; durable once this returns `Accepted`.
-    /// With a worker free and the instance warm, it is applied as well.
+    /// With the instance warm, it is applied as well (`direct.rs`).
     pub async fn raise_event(
         &self,
         id: &InstanceId,
@@ -281,9 +281,10 @@ impl Engine {
     ) -> anyhow::Result<DeliveryOutcome> {
         let shared = Arc::clone(&self.shared);
         let instance_id = id.as_str().to_owned();
-        let mut claim = direct
-            .then(|| direct::Claim::try_new(&self.shared, &instance_id))
-            .flatten();
+        let mut claim = match direct {
+            true => direct::Claim::new(&self.shared, &instance_id).await,
+            false => None,
+        };
         blocking(move || {
             let episode = claim
                 .as_mut()

@@ -4,8 +4,9 @@
 //! the instance, one is spawned; if one does, it is told to go around once
 //! more, because it may have read the inbox before the new message landed.
 //!
-//! A request may also [`claim`](Scheduler::try_claim) an idle instance and a
-//! free worker to run a direct episode on its own thread; a notification
+//! A request may also [`claim`](Scheduler::claim) an idle instance and a
+//! direct worker (waiting for one: they are held only while planning) to
+//! run a direct episode on its own thread; a notification
 //! meanwhile is kept for the claim's release.
 
 use std::collections::HashMap;
@@ -39,11 +40,14 @@ impl Scheduler {
         self.owned.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Takes `id` and a worker for the caller, if a worker is free and no
-    /// runner owns `id`. Until [`release`](Self::release), notifications
-    /// for `id` only mark it to run again.
-    pub(super) fn try_claim(&self, id: &str) -> Option<OwnedSemaphorePermit> {
-        let permit = Arc::clone(&self.direct_permits).try_acquire_owned().ok()?;
+    /// Takes `id` and a worker for the caller, once a worker is free, if
+    /// no runner owns `id`. Until [`release`](Self::release),
+    /// notifications for `id` only mark it to run again.
+    pub(super) async fn claim(&self, id: &str) -> Option<OwnedSemaphorePermit> {
+        let permit = Arc::clone(&self.direct_permits)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
         if owned.contains_key(id) {
             return None;
