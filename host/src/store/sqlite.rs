@@ -669,22 +669,28 @@ fn apply_episode(
             updated.updated_at as i64,
             updated.version,
         ])?;
-    transaction
-        .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
-        .execute(params![id, commit.consumed_through])?;
+    // Inbox sequence numbers start at 1; a direct episode consumed none.
+    if commit.consumed_through > 0 {
+        transaction
+            .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
+            .execute(params![id, commit.consumed_through])?;
+    }
     // Timers and activities belong to a generation: those of a
-    // generation that ended will never matter.
+    // generation that ended will never matter. (While one runs, every
+    // other generation's were deleted when it ended.)
     let live_generation = if updated.status.is_terminal() {
         None
     } else {
         Some(updated.generation)
     };
-    for table in ["timers", "activities"] {
-        transaction
-            .prepare_cached(&format!(
-                "DELETE FROM {table} WHERE instance_id = ?1 AND generation IS NOT ?2"
-            ))?
-            .execute(params![id, live_generation])?;
+    if live_generation != Some(commit.read.generation) {
+        for table in ["timers", "activities"] {
+            transaction
+                .prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE instance_id = ?1 AND generation IS NOT ?2"
+                ))?
+                .execute(params![id, live_generation])?;
+        }
     }
     let mut leased = Vec::new();
     if let Some(generation) = live_generation {
