@@ -150,8 +150,12 @@ impl SqliteStore {
         connection.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
         let reader = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
+        // Every write from the writer empties the reader's page cache; with
+        // the file mapped, reading the pages again costs no system calls.
         reader
-            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+            .execute_batch(
+                "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA mmap_size = 1073741824;",
+            )
             .context("cannot configure SQLite")?;
         configure_statements(&reader)?;
         let (writer, jobs) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
