@@ -225,7 +225,11 @@ impl TestHost {
             .append(true)
             .open(self.dir.path().join("host.log"))
             .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_reprise"));
+        // `REPRISE_HOST_BINARY` runs another build of the host (an older
+        // commit's, for a before/after bench run in the same conditions).
+        let binary = std::env::var_os("REPRISE_HOST_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_reprise").into());
+        let mut command = Command::new(binary);
         command
             .arg("serve")
             .arg("--listen")
