@@ -7,10 +7,10 @@
 //! first episode, on the row its start writes) or an instance with a warm
 //! execution, and only with no runner on the instance ([`Claim`], which
 //! waits for one of the direct workers: planning is short, and a queued
-//! message costs more than the wait). The store applies the episode only if the instance is still
-//! exactly what it was planned on, and queues the message otherwise (see
-//! [`DirectEpisode`]); so a direct episode changes how fast a message is
-//! applied, never whether or in which order.
+//! message costs more than the wait). The store applies the episode only
+//! if the instance is still exactly what it was planned on, and queues the
+//! message otherwise (see [`DirectEpisode`]); so a direct episode changes
+//! how fast a message is applied, never whether or in which order.
 //!
 //! A caller claims, plans, hands the episode to the store with the message,
 //! and passes the store's answer and the claim to [`settle`].
