@@ -626,9 +626,12 @@ fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::R
 
 /// Writes an episode's outcome, unless the instance changed since it was
 /// read, or it finishes the instance with messages it has not seen.
+/// `known_len` is the current generation's history length, if the caller
+/// read it in this transaction.
 fn apply_episode(
     transaction: &Connection,
     commit: &EpisodeCommit,
+    known_len: Option<usize>,
 ) -> anyhow::Result<CommitOutcome> {
     let id = commit.read.id.as_str();
     if select_instance(transaction, id)?.as_ref() != Some(&commit.read) {
@@ -647,7 +650,10 @@ fn apply_episode(
     let updated = &commit.updated;
     match &commit.history {
         HistoryChange::Append(entries) => {
-            let existing = history_len(transaction, updated)?;
+            let existing = match known_len {
+                Some(known) => known,
+                None => history_len(transaction, updated)?,
+            };
             insert_history(transaction, id, updated.generation, existing, entries)?;
         }
         HistoryChange::Replace(entries) => {
@@ -776,7 +782,7 @@ fn apply_direct(
         return Ok(None);
     }
     // A row that differs from `read` is refused before anything is written.
-    match apply_episode(transaction, &direct.commit)? {
+    match apply_episode(transaction, &direct.commit, Some(direct.history_len))? {
         CommitOutcome::Committed(follow_up) => Ok(Some(follow_up)),
         CommitOutcome::Stale | CommitOutcome::LateMessages => Ok(None),
     }
@@ -956,7 +962,7 @@ impl Store for SqliteStore {
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
         let commit = commit.clone();
-        self.write(move |transaction| apply_episode(transaction, &commit))
+        self.write(move |transaction| apply_episode(transaction, &commit, None))
     }
 
     fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {
