@@ -139,7 +139,7 @@ async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
     // the transaction that records it (see `direct.rs`).
     let shared = Arc::clone(shared);
     let instance_id = work.instance_id.clone();
-    let mut claim = direct::Claim::new(&shared, &instance_id).await;
+    let mut claim = direct::Claim::for_message(&shared, &instance_id).await;
     let recorded = blocking(move || {
         let episode = claim.as_mut().and_then(|claim| {
             claim.plan_message(Message::ActivityDone {

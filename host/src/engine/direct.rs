@@ -55,6 +55,16 @@ impl Claim {
         })
     }
 
+    /// [`new`](Self::new) for a message to an existing instance, which goes
+    /// direct only to a warm execution: `None` at once, without waiting for
+    /// a worker, if the instance has none.
+    pub(super) async fn for_message(shared: &Arc<Shared>, id: &str) -> Option<Claim> {
+        if !shared.warm.contains(id) {
+            return None;
+        }
+        Claim::new(shared, id).await
+    }
+
     /// Plans the first episode of `new`, on the row its start writes for a
     /// fresh ID (generation 0). A restart under an old ID has another
     /// generation: the store then finds the row different and queues.

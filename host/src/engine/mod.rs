@@ -282,7 +282,7 @@ impl Engine {
         let shared = Arc::clone(&self.shared);
         let instance_id = id.as_str().to_owned();
         let mut claim = match direct {
-            true => direct::Claim::new(&self.shared, &instance_id).await,
+            true => direct::Claim::for_message(&self.shared, &instance_id).await,
             false => None,
         };
         blocking(move || {

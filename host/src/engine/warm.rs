@@ -79,6 +79,11 @@ impl<T> Lru<T> {
         }
     }
 
+    pub(super) fn contains(&self, id: &str) -> bool {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.entries.contains_key(id)
+    }
+
     pub(super) fn take(&self, id: &str) -> Option<T> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (tick, weight, warm) = inner.entries.remove(id)?;
