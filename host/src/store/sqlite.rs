@@ -406,13 +406,18 @@ fn filter_clause(filter: &InstanceFilter) -> (String, Vec<rusqlite::types::Value
 }
 
 /// Starts a generation under `new.id` unless an unfinished instance holds
-/// it, and queues its start message.
-fn start_generation(transaction: &Connection, new: &NewInstance) -> anyhow::Result<StartOutcome> {
+/// it, and applies its start message by `direct` or queues it.
+fn start_generation(
+    transaction: &Connection,
+    new: &NewInstance,
+    direct: Option<&DirectEpisode>,
+) -> anyhow::Result<(StartOutcome, Applied)> {
     let outcome = insert_instance(transaction, new)?;
-    if outcome == StartOutcome::Started {
-        insert_message(transaction, &new.id, &Message::Start)?;
+    if outcome != StartOutcome::Started {
+        return Ok((outcome, Applied::Queued));
     }
-    Ok(outcome)
+    let applied = apply_or_queue(transaction, &new.id, &Message::Start, direct)?;
+    Ok((outcome, applied))
 }
 
 /// Writes the row of a new generation under `new.id` (see
@@ -552,7 +557,7 @@ fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::R
     let mut notify = Vec::new();
     for child in &commit.children {
         let failure = match child {
-            Ok(new) => match start_generation(transaction, new)? {
+            Ok(new) => match start_generation(transaction, new, None)?.0 {
                 StartOutcome::Started => {
                     notify.push(new.id.clone());
                     continue;
@@ -821,14 +826,7 @@ impl Store for SqliteStore {
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<(StartOutcome, Applied)> {
         let new = new.clone();
-        self.write(move |transaction| {
-            let outcome = insert_instance(transaction, &new)?;
-            if outcome != StartOutcome::Started {
-                return Ok((outcome, Applied::Queued));
-            }
-            let applied = apply_or_queue(transaction, &new.id, &Message::Start, direct.as_ref())?;
-            Ok((outcome, applied))
-        })
+        self.write(move |transaction| start_generation(transaction, &new, direct.as_ref()))
     }
 
     fn deliver(
