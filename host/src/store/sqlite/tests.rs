@@ -214,20 +214,11 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
     // An event lands after the episode read the inbox.
     store.raise_event("a", "e", "1", 1).unwrap();
 
-    let mut updated = work.instance.clone();
-    updated.status = RuntimeStatus::Completed;
-    let commit = EpisodeCommit {
-        read: work.instance.clone(),
-        updated,
-        history: HistoryChange::Append(vec![]),
-        consumed_through: work.messages.last().unwrap().seq,
-        timers: vec![],
-        activities: vec![],
-        lease: ActivityLease::default(),
-        children: vec![],
-        sent_events: vec![],
-        requeued: Vec::new(),
-    };
+    let commit = episode(
+        &work.instance,
+        RuntimeStatus::Completed,
+        work.messages.last().unwrap().seq,
+    );
     assert_eq!(
         store.commit_episode(&commit).unwrap(),
         CommitOutcome::LateMessages
@@ -317,10 +308,6 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
     let (_dir, store) = store();
     start(&store, &new_instance("a"));
     let work = store.load_work("a", true).unwrap().unwrap();
-    let mut updated = work.instance.clone();
-    updated.status = RuntimeStatus::Running;
-    updated.generation = 7;
-    updated.input = "7".into();
     let entries = vec![
         HistoryEntry::ExecutionStarted {
             timestamp: 3,
@@ -329,20 +316,15 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
         },
         HistoryEntry::OrchestratorStarted { timestamp: 3 },
     ];
-    store
-        .commit_episode(&EpisodeCommit {
-            read: work.instance,
-            updated,
-            history: HistoryChange::Replace(entries.clone()),
-            consumed_through: work.messages.last().unwrap().seq,
-            timers: vec![],
-            activities: vec![],
-            lease: ActivityLease::default(),
-            children: vec![],
-            sent_events: vec![],
-            requeued: Vec::new(),
-        })
-        .unwrap();
+    let mut commit = episode(
+        &work.instance,
+        RuntimeStatus::Running,
+        work.messages.last().unwrap().seq,
+    );
+    commit.updated.generation = 7;
+    commit.updated.input = "7".into();
+    commit.history = HistoryChange::Replace(entries.clone());
+    store.commit_episode(&commit).unwrap();
     assert_eq!(
         store.instance_with_history("a").unwrap().unwrap().1,
         entries
