@@ -1,8 +1,8 @@
-//! Direct episodes (`engine/direct.rs`): with a worker free, a start's
-//! first episode, and an event to an instance with a warm execution, are
-//! applied in the transaction that accepts them, so the 202 already
-//! reflects them. A step too long to run inside a request goes to a worker
-//! instead, with the full fuel budget. (That nothing is lost or applied
+//! Direct episodes (`engine/direct.rs`): a start's first episode, and an
+//! event to an instance with a warm execution, are applied in the
+//! transaction that accepts them, so the 202 already reflects them. A step
+//! too long to run inside a request goes to a worker instead, with the
+//! full fuel budget. (That nothing is lost or applied
 //! twice across a kill is `durability.rs`, which now runs on this path.)
 
 use crate::harness::{TestHost, components};

@@ -281,9 +281,10 @@ impl Engine {
     ) -> anyhow::Result<DeliveryOutcome> {
         let shared = Arc::clone(&self.shared);
         let instance_id = id.as_str().to_owned();
-        let mut claim = match direct {
-            true => direct::Claim::for_message(&self.shared, &instance_id).await,
-            false => None,
+        let mut claim = if direct {
+            direct::Claim::for_message(&self.shared, &instance_id).await
+        } else {
+            None
         };
         blocking(move || {
             let episode = claim

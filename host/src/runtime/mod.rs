@@ -88,7 +88,6 @@ const KEEP_RESIDENT: usize = 256 << 10;
 
 /// Resource limits for guests.
 #[derive(Debug, Clone)]
-
 pub struct GuestLimits {
     /// Fuel (roughly, wasm instructions) one orchestrator `step` may burn.
     pub fuel_per_step: u64,
