@@ -88,14 +88,29 @@ pub(crate) struct Executor {
 
 impl Executor {
     pub(crate) fn new<R: Registry>(name: String, instance_id: String, input: String) -> Executor {
+        Executor::with_start(name, instance_id, input, |name, context| {
+            R::start(name, context).ok_or_else(|| {
+                format!(
+                    "this component has no orchestrator named '{name}'; it has {:?}",
+                    R::names()
+                )
+            })
+        })
+    }
+
+    /// An executor for the orchestrator `start` makes from its name and
+    /// context; an `Err` from `start` fails the execution at its first step.
+    pub(crate) fn with_start(
+        name: String,
+        instance_id: String,
+        input: String,
+        start: impl FnOnce(&str, OrchestrationContext) -> Result<RunningOrchestrator, String>,
+    ) -> Executor {
         let state = Rc::new(RefCell::new(State::new(name.clone(), instance_id, input)));
         let context = OrchestrationContext::new(Rc::clone(&state));
-        let progress = match R::start(&name, context) {
-            Some(future) => Progress::NotStarted(future),
-            None => Progress::Returned(Err(format!(
-                "this component has no orchestrator named '{name}'; it has {:?}",
-                R::names()
-            ))),
+        let progress = match start(&name, context) {
+            Ok(future) => Progress::NotStarted(future),
+            Err(error) => Progress::Returned(Err(error)),
         };
         Executor {
             state,

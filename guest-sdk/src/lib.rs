@@ -37,8 +37,40 @@
 //! time, its randomness is seeded per instance, and it has no filesystem,
 //! network or environment.
 //!
+//! # Testing
+//!
+//! Orchestrators are ordinary Rust: test them natively with `cargo test`, no
+//! wasm and no host involved. [`testing::OrchestrationTest`] runs an
+//! orchestrator episode by episode as the host does, with activities and
+//! sub-orchestrations answered by the test (the real activity functions,
+//! closures or fixed results), events raised when the test says, and timers
+//! fired by a virtual clock the test moves; then assert on the outcome, the
+//! custom status and the actions taken.
+//!
+//! ```
+//! use reprise_sdk::testing::OrchestrationTest;
+//! # use reprise_sdk::{Error, OrchestrationContext};
+//! # async fn counter(ctx: OrchestrationContext) -> Result<i64, Error> {
+//! #     let mut count: i64 = ctx.input::<Option<i64>>()?.unwrap_or(0);
+//! #     match ctx.wait_for_event::<String>("operation").await?.as_str() {
+//! #         "incr" => count += 1,
+//! #         "decr" => count -= 1,
+//! #         _ => return Ok(count),
+//! #     }
+//! #     ctx.continue_as_new(count)?;
+//! #     Ok(count)
+//! # }
+//!
+//! // The counter above, followed from generation to generation.
+//! let mut test = OrchestrationTest::new(counter).follow_continue_as_new();
+//! test.raise_event("operation", "incr");
+//! test.raise_event("operation", "incr");
+//! let outcome = test.raise_event("operation", "end");
+//! assert_eq!(outcome.output::<i64>(), Some(2));
+//! ```
+//!
 //! Where to read next: [`OrchestrationContext`] for everything an orchestrator
-//! can do, [`export_orchestrators!`] for registration.
+//! can do, [`export_orchestrators!`] for registration, [`testing`] for tests.
 
 mod activity;
 mod combinators;
@@ -46,6 +78,7 @@ mod context;
 mod error;
 mod execution;
 mod tasks;
+pub mod testing;
 
 pub use combinators::{Either, when_all, when_any, when_either};
 pub use context::{EventFuture, OrchestrationContext};

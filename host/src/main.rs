@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
+use reprise_host::cli::new::NewArgs;
+use reprise_host::cli::replay::ReplayArgs;
 use reprise_host::cli::{ClientCommand, Connection};
 use reprise_host::engine::EngineConfig;
 use reprise_host::runtime::{AllowedHosts, GuestLimits};
@@ -37,6 +39,13 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Create a new orchestrator crate: an orchestrator, an activity,
+    /// tests, and a README with the build and deploy commands.
+    New(NewArgs),
+    /// Replay recorded histories on a new build before deploying it: does
+    /// every instance take its recorded actions again? Exit code 1 if any
+    /// would break, 2 if they could not be checked.
+    Replay(ReplayArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -119,20 +128,32 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Serve(args) => run_serve(&cli.connection, args),
         Command::Client(command) => run_client(&cli.connection, command),
-        Command::Check { files } => match reprise_host::cli::check(&files) {
-            Ok((report, all_ok)) => {
-                print!("{report}");
-                if all_ok {
-                    std::process::ExitCode::SUCCESS
-                } else {
-                    std::process::ExitCode::FAILURE
-                }
-            }
-            Err(line) => {
-                eprintln!("error: {line}");
+        Command::New(args) => finish(
+            reprise_host::cli::new::run(&args).map(|report| (report, true)),
+            1,
+        ),
+        Command::Replay(args) => finish(reprise_host::cli::replay::run(&cli.connection, &args), 2),
+        Command::Check { files } => finish(reprise_host::cli::check(&files), 1),
+    }
+}
+
+/// Prints a command's report: exit code 0 when all was well, 1 when the
+/// report names a problem, `cannot_run` (after one error line) when the
+/// command could not do its work.
+fn finish(result: Result<(String, bool), String>, cannot_run: u8) -> std::process::ExitCode {
+    match result {
+        Ok((report, all_ok)) => {
+            print!("{report}");
+            if all_ok {
+                std::process::ExitCode::SUCCESS
+            } else {
                 std::process::ExitCode::FAILURE
             }
-        },
+        }
+        Err(line) => {
+            eprintln!("error: {line}");
+            std::process::ExitCode::from(cannot_run)
+        }
     }
 }
 

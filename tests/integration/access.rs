@@ -84,13 +84,18 @@ async fn with_a_key_every_request_must_carry_it_and_handed_out_urls_do() {
     let raised = host.post_url(&send_event, "\"incr\"").await;
     assert_eq!(raised.status, StatusCode::ACCEPTED);
     let id = links["id"].as_str().unwrap();
-    for _ in 0..200 {
-        let status = host.get_url(status_uri).await;
-        assert!(status.status.is_success(), "{:?}", status.body);
-        if status.body["input"] == 1 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("instance {id} never counted the event");
+    host.wait_until(
+        &format!("instance {id} to count the event"),
+        std::time::Duration::from_secs(30),
+        async || {
+            let status = host.get_url(status_uri).await;
+            assert!(status.status.is_success(), "{:?}", status.body);
+            if status.body["input"] == 1 {
+                Ok(())
+            } else {
+                Err(status.body.to_string())
+            }
+        },
+    )
+    .await;
 }

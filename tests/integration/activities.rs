@@ -114,11 +114,20 @@ async fn activities_that_run_too_long_time_out_and_unknown_ones_fail() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_activity_cut_off_by_a_kill_runs_again_and_is_recorded_once() {
     let mut host = TestHost::start_with(&[&components().misbehaving]).await;
-    let call = r#"{"activity": "SlowEcho", "input": {"ms": 1500, "value": "survived"}}"#;
+    // Slow enough for the kill to land mid-run, even on a slow machine.
+    let call = r#"{"activity": "SlowEcho", "input": {"ms": 3000, "value": "survived"}}"#;
     let id = host.start_instance("CallActivity", None, call).await;
     host.wait_for_log("SlowEcho running").await;
-    // It is mid-sleep now.
     host.kill();
+    // It was mid-sleep: still queued (leased), its result not recorded.
+    assert_eq!(
+        host.database_rows(&format!(
+            "SELECT name FROM activities WHERE instance_id = '{id}'"
+        )),
+        ["SlowEcho"],
+        "the kill landed after the activity finished; inbox: {:?}",
+        host.inbox(&id)
+    );
 
     host.restart().await;
     let done = host.wait_for_status(&id, "Completed").await;
@@ -133,8 +142,9 @@ async fn an_activity_cut_off_by_a_kill_runs_again_and_is_recorded_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_loser_of_when_any_completing_later_does_not_disturb_the_winner() {
     let host = TestHost::start_with(&[&components().misbehaving]).await;
+    // Far apart, so the fast one wins even on a slow machine.
     let id = host
-        .start_instance("Race", None, r#"{"fastMs": 50, "slowMs": 1000}"#)
+        .start_instance("Race", None, r#"{"fastMs": 50, "slowMs": 3000}"#)
         .await;
     let decided = host
         .wait_for(&id, Duration::from_secs(30), |body| {
@@ -148,19 +158,12 @@ async fn the_loser_of_when_any_completing_later_does_not_disturb_the_winner() {
 
     // The loser finishes too, and its result is recorded in a later episode
     // that replays the race the same way.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let types = host.event_types(&id).await;
-        if count(&types, "TaskCompleted") == 2 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slow activity never completed: {types:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(host.status(&id).await.body["runtimeStatus"], "Running");
+    let status = host
+        .wait_for_history(&id, "the slow activity to complete", |types| {
+            count(types, "TaskCompleted") == 2
+        })
+        .await;
+    assert_eq!(status["runtimeStatus"], "Running");
 
     host.raise(&id, "finish", "null").await;
     let done = host.wait_for_status(&id, "Completed").await;

@@ -7,28 +7,37 @@ use serde_json::Value;
 
 use crate::harness::{TestHost, components};
 
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
+/// What a `reprise` command printed, and how it exited.
+pub struct Run {
+    pub success: bool,
+    /// The exit code (`None` if a signal ended it).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// `reprise --url HOST args...`.
-fn cli(host: &TestHost, args: &[&str]) -> Run {
+pub fn cli(host: &TestHost, args: &[&str]) -> Run {
+    reprise(&["--url", host.root_url()], args)
+}
+
+/// `reprise args...`, with `common` flags first.
+pub fn reprise(common: &[&str], args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_reprise"))
-        .args(["--url", host.root_url()])
+        .args(common)
         .args(args)
         .env_remove("REPRISE_KEY")
         .output()
         .expect("the reprise binary runs");
     Run {
         success: output.status.success(),
+        code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
-fn ok(host: &TestHost, args: &[&str]) -> String {
+pub fn ok(host: &TestHost, args: &[&str]) -> String {
     let run = cli(host, args);
     assert!(run.success, "reprise {args:?} failed: {}", run.stderr);
     run.stdout

@@ -45,7 +45,7 @@ async fn counter_walkthrough_of_the_durable_functions_sample() {
     );
 
     // The status shows the new count as the input, with 202 while running.
-    host.wait_for(id, Duration::from_secs(10), |body| body["input"] == 1)
+    host.wait_for(id, Duration::from_secs(30), |body| body["input"] == 1)
         .await;
     let reply = host.get_url(status_uri).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
@@ -116,7 +116,7 @@ async fn a_custom_status_set_before_continue_as_new_is_kept() {
     let id = host.start_instance("E3_Counter", None, "7").await;
     host.raise(&id, "operation", "\"double\"").await;
     let status = host
-        .wait_for(&id, Duration::from_secs(10), |body| {
+        .wait_for(&id, Duration::from_secs(30), |body| {
             !body["customStatus"].is_null()
         })
         .await;

@@ -33,7 +33,12 @@ async fn a_first_step_too_long_for_a_request_runs_on_a_worker_with_the_full_budg
     // the guest's own failure, the error would name that smaller figure.
     let host = TestHost::start_with(&[&components().misbehaving]).await;
     let id = host.start_instance("LoopsForever", None, "").await;
-    let failed = host.wait_for_status(&id, "Failed").await;
+    // Burning the full budget takes seconds, more on a loaded machine.
+    let failed = host
+        .wait_for(&id, std::time::Duration::from_secs(180), |body| {
+            body["runtimeStatus"] == "Failed"
+        })
+        .await;
     let error = failed["output"].as_str().unwrap();
     assert!(
         error.contains("exceeded its fuel budget of 2000000000 units"),

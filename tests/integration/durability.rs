@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -37,7 +37,13 @@ async fn events_accepted_before_a_kill_are_applied_exactly_once() {
         .buffer_unordered(16)
         .collect::<Vec<_>>();
     let kill = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
         while accepted_count.load(Ordering::Relaxed) < 300 {
+            assert!(
+                Instant::now() < deadline,
+                "300 events were never accepted; host log:\n{}",
+                host.log()
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         host.kill_now();

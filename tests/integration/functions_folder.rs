@@ -96,7 +96,8 @@ async fn an_instance_whose_orchestrator_is_gone_waits_can_be_terminated_and_runs
         StatusCode::ACCEPTED
     );
     // The episode for the event is put off, not failed.
-    host.wait_for_log("orchestrator not loaded").await;
+    host.wait_for_log_lines(&["orchestrator not loaded", &id], 1)
+        .await;
     assert_eq!(host.status(&id).await.body["runtimeStatus"], "Running");
 
     let reply = host
@@ -108,6 +109,8 @@ async fn an_instance_whose_orchestrator_is_gone_waits_can_be_terminated_and_runs
 
     // Deploying the orchestrator again wakes the other, whose event waited.
     host.raise(&other, "go", "\"at last\"").await;
+    host.wait_for_log_lines(&["orchestrator not loaded", &other], 1)
+        .await;
     std::fs::copy(
         &components.changing_v1,
         host.functions_dir().join("changing_v1.wasm"),

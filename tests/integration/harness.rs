@@ -42,14 +42,7 @@ pub fn components() -> &'static Components {
             .unwrap()
             .to_owned();
         let target_dir = root.join("target").join("wasm");
-        // On a fresh machine the pinned toolchain lacks the wasm32-wasip2
-        // target until rustup installs what rust-toolchain.toml lists.
-        // Best effort: without rustup, the build below says what is missing.
-        let _ = Command::new("rustup")
-            .current_dir(&root)
-            .args(["toolchain", "install"])
-            .stdout(Stdio::null())
-            .status();
+        install_toolchain_targets(&root);
         for manifest in ["samples/Cargo.toml", "tests/guests/Cargo.toml"] {
             let status = Command::new(env!("CARGO"))
                 .current_dir(&root)
@@ -90,6 +83,50 @@ pub fn components() -> &'static Components {
             startup_probe: wasm("startup_probe"),
         }
     })
+}
+
+/// Adds the targets `rust-toolchain.toml` lists that the active toolchain
+/// lacks. rustup installs them only with the toolchain itself, so a machine
+/// that already had Rust 1.95.0 has no `wasm32-wasip2` until someone adds it.
+/// (`rustup toolchain install` does not help here: under `cargo test` rustup
+/// has set `RUSTUP_TOOLCHAIN`, which takes precedence over the file, and a
+/// toolchain named that way is installed without the file's targets.)
+/// Without rustup, the guest build below says what is missing.
+pub fn install_toolchain_targets(root: &Path) {
+    let file = std::fs::read_to_string(root.join("rust-toolchain.toml"))
+        .expect("rust-toolchain.toml is at the repository's root");
+    let Ok(installed) = Command::new("rustup")
+        .current_dir(root)
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
+        return;
+    };
+    let installed = String::from_utf8_lossy(&installed.stdout).into_owned();
+    let missing: Vec<&str> = toolchain_targets(&file)
+        .filter(|target| !installed.lines().any(|line| line.trim() == *target))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    eprintln!("installing the toolchain's targets {missing:?} (rustup target add)");
+    let status = Command::new("rustup")
+        .current_dir(root)
+        .args(["target", "add"])
+        .args(&missing)
+        .status()
+        .expect("rustup runs");
+    assert!(status.success(), "rustup target add {missing:?} failed");
+}
+
+/// The `targets = [...]` of a rust-toolchain.toml.
+fn toolchain_targets(file: &str) -> impl Iterator<Item = &str> {
+    file.lines()
+        .filter_map(|line| line.trim().strip_prefix("targets"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .flat_map(|list| list.trim().trim_matches(['[', ']']).split(','))
+        .map(|target| target.trim().trim_matches('"'))
+        .filter(|target| !target.is_empty())
 }
 
 /// `sha256:` and the digest of the file: the component version the host
@@ -508,6 +545,119 @@ impl TestHost {
             body["runtimeStatus"] == status
         })
         .await
+    }
+
+    /// Polls `check` until it returns `Ok`, for at most `timeout`, then
+    /// panics with `what`, the last `Err` (what was seen instead) and the
+    /// host's log. A wait ends as soon as its condition holds, so give a
+    /// slow machine a long `timeout`: it costs nothing when all is well.
+    pub async fn wait_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl AsyncFnMut() -> Result<T, String>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match check().await {
+                Ok(value) => return value,
+                Err(seen) if Instant::now() > deadline => panic!(
+                    "waited {timeout:?} for {what}; last seen: {seen}\nhost log:\n{}",
+                    self.log()
+                ),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Waits until the `EventType`s of `id`'s current generation satisfy
+    /// `done`; returns the status with the history (`showHistory=true`).
+    pub async fn wait_for_history(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Value {
+        self.wait_until(what, Duration::from_secs(60), async || {
+            let status = self.history(id).await;
+            let types = event_types(&status);
+            if done(&types) {
+                Ok(status)
+            } else {
+                Err(format!("{types:?}"))
+            }
+        })
+        .await
+    }
+
+    /// Waits until the host's log has `count` lines that each contain
+    /// every one of `needles` (an instance's ID and what happened to it,
+    /// say), in any order.
+    pub async fn wait_for_log_lines(&self, needles: &[&str], count: usize) {
+        self.wait_until(
+            &format!("{count} log lines with {needles:?}"),
+            Duration::from_secs(60),
+            async || {
+                let log = self.log();
+                let found = log
+                    .lines()
+                    .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+                    .count();
+                if found >= count {
+                    Ok(())
+                } else {
+                    Err(format!("{found} such lines"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// The messages queued for `id` and not applied yet, oldest first (the
+    /// store's inbox), each as its JSON: `{"type": "TimerFired", ...}`.
+    /// Readable while the host runs, and after a kill.
+    pub fn inbox(&self, id: &str) -> Vec<Value> {
+        let connection = rusqlite::Connection::open(self.database()).unwrap();
+        let mut statement = connection
+            .prepare("SELECT message FROM inbox WHERE instance_id = ?1 ORDER BY seq")
+            .unwrap();
+        statement
+            .query_map([id], |row| row.get::<_, String>(0))
+            .unwrap()
+            .map(|message| serde_json::from_str(&message.unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Waits until `id`'s inbox holds a message of type `kind` (queued,
+    /// not applied); returns the inbox.
+    pub async fn wait_for_queued(&self, id: &str, kind: &str) -> Vec<Value> {
+        self.wait_until(
+            &format!("a {kind} message queued for {id}"),
+            Duration::from_secs(60),
+            async || {
+                let inbox = self.inbox(id);
+                if inbox.iter().any(|message| message["type"] == kind) {
+                    Ok(inbox)
+                } else {
+                    Err(format!("inbox {inbox:?}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// When `id`'s durable timers that have not fired yet are due, in
+    /// milliseconds since the Unix epoch (the store's `timers` table).
+    pub fn pending_timers(&self, id: &str) -> Vec<u64> {
+        let connection = rusqlite::Connection::open(self.database()).unwrap();
+        let mut statement = connection
+            .prepare("SELECT fire_at FROM timers WHERE instance_id = ?1 ORDER BY fire_at")
+            .unwrap();
+        statement
+            .query_map([id], |row| row.get::<_, i64>(0))
+            .unwrap()
+            .map(|fire_at| fire_at.unwrap() as u64)
+            .collect()
     }
 }
 

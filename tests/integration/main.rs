@@ -17,6 +17,8 @@ mod management;
 mod openapi;
 mod outgoing_http;
 mod overload;
+mod replay;
+mod scaffold;
 mod singleton;
 mod sub_orchestrations;
 mod suspend;

@@ -45,7 +45,11 @@ async fn a_full_backlog_answers_503_with_retry_after_and_recovers() {
     assert_eq!(reply.status, StatusCode::ACCEPTED);
 
     // Once the runaway has used up its fuel, the host takes work again.
-    host.wait_for_status(&busy, "Failed").await;
+    // Burning that much fuel takes many seconds, more on a loaded machine.
+    host.wait_for(&busy, Duration::from_secs(180), |body| {
+        body["runtimeStatus"] == "Failed"
+    })
+    .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let reply = host.post("/orchestrators/Probe", "").await;

@@ -107,7 +107,7 @@ async fn an_orchestrator_can_send_events_to_another_instance() {
     let send = r#"{"instanceId": "target", "name": "operation", "payload": "incr", "times": 3}"#;
     let sender = host.start_instance("Sender", None, send).await;
     host.wait_for_status(&sender, "Completed").await;
-    host.wait_for(&counter, std::time::Duration::from_secs(10), |body| {
+    host.wait_for(&counter, std::time::Duration::from_secs(30), |body| {
         body["input"] == 3
     })
     .await;

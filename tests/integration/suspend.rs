@@ -6,7 +6,15 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::TestHost;
+use crate::harness::{TestHost, event_types};
+
+/// How many events wait in `id`'s inbox.
+fn queued_events(host: &TestHost, id: &str) -> usize {
+    host.inbox(id)
+        .iter()
+        .filter(|message| message["type"] == "Event")
+        .count()
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_suspended_counter_keeps_its_events_across_a_kill_and_applies_them_on_resume() {
@@ -23,17 +31,23 @@ async fn a_suspended_counter_keeps_its_events_across_a_kill_and_applies_them_on_
         let reply = host.raise(&id, "operation", "\"incr\"").await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "queued while suspended");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A 202 is committed: the events wait in the inbox, held, not applied.
+    assert_eq!(queued_events(&host, &id), 3, "{:?}", host.inbox(&id));
     let status = host.status(&id).await.body;
     assert_eq!(status["runtimeStatus"], "Suspended");
     assert_eq!(status["input"], json!(null), "nothing applied yet");
 
+    // The restart schedules the instance again for its queued messages;
+    // it keeps holding them.
     host.restart().await;
+    host.wait_for_log("resuming 1 instances with queued messages")
+        .await;
     assert_eq!(
         host.status(&id).await.body["runtimeStatus"],
         "Suspended",
         "still suspended after a kill"
     );
+    assert_eq!(queued_events(&host, &id), 3, "{:?}", host.inbox(&id));
     let reply = host
         .post(&format!("/instances/{id}/resume?reason=done"), "")
         .await;
@@ -53,17 +67,29 @@ async fn a_suspended_counter_keeps_its_events_across_a_kill_and_applies_them_on_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timer_that_fires_while_suspended_is_applied_on_resume() {
     let host = TestHost::start().await;
+    // Long enough for the suspension to land first, even on a slow machine.
     let id = host
-        .start_instance("Approval", None, r#"{"timeoutSeconds": 1}"#)
+        .start_instance("Approval", None, r#"{"timeoutSeconds": 3}"#)
         .await;
     host.wait_for_status(&id, "Running").await;
     host.post(&format!("/instances/{id}/suspend"), "").await;
     host.wait_for_status(&id, "Suspended").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        host.status(&id).await.body["runtimeStatus"],
-        "Suspended",
+        host.pending_timers(&id).len(),
+        1,
+        "suspended before the timer fired"
+    );
+    // The timer fires: its message is queued, and held.
+    host.wait_for_queued(&id, "TimerFired").await;
+    let status = host.history(&id).await;
+    assert_eq!(
+        status["runtimeStatus"], "Suspended",
         "the fired timer waits"
+    );
+    let events = event_types(&status);
+    assert!(
+        !events.iter().any(|event| event == "TimerFired"),
+        "{events:?}"
     );
 
     host.post(&format!("/instances/{id}/resume"), "").await;

@@ -60,20 +60,31 @@ async fn without_an_answer_the_durable_timer_decides() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timer_that_came_due_while_the_host_was_down_fires_after_restart() {
     let mut host = TestHost::start().await;
+    // Long enough for the kill to land first, even on a slow machine.
     let id = host
-        .start_instance("Approval", None, r#"{"timeoutSeconds": 1}"#)
+        .start_instance("Approval", None, r#"{"timeoutSeconds": 3}"#)
         .await;
     host.wait_for_status(&id, "Running").await;
     host.kill();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pending = host.pending_timers(&id);
+    assert_eq!(pending.len(), 1, "the timer fired before the kill");
+    // Down until the timer is overdue.
+    while now_millis() <= pending[0] {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     host.restart().await;
-    let done = host
-        .wait_for(&id, Duration::from_secs(5), |body| {
-            body["runtimeStatus"] == "Completed"
-        })
-        .await;
+    let done = host.wait_for_status(&id, "Completed").await;
     assert_eq!(done["output"], "timed out");
+    let types = host.event_types(&id).await;
+    assert!(types.iter().any(|kind| kind == "TimerFired"), "{types:?}");
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,14 +102,14 @@ async fn an_eternal_monitor_polls_on_its_timer_and_stops_when_told() {
         .await;
     let checks = |body: &Value| body["customStatus"]["checks"].as_u64().unwrap_or(0);
     let seen = host
-        .wait_for(&id, Duration::from_secs(10), |body| checks(body) >= 2)
+        .wait_for(&id, Duration::from_secs(60), |body| checks(body) >= 2)
         .await;
     assert_eq!(seen["customStatus"]["lastStatus"], 503, "{seen}");
 
     // The endpoint recovers; a later poll sees it.
     status.store(200, Ordering::SeqCst);
     let seen = host
-        .wait_for(&id, Duration::from_secs(10), |body| {
+        .wait_for(&id, Duration::from_secs(60), |body| {
             body["customStatus"]["lastStatus"] == 200
         })
         .await;

@@ -106,7 +106,9 @@ async fn files_added_replaced_and_removed_while_serving_take_effect_and_instance
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(host.log().contains("component versions no instance needs"));
+    // Logged just after the deletion was committed.
+    host.wait_for_log("component versions no instance needs")
+        .await;
     // The instance on v2 is unaffected.
     host.raise(&fresh, "go", "\"still fine\"").await;
     assert_eq!(

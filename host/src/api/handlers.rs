@@ -177,6 +177,7 @@ fn started_response(
         ("showHistory" = Option<bool>, Query, description = "Include the current generation's history"),
         ("showHistoryOutput" = Option<bool>, Query, description = "Include outputs (Result) in the history"),
         ("showInput" = Option<bool>, Query, description = "Default true"),
+        ("showReplayHistory" = Option<bool>, Query, description = "Reprise: include `generation` and `replayHistory`, the current generation's history as recorded (episode markers included), which `reprise replay` replays"),
     ),
     responses(
         (status = 200, description = "Finished", body = InstanceStatus),
@@ -198,15 +199,24 @@ pub(super) async fn status(
     let show_history = bool_param(&query, "showHistory", false)?;
     let show_input = bool_param(&query, "showInput", true)?;
     let show_history_output = bool_param(&query, "showHistoryOutput", false)?;
-    let Some((instance, history)) = state.engine.status(&id, show_history).await? else {
+    let show_replay_history = bool_param(&query, "showReplayHistory", false)?;
+    let Some((instance, history)) = state
+        .engine
+        .status(&id, show_history || show_replay_history)
+        .await?
+    else {
         return Err(ApiError::instance_not_found(id.as_str()));
     };
-    let body = axum::Json(status_body(
+    let mut body = status_body(
         &instance,
-        history.as_deref(),
+        history.as_deref().filter(|_| show_history),
         show_input,
         show_history_output,
-    ));
+    );
+    if show_replay_history && let Some(history) = history {
+        body.add_replay_history(&instance, history);
+    }
+    let body = axum::Json(body);
     if instance.status.is_terminal() {
         return Ok((StatusCode::OK, body).into_response());
     }

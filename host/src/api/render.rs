@@ -119,6 +119,25 @@ pub struct InstanceStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     history_events: Option<Vec<Value>>,
+    /// Reprise, with `showReplayHistory=true`: the current generation's
+    /// number (continue-as-new and restarts count up), which with the
+    /// instance ID seeds the orchestrator's random source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<u32>,
+    /// Reprise, with `showReplayHistory=true`: the current generation's
+    /// history exactly as recorded (its stored form, episode markers
+    /// included), for `reprise replay`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    replay_history: Option<Vec<HistoryEntry>>,
+}
+
+impl InstanceStatus {
+    /// Adds what replaying the current generation needs.
+    pub(super) fn add_replay_history(&mut self, instance: &Instance, history: Vec<HistoryEntry>) {
+        self.generation = Some(instance.generation);
+        self.replay_history = Some(history);
+    }
 }
 
 /// One loaded orchestrator or activity.
@@ -214,6 +233,8 @@ pub(super) fn status_body(
         last_updated_time: timestamp(instance.updated_at),
         component_version: instance.version.clone(),
         history_events: None,
+        generation: None,
+        replay_history: None,
     };
     if let Some(history) = history {
         let scheduled: HashMap<u64, (&str, Millis)> = history

@@ -441,7 +441,13 @@ fn run_guest(
                     &generation.input,
                     generation.number,
                 )?;
-                if let Err(mismatch) = replay(&mut execution, instance, &generation.recorded)? {
+                let replayed = replay(
+                    &mut execution,
+                    &instance.id,
+                    generation.number,
+                    &generation.recorded,
+                )?;
+                if let Err(mismatch) = replayed {
                     return Ok((Outcome::Failed(mismatch), None));
                 }
                 execution
@@ -541,15 +547,16 @@ fn run_guest(
 /// Feeds the recorded history back, one recorded episode per step, and
 /// checks the guest takes the recorded actions again. The inner `Err` is a
 /// non-determinism report.
-fn replay(
+pub(super) fn replay(
     execution: &mut GuestExecution,
-    instance: &Instance,
+    instance_id: &str,
+    generation: u32,
     recorded: &[HistoryEntry],
 ) -> Result<Result<(), String>, GuestError> {
     for (index, episode) in recorded_episodes(recorded).into_iter().enumerate() {
         let events: Vec<wire::HistoryEvent> = episode
             .iter()
-            .filter_map(|entry| guest_event(entry, &instance.id))
+            .filter_map(|entry| guest_event(entry, instance_id))
             .collect();
         let expected: Vec<&HistoryEntry> =
             episode.iter().filter(|entry| is_action(entry)).collect();
@@ -562,7 +569,7 @@ fn replay(
                 return Ok(Err(format!(
                     "non-determinism: replaying episode {} of generation {}, action {} was recorded as {} but the orchestrator now takes {}; was the orchestrator changed while this instance was running?",
                     index + 1,
-                    instance.generation,
+                    generation,
                     n + 1,
                     describe(expected.as_ref()),
                     describe(actual.as_ref()),
@@ -574,7 +581,7 @@ fn replay(
 }
 
 /// Splits a generation's history at each orchestrator-started entry.
-fn recorded_episodes(history: &[HistoryEntry]) -> Vec<&[HistoryEntry]> {
+pub(super) fn recorded_episodes(history: &[HistoryEntry]) -> Vec<&[HistoryEntry]> {
     let mut episodes = Vec::new();
     let mut start = 0;
     let mut seen_episode_start = false;

@@ -11,6 +11,7 @@ mod activities;
 mod direct;
 mod episode;
 mod functions;
+mod replay_check;
 mod rewind;
 mod scheduler;
 mod timers;
@@ -24,6 +25,7 @@ use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{CommitOutcome, EpisodeCommit, NewInstance, Store};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor};
+pub use replay_check::{RecordedGeneration, Verdict, check_replay};
 
 use self::scheduler::Scheduler;
 

@@ -361,6 +361,17 @@ impl Runtime {
         Ok(self.compile(version, &bytes)?.describe(path))
     }
 
+    /// Compiles the component at `path` and keeps it in memory as its
+    /// version, serving no name: `reprise replay` runs recorded instances
+    /// on it. What it provides, or why it cannot be loaded.
+    pub fn load_file_version(&self, path: &Path) -> anyhow::Result<FunctionFile> {
+        let (version, bytes) = read_component(path)?;
+        self.load_version(&version, &bytes)?;
+        let catalog = self.catalog();
+        let loaded = catalog.versions.get(&version).context("was just loaded")?;
+        Ok(loaded.describe(path))
+    }
+
     /// The served files, in path order.
     pub fn files(&self) -> Vec<FunctionFile> {
         self.catalog().files()

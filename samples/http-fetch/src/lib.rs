@@ -39,3 +39,50 @@ reprise_sdk::export! {
     orchestrators { "FetchStatus" => fetch_status }
     activities { "HttpGet" => http_get }
 }
+
+#[cfg(test)]
+mod tests {
+    use reprise_sdk::testing::OrchestrationTest;
+    use serde_json::json;
+
+    use super::*;
+
+    const URL: &str = "http://127.0.0.1:8080/health";
+
+    #[test]
+    fn completes_with_what_the_activity_fetched() {
+        let mut test =
+            OrchestrationTest::new(fetch_status)
+                .input(URL)
+                .activity("HttpGet", |url: String| {
+                    Ok::<_, Error>(Fetched {
+                        status: 200,
+                        body: format!("ok from {url}"),
+                    })
+                });
+        assert_eq!(
+            test.run().output(),
+            Some(json!({ "status": 200, "body": format!("ok from {URL}") }))
+        );
+        assert_eq!(test.activities()[0].input, json!(URL));
+    }
+
+    #[test]
+    fn a_denied_request_fails_the_orchestration() {
+        let denied = format!("GET {URL} failed: HTTP request denied");
+        let mut test = OrchestrationTest::new(fetch_status)
+            .input(URL)
+            .activity_error("HttpGet", denied.clone());
+        assert_eq!(
+            test.run().error(),
+            Some(format!("activity 'HttpGet' failed: {denied}").as_str())
+        );
+    }
+
+    #[test]
+    fn a_start_without_a_url_fails_before_fetching() {
+        let mut test = OrchestrationTest::new(fetch_status);
+        assert!(test.run().error().unwrap().contains("input"));
+        assert!(test.activities().is_empty());
+    }
+}

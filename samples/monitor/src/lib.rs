@@ -72,3 +72,84 @@ reprise_sdk::export! {
     orchestrators { "Monitor" => monitor }
     activities { "Monitor_Check" => check }
 }
+
+#[cfg(test)]
+mod tests {
+    use reprise_sdk::testing::{OrchestrationTest, Outcome};
+    use serde_json::json;
+
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(5);
+
+    fn monitor_test() -> OrchestrationTest {
+        OrchestrationTest::new(monitor).input(json!({
+            "url": "http://127.0.0.1:8080/health",
+            "intervalMs": 5000,
+        }))
+    }
+
+    /// Answers each check with the next of `statuses` (`None`: no answer).
+    fn answering(statuses: Vec<Option<u16>>) -> impl FnMut(String) -> Result<u16, Error> {
+        let mut statuses = statuses.into_iter();
+        move |url| {
+            statuses
+                .next()
+                .flatten()
+                .ok_or_else(|| Error::new(format!("GET {url} failed")))
+        }
+    }
+
+    #[test]
+    fn checks_once_per_interval_and_continues_as_new() {
+        let mut test = monitor_test().activity("Monitor_Check", answering(vec![Some(200)]));
+        assert_eq!(test.run(), Outcome::Running);
+        assert_eq!(test.next_timer(), Some(test.now() + INTERVAL));
+        assert!(
+            test.activities().is_empty(),
+            "no check before the first tick"
+        );
+
+        let outcome = test.advance(INTERVAL);
+        let seen = json!({ "checks": 1, "lastStatus": 200, "changes": 0 });
+        assert_eq!(test.custom_status(), Some(seen.clone()));
+        assert_eq!(
+            outcome.next_input(),
+            Some(json!({
+                "url": "http://127.0.0.1:8080/health",
+                "intervalMs": 5000,
+                "seen": seen,
+            }))
+        );
+    }
+
+    #[test]
+    fn counts_changes_of_status_across_generations() {
+        let statuses = vec![Some(200), Some(200), None, Some(200)];
+        let mut test = monitor_test()
+            .activity("Monitor_Check", answering(statuses))
+            .follow_continue_as_new();
+        test.advance(INTERVAL * 3);
+        assert_eq!(test.generation(), 3);
+        assert_eq!(
+            test.custom_status(),
+            Some(json!({ "checks": 3, "lastStatus": null, "changes": 1 })),
+            "a failed check is an observation"
+        );
+        test.advance(INTERVAL);
+        let seen = json!({ "checks": 4, "lastStatus": 200, "changes": 2 });
+        assert_eq!(test.custom_status(), Some(seen.clone()));
+        assert_eq!(test.raise_event("stop", ()).output(), Some(seen));
+    }
+
+    #[test]
+    fn stop_ends_it_at_once_with_nothing_checked() {
+        let mut test = monitor_test();
+        assert_eq!(
+            test.raise_event("stop", ()).output(),
+            Some(json!({ "checks": 0, "lastStatus": null, "changes": 0 }))
+        );
+        assert!(test.activities().is_empty());
+        assert_eq!(test.next_timer(), None, "the tick's timer is dropped");
+    }
+}

@@ -79,3 +79,122 @@ reprise_sdk::export! {
     orchestrators { "E4_SmsPhoneVerification" => phone_verification }
     activities { "E4_SendSmsChallenge" => send_sms_challenge }
 }
+
+#[cfg(test)]
+mod tests {
+    use reprise_sdk::testing::{OrchestrationTest, Outcome};
+    use serde_json::json;
+
+    use super::*;
+
+    const CODE: u32 = 42;
+
+    /// A verification of a phone whose challenge is always `CODE`.
+    fn verification() -> OrchestrationTest {
+        OrchestrationTest::new(phone_verification)
+            .input(json!({ "phone": "+15555550100", "timeoutSeconds": 90 }))
+            .activity_result("E4_SendSmsChallenge", CODE)
+    }
+
+    fn attempts_left(test: &OrchestrationTest) -> Option<u64> {
+        test.custom_status::<Value>()?["attemptsLeft"].as_u64()
+    }
+
+    #[test]
+    fn the_code_the_real_activity_sent_verifies_the_phone() {
+        let mut test = OrchestrationTest::new(phone_verification)
+            .input(json!({ "phone": "+15555550100" }))
+            .activity("E4_SendSmsChallenge", send_sms_challenge);
+        assert_eq!(test.run(), Outcome::Running);
+        let sent = &test.activities()[0];
+        assert_eq!(sent.input, json!("+15555550100"));
+        let code = sent.result.clone().unwrap().unwrap().as_u64().unwrap();
+        assert!(code < 10_000);
+        let answer = format!("{code:04}");
+        assert_eq!(
+            test.raise_event("SmsChallengeResponse", answer).output(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_wrong_answer_uses_up_an_attempt() {
+        let mut test = verification();
+        test.run();
+        assert_eq!(attempts_left(&test), Some(3));
+        assert!(test.raise_event("SmsChallengeResponse", 7).is_running());
+        assert_eq!(attempts_left(&test), Some(2));
+        assert!(
+            test.raise_event("SmsChallengeResponse", json!({ "code": CODE }))
+                .is_running()
+        );
+        assert_eq!(
+            attempts_left(&test),
+            Some(1),
+            "a malformed answer is wrong too"
+        );
+        assert_eq!(
+            test.raise_event("SmsChallengeResponse", CODE).output(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn three_wrong_answers_fail_the_verification() {
+        let mut test = verification();
+        for wrong in [1, 2, 3] {
+            test.raise_event("SmsChallengeResponse", wrong);
+        }
+        assert_eq!(test.outcome().output(), Some(false));
+        assert_eq!(attempts_left(&test), Some(0));
+    }
+
+    #[test]
+    fn one_deadline_covers_every_attempt() {
+        let mut test = verification();
+        test.raise_event("SmsChallengeResponse", 1);
+        assert_eq!(test.advance(Duration::from_secs(89)), Outcome::Running);
+        test.raise_event("SmsChallengeResponse", 2);
+        assert_eq!(test.advance(Duration::from_secs(1)).output(), Some(false));
+        assert_eq!(test.timers().len(), 1, "the deadline is created once");
+        assert_eq!(attempts_left(&test), Some(0));
+    }
+
+    #[test]
+    fn an_answer_after_the_deadline_is_too_late() {
+        let mut test = verification();
+        test.raise_event_after(Duration::from_secs(91), "SmsChallengeResponse", CODE);
+        assert_eq!(test.advance(Duration::from_secs(120)).output(), Some(false));
+    }
+
+    #[test]
+    fn the_deadline_defaults_to_ninety_seconds() {
+        let mut test = OrchestrationTest::new(phone_verification)
+            .input(json!({ "phone": "+15555550100" }))
+            .activity_result("E4_SendSmsChallenge", CODE);
+        test.run();
+        assert_eq!(
+            test.next_timer(),
+            Some(test.now() + Duration::from_secs(90))
+        );
+    }
+
+    #[test]
+    fn a_failed_challenge_fails_the_verification() {
+        let mut test = OrchestrationTest::new(phone_verification)
+            .input(json!({ "phone": "+15555550100" }))
+            .activity_error("E4_SendSmsChallenge", "SMS gateway down");
+        assert_eq!(
+            test.run().error(),
+            Some("activity 'E4_SendSmsChallenge' failed: SMS gateway down")
+        );
+    }
+
+    #[test]
+    fn answers_match_as_numbers_or_digits() {
+        assert!(matches(&json!(42), 42));
+        assert!(matches(&json!(" 0042 "), 42));
+        assert!(!matches(&json!("42a"), 42));
+        assert!(!matches(&json!(null), 42));
+    }
+}

@@ -35,3 +35,52 @@ async fn singleton_job(ctx: OrchestrationContext) -> Result<JobState, Error> {
 reprise_sdk::export_orchestrators! {
     "SingletonJob" => singleton_job,
 }
+
+#[cfg(test)]
+mod tests {
+    use reprise_sdk::testing::{OrchestrationTest, Outcome};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn publishes_its_progress_while_it_waits() {
+        let mut test = OrchestrationTest::new(singleton_job).instance_id("nightly-report");
+        assert_eq!(test.run(), Outcome::Running);
+        assert_eq!(test.custom_status(), Some(json!({ "processed": 0 })));
+    }
+
+    #[test]
+    fn a_work_item_is_processed_in_a_generation_of_its_own() {
+        let mut test = OrchestrationTest::new(singleton_job);
+        let outcome = test.raise_event("command", json!({ "report": "sales" }));
+        assert_eq!(
+            outcome.next_input(),
+            Some(json!({ "processed": 1, "last": { "report": "sales" } }))
+        );
+    }
+
+    #[test]
+    fn processes_work_until_stopped() {
+        let mut test = OrchestrationTest::new(singleton_job).follow_continue_as_new();
+        for item in 1..=3 {
+            assert_eq!(test.raise_event("command", item), Outcome::Running);
+        }
+        assert_eq!(test.custom_status(), Some(json!({ "processed": 3 })));
+        assert_eq!(
+            test.raise_event("command", "stop").output(),
+            Some(json!({ "processed": 3, "last": 3 }))
+        );
+    }
+
+    #[test]
+    fn work_queued_behind_a_stop_is_never_processed() {
+        let mut test = OrchestrationTest::new(singleton_job).follow_continue_as_new();
+        test.queue_event("command", "stop");
+        test.queue_event("command", 1);
+        assert_eq!(
+            test.run().output(),
+            Some(json!({ "processed": 0, "last": null }))
+        );
+    }
+}

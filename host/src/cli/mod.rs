@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use crate::api::BASE_PATH;
 
+pub mod new;
+pub mod replay;
+
 /// Which host to talk to, and how to print.
 #[derive(Debug, Args)]
 pub struct Connection {
@@ -142,9 +145,12 @@ pub async fn run(connection: &Connection, command: ClientCommand) -> Result<Stri
         }
         ClientCommand::Status { id, history } => {
             let flag = history.to_string();
+            // With the recorded form too: `--json` saves what `reprise
+            // replay --history` replays.
             let query = [
                 ("showHistory", flag.as_str()),
                 ("showHistoryOutput", "true"),
+                ("showReplayHistory", flag.as_str()),
             ];
             let body = client
                 .call(Method::GET, &path(&id, ""), &query, String::new())
