@@ -141,3 +141,18 @@ fn new_refuses_a_folder_in_use_and_a_name_cargo_would_not_take() {
         run.stderr
     );
 }
+
+#[test]
+fn the_samples_pass_their_own_tests_written_with_the_test_kit() {
+    let tested = cargo(
+        &repository().join("samples"),
+        &["test"],
+        &repository().join("target").join("samples-native"),
+    );
+    assert!(
+        tested.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        String::from_utf8_lossy(&tested.stderr)
+    );
+}
