@@ -523,10 +523,19 @@ impl TestHost {
     /// The first column of every row `query` selects from the host's
     /// database, as text (SQLite in WAL mode: the host may be running).
     pub fn database_rows(&self, query: &str) -> Vec<String> {
+        self.query_rows(query, [])
+    }
+
+    /// The first column of every row `query` returns with `params`.
+    fn query_rows<T: rusqlite::types::FromSql>(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+    ) -> Vec<T> {
         let connection = rusqlite::Connection::open(self.database()).unwrap();
         let mut statement = connection.prepare(query).unwrap();
         statement
-            .query_map([], |row| row.get::<_, String>(0))
+            .query_map(params, |row| row.get::<_, T>(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
@@ -617,15 +626,13 @@ impl TestHost {
     /// store's inbox), each as its JSON: `{"type": "TimerFired", ...}`.
     /// Readable while the host runs, and after a kill.
     pub fn inbox(&self, id: &str) -> Vec<Value> {
-        let connection = rusqlite::Connection::open(self.database()).unwrap();
-        let mut statement = connection
-            .prepare("SELECT message FROM inbox WHERE instance_id = ?1 ORDER BY seq")
-            .unwrap();
-        statement
-            .query_map([id], |row| row.get::<_, String>(0))
-            .unwrap()
-            .map(|message| serde_json::from_str(&message.unwrap()).unwrap())
-            .collect()
+        self.query_rows::<String>(
+            "SELECT message FROM inbox WHERE instance_id = ?1 ORDER BY seq",
+            [id],
+        )
+        .iter()
+        .map(|message| serde_json::from_str(message).unwrap())
+        .collect()
     }
 
     /// Waits until `id`'s inbox holds a message of type `kind` (queued,
@@ -649,15 +656,13 @@ impl TestHost {
     /// When `id`'s durable timers that have not fired yet are due, in
     /// milliseconds since the Unix epoch (the store's `timers` table).
     pub fn pending_timers(&self, id: &str) -> Vec<u64> {
-        let connection = rusqlite::Connection::open(self.database()).unwrap();
-        let mut statement = connection
-            .prepare("SELECT fire_at FROM timers WHERE instance_id = ?1 ORDER BY fire_at")
-            .unwrap();
-        statement
-            .query_map([id], |row| row.get::<_, i64>(0))
-            .unwrap()
-            .map(|fire_at| fire_at.unwrap() as u64)
-            .collect()
+        self.query_rows::<i64>(
+            "SELECT fire_at FROM timers WHERE instance_id = ?1 ORDER BY fire_at",
+            [id],
+        )
+        .into_iter()
+        .map(|fire_at| fire_at as u64)
+        .collect()
     }
 }
 
