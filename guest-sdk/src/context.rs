@@ -170,9 +170,14 @@ impl OrchestrationContext {
     /// let count: i64 = ctx.input::<Option<i64>>()?.unwrap_or(0);
     /// # Ok(()) }
     /// ```
+    ///
+    /// A JSON string whose content fits `T` when the string itself does not
+    /// is decoded from its content: some Durable Functions clients (Python's
+    /// `start_new`) encode the input twice, sending `"0"` for `0`. Asking for
+    /// a `String` always gives the string as sent.
     pub fn input<T: DeserializeOwned>(&self) -> Result<T, Error> {
         let state = self.state.borrow();
-        serde_json::from_str(&state.input)
+        crate::payload::decode(&state.input)
             .map_err(|error| Error::new(format!("input does not have the expected shape: {error}")))
     }
 
@@ -206,6 +211,8 @@ impl OrchestrationContext {
     ///
     /// Nothing is lost: an event raised before anyone waits for it is kept
     /// and handed to the first wait for its name, in the order events arrived.
+    /// A payload sent as a JSON string is decoded as [`input`](Self::input)
+    /// decodes one (the Python client sends `"true"` for `true`).
     ///
     /// ```no_run
     /// # async fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
@@ -490,7 +497,7 @@ impl<T: DeserializeOwned> Future for EventFuture<T> {
         };
         this.wait = Wait::Ready(None);
         Poll::Ready(
-            serde_json::from_str(&arrived.event.payload).map_err(|error| {
+            crate::payload::decode(&arrived.event.payload).map_err(|error| {
                 Error::new(format!(
                     "payload of event '{}' does not have the expected shape: {error}",
                     this.name

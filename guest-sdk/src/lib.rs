@@ -77,6 +77,7 @@ mod combinators;
 mod context;
 mod error;
 mod execution;
+mod payload;
 mod tasks;
 pub mod testing;
 
