@@ -111,6 +111,10 @@ struct ServeArgs {
     /// events get 503 with Retry-After instead of piling up.
     #[arg(long, env = "REPRISE_MAX_BACKLOG", default_value_t = 100_000)]
     max_backlog: usize,
+    /// The task hub's name, as Durable Functions clients name it: the
+    /// `taskHub` they send must be this one (or none).
+    #[arg(long, env = "REPRISE_TASK_HUB", default_value = "reprise")]
+    task_hub: String,
     /// Memory one orchestrator instance may use, in MiB.
     #[arg(long, env = "REPRISE_GUEST_MEMORY_MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
     guest_memory_mib: usize,
@@ -181,6 +185,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
         max_body_bytes: args.max_body_bytes,
         http_hosts: AllowedHosts::new(args.allow_http_hosts),
         access_key: connection.key.clone(),
+        task_hub: args.task_hub,
         compile_cache: args.compile_cache,
         guest_limits: GuestLimits {
             fuel_per_step: args.fuel_per_step,

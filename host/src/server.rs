@@ -24,6 +24,8 @@ pub struct ServeConfig {
     pub http_hosts: AllowedHosts,
     /// Required on every request when set (`code` or `x-functions-key`).
     pub access_key: Option<String>,
+    /// The one task hub this host serves, by name.
+    pub task_hub: String,
     /// Where compiled components are cached; default: beside the database
     /// (`reprise.db` → `reprise.compiled/`).
     pub compile_cache: Option<PathBuf>,
@@ -40,6 +42,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if config.access_key.as_deref().is_some_and(str::is_empty) {
         anyhow::bail!("the access key must not be empty");
     }
+    api::check_task_hub_name(&config.task_hub)?;
     let compile_cache = config
         .compile_cache
         .clone()
@@ -78,6 +81,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ApiConfig {
             max_body_bytes: config.max_body_bytes,
             access_key: config.access_key.clone(),
+            task_hub: config.task_hub.clone(),
         },
     );
     let listener = tokio::net::TcpListener::bind(config.listen)

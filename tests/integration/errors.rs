@@ -8,9 +8,9 @@ use crate::harness::TestHost;
 async fn bad_requests_get_clear_errors_and_change_nothing() {
     let host = TestHost::start().await;
 
-    // Unknown orchestrator: 404, naming what is loaded.
+    // Unknown orchestrator: 400 (as Durable Functions answers), naming what is loaded.
     let reply = host.post("/orchestrators/NoSuchThing", "").await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(
         reply.message().contains("NoSuchThing") && reply.message().contains("E3_Counter"),
         "{reply:?}"

@@ -71,7 +71,7 @@ async fn a_file_exporting_a_name_another_file_serves_is_skipped_naming_both() {
 async fn a_host_with_an_empty_functions_folder_serves_and_says_so() {
     let host = TestHost::start_with(&[]).await;
     let reply = host.post("/orchestrators/E3_Counter", "").await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(host.log().contains("no orchestrators loaded"));
 }
 

@@ -1,7 +1,7 @@
 //! Instance management of seed 003: status, history, terminate, purge.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::TestHost;
 
@@ -58,9 +58,10 @@ async fn show_history_lists_what_happened_in_the_current_generation() {
         .get(&format!("/instances/{id}?showHistory=true&showInput=false"))
         .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(
-        reply.body.get("input").is_none(),
-        "showInput=false hides the input"
+    assert_eq!(
+        reply.body.get("input"),
+        Some(&Value::Null),
+        "showInput=false hides the input, the key stays (the JS client needs it)"
     );
     let events = reply.body["historyEvents"].as_array().unwrap();
     let types: Vec<&str> = events
@@ -69,19 +70,17 @@ async fn show_history_lists_what_happened_in_the_current_generation() {
         .collect();
     assert_eq!(
         types,
-        [
-            "ExecutionStarted",
-            "CustomStatusSet",
-            "EventRaised",
-            "ExecutionCompleted"
-        ],
+        ["ExecutionStarted", "EventRaised", "ExecutionCompleted"],
         "{events:?}"
     );
     assert_eq!(events[0]["FunctionName"], "SingletonJob");
-    assert_eq!(events[2]["Name"], "command");
-    assert_eq!(events[2]["Input"], "stop");
     assert!(
-        events[3].get("Result").is_none(),
+        events[0].get("Input").is_none(),
+        "showInput=false: {events:?}"
+    );
+    assert_eq!(events[1]["Name"], "command");
+    assert!(
+        events[2].get("Result").is_none(),
         "outputs only with showHistoryOutput=true: {events:?}"
     );
     let reply = host
@@ -90,7 +89,7 @@ async fn show_history_lists_what_happened_in_the_current_generation() {
         ))
         .await;
     let events = reply.body["historyEvents"].as_array().unwrap();
-    assert_eq!(events[3]["Result"], json!({ "processed": 0, "last": null }));
+    assert_eq!(events[2]["Result"], json!({ "processed": 0, "last": null }));
 
     let bad = host
         .get(&format!("/instances/{id}?showHistory=maybe"))
@@ -105,7 +104,7 @@ async fn purge_deletes_finished_instances_only() {
     host.wait_for_status(&id, "Running").await;
 
     let refused = host.delete(&format!("/instances/{id}")).await;
-    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(refused.status, StatusCode::PRECONDITION_FAILED);
     assert!(refused.message().contains("Running"), "{refused:?}");
 
     host.raise(&id, "operation", "\"end\"").await;

@@ -9,6 +9,7 @@ mod cli;
 mod counter;
 mod direct;
 mod durability;
+mod durable_functions;
 mod errors;
 mod functions_folder;
 mod guest_isolation;

@@ -44,7 +44,6 @@ async fn without_an_answer_the_durable_timer_decides() {
         types,
         [
             "ExecutionStarted",
-            "CustomStatusSet",
             "TimerCreated",
             "TimerFired",
             "ExecutionCompleted"

@@ -82,7 +82,7 @@ async fn files_added_replaced_and_removed_while_serving_take_effect_and_instance
     std::fs::remove_file(folder.join("hello_sequence.wasm")).unwrap();
     host.wait_for_log("removed").await;
     let reply = host.post("/orchestrators/E1_HelloSequence", "").await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let listed = host.get("/functions").await.body;
     let versions: Vec<&str> = listed
         .as_array()
@@ -135,7 +135,7 @@ async fn an_instance_keeps_its_version_after_a_bad_deploy_a_deletion_and_a_resta
     std::fs::remove_file(&deployed).unwrap();
     host.wait_for_log("removed").await;
     let reply = host.post("/orchestrators/Changing", "").await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
     // After a kill, the version comes back from the store.
     host.restart().await;

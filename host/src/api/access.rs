@@ -22,15 +22,11 @@ pub(super) async fn require_key(
         .get(KEY_HEADER)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|given| same_key(given, &key));
-    let from_query = request.uri().query().is_some_and(|query| {
-        query.split('&').any(|pair| {
-            pair.strip_prefix("code=").is_some_and(|given| {
-                percent_encoding::percent_decode_str(given)
-                    .decode_utf8()
-                    .is_ok_and(|given| same_key(&given, &key))
-            })
-        })
-    });
+    let from_query = request
+        .uri()
+        .query()
+        .and_then(|query| super::path::query_value(query, "code"))
+        .is_some_and(|given| same_key(&given, &key));
     if from_header || from_query {
         return next.run(request).await;
     }

@@ -31,19 +31,35 @@ impl ApiError {
     }
 }
 
-/// Every error response's body.
+/// Every error response's body: one message under the three names clients
+/// read (Durable Functions answers `Message` and `ExceptionMessage`; the
+/// Python client fails on a 400 without the latter).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// What went wrong, for a person.
     pub message: String,
+    /// The same, as Durable Functions names it.
+    #[serde(rename = "Message")]
+    pub message_pascal: String,
+    /// The same, as Durable Functions names it.
+    #[serde(rename = "ExceptionMessage")]
+    pub exception_message: String,
+}
+
+impl ErrorBody {
+    fn new(message: String) -> ErrorBody {
+        ErrorBody {
+            message_pascal: message.clone(),
+            exception_message: message.clone(),
+            message,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
-        let body = Json(ErrorBody {
-            message: self.message,
-        });
+        let body = Json(ErrorBody::new(self.message));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Overload: come back soon, as with a running instance's status.
             return (status, [(axum::http::header::RETRY_AFTER, "1")], body).into_response();

@@ -11,8 +11,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ErrorBody;
 use super::render::{
-    CheckStatus, Function, InstanceStatus, Links, Purged, check_status_response, status_body,
+    CheckStatus, ClientBinding, Function, InstanceStatus, Links, Purged, check_status_response,
+    status_body,
 };
+use super::wait::{Wait, WaitQuery, finished_response, finished_status_code};
 use super::{ApiError, ApiState};
 use crate::engine::{DeliveryOutcome, EngineError, PurgeOutcome, RewindOutcome, StartOutcome};
 use crate::model::{InstanceId, RuntimeStatus};
@@ -44,12 +46,13 @@ struct ReasonQuery {
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/orchestrators/{functionName}",
-    params(("functionName" = String, Path, description = "A loaded orchestrator")),
+    params(("functionName" = String, Path, description = "A loaded orchestrator"), WaitQuery),
     request_body(content = Option<serde_json::Value>, description = "The orchestrator's input, any JSON; empty means null", content_type = "application/json"),
     responses(
         (status = 202, description = "Started: the start is durably committed", body = CheckStatus, headers(("Location" = String, description = "The status URL"))),
-        (status = 400, description = "Malformed JSON or instance ID", body = ErrorBody),
-        (status = 404, description = "No such orchestrator is loaded", body = ErrorBody),
+        (status = 200, description = "With `timeout`: the instance completed in time; the body is its output", body = Object),
+        (status = 400, description = "Malformed JSON, instance ID or parameter, or no such orchestrator is loaded", body = ErrorBody),
+        (status = 500, description = "With `timeout`: the instance failed in time (and `returnInternalServerErrorOnFailure=true`); the body is its status", body = InstanceStatus),
         (status = 409, description = "The instance ID belongs to an unfinished instance", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 503, description = "Overloaded: retry after the Retry-After seconds", body = ErrorBody, headers(("Retry-After" = String))),
@@ -60,22 +63,25 @@ pub(super) async fn start(
     state: State<ApiState>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let Path(function_name) = path?;
-    start_instance(state, headers, function_name, None, body?).await
+    let Query(query) = query?;
+    start_instance(state, headers, function_name, None, query, body?).await
 }
 
 /// `POST orchestrators/{functionName}/{instanceId}`: start a singleton.
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/orchestrators/{functionName}/{instanceId}",
-    params(("functionName" = String, Path, description = "A loaded orchestrator"), InstancePath),
+    params(("functionName" = String, Path, description = "A loaded orchestrator"), InstancePath, WaitQuery),
     request_body(content = Option<serde_json::Value>, description = "The orchestrator's input, any JSON; empty means null", content_type = "application/json"),
     responses(
         (status = 202, description = "Started: the start is durably committed", body = CheckStatus, headers(("Location" = String, description = "The status URL"))),
-        (status = 400, description = "Malformed JSON or instance ID", body = ErrorBody),
-        (status = 404, description = "No such orchestrator is loaded", body = ErrorBody),
+        (status = 200, description = "With `timeout`: the instance completed in time; the body is its output", body = Object),
+        (status = 400, description = "Malformed JSON, instance ID or parameter, or no such orchestrator is loaded", body = ErrorBody),
+        (status = 500, description = "With `timeout`: the instance failed in time (and `returnInternalServerErrorOnFailure=true`); the body is its status", body = InstanceStatus),
         (status = 409, description = "The instance ID belongs to an unfinished instance", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 503, description = "Overloaded: retry after the Retry-After seconds", body = ErrorBody, headers(("Retry-After" = String))),
@@ -86,11 +92,13 @@ pub(super) async fn start_with_id(
     state: State<ApiState>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<QueryMap>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let Path((function_name, instance_id)) = path?;
+    let Query(query) = query?;
     let id = parse_instance_id(&instance_id)?;
-    start_instance(state, headers, function_name, Some(id), body?).await
+    start_instance(state, headers, function_name, Some(id), query, body?).await
 }
 
 async fn start_instance(
@@ -98,21 +106,29 @@ async fn start_instance(
     headers: HeaderMap,
     function_name: String,
     id: Option<InstanceId>,
+    query: QueryMap,
     body: Bytes,
 ) -> ApiResult {
+    if let Some(version) = query.get("version").filter(|version| !version.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "version={version}: Reprise versions orchestrators by their component file; an instance runs on the component loaded when it starts (its componentVersion), so leave out version"
+        )));
+    }
+    let wait = Wait::from_query(&query)?;
     let input = json_body(&body, "the orchestrator input")?;
     let started = state.engine.start(&function_name, id, input).await;
-    started_response(&state, &headers, started)
+    started_response(&state, &headers, started, wait, &query).await
 }
 
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/restart",
-    params(InstancePath, ("restartWithNewInstanceId" = Option<bool>, Query, description = "Default true; false reuses the ID of a finished instance")),
+    params(InstancePath, ("restartWithNewInstanceId" = Option<bool>, Query, description = "Default true; false reuses the ID of a finished instance"), WaitQuery),
     responses(
         (status = 202, description = "The new run is durably committed", body = CheckStatus, headers(("Location" = String))),
-        (status = 400, description = "Malformed instance ID or parameter", body = ErrorBody),
-        (status = 404, description = "No such instance, or its orchestrator is not loaded", body = ErrorBody),
+        (status = 200, description = "With `timeout`: the new run completed in time; the body is its output", body = Object),
+        (status = 400, description = "Malformed instance ID or parameter, or the orchestrator is not loaded", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
         (status = 409, description = "Reusing the ID of an unfinished instance", body = ErrorBody),
         (status = 503, description = "Overloaded: retry after the Retry-After seconds", body = ErrorBody, headers(("Retry-After" = String))),
     ),
@@ -130,35 +146,47 @@ pub(super) async fn restart(
     let Query(query) = query?;
     let id = parse_instance_id(&instance_id)?;
     let new_id = bool_param(&query, "restartWithNewInstanceId", true)?;
+    let wait = Wait::from_query(&query)?;
     let started = match state.engine.restart(&id, new_id).await {
         Ok(None) => return Err(ApiError::instance_not_found(id.as_str())),
         Ok(Some(started)) => Ok(started),
         Err(error) => Err(error),
     };
-    started_response(&state, &headers, started)
+    started_response(&state, &headers, started, wait, &query).await
 }
 
-/// 202 with the check-status payload of a started instance, or the error.
-fn started_response(
+/// 202 with the check-status payload of a started instance, or the error;
+/// with a [`Wait`], its result if it finishes in time.
+async fn started_response(
     state: &ApiState,
     headers: &HeaderMap,
     started: Result<(InstanceId, StartOutcome), EngineError>,
+    wait: Option<Wait>,
+    query: &QueryMap,
 ) -> ApiResult {
     let (id, outcome) = started.map_err(|error| match error {
+        // 400, as Durable Functions answers (its clients expect it).
         EngineError::UnknownOrchestrator(name) => {
             let known = state.engine.orchestrator_names();
-            ApiError::not_found(format!(
+            ApiError::bad_request(format!(
                 "no orchestrator named '{name}' is loaded; loaded orchestrators: {known:?}"
             ))
         }
         other => ApiError::from(other),
     })?;
     match outcome {
-        StartOutcome::Started => Ok(check_status_response(&Links::new(
-            headers,
-            &id,
-            state.key.as_deref(),
-        ))),
+        StartOutcome::Started => {
+            if let Some(wait) = wait
+                && let Some(instance) = wait.for_finish(&state.engine, &id).await?
+            {
+                return finished_response(&instance, query);
+            }
+            Ok(check_status_response(&Links::new(
+                headers,
+                &id,
+                state.key.as_deref(),
+            )))
+        }
         StartOutcome::Conflict(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(
@@ -178,9 +206,11 @@ fn started_response(
         ("showHistoryOutput" = Option<bool>, Query, description = "Include outputs (Result) in the history"),
         ("showInput" = Option<bool>, Query, description = "Default true"),
         ("showReplayHistory" = Option<bool>, Query, description = "Reprise: include `generation` and `replayHistory`, the current generation's history as recorded (episode markers included), which `reprise replay` replays"),
+        ("returnInternalServerErrorOnFailure" = Option<bool>, Query, description = "Answer 500 for a Failed instance"),
     ),
     responses(
         (status = 200, description = "Finished", body = InstanceStatus),
+        (status = 500, description = "Failed, with `returnInternalServerErrorOnFailure=true`", body = InstanceStatus),
         (status = 202, description = "Pending, Running or Suspended", body = InstanceStatus, headers(("Location" = String), ("Retry-After" = String))),
         (status = 400, description = "Malformed instance ID or parameter", body = ErrorBody),
         (status = 404, description = "No such instance", body = ErrorBody),
@@ -218,7 +248,7 @@ pub(super) async fn status(
     }
     let body = axum::Json(body);
     if instance.status.is_terminal() {
-        return Ok((StatusCode::OK, body).into_response());
+        return Ok((finished_status_code(&instance, &query)?, body).into_response());
     }
     let links = Links::new(&headers, &id, state.key.as_deref());
     Ok((
@@ -333,7 +363,8 @@ pub(super) async fn resume(
         (status = 202, description = "Rewound; the orchestrator runs again"),
         (status = 400, description = "Malformed instance ID", body = ErrorBody),
         (status = 404, description = "No such instance", body = ErrorBody),
-        (status = 409, description = "The instance has not failed (it is still live)", body = ErrorBody),
+        (status = 409, description = "The instance changed while it was being rewound", body = ErrorBody),
+        (status = 412, description = "The instance has not failed (it is still live)", body = ErrorBody),
         (status = 410, description = "The instance completed or was terminated", body = ErrorBody),
     ),
     tag = "instances"
@@ -357,7 +388,7 @@ pub(super) async fn rewind(
             format!("instance '{id}' changed while it was being rewound; try again"),
         )),
         RewindOutcome::NotFailed(status) => Err(ApiError::new(
-            StatusCode::CONFLICT,
+            StatusCode::PRECONDITION_FAILED,
             format!(
                 "cannot rewind instance '{id}': it is {status}; only failed instances can be rewound"
             ),
@@ -404,7 +435,7 @@ fn id_and_reason(
         (status = 200, description = "Deleted", body = Purged),
         (status = 400, description = "Malformed instance ID", body = ErrorBody),
         (status = 404, description = "No such instance", body = ErrorBody),
-        (status = 409, description = "The instance has not finished", body = ErrorBody),
+        (status = 412, description = "The instance has not finished", body = ErrorBody),
     ),
     tag = "instances"
 )]
@@ -418,7 +449,7 @@ pub(super) async fn purge(
         PurgeOutcome::Purged => Ok(axum::Json(Purged::new(1)).into_response()),
         PurgeOutcome::NotFound => Err(ApiError::instance_not_found(id.as_str())),
         PurgeOutcome::NotFinished(status) => Err(ApiError::new(
-            StatusCode::CONFLICT,
+            StatusCode::PRECONDITION_FAILED,
             format!(
                 "instance '{id}' is {status}; only finished instances can be purged (terminate it first)"
             ),
@@ -436,6 +467,35 @@ pub(super) async fn purge(
 )]
 pub(super) async fn functions(State(state): State<ApiState>) -> axum::Json<Vec<Function>> {
     axum::Json(super::render::functions(&state.engine.functions()))
+}
+
+/// `GET durableClient`: what the official Durable Functions clients are
+/// constructed from, pointing at this host (as its caller reached it).
+#[utoipa::path(
+    get,
+    path = "/runtime/webhooks/durabletask/durableClient",
+    description = "Reprise: the durableClient binding data (taskHubName, creationUrls, managementUrls, baseUrl, requiredQueryStringParameters, rpcBaseUrl) the official Durable Functions clients are constructed from",
+    responses((status = 200, description = "The binding", body = ClientBinding)),
+    tag = "functions"
+)]
+pub(super) async fn client_binding(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> axum::Json<ClientBinding> {
+    axum::Json(ClientBinding::new(
+        &headers,
+        &state.task_hub,
+        state.key.as_deref(),
+    ))
+}
+
+/// `entities/…`: durable entities are not supported yet. A clear 501, so a
+/// client does not read a 404 as "this entity does not exist".
+pub(super) async fn entities() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "durable entities are not supported yet by this host: it runs orchestrations and activities only",
+    )
 }
 
 pub(super) async fn not_found(uri: Uri) -> ApiError {

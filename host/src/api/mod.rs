@@ -3,14 +3,19 @@
 //!
 //! Handlers parse and validate, call the [`Engine`], and render. They never
 //! touch the store. Every error is a JSON body `{"message": …}` a person can
-//! act on; see [`ApiError`]. Routes are listed in [`router`].
+//! act on (with Durable Functions' `Message` and `ExceptionMessage` too);
+//! see [`ApiError`]. Routes are listed in [`router`]; paths are matched as
+//! Durable Functions matches them ([`path`]).
 
 mod access;
 mod error;
 mod handlers;
+mod history;
 mod openapi;
+mod path;
 mod query;
 mod render;
+mod wait;
 
 use std::sync::Arc;
 
@@ -19,10 +24,11 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 
 pub use self::error::ApiError;
 pub use self::openapi::{ApiDoc, document_text as openapi_document};
+pub use self::path::check_task_hub_name;
 pub use self::query::CONTINUATION_HEADER;
 use crate::engine::Engine;
 
@@ -34,6 +40,8 @@ pub(crate) struct ApiState {
     engine: Engine,
     /// The access key in force, if any; the URLs the host hands out carry it.
     key: Option<Arc<str>>,
+    /// The task hub's name, in the client binding the host hands out.
+    task_hub: Arc<str>,
 }
 
 /// What clients may send, and what they must show.
@@ -42,11 +50,14 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Required on every request when set.
     pub access_key: Option<String>,
+    /// The one task hub served; requests naming another are refused.
+    pub task_hub: String,
 }
 
 pub fn router(engine: Engine, config: ApiConfig) -> Router {
     let key: Option<Arc<str>> = config.access_key.as_deref().map(Arc::from);
     let max_body_bytes = config.max_body_bytes;
+    let task_hub: Arc<str> = Arc::from(config.task_hub.as_str());
     let routes = Router::new()
         .route("/orchestrators/{function_name}", post(handlers::start))
         .route(
@@ -55,6 +66,8 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         )
         .route("/openapi.json", get(openapi::document))
         .route("/functions", get(handlers::functions))
+        .route("/durableClient", get(handlers::client_binding))
+        .route("/entities/{*entity}", any(handlers::entities))
         .route("/instances", get(query::list).merge(delete(query::purge)))
         .route(
             "/instances/{instance_id}",
@@ -82,17 +95,29 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             refuse_declared_oversize(max_body_bytes, request, next)
         }))
+        .layer(middleware::from_fn({
+            let task_hub = Arc::clone(&task_hub);
+            move |request: Request, next: Next| {
+                path::require_task_hub(Arc::clone(&task_hub), request, next)
+            }
+        }))
         .with_state(ApiState {
             engine,
             key: key.clone(),
+            task_hub,
         });
-    match key {
-        // Outermost: nothing is looked at before the key is checked.
+    let router = match key {
+        // Nothing is looked at before the key is checked.
         Some(key) => router.layer(middleware::from_fn(move |request: Request, next: Next| {
             access::require_key(Arc::clone(&key), request, next)
         })),
         None => router,
-    }
+    };
+    // A layer of the router itself runs after routing; this one wraps a
+    // router whose only route is the whole API, so it runs before.
+    Router::new()
+        .fallback_service(router)
+        .layer(middleware::map_request(path::canonicalize))
 }
 
 async fn refuse_declared_oversize(limit: usize, request: Request, next: Next) -> Response {

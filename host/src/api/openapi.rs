@@ -7,7 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::render::{CheckStatus, Function, InstanceStatus, Purged};
+use super::render::{CheckStatus, ClientBinding, Function, InstanceStatus, Purged};
 use super::{handlers, query};
 
 #[derive(OpenApi)]
@@ -30,9 +30,10 @@ use super::{handlers, query};
         query::list,
         query::purge,
         handlers::functions,
+        handlers::client_binding,
         document,
     ),
-    components(schemas(CheckStatus, InstanceStatus, Purged, ErrorBody, Function)),
+    components(schemas(CheckStatus, InstanceStatus, Purged, ErrorBody, Function, ClientBinding)),
     modifiers(&AccessKeys),
     tags(
         (name = "orchestrators", description = "Starting instances"),

@@ -29,7 +29,7 @@ const MAX_PAGE_SIZE: usize = 1000;
     params(
         ("createdTimeFrom" = Option<String>, Query, description = "ISO 8601; created at or after"),
         ("createdTimeTo" = Option<String>, Query, description = "ISO 8601; created at or before"),
-        ("runtimeStatus" = Option<String>, Query, description = "Comma-separated statuses"),
+        ("runtimeStatus" = Option<String>, Query, description = "Comma-separated statuses (any case; Canceled matches none)"),
         ("instanceIdPrefix" = Option<String>, Query),
         ("top" = Option<u32>, Query, description = "Page size, 1 to 1000, default 100"),
         ("showInput" = Option<bool>, Query, description = "Default true"),
@@ -65,6 +65,9 @@ pub(super) async fn list(
         None => None,
         Some(token) => Some(decode_token(token)?),
     };
+    let Some(filter) = filter else {
+        return Ok(Json(Vec::<InstanceStatus>::new()).into_response());
+    };
     let (page, next) = state.engine.query(filter, after, page_size).await?;
     let body: Vec<InstanceStatus> = page
         .iter()
@@ -86,7 +89,7 @@ pub(super) async fn list(
     params(
         ("createdTimeFrom" = String, Query, description = "ISO 8601; required"),
         ("createdTimeTo" = Option<String>, Query, description = "ISO 8601"),
-        ("runtimeStatus" = Option<String>, Query, description = "Comma-separated statuses"),
+        ("runtimeStatus" = Option<String>, Query, description = "Comma-separated statuses (any case; Canceled matches none)"),
     ),
     responses(
         (status = 200, description = "Deleted", body = Purged),
@@ -107,8 +110,10 @@ pub(super) async fn purge(
             "a bulk purge needs createdTimeFrom (an ISO 8601 time); to purge one instance, DELETE instances/{instanceId}",
         ));
     }
-    let filter = filter(&query)?;
-    let deleted = state.engine.purge_matching(filter).await?;
+    let deleted = match filter(&query)? {
+        Some(filter) => state.engine.purge_matching(filter).await?,
+        None => 0,
+    };
     if deleted == 0 {
         return Err(ApiError::not_found(
             "no finished instance matches the filter",
@@ -117,33 +122,49 @@ pub(super) async fn purge(
     Ok((StatusCode::OK, Json(Purged::new(deleted))).into_response())
 }
 
-fn filter(query: &QueryMap) -> Result<InstanceFilter, ApiError> {
-    let statuses = match query.get("runtimeStatus") {
-        None => Vec::new(),
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .map(|name| {
-                RuntimeStatus::parse(name).ok_or_else(|| {
-                    let known: Vec<&str> = RuntimeStatus::ALL
-                        .iter()
-                        .map(|status| status.as_str())
-                        .collect();
-                    ApiError::bad_request(format!(
-                        "runtimeStatus '{name}' is not one of {}",
-                        known.join(", ")
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    Ok(InstanceFilter {
+/// The instances the query selects; `None` when it can select none (it
+/// asks only for statuses Reprise never reports, such as `Canceled`).
+fn filter(query: &QueryMap) -> Result<Option<InstanceFilter>, ApiError> {
+    let names: Vec<&str> = query
+        .get("runtimeStatus")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut statuses = Vec::new();
+    for name in &names {
+        match RuntimeStatus::parse(name) {
+            Some(status) => statuses.push(status),
+            // Durable Functions' status for an instance canceled before it
+            // ran; no Reprise instance is ever in it.
+            None if name.eq_ignore_ascii_case("Canceled") => {}
+            None => return Err(unknown_status(name)),
+        }
+    }
+    if !names.is_empty() && statuses.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(InstanceFilter {
         created_from: time_param(query, "createdTimeFrom")?,
         created_to: time_param(query, "createdTimeTo")?,
         statuses,
         id_prefix: query.get("instanceIdPrefix").cloned(),
-    })
+    }))
+}
+
+fn unknown_status(name: &str) -> ApiError {
+    let known: Vec<&str> = RuntimeStatus::ALL
+        .iter()
+        .map(|status| status.as_str())
+        .chain(["Canceled"])
+        .collect();
+    ApiError::bad_request(format!(
+        "runtimeStatus '{name}' is not one of {}",
+        known.join(", ")
+    ))
 }
 
 fn time_param(query: &QueryMap, name: &str) -> Result<Option<Millis>, ApiError> {

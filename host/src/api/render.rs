@@ -1,14 +1,12 @@
 //! The JSON shapes of Durable Functions: the check-status payload, instance
-//! status, and history events.
-
-use std::collections::HashMap;
+//! status, the client binding (history events: `history.rs`).
 
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::model::{HistoryEntry, Instance, InstanceId, Millis};
@@ -38,40 +36,125 @@ const QUERY_VALUE: &AsciiSet = &PATH_SEGMENT.add(b'&').add(b'=').add(b'+');
 /// force so that clients that follow them keep working.
 pub(super) struct Links {
     id: String,
+    /// `http://{host}{BASE_PATH}`.
+    base: String,
     instance: String,
-    /// `code=KEY`, URL-encoded.
-    code: Option<String>,
+    /// `taskHub=…` and `code=…` as they apply, URL-encoded.
+    parameters: Vec<String>,
 }
 
 impl Links {
     pub(super) fn new(headers: &HeaderMap, id: &InstanceId, key: Option<&str>) -> Links {
+        Links::for_id(headers, id.as_str(), key)
+    }
+
+    fn for_id(headers: &HeaderMap, id: &str, key: Option<&str>) -> Links {
         let host = headers
             .get(header::HOST)
             .and_then(|value| value.to_str().ok())
             .unwrap_or("localhost");
+        let base = format!("http://{host}{}", super::BASE_PATH);
         Links {
-            id: id.as_str().to_owned(),
-            instance: format!(
-                "http://{host}{}/instances/{}",
-                super::BASE_PATH,
-                utf8_percent_encode(id.as_str(), PATH_SEGMENT)
-            ),
-            code: key.map(|key| format!("code={}", utf8_percent_encode(key, QUERY_VALUE))),
+            id: id.to_owned(),
+            instance: format!("{base}/instances/{}", utf8_percent_encode(id, PATH_SEGMENT)),
+            base,
+            parameters: key
+                .map(|key| format!("code={}", utf8_percent_encode(key, QUERY_VALUE)))
+                .into_iter()
+                .collect(),
         }
     }
 
     /// `{instance}{path}?{query}`, with the key added to the query.
     fn url(&self, path: &str, query: Option<&str>) -> String {
-        let query: Vec<&str> = query.into_iter().chain(self.code.as_deref()).collect();
+        format!("{}{path}{}", self.instance, self.query(query))
+    }
+
+    /// `?{query}&{parameters}`, or nothing when both are empty.
+    fn query(&self, query: Option<&str>) -> String {
+        let query: Vec<&str> = query
+            .into_iter()
+            .chain(self.parameters.iter().map(String::as_str))
+            .collect();
         if query.is_empty() {
-            format!("{}{path}", self.instance)
+            String::new()
         } else {
-            format!("{}{path}?{}", self.instance, query.join("&"))
+            format!("?{}", query.join("&"))
         }
     }
 
     pub(super) fn status_query(&self) -> String {
         self.url("", None)
+    }
+
+    /// Every URL of the instance.
+    fn check_status(&self) -> CheckStatus {
+        CheckStatus {
+            id: self.id.clone(),
+            status_query_get_uri: self.status_query(),
+            send_event_post_uri: self.url("/raiseEvent/{eventName}", None),
+            terminate_post_uri: self.url("/terminate", Some("reason={text}")),
+            suspend_post_uri: self.url("/suspend", Some("reason={text}")),
+            resume_post_uri: self.url("/resume", Some("reason={text}")),
+            restart_post_uri: self.url("/restart", None),
+            rewind_post_uri: self.url("/rewind", Some("reason={text}")),
+            purge_history_delete_uri: self.status_query(),
+        }
+    }
+}
+
+/// What a Durable Functions client is constructed from: the `durableClient`
+/// binding data the Azure Functions host gives a function, here served by
+/// the host itself (`GET durableClient`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientBinding {
+    task_hub_name: String,
+    creation_urls: CreationUrls,
+    /// The URLs of the instance `INSTANCEID`, as templates.
+    management_urls: CheckStatus,
+    #[schema(example = "http://127.0.0.1:7071/runtime/webhooks/durabletask")]
+    base_url: String,
+    /// `taskHub=…`, and `code=…` with an access key.
+    required_query_string_parameters: String,
+    /// Where the clients send their requests: the base URL with a trailing `/`.
+    rpc_base_url: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CreationUrls {
+    create_new_instance_post_uri: String,
+    create_and_wait_on_new_instance_post_uri: String,
+}
+
+impl ClientBinding {
+    /// The binding for whoever asked (their Host header), with the task hub
+    /// and access key every URL needs.
+    pub(super) fn new(headers: &HeaderMap, task_hub: &str, key: Option<&str>) -> ClientBinding {
+        let mut links = Links::for_id(headers, "INSTANCEID", key);
+        let hub = format!("taskHub={}", utf8_percent_encode(task_hub, QUERY_VALUE));
+        links.parameters.insert(0, hub);
+        let orchestrators = format!(
+            "{}/orchestrators/{{functionName}}[/{{instanceId}}]",
+            links.base
+        );
+        ClientBinding {
+            task_hub_name: task_hub.to_owned(),
+            creation_urls: CreationUrls {
+                create_new_instance_post_uri: format!("{orchestrators}{}", links.query(None)),
+                create_and_wait_on_new_instance_post_uri: format!(
+                    "{orchestrators}{}",
+                    links.query(Some(
+                        "timeout={timeoutInSeconds}&pollingInterval={intervalInSeconds}"
+                    ))
+                ),
+            },
+            management_urls: links.check_status(),
+            required_query_string_parameters: links.parameters.join("&"),
+            rpc_base_url: format!("{}/", links.base),
+            base_url: links.base,
+        }
     }
 }
 
@@ -99,9 +182,8 @@ pub struct InstanceStatus {
     /// Pending, Running, Suspended, Completed, Failed or Terminated.
     #[schema(example = "Running")]
     runtime_status: String,
-    /// The current generation's input; left out with `showInput=false`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    input: Option<Value>,
+    /// The current generation's input; null with `showInput=false`.
+    input: Value,
     custom_status: Value,
     /// The result, the error, or the termination reason, once finished.
     output: Value,
@@ -191,23 +273,15 @@ impl Purged {
     }
 }
 
-/// 202 Accepted with `Location` and the check-status payload.
+/// 202 Accepted with `Location`, `Retry-After` and the check-status payload.
 pub(super) fn check_status_response(links: &Links) -> Response {
-    let body = CheckStatus {
-        id: links.id.clone(),
-        status_query_get_uri: links.status_query(),
-        send_event_post_uri: links.url("/raiseEvent/{eventName}", None),
-        terminate_post_uri: links.url("/terminate", Some("reason={text}")),
-        suspend_post_uri: links.url("/suspend", Some("reason={text}")),
-        resume_post_uri: links.url("/resume", Some("reason={text}")),
-        restart_post_uri: links.url("/restart", None),
-        rewind_post_uri: links.url("/rewind", Some("reason={text}")),
-        purge_history_delete_uri: links.status_query(),
-    };
     (
         StatusCode::ACCEPTED,
-        [(header::LOCATION, links.status_query())],
-        Json(body),
+        [
+            (header::LOCATION, links.status_query()),
+            (header::RETRY_AFTER, "1".to_owned()),
+        ],
+        Json(links.check_status()),
     )
         .into_response()
 }
@@ -223,7 +297,11 @@ pub(super) fn status_body(
         name: instance.name.clone(),
         instance_id: instance.id.clone(),
         runtime_status: instance.status.as_str().to_owned(),
-        input: show_input.then(|| json_value(&instance.input)),
+        input: if show_input {
+            json_value(&instance.input)
+        } else {
+            Value::Null
+        },
         custom_status: instance
             .custom_status
             .as_deref()
@@ -236,154 +314,13 @@ pub(super) fn status_body(
         generation: None,
         replay_history: None,
     };
-    if let Some(history) = history {
-        let scheduled: HashMap<u64, (&str, Millis)> = history
-            .iter()
-            .filter_map(|entry| match entry {
-                HistoryEntry::TaskScheduled {
-                    id,
-                    name,
-                    timestamp,
-                    ..
-                } => Some((*id, (name.as_str(), *timestamp))),
-                _ => None,
-            })
-            .collect();
-        let events = history
-            .iter()
-            .filter_map(|entry| history_event(entry, &scheduled))
-            .map(|mut event| {
-                // Outputs can be large; Durable Functions shows them on request.
-                if !show_history_output && let Value::Object(fields) = &mut event {
-                    fields.remove("Result");
-                }
-                event
-            })
-            .collect::<Vec<_>>();
-        body.history_events = Some(events);
-    }
+    body.history_events =
+        history.map(|history| super::history::events(history, show_input, show_history_output));
     body
 }
 
-/// One history entry as Durable Functions shows it; episode markers are
-/// internal and left out, as Durable Functions leaves them out. `scheduled`
-/// maps task IDs to the activity name and time they were scheduled.
-fn history_event(entry: &HistoryEntry, scheduled: &HashMap<u64, (&str, Millis)>) -> Option<Value> {
-    let mut event = json!({
-        "EventType": entry.event_type(),
-        "Timestamp": history_timestamp(entry.timestamp()),
-    });
-    let fields = event.as_object_mut().expect("built as an object");
-    match entry {
-        HistoryEntry::OrchestratorStarted { .. } => return None,
-        HistoryEntry::ExecutionStarted { name, input, .. } => {
-            fields.insert("FunctionName".into(), name.clone().into());
-            fields.insert("Input".into(), json_value(input));
-        }
-        HistoryEntry::EventRaised { name, payload, .. } => {
-            fields.insert("Name".into(), name.clone().into());
-            fields.insert("Input".into(), json_value(payload));
-        }
-        HistoryEntry::TimerCreated { id, fire_at, .. } => {
-            fields.insert("TimerId".into(), (*id).into());
-            fields.insert("FireAt".into(), history_timestamp(*fire_at).into());
-        }
-        HistoryEntry::TimerFired { id, fire_at, .. } => {
-            fields.insert("TimerId".into(), (*id).into());
-            fields.insert("FireAt".into(), history_timestamp(*fire_at).into());
-        }
-        HistoryEntry::TaskScheduled {
-            id, name, input, ..
-        } => {
-            fields.insert("TaskScheduledId".into(), (*id).into());
-            fields.insert("FunctionName".into(), name.clone().into());
-            fields.insert("Input".into(), json_value(input));
-        }
-        HistoryEntry::TaskCompleted { id, output, .. }
-        | HistoryEntry::TaskFailed {
-            id, error: output, ..
-        } => {
-            fields.insert("TaskScheduledId".into(), (*id).into());
-            if let Some((name, scheduled_at)) = scheduled.get(id) {
-                fields.insert("FunctionName".into(), (*name).into());
-                fields.insert(
-                    "ScheduledTime".into(),
-                    history_timestamp(*scheduled_at).into(),
-                );
-            }
-            let value = match entry {
-                HistoryEntry::TaskCompleted { .. } => json_value(output),
-                _ => output.clone().into(),
-            };
-            fields.insert(
-                if matches!(entry, HistoryEntry::TaskCompleted { .. }) {
-                    "Result"
-                } else {
-                    "Reason"
-                }
-                .into(),
-                value,
-            );
-        }
-        HistoryEntry::SubOrchestrationCreated {
-            id,
-            name,
-            instance_id,
-            input,
-            ..
-        } => {
-            fields.insert("TaskScheduledId".into(), (*id).into());
-            fields.insert("FunctionName".into(), name.clone().into());
-            fields.insert("InstanceId".into(), instance_id.clone().into());
-            fields.insert("Input".into(), json_value(input));
-        }
-        HistoryEntry::SubOrchestrationCompleted { id, output, .. } => {
-            fields.insert("TaskScheduledId".into(), (*id).into());
-            fields.insert("Result".into(), json_value(output));
-        }
-        HistoryEntry::SubOrchestrationFailed { id, error, .. } => {
-            fields.insert("TaskScheduledId".into(), (*id).into());
-            fields.insert("Reason".into(), error.clone().into());
-        }
-        HistoryEntry::EventSent {
-            instance_id,
-            name,
-            payload,
-            ..
-        } => {
-            fields.insert("InstanceId".into(), instance_id.clone().into());
-            fields.insert("Name".into(), name.clone().into());
-            fields.insert("Input".into(), json_value(payload));
-        }
-        HistoryEntry::CustomStatusSet { value, .. } => {
-            fields.insert("CustomStatus".into(), json_value(value));
-        }
-        HistoryEntry::ExecutionCompleted { output, .. } => {
-            fields.insert("OrchestrationStatus".into(), "Completed".into());
-            fields.insert("Result".into(), json_value(output));
-        }
-        HistoryEntry::ExecutionFailed { error, .. } => {
-            fields.insert("OrchestrationStatus".into(), "Failed".into());
-            fields.insert("Result".into(), error.clone().into());
-        }
-        HistoryEntry::ContinuedAsNew { input, .. } => {
-            fields.insert("OrchestrationStatus".into(), "ContinuedAsNew".into());
-            fields.insert("Result".into(), json_value(input));
-        }
-        HistoryEntry::ExecutionTerminated { reason, .. } => {
-            fields.insert("Input".into(), reason.clone().into());
-        }
-        HistoryEntry::ExecutionSuspended { reason, .. }
-        | HistoryEntry::ExecutionResumed { reason, .. }
-        | HistoryEntry::ExecutionRewound { reason, .. } => {
-            fields.insert("Reason".into(), reason.clone().into());
-        }
-    }
-    Some(event)
-}
-
 /// Stored JSON text as a value; text that is somehow not JSON is shown as a string.
-fn json_value(text: &str) -> Value {
+pub(super) fn json_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
@@ -394,16 +331,7 @@ fn timestamp(millis: Millis) -> String {
     format_millis(millis, format)
 }
 
-/// `2017-06-29T18:58:01.123Z`: history times, precise enough to order events
-/// and to see how late a timer fired.
-fn history_timestamp(millis: Millis) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    format_millis(millis, format)
-}
-
-fn format_millis(
+pub(super) fn format_millis(
     millis: Millis,
     format: &[time::format_description::BorrowedFormatItem<'_>],
 ) -> String {
