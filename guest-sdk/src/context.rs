@@ -171,10 +171,11 @@ impl OrchestrationContext {
     /// # Ok(()) }
     /// ```
     ///
-    /// A JSON string whose content fits `T` when the string itself does not
-    /// is decoded from its content: some Durable Functions clients (Python's
-    /// `start_new`) encode the input twice, sending `"0"` for `0`. Asking for
-    /// a `String` always gives the string as sent.
+    /// Inputs encoded twice are decoded once more: some Durable Functions
+    /// clients (Python's `start_new`) send `"0"` for `0` and `"\"a\""` for
+    /// `"a"`. A JSON string whose content is one JSON string, or whose
+    /// content fits `T` when the string itself does not, is decoded from its
+    /// content; otherwise a `String` gets the string as sent (`"0"`).
     pub fn input<T: DeserializeOwned>(&self) -> Result<T, Error> {
         let state = self.state.borrow();
         crate::payload::decode(&state.input)

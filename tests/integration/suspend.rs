@@ -31,7 +31,10 @@ async fn a_suspended_counter_keeps_its_events_across_a_kill_and_applies_them_on_
         let reply = host.raise(&id, "operation", "\"incr\"").await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "queued while suspended");
     }
-    // A 202 is committed: the events wait in the inbox, held, not applied.
+    // A 202 is committed: the events wait in the inbox, held, not applied
+    // (once the instance has looked at them).
+    host.wait_for_log_lines(&[&id, "held until it is resumed"], 1)
+        .await;
     assert_eq!(queued_events(&host, &id), 3, "{:?}", host.inbox(&id));
     let status = host.status(&id).await.body;
     assert_eq!(status["runtimeStatus"], "Suspended");
@@ -39,8 +42,15 @@ async fn a_suspended_counter_keeps_its_events_across_a_kill_and_applies_them_on_
 
     // The restart schedules the instance again for its queued messages;
     // it keeps holding them.
+    let held_before = host
+        .log()
+        .lines()
+        .filter(|line| line.contains(&id) && line.contains("held until it is resumed"))
+        .count();
     host.restart().await;
     host.wait_for_log("resuming 1 instances with queued messages")
+        .await;
+    host.wait_for_log_lines(&[&id, "held until it is resumed"], held_before + 1)
         .await;
     assert_eq!(
         host.status(&id).await.body["runtimeStatus"],

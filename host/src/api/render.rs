@@ -28,6 +28,13 @@ const PATH_SEGMENT: &AsciiSet = &CONTROLS
     .add(b'^')
     .add(b'|');
 
+/// Characters escaped in the password of a URL: all but the unreserved.
+const USERINFO: &AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Characters escaped in a query parameter value.
 const QUERY_VALUE: &AsciiSet = &PATH_SEGMENT.add(b'&').add(b'=').add(b'+');
 
@@ -117,7 +124,10 @@ pub struct ClientBinding {
     base_url: String,
     /// `taskHub=…`, and `code=…` with an access key.
     required_query_string_parameters: String,
-    /// Where the clients send their requests: the base URL with a trailing `/`.
+    /// Where the clients send their requests: the base URL with a trailing
+    /// `/`, and with an access key the key as its password
+    /// (`http://reprise:KEY@host/...`), since the clients add no query
+    /// string to it.
     rpc_base_url: String,
 }
 
@@ -152,7 +162,17 @@ impl ClientBinding {
             },
             management_urls: links.check_status(),
             required_query_string_parameters: links.parameters.join("&"),
-            rpc_base_url: format!("{}/", links.base),
+            rpc_base_url: match key {
+                Some(key) => format!(
+                    "{}/",
+                    links.base.replacen(
+                        "http://",
+                        &format!("http://reprise:{}@", utf8_percent_encode(key, USERINFO)),
+                        1
+                    )
+                ),
+                None => format!("{}/", links.base),
+            },
             base_url: links.base,
         }
     }

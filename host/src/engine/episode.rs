@@ -121,6 +121,7 @@ pub(crate) fn plan(
     };
     if consumed_through < first_seq {
         // Suspended, and nothing but held messages: nothing to do yet.
+        tracing::info!(instance = %instance.id, count = held.len(), "suspended: messages held until it is resumed");
         return Ok(None);
     }
 
