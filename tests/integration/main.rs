@@ -6,6 +6,7 @@ mod harness;
 mod access;
 mod activities;
 mod cli;
+mod clients;
 mod counter;
 mod direct;
 mod durability;
