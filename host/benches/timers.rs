@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::harness::{TestHost, components};
-use support::{ms, quantile};
+use support::{ms, quantile_row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -38,11 +38,20 @@ fn main() {
         println!("\ntimer latency: fired minus due, {SLEEP:?} timers\n");
         println!("| case | n | p50 ms | p95 ms | max ms |");
         println!("|---|---|---|---|---|");
-        report("baseline: tokio::time::sleep in-process", baseline);
-        report("durable timer, one at a time", sequential);
-        report(
+        quantile_row(
+            "baseline: tokio::time::sleep in-process",
+            baseline,
+            &[0.5, 0.95, 1.0],
+        );
+        quantile_row(
+            "durable timer, one at a time",
+            sequential,
+            &[0.5, 0.95, 1.0],
+        );
+        quantile_row(
             &format!("durable timers, {BURST} started back to back"),
             burst,
+            &[0.5, 0.95, 1.0],
         );
     });
 }
@@ -92,13 +101,4 @@ fn fired_late_ms(history: &Value) -> f64 {
     let time =
         |field: &str| OffsetDateTime::parse(fired[field].as_str().unwrap(), &Rfc3339).unwrap();
     (time("Timestamp") - time("FireAt")).as_seconds_f64() * 1000.0
-}
-
-fn report(case: &str, mut samples: Vec<f64>) {
-    let mut at = |q: f64| quantile(&mut samples, q);
-    let (p50, p95, max) = (at(0.5), at(0.95), at(1.0));
-    println!(
-        "| {case} | {} | {p50:.1} | {p95:.1} | {max:.1} |",
-        samples.len()
-    );
 }

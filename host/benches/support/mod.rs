@@ -28,6 +28,16 @@ pub fn quantile(samples: &mut [f64], quantile: f64) -> f64 {
     samples[((samples.len() - 1) as f64 * quantile).round() as usize]
 }
 
+/// Prints the table row `| case | n | q1 | q2 ... |` of `samples`, each
+/// quantile in `quantiles` (0 to 1) with one decimal.
+pub fn quantile_row(case: &str, mut samples: Vec<f64>, quantiles: &[f64]) {
+    let values: Vec<String> = quantiles
+        .iter()
+        .map(|&q| format!("{:.1}", quantile(&mut samples, q)))
+        .collect();
+    println!("| {case} | {} | {} |", samples.len(), values.join(" | "));
+}
+
 /// The CPU time a process uses from now on.
 pub struct CpuMeter {
     pid: Option<u32>,
