@@ -9,7 +9,7 @@ use std::time::Duration;
 use reprise_host::cli::new::NewArgs;
 use reprise_host::cli::replay::ReplayArgs;
 use reprise_host::cli::{ClientCommand, Connection};
-use reprise_host::engine::EngineConfig;
+use reprise_host::engine::{EngineConfig, StepLimits};
 use reprise_host::runtime::{AllowedHosts, GuestLimits};
 use reprise_host::server::{ServeConfig, serve};
 
@@ -111,6 +111,13 @@ struct ServeArgs {
     /// events get 503 with Retry-After instead of piling up.
     #[arg(long, env = "REPRISE_MAX_BACKLOG", default_value_t = 100_000)]
     max_backlog: usize,
+    /// Actions (activities, timers, sub-orchestrations, sent events) one
+    /// orchestrator step may take; a step with more fails its instance.
+    #[arg(long, env = "REPRISE_MAX_ACTIONS_PER_STEP", default_value_t = StepLimits::default().max_actions)]
+    max_actions_per_step: usize,
+    /// Bytes of custom status an orchestrator may set; more fails its instance.
+    #[arg(long, env = "REPRISE_MAX_CUSTOM_STATUS_BYTES", default_value_t = StepLimits::default().max_custom_status_bytes)]
+    max_custom_status_bytes: usize,
     /// The task hub's name, as Durable Functions clients name it: the
     /// `taskHub` they send must be this one (or none).
     #[arg(long, env = "REPRISE_TASK_HUB", default_value = "reprise")]
@@ -181,6 +188,10 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
             warm_memory_bytes: args.warm_memory_mib << 20,
             version_gc_interval: Duration::from_secs(args.version_gc_secs.max(1)),
             max_backlog: args.max_backlog,
+            step_limits: StepLimits {
+                max_actions: args.max_actions_per_step,
+                max_custom_status_bytes: args.max_custom_status_bytes,
+            },
         },
         max_body_bytes: args.max_body_bytes,
         http_hosts: AllowedHosts::new(args.allow_http_hosts),

@@ -15,6 +15,7 @@ mod errors;
 mod functions_folder;
 mod guest_isolation;
 mod instances;
+mod limits;
 mod management;
 mod openapi;
 mod outgoing_http;

@@ -103,6 +103,7 @@ impl Claim {
         let history_len = work.history_len;
         let planned = episode::plan(
             &self.shared.runtime,
+            &self.shared.config.step_limits,
             warm,
             work,
             now_millis(),

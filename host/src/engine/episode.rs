@@ -21,6 +21,62 @@ use super::warm::WarmExecution;
 /// declared to be looping through continue-as-new forever.
 const MAX_IDLE_GENERATIONS: usize = 10_000;
 
+/// What one step of an orchestrator may produce. A step beyond them fails
+/// its instance, saying which limit it hit and how to raise it, before any
+/// of its actions is recorded: one instance's runaway loop or oversized
+/// status must not become everyone's slow commit or slow status read.
+#[derive(Debug, Clone)]
+pub struct StepLimits {
+    /// Actions that start work: activities, timers, sub-orchestrations
+    /// and sent events (a completion or a custom status does not count).
+    pub max_actions: usize,
+    /// Bytes of one custom status (JSON text).
+    pub max_custom_status_bytes: usize,
+}
+
+impl Default for StepLimits {
+    fn default() -> StepLimits {
+        StepLimits {
+            // 100,000 activities or timers in one step are legitimate fan-out.
+            max_actions: 200_000,
+            // Durable Functions' limit.
+            max_custom_status_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl StepLimits {
+    /// Why `actions` are more than a step may produce, if they are.
+    fn exceeded_by(&self, actions: &[wire::Action]) -> Option<String> {
+        let work = actions
+            .iter()
+            .filter(|action| {
+                matches!(
+                    action,
+                    wire::Action::ScheduleActivity(_)
+                        | wire::Action::CreateTimer(_)
+                        | wire::Action::StartSubOrchestration(_)
+                        | wire::Action::SendEvent(_)
+                )
+            })
+            .count();
+        if work > self.max_actions {
+            return Some(format!(
+                "the orchestrator took {work} actions in one step, more than the host allows ({}; raise --max-actions-per-step, or split the work across steps or sub-orchestrations)",
+                self.max_actions
+            ));
+        }
+        actions.iter().find_map(|action| match action {
+            wire::Action::SetCustomStatus(value) if value.len() > self.max_custom_status_bytes => Some(format!(
+                "the orchestrator set a custom status of {} bytes, more than the host allows ({}; raise --max-custom-status-bytes, or keep large data in the output or an activity's store)",
+                value.len(),
+                self.max_custom_status_bytes
+            )),
+            _ => None,
+        })
+    }
+}
+
 /// Plans the commit for `work`. `None` leaves the messages queued: the
 /// instance's orchestrator is not loaded (it may be deployed again later).
 /// `Err` is a host failure (not the guest's): nothing is decided, retry later.
@@ -28,6 +84,7 @@ const MAX_IDLE_GENERATIONS: usize = 10_000;
 /// is an `Err`); replay always has the full budget.
 pub(crate) fn plan(
     runtime: &Runtime,
+    limits: &StepLimits,
     warm: Option<WarmExecution>,
     work: WorkItem,
     now: Millis,
@@ -151,7 +208,12 @@ pub(crate) fn plan(
         generation.new_entries.append(&mut events);
         Outcome::Running
     } else {
-        match run_guest(runtime, &instance, &mut generation, events, now, warm, fuel) {
+        let guest = Guest {
+            runtime,
+            limits,
+            fuel,
+        };
+        match run_guest(&guest, &instance, &mut generation, events, now, warm) {
             Ok((outcome, live)) => {
                 still_warm = live;
                 outcome
@@ -403,18 +465,26 @@ impl Generation {
     }
 }
 
+/// What runs an orchestrator's steps, and within what.
+struct Guest<'a> {
+    runtime: &'a Runtime,
+    limits: &'a StepLimits,
+    /// Caps each new step below the full budget.
+    fuel: Option<u64>,
+}
+
 /// Replays the generation, feeds it `events`, and follows continue-as-new
 /// until the orchestrator waits or finishes. A waiting orchestrator's
 /// execution comes back with the length of the history it has seen.
 fn run_guest(
-    runtime: &Runtime,
+    guest: &Guest,
     instance: &Instance,
     generation: &mut Generation,
     mut events: Vec<HistoryEntry>,
     now: Millis,
     mut warm: Option<WarmExecution>,
-    fuel: Option<u64>,
 ) -> Result<(Outcome, Option<(GuestExecution, usize)>), GuestError> {
+    let runtime = guest.runtime;
     let mut idle_generations = 0;
     'generations: loop {
         generation.start_entries(&instance.name, now);
@@ -454,7 +524,10 @@ fn run_guest(
                 execution
             }
         };
-        let actions = execution.step_within(now, &episode, fuel)?;
+        let actions = execution.step_within(now, &episode, guest.fuel)?;
+        if let Some(failure) = guest.limits.exceeded_by(&actions) {
+            return Ok((Outcome::Failed(failure), None));
+        }
 
         for action in actions {
             match action {

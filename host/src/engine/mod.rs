@@ -25,6 +25,7 @@ use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{CommitOutcome, EpisodeCommit, NewInstance, Store};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor};
+pub use episode::StepLimits;
 pub use replay_check::{RecordedGeneration, Verdict, check_replay};
 
 use self::scheduler::Scheduler;
@@ -71,6 +72,8 @@ pub struct EngineConfig {
     /// Instances that may wait for a worker before new starts and events
     /// are refused as overload.
     pub max_backlog: usize,
+    /// What one orchestrator step may produce.
+    pub step_limits: StepLimits,
 }
 
 /// The orchestration engine; cheap to clone.
@@ -458,7 +461,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 None => None,
             };
             let Some((mut commit, live)) =
-                episode::plan(&runtime, warm, work, now_millis(), None)?
+                episode::plan(&runtime, &shared.config.step_limits, warm, work, now_millis(), None)?
             else {
                 return Ok(Default::default());
             };

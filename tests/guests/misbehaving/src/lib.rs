@@ -171,6 +171,15 @@ async fn accumulates(ctx: OrchestrationContext) -> Result<u64, Error> {
     }
 }
 
+/// Sets a custom status of its input's number of bytes (a string of
+/// `x`s), then waits for "go" and completes.
+async fn sets_status(ctx: OrchestrationContext) -> Result<(), Error> {
+    let bytes: usize = ctx.input()?;
+    ctx.set_custom_status("x".repeat(bytes.saturating_sub(2)))?;
+    ctx.wait_for_event::<Value>("go").await?;
+    Ok(())
+}
+
 /// Sleeps on a durable timer for its input, in milliseconds.
 async fn sleeps(ctx: OrchestrationContext) -> Result<(), Error> {
     let ms: u64 = ctx.input()?;
@@ -220,6 +229,7 @@ reprise_sdk::export! {
         "Race" => race,
         "Sleeps" => sleeps,
         "Accumulates" => accumulates,
+        "SetsStatus" => sets_status,
     }
     activities {
         "AlwaysFails" => always_fails,

@@ -1,0 +1,87 @@
+//! What one orchestrator step may produce is bounded: a step with more
+//! actions, or a larger custom status, than the host allows fails its own
+//! instance (saying which limit and how to raise it), records none of its
+//! actions, and leaves every other instance alone.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{TestHost, components};
+
+async fn limited_host() -> TestHost {
+    let c = components();
+    TestHost::prepare(&[&c.misbehaving, &c.counter])
+        .with_args(&[
+            "--max-actions-per-step",
+            "10",
+            "--max-custom-status-bytes",
+            "1000",
+        ])
+        .started()
+        .await
+}
+
+async fn failure(host: &TestHost, id: &str) -> String {
+    let failed = host
+        .wait_for(id, Duration::from_secs(60), |body| {
+            body["runtimeStatus"] == "Failed"
+        })
+        .await;
+    failed["output"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_with_more_actions_than_allowed_fails_its_instance_and_sends_nothing() {
+    let host = limited_host().await;
+    host.start_instance("E3_Counter", Some("target"), "0").await;
+    host.wait_for_status("target", "Running").await;
+
+    let within =
+        json!({ "instanceId": "target", "name": "operation", "payload": "incr", "times": 10 });
+    let id = host
+        .start_instance("Sender", Some("within"), &within.to_string())
+        .await;
+    host.wait_for_status(&id, "Completed").await;
+    host.wait_for("target", Duration::from_secs(60), |body| {
+        body["input"] == 10
+    })
+    .await;
+
+    let beyond =
+        json!({ "instanceId": "target", "name": "operation", "payload": "incr", "times": 11 });
+    let id = host
+        .start_instance("Sender", Some("beyond"), &beyond.to_string())
+        .await;
+    let reason = failure(&host, &id).await;
+    assert!(
+        reason.contains("11 actions") && reason.contains("--max-actions-per-step"),
+        "{reason}"
+    );
+    let types = host.event_types(&id).await;
+    assert!(!types.iter().any(|kind| kind == "EventSent"), "{types:?}");
+    // None of its events arrived: the counter still counts 10, and works.
+    host.raise("target", "operation", "\"incr\"").await;
+    let target = host
+        .wait_for("target", Duration::from_secs(60), |body| {
+            body["input"] != 10
+        })
+        .await;
+    assert_eq!(target["input"], 11);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_status_larger_than_allowed_fails_its_instance() {
+    let host = limited_host().await;
+    let id = host.start_instance("SetsStatus", None, "1000").await;
+    let status = host.wait_for_status(&id, "Running").await;
+    assert_eq!(status["customStatus"].as_str().unwrap().len(), 998);
+
+    let id = host.start_instance("SetsStatus", None, "1001").await;
+    let reason = failure(&host, &id).await;
+    assert!(
+        reason.contains("1001 bytes") && reason.contains("--max-custom-status-bytes"),
+        "{reason}"
+    );
+    assert_eq!(host.status(&id).await.body["customStatus"], json!(null));
+}
