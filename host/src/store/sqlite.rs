@@ -114,6 +114,8 @@ impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<SqliteStore> {
         let connection = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
+        // Before anything writes to it (even the journal mode).
+        refuse_foreign(&connection, path)?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
@@ -529,6 +531,45 @@ fn insert_history(
             serde_json::to_string(entry)?
         ])?;
     }
+    Ok(())
+}
+
+/// The tables of a Reprise database (and SQLite's own).
+const OUR_TABLES: [&str; 7] = [
+    "instances",
+    "history",
+    "inbox",
+    "timers",
+    "activities",
+    "components",
+    "sqlite_sequence",
+];
+
+/// Refuses a file that is not a SQLite database, is corrupt, or is some
+/// other application's database: the host never writes into those.
+fn refuse_foreign(connection: &Connection, path: &Path) -> anyhow::Result<()> {
+    let tables: Vec<String> = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .with_context(|| {
+            format!(
+                "{} is not a Reprise database (not SQLite, or corrupt); it was left untouched",
+                path.display()
+            )
+        })?;
+    let foreign: Vec<&String> = tables
+        .iter()
+        .filter(|table| !OUR_TABLES.contains(&table.as_str()))
+        .collect();
+    anyhow::ensure!(
+        foreign.is_empty(),
+        "{} is another application's SQLite database (tables {foreign:?}), not a Reprise database; it was left untouched. Point --db at a new file",
+        path.display()
+    );
     Ok(())
 }
 

@@ -495,3 +495,29 @@ fn a_component_version_is_kept_while_an_instance_may_run_on_it_and_then_collecte
     store.record_components(&[], &only_v1, 50).unwrap();
     assert_eq!(store.collect_components(40).unwrap(), only_v2);
 }
+
+#[test]
+fn a_file_that_is_not_a_reprise_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a database, but somebody's notes\n".repeat(200)).unwrap();
+    let foreign = dir.path().join("other.db");
+    Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        .unwrap();
+
+    for (path, needle) in [
+        (&text, "not SQLite, or corrupt"),
+        (&foreign, "another application's"),
+    ] {
+        let before = std::fs::read(path).unwrap();
+        let error = format!("{:#}", SqliteStore::open(path).err().expect("refused"));
+        assert!(
+            error.contains(needle) && error.contains("left untouched"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(path).unwrap(), before, "{}", path.display());
+    }
+    assert!(!dir.path().join("other.db-wal").exists());
+}
