@@ -118,6 +118,10 @@ struct ServeArgs {
     /// Bytes of custom status an orchestrator may set; more fails its instance.
     #[arg(long, env = "REPRISE_MAX_CUSTOM_STATUS_BYTES", default_value_t = StepLimits::default().max_custom_status_bytes)]
     max_custom_status_bytes: usize,
+    /// Bytes of one payload an orchestrator hands on (an activity's input,
+    /// a sent event, its output...); more fails its instance.
+    #[arg(long, env = "REPRISE_MAX_PAYLOAD_BYTES", default_value_t = StepLimits::default().max_payload_bytes)]
+    max_payload_bytes: usize,
     /// The task hub's name, as Durable Functions clients name it: the
     /// `taskHub` they send must be this one (or none).
     #[arg(long, env = "REPRISE_TASK_HUB", default_value = "reprise")]
@@ -191,6 +195,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
             step_limits: StepLimits {
                 max_actions: args.max_actions_per_step,
                 max_custom_status_bytes: args.max_custom_status_bytes,
+                max_payload_bytes: args.max_payload_bytes,
             },
         },
         max_body_bytes: args.max_body_bytes,

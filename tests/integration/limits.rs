@@ -1,5 +1,6 @@
 //! What one orchestrator step may produce is bounded: a step with more
-//! actions, or a larger custom status, than the host allows fails its own
+//! actions, a larger custom status or a larger payload than the host allows
+//! fails its own
 //! instance (saying which limit and how to raise it), records none of its
 //! actions, and leaves every other instance alone.
 
@@ -16,6 +17,8 @@ async fn limited_host() -> TestHost {
             "--max-actions-per-step",
             "10",
             "--max-custom-status-bytes",
+            "1000",
+            "--max-payload-bytes",
             "1000",
         ])
         .started()
@@ -84,4 +87,26 @@ async fn a_custom_status_larger_than_allowed_fails_its_instance() {
         "{reason}"
     );
     assert_eq!(host.status(&id).await.body["customStatus"], json!(null));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payload_larger_than_allowed_fails_the_instance_that_sends_it() {
+    let host = limited_host().await;
+    host.start_instance("E3_Counter", Some("target"), "0").await;
+    let send = |bytes: usize| {
+        json!({ "instanceId": "target", "name": "operation", "payload": "x".repeat(bytes - 2) })
+            .to_string()
+    };
+    let id = host.start_instance("Sender", None, &send(1000)).await;
+    host.wait_for_status(&id, "Completed").await;
+
+    let id = host.start_instance("Sender", None, &send(1001)).await;
+    let reason = failure(&host, &id).await;
+    assert!(
+        reason.contains("event 'operation' to 'target' is 1001 bytes")
+            && reason.contains("--max-payload-bytes"),
+        "{reason}"
+    );
+    let types = host.event_types(&id).await;
+    assert!(!types.iter().any(|kind| kind == "EventSent"), "{types:?}");
 }

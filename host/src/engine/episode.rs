@@ -32,6 +32,10 @@ pub struct StepLimits {
     pub max_actions: usize,
     /// Bytes of one custom status (JSON text).
     pub max_custom_status_bytes: usize,
+    /// Bytes of one payload the orchestrator hands on (JSON text): an
+    /// activity's or child's input, a sent event, its output, the input it
+    /// continues as new with, a failure message.
+    pub max_payload_bytes: usize,
 }
 
 impl Default for StepLimits {
@@ -41,6 +45,8 @@ impl Default for StepLimits {
             max_actions: 200_000,
             // Durable Functions' limit.
             max_custom_status_bytes: 16 * 1024,
+            // As much as a request body may carry (--max-body-bytes).
+            max_payload_bytes: 1 << 20,
         }
     }
 }
@@ -72,8 +78,38 @@ impl StepLimits {
                 value.len(),
                 self.max_custom_status_bytes
             )),
-            _ => None,
+            _ => payload(action)
+                .filter(|(_, text)| text.len() > self.max_payload_bytes)
+                .map(|(what, text)| format!(
+                    "the orchestrator's {what} is {} bytes, more than the host allows ({}; raise --max-payload-bytes, or pass a reference to the data instead)",
+                    text.len(),
+                    self.max_payload_bytes
+                )),
         })
+    }
+}
+
+/// The payload an action hands on, and what it is, for a limit's message.
+fn payload(action: &wire::Action) -> Option<(String, &str)> {
+    match action {
+        wire::Action::Complete(output) => Some(("output".to_owned(), output)),
+        wire::Action::Fail(error) => Some(("failure message".to_owned(), error)),
+        wire::Action::ContinueAsNew(next) => {
+            Some(("continue-as-new input".to_owned(), &next.input))
+        }
+        wire::Action::ScheduleActivity(activity) => Some((
+            format!("input to activity '{}'", activity.name),
+            &activity.input,
+        )),
+        wire::Action::StartSubOrchestration(child) => Some((
+            format!("input to sub-orchestration '{}'", child.name),
+            &child.input,
+        )),
+        wire::Action::SendEvent(event) => Some((
+            format!("event '{}' to '{}'", event.name, event.instance_id),
+            &event.payload,
+        )),
+        wire::Action::SetCustomStatus(_) | wire::Action::CreateTimer(_) => None,
     }
 }
 
