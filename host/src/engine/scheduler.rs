@@ -89,7 +89,14 @@ impl Scheduler {
                         .acquire()
                         .await
                         .expect("the semaphore is never closed");
-                    run(id.clone()).await
+                    // Its own task, so that a panic in the episode is an
+                    // error of this pass, not the end of the runner: a dead
+                    // runner would keep owning the instance, stuck until a
+                    // restart.
+                    match tokio::spawn(run(id.clone())).await {
+                        Ok(result) => result,
+                        Err(panic) => Err(anyhow::anyhow!("the episode panicked: {panic}")),
+                    }
                 };
                 if let Err(error) = &result {
                     // Nothing was committed; the messages are still queued.
@@ -108,5 +115,32 @@ impl Scheduler {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_episode_is_retried_and_the_instance_released() {
+        let scheduler = Scheduler::new(1);
+        let passes = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&passes);
+        scheduler.notify("instance", move |_id| {
+            let pass = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(pass > 0, "the first pass panics");
+                Ok(())
+            }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while scheduler.backlog() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "still owned");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(passes.load(Ordering::SeqCst), 2);
     }
 }
