@@ -521,3 +521,15 @@ fn a_file_that_is_not_a_reprise_database_is_refused_and_left_untouched() {
     }
     assert!(!dir.path().join("other.db-wal").exists());
 }
+
+#[test]
+fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+    // `in_savepoint` catches it: the writer thread must outlive any write.
+    let (_dir, store) = store();
+    let panicked = store.write(|_connection| -> anyhow::Result<()> {
+        panic!("a bug in a write");
+    });
+    assert!(panicked.is_err());
+    assert_eq!(start(&store, &new_instance("after")), StartOutcome::Started);
+    assert!(store.instance("after").unwrap().is_some());
+}
