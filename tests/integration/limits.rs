@@ -110,3 +110,29 @@ async fn a_payload_larger_than_allowed_fails_the_instance_that_sends_it() {
     let types = host.event_types(&id).await;
     assert!(!types.iter().any(|kind| kind == "EventSent"), "{types:?}");
 }
+
+/// A step may send many events to one instance: delivering them costs
+/// what they are, not each of them the target's whole inbox again (that
+/// made 20,000 sends take over a minute, every other write waiting).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_sending_twenty_thousand_events_to_one_instance_commits_promptly() {
+    let c = components();
+    let host = TestHost::start_with(&[&c.misbehaving, &c.counter]).await;
+    host.start_instance("Accumulates", Some("sink"), "").await;
+    host.start_instance("E3_Counter", Some("victim"), "0").await;
+    let storm = json!({ "instanceId": "sink", "name": "item", "payload": 1, "times": 20_000 });
+    let id = host
+        .start_instance("Sender", None, &storm.to_string())
+        .await;
+    host.raise("victim", "operation", "\"incr\"").await;
+    host.wait_for(&id, Duration::from_secs(60), |body| {
+        body["runtimeStatus"] == "Completed"
+    })
+    .await;
+    host.wait_for("sink", Duration::from_secs(60), |body| {
+        body["customStatus"] == 20_000
+    })
+    .await;
+    host.wait_for("victim", Duration::from_secs(60), |body| body["input"] == 1)
+        .await;
+}

@@ -10,6 +10,7 @@
 //! Writes are group-committed by one writer thread ([`run_writer`]); reads
 //! use their own connection, so they never wait for a write.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -64,10 +65,6 @@ CREATE TABLE IF NOT EXISTS inbox (
     message     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS inbox_by_instance ON inbox (instance_id, seq);
--- Whether a termination is queued, without reading the instance's other
--- messages: every delivery asks, and an inbox can hold 100,000 events.
-CREATE INDEX IF NOT EXISTS inbox_terminations ON inbox (instance_id)
-    WHERE json_extract(message, '$.type') = 'Terminate';
 CREATE TABLE IF NOT EXISTS timers (
     instance_id TEXT NOT NULL,
     generation  INTEGER NOT NULL,
@@ -573,8 +570,7 @@ fn refuse_foreign(connection: &Connection, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a termination is queued for `?1`: one look in the
-/// `inbox_terminations` index, however many messages wait.
+/// Whether a termination is queued for `?1`.
 const TERMINATION_QUEUED: &str = "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1
                               AND json_extract(message, '$.type') = 'Terminate')";
 
@@ -628,8 +624,21 @@ fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::R
         insert_message(transaction, id, &message)?;
         notify.push(id.to_owned());
     }
+    // Asked once per target, not once per event: the answer cannot change
+    // within this transaction (sent events are not terminations), and
+    // asking reads the target's inbox, which these very events fill; once
+    // per event made a step of N sends to one instance quadratic.
+    let mut deliverable: HashMap<&str, bool> = HashMap::new();
     for (target, name, payload) in &commit.sent_events {
-        if check_deliverable(transaction, target)? == DeliveryOutcome::Accepted {
+        let accepted = match deliverable.get(target.as_str()) {
+            Some(accepted) => *accepted,
+            None => {
+                let accepted = check_deliverable(transaction, target)? == DeliveryOutcome::Accepted;
+                deliverable.insert(target, accepted);
+                accepted
+            }
+        };
+        if accepted {
             let message = Message::Event {
                 name: name.clone(),
                 payload: payload.clone(),

@@ -174,26 +174,6 @@ fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history() {
 }
 
 #[test]
-fn a_delivery_looks_for_a_queued_termination_in_its_index_not_in_every_message() {
-    // An instance's inbox can hold 100,000 events, and every event sent to
-    // it asks: scanning them made a storm of sent events quadratic.
-    let (dir, _store) = store();
-    let connection = Connection::open(dir.path().join("test.db")).unwrap();
-    let plan: Vec<String> = connection
-        .prepare(&format!("EXPLAIN QUERY PLAN {TERMINATION_QUEUED}"))
-        .unwrap()
-        .query_map(["some-id"], |row| row.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(
-        plan.iter()
-            .any(|step| step.contains("USING INDEX inbox_terminations")),
-        "{plan:?}"
-    );
-}
-
-#[test]
 fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
     let (_dir, store) = store();
     assert_eq!(
