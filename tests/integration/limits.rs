@@ -136,3 +136,21 @@ async fn a_step_sending_twenty_thousand_events_to_one_instance_commits_promptly(
     host.wait_for("victim", Duration::from_secs(60), |body| body["input"] == 1)
         .await;
 }
+
+/// Events sent to an instance that does not exist are dropped, as Durable
+/// Functions drops them, with one log line per target, not one per event.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_sent_to_nobody_are_dropped_with_one_log_line() {
+    let host = TestHost::start_with(&[&components().misbehaving]).await;
+    let send = json!({ "instanceId": "nobody", "name": "item", "payload": 1, "times": 1_000 });
+    let id = host.start_instance("Sender", None, &send.to_string()).await;
+    host.wait_for_status(&id, "Completed").await;
+    host.wait_for_log_lines(&["events not delivered", "nobody", "1000"], 1)
+        .await;
+    let lines = host
+        .log()
+        .lines()
+        .filter(|line| line.contains("not delivered"))
+        .count();
+    assert_eq!(lines, 1);
+}

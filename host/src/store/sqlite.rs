@@ -629,12 +629,16 @@ fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::R
     // asking reads the target's inbox, which these very events fill; once
     // per event made a step of N sends to one instance quadratic.
     let mut deliverable: HashMap<&str, bool> = HashMap::new();
+    let mut undelivered: HashMap<&str, usize> = HashMap::new();
     for (target, name, payload) in &commit.sent_events {
         let accepted = match deliverable.get(target.as_str()) {
             Some(accepted) => *accepted,
             None => {
                 let accepted = check_deliverable(transaction, target)? == DeliveryOutcome::Accepted;
                 deliverable.insert(target, accepted);
+                if accepted {
+                    notify.push(target.clone());
+                }
                 accepted
             }
         };
@@ -645,10 +649,13 @@ fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::R
                 accepted_at: commit.updated.updated_at,
             };
             insert_message(transaction, target, &message)?;
-            notify.push(target.clone());
         } else {
-            tracing::info!(from = id, to = %target, event = %name, "event not delivered: the target does not exist or has finished");
+            *undelivered.entry(target).or_default() += 1;
         }
+    }
+    // One line per target, however many events a step sent it.
+    for (target, count) in undelivered {
+        tracing::info!(from = id, to = %target, count, "events not delivered: the target does not exist or has finished");
     }
     let updated = &commit.updated;
     if updated.status.is_terminal() && !commit.read.status.is_terminal() {
