@@ -165,7 +165,7 @@ async fn started_response(
     query: &QueryMap,
 ) -> ApiResult {
     let (id, outcome) = started.map_err(|error| match error {
-        // 400, as Durable Functions answers (its clients expect it).
+        // Naming the loaded orchestrators, which the engine error does not.
         EngineError::UnknownOrchestrator(name) => {
             let known = state.engine.orchestrator_names();
             ApiError::bad_request(format!(

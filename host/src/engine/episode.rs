@@ -79,9 +79,10 @@ impl StepLimits {
                 self.max_custom_status_bytes
             )),
             _ => payload(action)
-                .filter(|(_, text)| text.len() > self.max_payload_bytes)
-                .map(|(what, text)| format!(
-                    "the orchestrator's {what} is {} bytes, more than the host allows ({}; raise --max-payload-bytes, or pass a reference to the data instead)",
+                .filter(|text| text.len() > self.max_payload_bytes)
+                .map(|text| format!(
+                    "the orchestrator's {} is {} bytes, more than the host allows ({}; raise --max-payload-bytes, or pass a reference to the data instead)",
+                    payload_name(action),
                     text.len(),
                     self.max_payload_bytes
                 )),
@@ -89,27 +90,34 @@ impl StepLimits {
     }
 }
 
-/// The payload an action hands on, and what it is, for a limit's message.
-fn payload(action: &wire::Action) -> Option<(String, &str)> {
+/// The payload an action hands on, if any.
+fn payload(action: &wire::Action) -> Option<&str> {
     match action {
-        wire::Action::Complete(output) => Some(("output".to_owned(), output)),
-        wire::Action::Fail(error) => Some(("failure message".to_owned(), error)),
-        wire::Action::ContinueAsNew(next) => {
-            Some(("continue-as-new input".to_owned(), &next.input))
-        }
-        wire::Action::ScheduleActivity(activity) => Some((
-            format!("input to activity '{}'", activity.name),
-            &activity.input,
-        )),
-        wire::Action::StartSubOrchestration(child) => Some((
-            format!("input to sub-orchestration '{}'", child.name),
-            &child.input,
-        )),
-        wire::Action::SendEvent(event) => Some((
-            format!("event '{}' to '{}'", event.name, event.instance_id),
-            &event.payload,
-        )),
+        wire::Action::Complete(text) | wire::Action::Fail(text) => Some(text),
+        wire::Action::ContinueAsNew(next) => Some(&next.input),
+        wire::Action::ScheduleActivity(activity) => Some(&activity.input),
+        wire::Action::StartSubOrchestration(child) => Some(&child.input),
+        wire::Action::SendEvent(event) => Some(&event.payload),
         wire::Action::SetCustomStatus(_) | wire::Action::CreateTimer(_) => None,
+    }
+}
+
+/// What [`payload`] is, for a limit's message: built only when one is hit.
+fn payload_name(action: &wire::Action) -> String {
+    match action {
+        wire::Action::Complete(_) => "output".to_owned(),
+        wire::Action::Fail(_) => "failure message".to_owned(),
+        wire::Action::ContinueAsNew(_) => "continue-as-new input".to_owned(),
+        wire::Action::ScheduleActivity(activity) => {
+            format!("input to activity '{}'", activity.name)
+        }
+        wire::Action::StartSubOrchestration(child) => {
+            format!("input to sub-orchestration '{}'", child.name)
+        }
+        wire::Action::SendEvent(event) => {
+            format!("event '{}' to '{}'", event.name, event.instance_id)
+        }
+        wire::Action::SetCustomStatus(_) | wire::Action::CreateTimer(_) => "action".to_owned(),
     }
 }
 

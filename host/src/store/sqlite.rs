@@ -531,7 +531,8 @@ fn insert_history(
     Ok(())
 }
 
-/// The tables of a Reprise database (and SQLite's own).
+/// The tables of a Reprise database (and SQLite's own): those `SCHEMA`
+/// creates; a table added there is added here.
 const OUR_TABLES: [&str; 7] = [
     "instances",
     "history",
@@ -570,10 +571,6 @@ fn refuse_foreign(connection: &Connection, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a termination is queued for `?1`.
-const TERMINATION_QUEUED: &str = "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1
-                              AND json_extract(message, '$.type') = 'Terminate')";
-
 /// Checks that `id` names a live instance with no termination queued.
 fn check_deliverable(transaction: &Connection, id: &str) -> anyhow::Result<DeliveryOutcome> {
     let Some(instance) = select_instance(transaction, id)? else {
@@ -583,7 +580,10 @@ fn check_deliverable(transaction: &Connection, id: &str) -> anyhow::Result<Deliv
         return Ok(DeliveryOutcome::Finished(instance.status));
     }
     let terminating: bool = transaction
-        .prepare_cached(TERMINATION_QUEUED)?
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1
+                              AND json_extract(message, '$.type') = 'Terminate')",
+        )?
         .query_row([id], |row| row.get(0))?;
     if terminating {
         return Ok(DeliveryOutcome::Terminating);
