@@ -119,9 +119,14 @@ struct ServeArgs {
     #[arg(long, env = "REPRISE_MAX_CUSTOM_STATUS_BYTES", default_value_t = StepLimits::default().max_custom_status_bytes)]
     max_custom_status_bytes: usize,
     /// Bytes of one payload an orchestrator hands on (an activity's input,
-    /// a sent event, its output...); more fails its instance.
+    /// a sent event, its output...); more fails its instance. An activity
+    /// output beyond it fails that activity.
     #[arg(long, env = "REPRISE_MAX_PAYLOAD_BYTES", default_value_t = StepLimits::default().max_payload_bytes)]
     max_payload_bytes: usize,
+    /// Entries one generation's history may have; more fails its instance
+    /// (an eternal orchestration continues as new to start afresh).
+    #[arg(long, env = "REPRISE_MAX_HISTORY_ENTRIES", default_value_t = StepLimits::default().max_history_entries)]
+    max_history_entries: usize,
     /// The task hub's name, as Durable Functions clients name it: the
     /// `taskHub` they send must be this one (or none).
     #[arg(long, env = "REPRISE_TASK_HUB", default_value = "reprise")]
@@ -196,6 +201,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
                 max_actions: args.max_actions_per_step,
                 max_custom_status_bytes: args.max_custom_status_bytes,
                 max_payload_bytes: args.max_payload_bytes,
+                max_history_entries: args.max_history_entries,
             },
         },
         max_body_bytes: args.max_body_bytes,

@@ -12,7 +12,7 @@ use crate::harness::{TestHost, components};
 
 async fn limited_host() -> TestHost {
     let c = components();
-    TestHost::prepare(&[&c.misbehaving, &c.counter])
+    TestHost::prepare(&[&c.misbehaving, &c.counter, &c.hello_sequence])
         .with_args(&[
             "--max-actions-per-step",
             "10",
@@ -20,6 +20,8 @@ async fn limited_host() -> TestHost {
             "1000",
             "--max-payload-bytes",
             "1000",
+            "--max-history-entries",
+            "30",
         ])
         .started()
         .await
@@ -109,6 +111,56 @@ async fn a_payload_larger_than_allowed_fails_the_instance_that_sends_it() {
     );
     let types = host.event_types(&id).await;
     assert!(!types.iter().any(|kind| kind == "EventSent"), "{types:?}");
+}
+
+/// An activity whose output is larger than allowed fails (the call, not
+/// the host): the orchestrator sees an error naming the limit and the flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activity_output_larger_than_allowed_fails_the_call() {
+    let host = limited_host().await;
+    // "Hello {city}!": 7 bytes more than the city, quotes included.
+    let call = |city_bytes: usize| {
+        json!({ "activity": "E1_SayHello", "input": "x".repeat(city_bytes) }).to_string()
+    };
+    let id = host.start_instance("CallActivity", None, &call(991)).await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    assert_eq!(done["output"].as_str().unwrap().len(), 998);
+
+    let id = host.start_instance("CallActivity", None, &call(994)).await;
+    let reason = failure(&host, &id).await;
+    assert!(
+        reason.contains("output of activity 'E1_SayHello' is 1003 bytes")
+            && reason.contains("--max-payload-bytes"),
+        "{reason}"
+    );
+}
+
+/// A generation's history is bounded: an orchestrator that keeps adding to
+/// it without continuing as new fails, naming the limit; others go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_history_longer_than_allowed_fails_its_instance() {
+    let host = limited_host().await;
+    host.start_instance("Accumulates", Some("grows"), "").await;
+    host.start_instance("E3_Counter", Some("eternal"), "0")
+        .await;
+    for round in 1..=12 {
+        host.raise("eternal", "operation", "\"incr\"").await;
+        if host.raise("grows", "item", "1").await.status.as_u16() == 410 {
+            break;
+        }
+        host.wait_for("eternal", Duration::from_secs(60), |body| {
+            body["input"] == round
+        })
+        .await;
+    }
+    let reason = failure(&host, "grows").await;
+    assert!(
+        reason.contains("entries in this generation") && reason.contains("--max-history-entries"),
+        "{reason}"
+    );
+    // Continue-as-new starts afresh: the counter went past the limit's worth.
+    let eternal = host.status("eternal").await.body;
+    assert_eq!(eternal["runtimeStatus"], "Running", "{eternal}");
 }
 
 /// A step may send many events to one instance: delivering them costs

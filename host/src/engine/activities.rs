@@ -135,6 +135,10 @@ async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
         Ok(Ok(Err(error))) => Err(format!("the activity {error}")),
         Ok(Err(panic)) => Err(format!("the activity could not run: {panic}")),
     };
+    let result = shared
+        .config
+        .step_limits
+        .bound_activity_result(&work.name, result);
     // With the instance warm, the result is applied in
     // the transaction that records it (see `direct.rs`).
     let shared = Arc::clone(shared);

@@ -34,8 +34,11 @@ pub struct StepLimits {
     pub max_custom_status_bytes: usize,
     /// Bytes of one payload the orchestrator hands on (JSON text): an
     /// activity's or child's input, a sent event, its output, the input it
-    /// continues as new with, a failure message.
+    /// continues as new with, a failure message; and an activity's output.
     pub max_payload_bytes: usize,
+    /// Entries the history of one generation may have; continue-as-new
+    /// starts a fresh one.
+    pub max_history_entries: usize,
 }
 
 impl Default for StepLimits {
@@ -47,13 +50,43 @@ impl Default for StepLimits {
             max_custom_status_bytes: 16 * 1024,
             // As much as a request body may carry (--max-body-bytes).
             max_payload_bytes: 1 << 20,
+            // Three times a fan-out of 100,000 activities (scheduled,
+            // completed, a step per completion).
+            max_history_entries: 1_000_000,
         }
     }
 }
 
 impl StepLimits {
-    /// Why `actions` are more than a step may produce, if they are.
-    fn exceeded_by(&self, actions: &[wire::Action]) -> Option<String> {
+    /// An activity's result as the orchestrator gets it: an output or a
+    /// failure message beyond `max_payload_bytes` becomes a failure that
+    /// says so (the text itself is not stored).
+    pub(super) fn bound_activity_result(
+        &self,
+        name: &str,
+        result: Result<String, String>,
+    ) -> Result<String, String> {
+        let (what, size) = match &result {
+            Ok(output) if output.len() > self.max_payload_bytes => ("output", output.len()),
+            Err(error) if error.len() > self.max_payload_bytes => ("failure message", error.len()),
+            _ => return result,
+        };
+        Err(format!(
+            "the {what} of activity '{name}' is {size} bytes, more than the host allows ({}; raise --max-payload-bytes, or return a reference to the data instead)",
+            self.max_payload_bytes
+        ))
+    }
+
+    /// Why a step is more than one may produce, if it is: its `actions`,
+    /// taken in a generation whose history has `history_len` entries.
+    fn exceeded_by(&self, actions: &[wire::Action], history_len: usize) -> Option<String> {
+        let entries = history_len + actions.len();
+        if entries > self.max_history_entries {
+            return Some(format!(
+                "the orchestration's history would have {entries} entries in this generation, more than the host allows ({}; raise --max-history-entries, or continue as new to start a fresh history)",
+                self.max_history_entries
+            ));
+        }
         let work = actions
             .iter()
             .filter(|action| {
@@ -149,21 +182,8 @@ pub(crate) fn plan(
         // Delivery to finished instances is refused at the door, so this is
         // leftover state; consume it so it cannot wedge the instance.
         tracing::warn!(instance = %instance.id, count = messages.len(), "dropping messages queued for a finished instance");
-        return Ok(Some((
-            EpisodeCommit {
-                read: instance,
-                updated,
-                history: HistoryChange::Append(Vec::new()),
-                consumed_through,
-                timers: Vec::new(),
-                activities: Vec::new(),
-                lease: ActivityLease::default(),
-                children: Vec::new(),
-                sent_events: Vec::new(),
-                requeued: Vec::new(),
-            },
-            None,
-        )));
+        let commit = EpisodeCommit::consuming(instance, updated, Vec::new(), consumed_through);
+        return Ok(Some((commit, None)));
     }
 
     // Events up to the first termination request; the store refuses
@@ -569,7 +589,8 @@ fn run_guest(
             }
         };
         let actions = execution.step_within(now, &episode, guest.fuel)?;
-        if let Some(failure) = guest.limits.exceeded_by(&actions) {
+        let history_len = generation.recorded_len + generation.new_entries.len();
+        if let Some(failure) = guest.limits.exceeded_by(&actions, history_len) {
             return Ok((Outcome::Failed(failure), None));
         }
 
@@ -892,7 +913,7 @@ fn child_start(
     })
 }
 
-fn json_string(text: &str) -> String {
+pub(super) fn json_string(text: &str) -> String {
     serde_json::Value::String(text.to_owned()).to_string()
 }
 

@@ -153,6 +153,31 @@ pub struct EpisodeCommit {
     pub requeued: Vec<Message>,
 }
 
+impl EpisodeCommit {
+    /// A commit that consumes the messages through `consumed_through`,
+    /// changes the row from `read` to `updated`, adds `entries` to the
+    /// current generation's history, and starts nothing.
+    pub fn consuming(
+        read: Instance,
+        updated: Instance,
+        entries: Vec<HistoryEntry>,
+        consumed_through: i64,
+    ) -> EpisodeCommit {
+        EpisodeCommit {
+            read,
+            updated,
+            history: HistoryChange::Append(entries),
+            consumed_through,
+            timers: Vec::new(),
+            activities: Vec::new(),
+            lease: ActivityLease::default(),
+            children: Vec::new(),
+            sent_events: Vec::new(),
+            requeued: Vec::new(),
+        }
+    }
+}
+
 /// An episode the engine planned from state it holds in memory (a warm
 /// execution, or a start), committed in the same transaction as the
 /// message it applies instead of queuing the message for a later episode:
