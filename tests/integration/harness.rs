@@ -166,6 +166,8 @@ pub struct TestHost {
     args: Vec<String>,
     /// `--listen`; loopback with a free port unless a test says otherwise.
     listen: String,
+    /// Where the database file is, if not in `dir`.
+    database_dir: Option<PathBuf>,
     child: Option<Child>,
     /// `http://127.0.0.1:PORT/runtime/webhooks/durabletask`
     pub base: String,
@@ -221,6 +223,7 @@ impl TestHost {
             dir,
             args: Vec::new(),
             listen: "127.0.0.1:0".to_owned(),
+            database_dir: None,
             child: None,
             base: String::new(),
             client: reqwest::Client::builder()
@@ -242,6 +245,12 @@ impl TestHost {
         self
     }
 
+    /// Keeps the database file in `dir` (a small file system, say).
+    pub fn with_database_in(mut self, dir: &Path) -> TestHost {
+        self.database_dir = Some(dir.to_owned());
+        self
+    }
+
     /// `http://127.0.0.1:PORT`, without the API's base path.
     pub fn root_url(&self) -> &str {
         self.base.strip_suffix(BASE_PATH).unwrap_or(&self.base)
@@ -249,7 +258,10 @@ impl TestHost {
 
     /// The SQLite file the host uses.
     pub fn database(&self) -> PathBuf {
-        self.dir.path().join("reprise.db")
+        self.database_dir
+            .as_deref()
+            .unwrap_or(self.dir.path())
+            .join("reprise.db")
     }
 
     pub fn functions_dir(&self) -> PathBuf {

@@ -12,6 +12,7 @@ mod direct;
 mod durability;
 mod durable_functions;
 mod errors;
+mod faults;
 mod functions_folder;
 mod guest_isolation;
 mod instances;

@@ -61,7 +61,8 @@ impl IntoResponse for ApiError {
         let status = self.status;
         let body = Json(ErrorBody::new(self.message));
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            // Overload: come back soon, as with a running instance's status.
+            // Overload or an unavailable database: come back soon, as with
+            // a running instance's status.
             return (status, [(axum::http::header::RETRY_AFTER, "1")], body).into_response();
         }
         (status, body).into_response()
@@ -82,9 +83,15 @@ impl From<crate::engine::EngineError> for ApiError {
     }
 }
 
-/// Internal failures are logged in full and reported without detail.
+/// Internal failures are logged in full and reported without detail; an
+/// unavailable database (a full disk, a read-only file) is a 503 that says
+/// so: nothing was changed, and the same request may succeed later.
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> ApiError {
+        if let Some(unavailable) = crate::store::unavailable(&error) {
+            tracing::warn!("request refused: {error:#}");
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, unavailable.to_string());
+        }
         tracing::error!("request failed: {error:#}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -14,6 +14,7 @@ mod functions;
 mod replay_check;
 mod rewind;
 mod scheduler;
+mod set_aside;
 mod timers;
 mod warm;
 
@@ -499,9 +500,12 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
 /// Makes sure `id`'s queued messages will be applied.
 fn schedule(shared: &Arc<Shared>, id: &str) {
     let runner = Arc::clone(shared);
-    shared
-        .scheduler
-        .notify(id, move |id| run_episodes(Arc::clone(&runner), id));
+    let setter = Arc::clone(shared);
+    shared.scheduler.notify(
+        id,
+        move |id| run_episodes(Arc::clone(&runner), id),
+        move |id, error| set_aside::set_aside(Arc::clone(&setter), id, error),
+    );
 }
 
 /// Runs blocking store or guest work off the async threads.

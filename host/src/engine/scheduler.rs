@@ -16,6 +16,13 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::set_aside::MAX_FAILED_PASSES;
+use crate::store;
+
+/// The longest wait between two passes after failures: once the cause is
+/// gone (space freed on a full disk), work resumes within it.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 pub(super) struct Scheduler {
     /// Instances with a runner, and whether it must run again when done.
     owned: Arc<Mutex<HashMap<String, bool>>>,
@@ -64,11 +71,16 @@ impl Scheduler {
     }
 
     /// Makes sure a runner will process `id`'s inbox after this call.
-    /// `run` performs one pass over the inbox.
-    pub(super) fn notify<F, Fut>(&self, id: &str, run: F)
+    /// `run` performs one pass over the inbox. A pass that fails is tried
+    /// again after a backoff; after [`MAX_FAILED_PASSES`] failures in a row
+    /// (not counting an unavailable database, which heals by itself),
+    /// `set_aside` is called with the last error instead.
+    pub(super) fn notify<F, Fut, S, SFut>(&self, id: &str, run: F, set_aside: S)
     where
         F: Fn(String) -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+        S: Fn(String, String) -> SFut + Send + 'static,
+        SFut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         {
             let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
@@ -83,6 +95,7 @@ impl Scheduler {
         let id = id.to_owned();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
+            let mut failures = 0;
             loop {
                 let result = {
                     let _permit = permits
@@ -98,12 +111,23 @@ impl Scheduler {
                         Err(panic) => Err(anyhow::anyhow!("the episode panicked: {panic}")),
                     }
                 };
-                if let Err(error) = &result {
+                if let Err(error) = result {
                     // Nothing was committed; the messages are still queued.
-                    tracing::error!(instance = %id, "episode failed, retrying in {backoff:?}: {error:#}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    continue;
+                    if store::unavailable(&error).is_none() {
+                        failures += 1;
+                    }
+                    if failures < MAX_FAILED_PASSES {
+                        tracing::error!(instance = %id, "episode failed, retrying in {backoff:?}: {error:#}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                    if let Err(error) = set_aside(id.clone(), format!("{error:#}")).await {
+                        tracing::error!(instance = %id, "cannot set its messages aside, retrying in {backoff:?}: {error:#}");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                    failures = 0;
                 }
                 let mut owned = owned.lock().unwrap_or_else(|e| e.into_inner());
                 let again = owned.get_mut(&id).expect("the runner owns its entry");
@@ -129,18 +153,78 @@ mod tests {
         let scheduler = Scheduler::new(1);
         let passes = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&passes);
-        scheduler.notify("instance", move |_id| {
-            let pass = counted.fetch_add(1, Ordering::SeqCst);
-            async move {
-                assert!(pass > 0, "the first pass panics");
-                Ok(())
-            }
-        });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        scheduler.notify(
+            "instance",
+            move |_id| {
+                let pass = counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    assert!(pass > 0, "the first pass panics");
+                    Ok(())
+                }
+            },
+            |_id, error| async move { panic!("set aside after one failure: {error}") },
+        );
+        until_released(&scheduler).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 2);
+    }
+
+    /// Waits until nothing owns an instance any more.
+    async fn until_released(scheduler: &Scheduler) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while scheduler.backlog() > 0 {
             assert!(tokio::time::Instant::now() < deadline, "still owned");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(passes.load(Ordering::SeqCst), 2);
+    }
+
+    // Paused time: the backoff's sleeps pass at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_failing_again_and_again_is_set_aside_then_the_instance_released() {
+        let scheduler = Scheduler::new(1);
+        let passes = Arc::new(AtomicUsize::new(0));
+        let asides = Arc::new(Mutex::new(Vec::new()));
+        let (counted, kept) = (Arc::clone(&passes), Arc::clone(&asides));
+        scheduler.notify(
+            "poisoned",
+            move |_id| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Err(anyhow::anyhow!("cannot read message 7")) }
+            },
+            move |id, error| {
+                kept.lock().unwrap().push((id, error));
+                async { Ok(()) }
+            },
+        );
+        until_released(&scheduler).await;
+        assert_eq!(passes.load(Ordering::SeqCst), MAX_FAILED_PASSES as usize);
+        let asides = asides.lock().unwrap();
+        assert_eq!(
+            *asides,
+            [("poisoned".to_owned(), "cannot read message 7".to_owned())]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unavailable_database_is_waited_out_not_set_aside() {
+        let scheduler = Scheduler::new(1);
+        let passes = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&passes);
+        let failing = MAX_FAILED_PASSES as usize + 2;
+        scheduler.notify(
+            "waiting",
+            move |_id| {
+                let pass = counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if pass < failing {
+                        let full = store::Unavailable("the disk is full".into());
+                        return Err(anyhow::Error::new(full).context("committing an episode"));
+                    }
+                    Ok(())
+                }
+            },
+            |_id, error| async move { panic!("set aside: {error}") },
+        );
+        until_released(&scheduler).await;
+        assert_eq!(passes.load(Ordering::SeqCst), failing + 1);
     }
 }

@@ -6,7 +6,9 @@
 //! transactions (singleton starts, delivery to a live instance, late messages).
 //!
 //! Every method is synchronous and may block on disk: call it from a blocking
-//! thread. Every method that returns `Ok` has committed durably.
+//! thread. Every method that returns `Ok` has committed durably. An error
+//! whose chain holds [`Unavailable`] wrote nothing and is worth retrying
+//! later (a full disk, a read-only file); any other is a fault.
 
 mod sqlite;
 
@@ -15,6 +17,22 @@ pub use sqlite::SqliteStore;
 use crate::model::{
     HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
+
+/// The database cannot take writes now (its disk is full, its file or
+/// file system is read-only, another process holds it): nothing was
+/// written, and the same call may succeed once that is fixed. A backend
+/// puts it in the chain of the errors it returns.
+#[derive(Debug, thiserror::Error)]
+#[error("the database cannot be written now ({0}); nothing was changed, retry later")]
+pub struct Unavailable(pub String);
+
+/// The [`Unavailable`] in `error`'s chain, if there is one.
+pub fn unavailable(error: &anyhow::Error) -> Option<&Unavailable> {
+    // `downcast_ref` sees through `context` layers, `chain` through sources.
+    error
+        .downcast_ref()
+        .or_else(|| error.chain().find_map(|cause| cause.downcast_ref()))
+}
 
 /// A request to start a generation under an instance ID.
 #[derive(Debug, Clone)]
@@ -325,6 +343,11 @@ pub trait Store: Send + Sync + 'static {
     fn load_work(&self, id: &str, with_history: bool) -> anyhow::Result<Option<WorkItem>>;
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome>;
+
+    /// The sequence number of the last message queued for `id`, if any:
+    /// what an episode that fails the instance without reading its inbox
+    /// consumes (see [`EpisodeCommit::consumed_through`]).
+    fn last_queued(&self, id: &str) -> anyhow::Result<Option<i64>>;
 
     /// Instances with queued messages: the work to resume after a restart.
     fn instances_with_messages(&self) -> anyhow::Result<Vec<String>>;

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{
     ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit, FollowUp,
     HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome, Store,
-    WorkItem,
+    Unavailable, WorkItem,
 };
 use crate::model::{
     HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
@@ -180,17 +180,15 @@ impl SqliteStore {
         work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let job: Job = Box::new(move |connection: Option<&Connection>| {
+        let job: Job = Box::new(move |connection: Result<&Connection, GroupFailure>| {
             let outcome = match connection {
-                Some(connection) => in_savepoint(connection, work),
-                None => Err(anyhow::anyhow!(
-                    "the database could not begin a transaction"
-                )),
+                Ok(connection) => in_savepoint(connection, work).map_err(classified),
+                Err(failure) => Err(failure.into_error("could not begin a transaction")),
             };
-            Box::new(move |committed: Result<(), String>| {
+            Box::new(move |committed: Result<(), GroupFailure>| {
                 let result = match committed {
                     Ok(()) => outcome,
-                    Err(error) => Err(anyhow::anyhow!("the commit failed: {error}")),
+                    Err(failure) => Err(failure.into_error("the commit failed")),
                 };
                 let _ = reply.send(result);
             })
@@ -207,10 +205,65 @@ impl SqliteStore {
     /// sees every committed write and waits for none (WAL).
     fn read<T>(&self, work: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let mut connection = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let value = work(&transaction)?;
-        transaction.commit()?;
-        Ok(value)
+        let read = || {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let value = work(&transaction)?;
+            transaction.commit()?;
+            Ok(value)
+        };
+        read().map_err(classified)
+    }
+}
+
+/// Why SQLite failed, when the cause lies outside the host (the disk, the
+/// file, another process): the store then reports [`Unavailable`].
+fn outside_cause(error: &rusqlite::Error) -> Option<&'static str> {
+    use rusqlite::ErrorCode;
+    Some(match error.sqlite_error_code()? {
+        ErrorCode::DiskFull => "the disk is full",
+        ErrorCode::ReadOnly => "the database file or its file system is read-only",
+        ErrorCode::SystemIoFailure => "an I/O error",
+        ErrorCode::CannotOpen => "the database file cannot be opened",
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => "another process holds the database",
+        _ => return None,
+    })
+}
+
+/// `error`, with [`Unavailable`] in its chain if SQLite failed for a cause
+/// outside the host.
+fn classified(error: anyhow::Error) -> anyhow::Error {
+    let outside = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<rusqlite::Error>())
+        .and_then(outside_cause);
+    match outside {
+        Some(cause) => error.context(Unavailable(cause.to_owned())),
+        None => error,
+    }
+}
+
+/// Why a group's transaction did not commit: every job in it gets a copy.
+#[derive(Debug, Clone)]
+struct GroupFailure {
+    message: String,
+    outside: Option<&'static str>,
+}
+
+impl GroupFailure {
+    fn of(error: &rusqlite::Error) -> GroupFailure {
+        GroupFailure {
+            message: error.to_string(),
+            outside: outside_cause(error),
+        }
+    }
+
+    fn into_error(self, what: &str) -> anyhow::Error {
+        let error = anyhow::anyhow!("{what}: {}", self.message);
+        match self.outside {
+            Some(cause) => error.context(Unavailable(cause.to_owned())),
+            None => error,
+        }
     }
 }
 
@@ -277,11 +330,11 @@ const GROUP: usize = 256;
 /// Jobs that may wait for the writer before writers block.
 const WRITE_QUEUE: usize = 4096;
 
-/// A write: runs on the writer's connection (or learns that the
-/// transaction could not begin) and returns what to do once the group's
-/// commit has succeeded or failed.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> Finish + Send>;
-type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A write: runs on the writer's connection (or learns why the transaction
+/// could not begin) and returns what to do once the group's commit has
+/// succeeded or failed.
+type Job = Box<dyn FnOnce(Result<&Connection, GroupFailure>) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Result<(), GroupFailure>) + Send>;
 
 /// Group commit: takes every job waiting (up to [`GROUP`]), runs them in
 /// one transaction, commits once, then answers each. Jobs that arrive
@@ -301,32 +354,35 @@ fn run_writer(connection: Connection, jobs: Receiver<Job>) {
             let _ = connection.execute_batch("ROLLBACK");
             began = connection.execute_batch("BEGIN IMMEDIATE");
         }
-        let mut failure = began.err().map(|error| error.to_string());
+        let mut failure = began.err().map(|error| GroupFailure::of(&error));
         let mut finishes: Vec<Finish> = Vec::with_capacity(group.len());
         for job in group {
-            if failure.is_some() {
-                finishes.push(job(None));
+            if let Some(failure) = &failure {
+                finishes.push(job(Err(failure.clone())));
                 continue;
             }
-            finishes.push(job(Some(&connection)));
+            finishes.push(job(Ok(&connection)));
             if connection.is_autocommit() {
                 // SQLite rolled the whole transaction back (a full disk, an
                 // I/O error): nothing of the group stands, and the rest must
                 // not run outside a transaction.
-                failure = Some("SQLite rolled the transaction back".to_owned());
+                failure = Some(GroupFailure {
+                    message: "SQLite rolled the transaction back".to_owned(),
+                    outside: Some("a full disk or an I/O error"),
+                });
             }
         }
         let committed = match failure {
-            Some(error) => Err(error),
+            Some(failure) => Err(failure),
             None => connection.execute_batch("COMMIT").map_err(|error| {
                 if !connection.is_autocommit() {
                     let _ = connection.execute_batch("ROLLBACK");
                 }
-                error.to_string()
+                GroupFailure::of(&error)
             }),
         };
-        if let Err(error) = &committed {
-            tracing::error!("a database transaction failed: {error}");
+        if let Err(failure) = &committed {
+            tracing::error!("a database transaction failed: {}", failure.message);
         }
         for finish in finishes {
             finish(committed.clone());
@@ -1194,6 +1250,14 @@ impl Store for SqliteStore {
                 .query_map([retired_before as i64], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
             Ok(versions)
+        })
+    }
+
+    fn last_queued(&self, id: &str) -> anyhow::Result<Option<i64>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT max(seq) FROM inbox WHERE instance_id = ?1")?
+                .query_row([id], |row| row.get(0))?)
         })
     }
 

@@ -1,0 +1,91 @@
+//! Setting aside an instance's messages when the host itself cannot process
+//! them: a message it cannot read, a history it cannot parse, a fault that
+//! recurs on every pass. The guest's failures already fail its instance;
+//! these are the host's, and retrying them forever (as Durable Functions
+//! does with poison messages) would spend a worker on them forever.
+//!
+//! After [`MAX_FAILED_PASSES`] failed passes in a row (the scheduler counts,
+//! with backoff between passes), the instance is failed with a reason that
+//! says so, in one commit that consumes its queued messages and reports to
+//! its parent, as any failure does. Outside causes do not count: when the
+//! database is unavailable (a full disk), every instance waits, and none is
+//! failed for it.
+
+use std::sync::Arc;
+
+use super::episode::json_string;
+use super::{Shared, blocking, schedule};
+use crate::model::{HistoryEntry, Instance, Millis, RuntimeStatus, now_millis};
+use crate::store::{CommitOutcome, EpisodeCommit};
+
+/// Failed passes in a row after which an instance's messages are set aside.
+pub(super) const MAX_FAILED_PASSES: u32 = 6;
+
+/// How much of the last error the failure reason quotes.
+const REASON_BYTES: usize = 2048;
+
+/// Fails `id` with a reason quoting `error` (the last pass's), consuming
+/// every message queued for it.
+pub(super) async fn set_aside(
+    shared: Arc<Shared>,
+    id: String,
+    error: String,
+) -> anyhow::Result<()> {
+    let reason = reason(&error);
+    tracing::error!(instance = %id, "setting aside its messages: {reason}");
+    let store = Arc::clone(&shared.store);
+    let target = id.clone();
+    let notify = blocking(move || {
+        // Each retry means a message arrived meanwhile (it is set aside too).
+        for _ in 0..100 {
+            let Some(instance) = store.instance(&target)? else {
+                return Ok(Vec::new());
+            };
+            let Some(through) = store.last_queued(&target)? else {
+                return Ok(Vec::new());
+            };
+            let commit = failing(instance, through, &reason, now_millis());
+            match store.commit_episode(&commit)? {
+                CommitOutcome::Committed(follow_up) => return Ok(follow_up.notify),
+                CommitOutcome::LateMessages | CommitOutcome::Stale => continue,
+            }
+        }
+        anyhow::bail!("instance {target}: cannot set its messages aside, they keep changing")
+    })
+    .await?;
+    // Whatever execution is kept warm for it saw none of this.
+    drop(shared.warm.take(&id));
+    for other in notify {
+        schedule(&shared, &other);
+    }
+    Ok(())
+}
+
+fn reason(error: &str) -> String {
+    let mut end = error.len().min(REASON_BYTES);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    let ellipsis = if end < error.len() { "..." } else { "" };
+    format!(
+        "the host failed {MAX_FAILED_PASSES} times in a row to process this instance's messages and set them aside (a fault of the host or its database, not of the orchestrator): {}{ellipsis}",
+        &error[..end]
+    )
+}
+
+/// The commit that fails `instance` for `reason` and consumes its messages
+/// through `through`; a finished instance only has them consumed.
+fn failing(instance: Instance, through: i64, reason: &str, now: Millis) -> EpisodeCommit {
+    let mut updated = instance.clone();
+    updated.updated_at = now;
+    if instance.status.is_terminal() {
+        return EpisodeCommit::consuming(instance, updated, Vec::new(), through);
+    }
+    updated.status = RuntimeStatus::Failed;
+    updated.output = Some(json_string(reason));
+    let entry = HistoryEntry::ExecutionFailed {
+        timestamp: now,
+        error: reason.to_owned(),
+    };
+    EpisodeCommit::consuming(instance, updated, vec![entry], through)
+}
