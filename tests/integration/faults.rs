@@ -197,3 +197,38 @@ async fn a_full_disk_answers_503_and_the_host_resumes_once_space_is_back() {
     assert_eq!(applied.len(), accepted.len(), "each accepted event once");
     assert!(*applied == accepted, "in order, none of the refused ones");
 }
+
+/// If the database writer dies (a bug; injected here, which debug builds
+/// alone allow), the host does not answer 500 forever: it exits with a
+/// clear line, and once restarted (as a supervisor would) it applies every
+/// event it had accepted, exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_whose_database_writer_dies_exits_and_recovers_on_restart() {
+    let mut host = TestHost::prepare(&[&components().event_log]);
+    host.set_env("REPRISE_TEST_WRITER_PANICS_AFTER", "40");
+    let mut host = host.started().await;
+    host.start_instance("EventLog", Some("log"), "").await;
+    let mut accepted = Vec::new();
+    for n in 0..1_000 {
+        let payload = json!(n);
+        let path = "/instances/log/raiseEvent/item";
+        match host.try_post(path, &payload.to_string()).await {
+            Ok(reply) if reply.status == StatusCode::ACCEPTED => accepted.push(payload),
+            _ => break,
+        }
+    }
+    assert!(!accepted.is_empty() && accepted.len() < 1_000);
+    let code = host.wait_for_exit(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(70), "{}", host.log());
+    assert!(
+        host.log().contains("the database writer died"),
+        "{}",
+        host.log()
+    );
+
+    host.unset_env("REPRISE_TEST_WRITER_PANICS_AFTER");
+    host.restart().await;
+    host.raise("log", "item", "\"end\"").await;
+    let done = host.wait_for_status("log", "Completed").await;
+    assert_eq!(done["output"], json!(accepted));
+}

@@ -168,6 +168,8 @@ pub struct TestHost {
     listen: String,
     /// Where the database file is, if not in `dir`.
     database_dir: Option<PathBuf>,
+    /// Extra environment variables for the next (re)start.
+    env: Vec<(String, String)>,
     child: Option<Child>,
     /// `http://127.0.0.1:PORT/runtime/webhooks/durabletask`
     pub base: String,
@@ -224,6 +226,7 @@ impl TestHost {
             args: Vec::new(),
             listen: "127.0.0.1:0".to_owned(),
             database_dir: None,
+            env: Vec::new(),
             child: None,
             base: String::new(),
             client: reqwest::Client::builder()
@@ -243,6 +246,16 @@ impl TestHost {
     pub fn listening_on(mut self, address: &str) -> TestHost {
         self.listen = address.to_owned();
         self
+    }
+
+    /// Sets `name` to `value` in the host's environment from the next
+    /// (re)start on; `unset_env` removes it again.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    pub fn unset_env(&mut self, name: &str) {
+        self.env.retain(|(set, _)| set != name);
     }
 
     /// Keeps the database file in `dir` (a small file system, say).
@@ -288,6 +301,7 @@ impl TestHost {
             .arg("--functions")
             .arg(self.functions_dir())
             .args(&self.args)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .env("REPRISE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -332,6 +346,24 @@ impl TestHost {
         self.kill_now();
         if let Some(mut child) = self.child.take() {
             child.wait().unwrap();
+        }
+    }
+
+    /// Waits for the host to exit by itself; returns its exit code.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("the host was started");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the host is still running after {timeout:?}; its log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

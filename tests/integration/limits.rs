@@ -206,3 +206,43 @@ async fn events_sent_to_nobody_are_dropped_with_one_log_line() {
         .count();
     assert_eq!(lines, 1);
 }
+
+/// A flood of events held for a suspended instance is applied in episodes
+/// of a bounded number of messages after the resume (each costs what it
+/// applies, not the whole inbox): all of them, once each, in order. A
+/// termination queued behind a flood is seen at once, not after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_events_is_applied_in_bounded_episodes_in_order() {
+    let c = components();
+    let host = TestHost::start_with(&[&c.event_log, &c.misbehaving]).await;
+    host.start_instance("EventLog", Some("flooded"), "").await;
+    host.start_instance("Accumulates", Some("doomed"), "").await;
+    host.wait_for_status("flooded", "Running").await;
+    host.wait_for_status("doomed", "Running").await;
+    for id in ["flooded", "doomed"] {
+        host.post(&format!("/instances/{id}/suspend"), "").await;
+        host.wait_for_status(id, "Suspended").await;
+    }
+    let count = 1_000;
+    for n in 0..count {
+        host.raise("flooded", "item", &n.to_string()).await;
+        host.raise("doomed", "item", &n.to_string()).await;
+    }
+    host.post("/instances/flooded/resume", "").await;
+    host.raise("flooded", "item", "\"end\"").await;
+    let terminate = host
+        .post("/instances/doomed/terminate?reason=enough", "")
+        .await;
+    assert_eq!(terminate.status.as_u16(), 202);
+
+    let done = host
+        .wait_for("flooded", Duration::from_secs(120), |body| {
+            !matches!(body["runtimeStatus"].as_str(), Some("Running" | "Suspended"))
+        })
+        .await;
+    assert_eq!(done["runtimeStatus"], "Completed");
+    assert_eq!(done["output"], json!((0..count).collect::<Vec<_>>()));
+    let doomed = host.wait_for_status("doomed", "Terminated").await;
+    assert_eq!(doomed["output"], "enough");
+    assert!(host.inbox("doomed").is_empty());
+}

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
-use crate::store::{CommitOutcome, EpisodeCommit, NewInstance, Store};
+use crate::store::{CommitOutcome, EpisodeCommit, NewInstance, Store, WorkRead};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor};
 pub use episode::StepLimits;
@@ -431,14 +431,23 @@ impl Engine {
     }
 }
 
-/// Runs episodes for `id` until its inbox is empty (as of the last read),
-/// then schedules the instances its commit sent messages to.
+/// Messages one episode applies at most. An instance flooded with events
+/// costs what it consumes, in episodes of this many: not its whole inbox
+/// on every episode, nor (for an orchestrator that continues as new after
+/// each event) the rest of the inbox fed again to every generation.
+const MESSAGES_PER_EPISODE: usize = 256;
+
+/// Runs an episode for `id` over its oldest queued messages (and another
+/// pass if more are queued), then schedules the instances its commit sent
+/// messages to.
 async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
     let store = Arc::clone(&shared.store);
     let runtime = Arc::clone(&shared.runtime);
     let background = Arc::clone(&shared);
-    let (notify, handoff) = blocking(move || {
+    let instance_id = id.clone();
+    let (notify, handoff, more) = blocking(move || {
         let shared = background;
+        let mut max_messages = MESSAGES_PER_EPISODE;
         // A commit is refused when messages arrived after a finishing episode
         // read the inbox: plan again with them. Bounded, since each retry
         // means another client got a 202 in between.
@@ -446,14 +455,22 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             // Every episode takes the warm execution out: one it does not
             // use is dropped, so none outlives a change it did not see.
             let warm = shared.warm.take(&id);
-            let Some(mut work) = store.load_work(&id, warm.is_none())? else {
+            let read = WorkRead {
+                history: warm.is_none(),
+                max_messages,
+            };
+            let Some(mut work) = store.load_work(&id, read)? else {
                 return Ok(Default::default());
             };
             shared.ensure_version(work.instance.version.as_deref());
             let warm = match warm {
                 Some(warm) if warm.matches(&work) => Some(warm),
                 Some(_) => {
-                    let Some(full) = store.load_work(&id, true)? else {
+                    let read = WorkRead {
+                        history: true,
+                        max_messages,
+                    };
+                    let Some(full) = store.load_work(&id, read)? else {
                         return Ok(Default::default());
                     };
                     work = full;
@@ -461,9 +478,15 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            let more = work.messages.len() == max_messages;
             let Some((mut commit, live)) =
                 episode::plan(&runtime, &shared.config.step_limits, warm, work, now_millis(), None)?
             else {
+                if more {
+                    // Held for a resume that may lie beyond these: look at all.
+                    max_messages = usize::MAX;
+                    continue;
+                }
                 return Ok(Default::default());
             };
             let workers = activities::Reserved::for_commit(&shared, &mut commit);
@@ -475,9 +498,11 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                     }
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
                     shared.wake_background_work(&commit);
-                    return Ok((follow_up.notify, Some((workers, follow_up.leased))));
+                    return Ok((follow_up.notify, Some((workers, follow_up.leased)), more));
                 }
-                CommitOutcome::LateMessages => continue,
+                // An episode that finishes the instance consumes everything
+                // queued: it must have seen it all.
+                CommitOutcome::LateMessages => max_messages = usize::MAX,
                 CommitOutcome::Stale => {
                     tracing::warn!(instance = %id, "instance changed during its episode; running it again");
                 }
@@ -486,6 +511,10 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
         anyhow::bail!("instance {id}: gave up after 1000 attempts to commit an episode")
     })
     .await?;
+    if more {
+        // Owned by this runner: it goes around once more.
+        schedule(&shared, &instance_id);
+    }
     for other in notify {
         schedule(&shared, &other);
     }

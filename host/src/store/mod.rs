@@ -124,8 +124,29 @@ pub struct WorkItem {
     pub history: Vec<HistoryEntry>,
     /// How many entries the current generation's history has.
     pub history_len: usize,
-    /// Every message queued for the instance, oldest first; never empty.
+    /// The oldest messages queued for the instance, as many as asked for
+    /// (see [`WorkRead::max_messages`]); never empty.
     pub messages: Vec<QueuedMessage>,
+}
+
+/// What [`Store::load_work`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkRead {
+    /// The current generation's history; else only its length is read
+    /// (for an episode whose live execution has seen it already).
+    pub history: bool,
+    /// Queued messages to read at most, oldest first; but every queued one
+    /// while a termination is queued, since an episode must apply the
+    /// termination and with it consumes them all.
+    pub max_messages: usize,
+}
+
+impl WorkRead {
+    /// The history and every queued message.
+    pub const ALL: WorkRead = WorkRead {
+        history: true,
+        max_messages: usize::MAX,
+    };
 }
 
 /// How an episode changes the history of the instance.
@@ -336,11 +357,9 @@ pub trait Store: Send + Sync + 'static {
     /// the database between batches.
     fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> anyhow::Result<usize>;
 
-    /// The instance, its history and its queued messages; `None` when no
-    /// message is queued (nothing to do).
-    /// With `with_history` false, `history` is left empty (only its length
-    /// is read): for an episode whose live execution has seen it already.
-    fn load_work(&self, id: &str, with_history: bool) -> anyhow::Result<Option<WorkItem>>;
+    /// The instance, its history and its oldest queued messages, as `read`
+    /// asks; `None` when no message is queued (nothing to do).
+    fn load_work(&self, id: &str, read: WorkRead) -> anyhow::Result<Option<WorkItem>>;
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome>;
 

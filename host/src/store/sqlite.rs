@@ -21,14 +21,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{
     ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit, FollowUp,
     HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome, Store,
-    Unavailable, WorkItem,
+    Unavailable, WorkItem, WorkRead,
 };
 use crate::model::{
     HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS instances (
@@ -47,7 +47,10 @@ CREATE TABLE IF NOT EXISTS instances (
     -- The input of the first generation, for restarts.
     original_input     TEXT,
     -- The component version the current generation runs on (components.version).
-    version            TEXT
+    version            TEXT,
+    -- 1 while a termination is queued in the inbox (then nothing more is
+    -- accepted); read instead of searching the inbox, which may be long.
+    terminating        INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS instances_by_created_time ON instances (created_at, instance_id);
 CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_instance_id)
@@ -137,6 +140,10 @@ impl SqliteStore {
             // 3: instances pinned to component versions; older instances
             // have none and run on the current file.
             "ALTER TABLE instances ADD COLUMN version TEXT",
+            // 4: whether a termination is queued, kept on the row.
+            "ALTER TABLE instances ADD COLUMN terminating INTEGER NOT NULL DEFAULT 0;
+             UPDATE instances SET terminating = 1 WHERE instance_id IN
+               (SELECT instance_id FROM inbox WHERE json_extract(message, '$.type') = 'Terminate')",
         ];
         for (to, change) in (2..).zip(upgrades) {
             if (1..to).contains(&version) {
@@ -164,7 +171,7 @@ impl SqliteStore {
         let (writer, jobs) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
         std::thread::Builder::new()
             .name("reprise-writer".into())
-            .spawn(move || run_writer(connection, jobs))
+            .spawn(move || exit_if_it_dies(move || run_writer(connection, jobs)))
             .context("cannot start the database writer")?;
         Ok(SqliteStore {
             writer,
@@ -336,11 +343,49 @@ const WRITE_QUEUE: usize = 4096;
 type Job = Box<dyn FnOnce(Result<&Connection, GroupFailure>) -> Finish + Send>;
 type Finish = Box<dyn FnOnce(Result<(), GroupFailure>) + Send>;
 
+/// Runs the writer; if it panics (a bug: jobs' own panics are caught in
+/// their savepoints), ends the process with a clear line. Without its
+/// writer the store can only fail every write; a restart recovers every
+/// committed write and resumes the work, under a supervisor, by itself.
+fn exit_if_it_dies(writer: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(writer)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(
+            "the database writer died ({what}); exiting, so that a supervisor restarts the host and it recovers"
+        );
+        std::process::exit(70);
+    }
+}
+
+/// Tests only (debug builds): `REPRISE_TEST_WRITER_PANICS_AFTER=N` makes
+/// the writer panic at its Nth group, to prove that the host then exits.
+#[cfg(debug_assertions)]
+fn injected_writer_panic(groups: u64) {
+    static AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let after = AFTER.get_or_init(|| {
+        std::env::var("REPRISE_TEST_WRITER_PANICS_AFTER")
+            .ok()?
+            .parse()
+            .ok()
+    });
+    if after.is_some_and(|after| groups >= after) {
+        panic!("injected by REPRISE_TEST_WRITER_PANICS_AFTER at group {groups}");
+    }
+}
+
 /// Group commit: takes every job waiting (up to [`GROUP`]), runs them in
 /// one transaction, commits once, then answers each. Jobs that arrive
 /// during a commit's fsync make up the next group.
 fn run_writer(connection: Connection, jobs: Receiver<Job>) {
+    let mut groups: u64 = 0;
     while let Ok(first) = jobs.recv() {
+        groups += 1;
+        #[cfg(debug_assertions)]
+        injected_writer_panic(groups);
         let mut group = vec![first];
         while group.len() < GROUP {
             match jobs.try_recv() {
@@ -541,10 +586,18 @@ fn history_len(connection: &Connection, instance: &Instance) -> anyhow::Result<u
     Ok(last.map_or(0, |last| last as usize + 1))
 }
 
-fn select_messages(connection: &Connection, id: &str) -> anyhow::Result<Vec<QueuedMessage>> {
-    let mut statement = connection
-        .prepare_cached("SELECT seq, message FROM inbox WHERE instance_id = ?1 ORDER BY seq")?;
-    let rows = statement.query_map([id], |row| {
+/// The oldest `limit` messages queued for `id`.
+fn select_messages(
+    connection: &Connection,
+    id: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<QueuedMessage>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT seq, message FROM inbox WHERE instance_id = ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    // A negative limit is none.
+    let limit = i64::try_from(limit).unwrap_or(-1);
+    let rows = statement.query_map(params![id, limit], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
     })?;
     rows.map(|row| {
@@ -563,7 +616,23 @@ fn insert_message(transaction: &Connection, id: &str, message: &Message) -> anyh
     transaction
         .prepare_cached("INSERT INTO inbox (instance_id, message) VALUES (?1, ?2)")?
         .execute(params![id, serde_json::to_string(message)?])?;
+    if matches!(message, Message::Terminate { .. }) {
+        transaction
+            .prepare_cached("UPDATE instances SET terminating = 1 WHERE instance_id = ?1")?
+            .execute([id])?;
+    }
     Ok(())
+}
+
+/// Whether a termination is queued for `id` (the `terminating` flag,
+/// kept with the inbox: set with the message, cleared when the instance
+/// finishes, which consumes it).
+fn terminating(connection: &Connection, id: &str) -> anyhow::Result<bool> {
+    Ok(connection
+        .prepare_cached("SELECT terminating FROM instances WHERE instance_id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?
+        .unwrap_or(false))
 }
 
 fn insert_history(
@@ -629,18 +698,20 @@ fn refuse_foreign(connection: &Connection, path: &Path) -> anyhow::Result<()> {
 
 /// Checks that `id` names a live instance with no termination queued.
 fn check_deliverable(transaction: &Connection, id: &str) -> anyhow::Result<DeliveryOutcome> {
-    let Some(instance) = select_instance(transaction, id)? else {
+    let row = transaction
+        .prepare_cached("SELECT status, terminating FROM instances WHERE instance_id = ?1")?
+        .query_row([id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
+        })
+        .optional()?;
+    let Some((status, terminating)) = row else {
         return Ok(DeliveryOutcome::NotFound);
     };
-    if instance.status.is_terminal() {
-        return Ok(DeliveryOutcome::Finished(instance.status));
+    let status = RuntimeStatus::parse(&status)
+        .with_context(|| format!("instance {id} has an unknown status {status:?}"))?;
+    if status.is_terminal() {
+        return Ok(DeliveryOutcome::Finished(status));
     }
-    let terminating: bool = transaction
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1
-                              AND json_extract(message, '$.type') = 'Terminate')",
-        )?
-        .query_row([id], |row| row.get(0))?;
     if terminating {
         return Ok(DeliveryOutcome::Terminating);
     }
@@ -790,7 +861,8 @@ fn apply_episode(
     transaction
         .prepare_cached(
             "UPDATE instances SET status = ?2, generation = ?3, input = ?4, output = ?5,
-               custom_status = ?6, updated_at = ?7, version = ?8
+               custom_status = ?6, updated_at = ?7, version = ?8,
+               terminating = terminating AND NOT ?9
              WHERE instance_id = ?1",
         )?
         .execute(params![
@@ -802,6 +874,9 @@ fn apply_episode(
             updated.custom_status,
             updated.updated_at as i64,
             updated.version,
+            // A finished instance consumed every message it had, a
+            // termination among them.
+            updated.status.is_terminal(),
         ])?;
     // Inbox sequence numbers start at 1; a direct episode consumed none.
     if commit.consumed_through > 0 {
@@ -1051,17 +1126,20 @@ impl Store for SqliteStore {
         })
     }
 
-    fn load_work(&self, id: &str, with_history: bool) -> anyhow::Result<Option<WorkItem>> {
+    fn load_work(&self, id: &str, read: WorkRead) -> anyhow::Result<Option<WorkItem>> {
         // One read transaction, so instance, history and inbox agree.
         self.read(|connection| {
-            let messages = select_messages(connection, id)?;
+            let mut messages = select_messages(connection, id, read.max_messages)?;
             if messages.is_empty() {
                 return Ok(None);
+            }
+            if messages.len() == read.max_messages && terminating(connection, id)? {
+                messages = select_messages(connection, id, usize::MAX)?;
             }
             let instance = select_instance(connection, id)?.with_context(|| {
                 format!("instance {id} has queued messages but no instance row")
             })?;
-            let (history, history_len) = if with_history {
+            let (history, history_len) = if read.history {
                 let history = select_history(connection, id)?;
                 let len = history.len();
                 (history, len)

@@ -47,7 +47,7 @@ fn episode(read: &Instance, status: RuntimeStatus, consumed_through: i64) -> Epi
 /// Commits an episode that moves the instance to `status`, consuming everything read.
 fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome {
     let work = store
-        .load_work(id, true)
+        .load_work(id, WorkRead::ALL)
         .unwrap()
         .expect("messages are queued");
     let consumed_through = work.messages.last().unwrap().seq;
@@ -111,7 +111,7 @@ fn a_direct_episode_applies_only_to_the_state_it_was_planned_on() {
     // Something queued before it: queued behind it, in order.
     let (_, applied) = store.deliver("a", &event, Some(direct(1))).unwrap();
     assert_eq!(applied, Applied::Queued);
-    let work = store.load_work("a", true).unwrap().unwrap();
+    let work = store.load_work("a", WorkRead::ALL).unwrap().unwrap();
     assert_eq!(work.messages.len(), 2);
     assert_eq!(work.history.len(), 1);
 
@@ -210,7 +210,7 @@ fn delivery_is_refused_to_finished_unknown_and_terminating_instances() {
 fn a_finishing_episode_that_missed_a_message_is_refused() {
     let (_dir, store) = store();
     start(&store, &new_instance("a"));
-    let work = store.load_work("a", true).unwrap().unwrap();
+    let work = store.load_work("a", WorkRead::ALL).unwrap().unwrap();
     // An event lands after the episode read the inbox.
     store.raise_event("a", "e", "1", 1).unwrap();
 
@@ -229,7 +229,12 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         RuntimeStatus::Pending
     );
     assert_eq!(
-        store.load_work("a", true).unwrap().unwrap().messages.len(),
+        store
+            .load_work("a", WorkRead::ALL)
+            .unwrap()
+            .unwrap()
+            .messages
+            .len(),
         2
     );
 
@@ -241,7 +246,12 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
         CommitOutcome::Committed(FollowUp::default())
     );
     assert_eq!(
-        store.load_work("a", true).unwrap().unwrap().messages.len(),
+        store
+            .load_work("a", WorkRead::ALL)
+            .unwrap()
+            .unwrap()
+            .messages
+            .len(),
         1
     );
     // The episode's view is now stale.
@@ -255,7 +265,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
 fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else() {
     let (_dir, store) = store();
     start(&store, &new_instance("a"));
-    let work = store.load_work("a", true).unwrap().unwrap();
+    let work = store.load_work("a", WorkRead::ALL).unwrap().unwrap();
     let mut commit = episode(&work.instance, RuntimeStatus::Running, work.messages[0].seq);
     commit.activities = vec![
         (1, "First".into(), "1".into()),
@@ -307,7 +317,7 @@ fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else() {
 fn continue_as_new_replaces_the_history_with_the_new_generation() {
     let (_dir, store) = store();
     start(&store, &new_instance("a"));
-    let work = store.load_work("a", true).unwrap().unwrap();
+    let work = store.load_work("a", WorkRead::ALL).unwrap().unwrap();
     let entries = vec![
         HistoryEntry::ExecutionStarted {
             timestamp: 3,
@@ -348,6 +358,12 @@ fn a_version_1_database_is_upgraded_and_keeps_its_instances() {
                     updated_at INTEGER NOT NULL, parent_instance_id TEXT,
                     parent_generation INTEGER, parent_task_id INTEGER);
                  INSERT INTO instances VALUES ('old', 'Counter', 'Running', 3, '7', NULL, NULL, 1, 1, NULL, NULL, NULL);
+                 INSERT INTO instances VALUES ('ending', 'Counter', 'Running', 0, '1', NULL, NULL, 1, 1, NULL, NULL, NULL);
+                 CREATE TABLE inbox (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL,
+                    message TEXT NOT NULL);
+                 INSERT INTO inbox (instance_id, message) VALUES
+                    ('ending', '{\"type\":\"Terminate\",\"reason\":\"r\"}');
                  PRAGMA user_version = 1;",
             )
             .unwrap();
@@ -365,10 +381,73 @@ fn a_version_1_database_is_upgraded_and_keeps_its_instances() {
         store.instance("new").unwrap().unwrap().version.as_deref(),
         Some("sha256:v1")
     );
+    // A termination queued before the upgrade still stops new events.
+    assert_eq!(
+        store.raise_event("ending", "e", "1", 1).unwrap(),
+        DeliveryOutcome::Terminating
+    );
+    assert_eq!(
+        store.raise_event("old", "e", "1", 1).unwrap(),
+        DeliveryOutcome::Accepted
+    );
     let page = store
         .query_instances(&InstanceFilter::default(), None, 10)
         .unwrap();
-    assert_eq!(page.len(), 2);
+    assert_eq!(page.len(), 3);
+}
+
+#[test]
+fn work_is_read_in_batches_of_the_oldest_messages_unless_a_termination_is_queued() {
+    let (_dir, store) = store();
+    start(&store, &new_instance("a"));
+    for n in 0..10 {
+        store.raise_event("a", "e", &n.to_string(), 1).unwrap();
+    }
+    let batch = WorkRead {
+        history: false,
+        max_messages: 4,
+    };
+    let work = store.load_work("a", batch).unwrap().unwrap();
+    let oldest: Vec<i64> = store
+        .load_work("a", WorkRead::ALL)
+        .unwrap()
+        .unwrap()
+        .messages
+        .iter()
+        .map(|queued| queued.seq)
+        .take(4)
+        .collect();
+    let read: Vec<i64> = work.messages.iter().map(|queued| queued.seq).collect();
+    assert_eq!(read, oldest);
+    assert!(work.history.is_empty());
+    assert_eq!(work.history_len, 0);
+
+    store.request_termination("a", "r").unwrap();
+    let work = store.load_work("a", batch).unwrap().unwrap();
+    assert_eq!(
+        work.messages.len(),
+        12,
+        "the start, 10 events, the termination"
+    );
+
+    // Finishing consumes the inbox and clears the flag (a rewind makes a
+    // failed instance live again); a new start accepts events.
+    assert!(
+        store
+            .read(|connection| terminating(connection, "a"))
+            .unwrap()
+    );
+    finish(&store, "a", RuntimeStatus::Failed);
+    assert!(
+        !store
+            .read(|connection| terminating(connection, "a"))
+            .unwrap()
+    );
+    start(&store, &new_instance("a"));
+    assert_eq!(
+        store.raise_event("a", "e", "1", 1).unwrap(),
+        DeliveryOutcome::Accepted
+    );
 }
 
 #[test]
