@@ -592,3 +592,33 @@ fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
     assert_eq!(start(&store, &new_instance("after")), StartOutcome::Started);
     assert!(store.instance("after").unwrap().is_some());
 }
+
+#[test]
+fn a_database_held_by_another_process_is_unavailable_and_writes_resume_once_it_is_free() {
+    let (dir, store) = store();
+    start(&store, &new_instance("a"));
+    let other = Connection::open(dir.path().join("test.db")).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // After the busy timeout: SQLITE_BUSY, an outside cause.
+    let error = store.raise_event("a", "e", "1", 1).unwrap_err();
+    let unavailable = crate::store::unavailable(&error).expect("an outside cause");
+    assert!(
+        unavailable.to_string().contains("another process"),
+        "{error:#}"
+    );
+
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(
+        store.raise_event("a", "e", "1", 1).unwrap(),
+        DeliveryOutcome::Accepted
+    );
+    assert_eq!(
+        store
+            .load_work("a", WorkRead::ALL)
+            .unwrap()
+            .unwrap()
+            .messages
+            .len(),
+        2
+    );
+}
