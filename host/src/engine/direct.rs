@@ -21,7 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::activities::Reserved;
 use super::warm::WarmExecution;
-use super::{Shared, background_work, episode, schedule};
+use super::{Shared, background_work, episode, schedule, staging};
 use crate::model::{Message, QueuedMessage, now_millis};
 use crate::store::{Applied, DirectEpisode, NewInstance, WorkItem};
 
@@ -77,6 +77,7 @@ impl Claim {
                 seq: 0,
                 message: Message::Start,
             }],
+            effects_pending: false,
         };
         self.plan(None, work)
     }
@@ -95,6 +96,7 @@ impl Claim {
             history: Vec::new(),
             history_len: warm.history_len,
             messages: vec![QueuedMessage { seq: 0, message }],
+            effects_pending: false,
         };
         self.plan(Some(warm), work)
     }
@@ -111,6 +113,8 @@ impl Claim {
         );
         self.worker = None;
         match planned {
+            // Too large for the request's transaction: a worker stages it.
+            Ok(Some((commit, _))) if staging::too_large(&commit) => None,
             Ok(Some((mut commit, live))) => {
                 let workers = Reserved::for_commit(&self.shared, &mut commit);
                 self.leftover = Some(Leftover {

@@ -172,6 +172,7 @@ pub(crate) fn plan(
         history,
         history_len,
         messages,
+        effects_pending: _,
     } = work;
     let first_seq = messages.first().map_or(0, |queued| queued.seq);
     let consumed_through = messages.last().map_or(0, |queued| queued.seq);
@@ -401,6 +402,7 @@ pub(crate) fn plan(
         children,
         sent_events,
         requeued: Vec::new(),
+        staging: None,
     };
     Ok(Some((commit, still_warm)))
 }

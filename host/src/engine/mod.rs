@@ -15,6 +15,7 @@ mod replay_check;
 mod rewind;
 mod scheduler;
 mod set_aside;
+mod staging;
 mod timers;
 mod warm;
 
@@ -462,6 +463,11 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             let Some(mut work) = store.load_work(&id, read)? else {
                 return Ok(Default::default());
             };
+            if work.effects_pending {
+                // A staged commit's (its pass failed, or the host died).
+                drain_effects(&shared, &id)?;
+                continue;
+            }
             shared.ensure_version(work.instance.version.as_deref());
             let warm = match warm {
                 Some(warm) if warm.matches(&work) => Some(warm),
@@ -479,6 +485,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 None => None,
             };
             let more = work.messages.len() == max_messages;
+            let history_len = work.history_len;
             let Some((mut commit, live)) =
                 episode::plan(&runtime, &shared.config.step_limits, warm, work, now_millis(), None)?
             else {
@@ -489,7 +496,12 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 }
                 return Ok(Default::default());
             };
-            let workers = activities::Reserved::for_commit(&shared, &mut commit);
+            staging::stage_if_large(store.as_ref(), &mut commit, history_len)?;
+            // A staged commit's activities are queued later, not leased.
+            let workers = match commit.staging {
+                None => Some(activities::Reserved::for_commit(&shared, &mut commit)),
+                Some(_) => None,
+            };
             match store.commit_episode(&commit)? {
                 CommitOutcome::Committed(follow_up) => {
                     // Only an execution whose episode committed stays warm.
@@ -497,8 +509,12 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                         shared.warm.keep(&id, live);
                     }
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
+                    if commit.staging.is_some() {
+                        drain_effects(&shared, &id)?;
+                    }
                     shared.wake_background_work(&commit);
-                    return Ok((follow_up.notify, Some((workers, follow_up.leased)), more));
+                    let handoff = workers.map(|workers| (workers, follow_up.leased));
+                    return Ok((follow_up.notify, handoff, more));
                 }
                 // An episode that finishes the instance consumes everything
                 // queued: it must have seen it all.
@@ -522,6 +538,21 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
     // an activity's result can come back for it.
     if let Some((workers, leased)) = handoff {
         workers.start(&shared, leased);
+    }
+    Ok(())
+}
+
+/// Applies the effects a staged commit of `id` left pending, scheduling
+/// the instances they reach as it goes.
+fn drain_effects(shared: &Arc<Shared>, id: &str) -> anyhow::Result<()> {
+    let store = Arc::clone(&shared.store);
+    let drained = staging::drain_effects(store.as_ref(), id, |notify| {
+        for other in notify {
+            schedule(shared, &other);
+        }
+    })?;
+    if drained {
+        shared.wake(true, true);
     }
     Ok(())
 }

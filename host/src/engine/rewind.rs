@@ -146,6 +146,7 @@ pub(super) fn plan(
         children: Vec::new(),
         sent_events: Vec::new(),
         requeued,
+        staging: None,
     }
 }
 

@@ -35,7 +35,7 @@ pub fn unavailable(error: &anyhow::Error) -> Option<&Unavailable> {
 }
 
 /// A request to start a generation under an instance ID.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewInstance {
     pub id: String,
     pub name: String,
@@ -125,8 +125,11 @@ pub struct WorkItem {
     /// How many entries the current generation's history has.
     pub history_len: usize,
     /// The oldest messages queued for the instance, as many as asked for
-    /// (see [`WorkRead::max_messages`]); never empty.
+    /// (see [`WorkRead::max_messages`]); empty only if `effects_pending`.
     pub messages: Vec<QueuedMessage>,
+    /// Effects of a staged commit are pending: apply them
+    /// ([`Store::apply_pending_effects`]) before planning anything.
+    pub effects_pending: bool,
 }
 
 /// What [`Store::load_work`] reads.
@@ -190,9 +193,96 @@ pub struct EpisodeCommit {
     /// Messages for this instance itself, queued after everything already
     /// in its inbox: what a rewind cut from the history, to apply again.
     pub requeued: Vec<Message>,
+    /// Set when the commit is too large for one short transaction: its
+    /// history entries and effects were written ahead by
+    /// [`Store::stage_history`] and [`Store::stage_effects`], invisibly; the
+    /// commit makes the history visible and leaves the effects pending, for
+    /// [`Store::apply_pending_effects`] to apply a batch per transaction.
+    pub staging: Option<Staging>,
+}
+
+/// How a large commit was written ahead (see [`EpisodeCommit::staging`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staging {
+    /// Tells this attempt's effects from those of an abandoned one.
+    pub token: i64,
+    /// The sequence number of the first new history entry: the history's
+    /// length when the episode read it (0 for a new generation).
+    pub history_from: usize,
+}
+
+/// What a commit does to other instances and to the queues, one at a
+/// time: the rows of a staged commit's pending effects, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// A sub-orchestration to start, or its failure to start to report.
+    Child(Result<NewInstance, (ParentTask, String)>),
+    /// An event for another instance, delivered if it is live then.
+    Send {
+        target: String,
+        name: String,
+        payload: String,
+        accepted_at: Millis,
+    },
+    /// An activity to queue, if its generation still runs.
+    Activity {
+        generation: u32,
+        task_id: u64,
+        name: String,
+        input: String,
+    },
+    /// A durable timer to set, if its generation still runs.
+    Timer {
+        generation: u32,
+        task_id: u64,
+        fire_at: Millis,
+    },
 }
 
 impl EpisodeCommit {
+    /// Its effects on other instances and on the queues, in the order a
+    /// staged commit applies them: children, sent events, activities,
+    /// timers.
+    pub fn effects(&self) -> Vec<Effect> {
+        let (generation, now) = (self.updated.generation, self.updated.updated_at);
+        let children = self.children.iter().cloned().map(Effect::Child);
+        let sends = self
+            .sent_events
+            .iter()
+            .map(|(target, name, payload)| Effect::Send {
+                target: target.clone(),
+                name: name.clone(),
+                payload: payload.clone(),
+                accepted_at: now,
+            });
+        let activities = self
+            .activities
+            .iter()
+            .map(|(task_id, name, input)| Effect::Activity {
+                generation,
+                task_id: *task_id,
+                name: name.clone(),
+                input: input.clone(),
+            });
+        let timers = self.timers.iter().map(|&(task_id, fire_at)| Effect::Timer {
+            generation,
+            task_id,
+            fire_at,
+        });
+        children
+            .chain(sends)
+            .chain(activities)
+            .chain(timers)
+            .collect()
+    }
+
+    /// The history entries it adds.
+    pub fn new_entries(&self) -> &[HistoryEntry] {
+        match &self.history {
+            HistoryChange::Append(entries) | HistoryChange::Replace(entries) => entries,
+        }
+    }
+
     /// A commit that consumes the messages through `consumed_through`,
     /// changes the row from `read` to `updated`, adds `entries` to the
     /// current generation's history, and starts nothing.
@@ -213,6 +303,7 @@ impl EpisodeCommit {
             children: Vec::new(),
             sent_events: Vec::new(),
             requeued: Vec::new(),
+            staging: None,
         }
     }
 }
@@ -358,17 +449,48 @@ pub trait Store: Send + Sync + 'static {
     fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> anyhow::Result<usize>;
 
     /// The instance, its history and its oldest queued messages, as `read`
-    /// asks; `None` when no message is queued (nothing to do).
+    /// asks; `None` when no message is queued and no effect is pending
+    /// (nothing to do).
     fn load_work(&self, id: &str, read: WorkRead) -> anyhow::Result<Option<WorkItem>>;
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome>;
+
+    /// Writes `entries` as the history of `id`'s generation `generation`
+    /// from sequence number `first_seq` on, for a staged commit: invisible
+    /// (the history is as long as the instance row says) until that commit
+    /// lands. Overwrites what an abandoned attempt left there.
+    fn stage_history(
+        &self,
+        id: &str,
+        generation: u32,
+        first_seq: usize,
+        entries: Vec<HistoryEntry>,
+    ) -> anyhow::Result<()>;
+
+    /// Writes `effects` as numbers `first..` of the pending effects of the
+    /// staged commit `token` of `id`: nothing happens to them until that
+    /// commit lands.
+    fn stage_effects(
+        &self,
+        id: &str,
+        token: i64,
+        first: usize,
+        effects: Vec<Effect>,
+    ) -> anyhow::Result<()>;
+
+    /// Applies, in one transaction, up to `limit` of the effects a staged
+    /// commit of `id` left pending, in order; `None` if none are pending.
+    /// An instance's effects are applied before its next episode reads
+    /// anything: the engine drains them first.
+    fn apply_pending_effects(&self, id: &str, limit: usize) -> anyhow::Result<Option<FollowUp>>;
 
     /// The sequence number of the last message queued for `id`, if any:
     /// what an episode that fails the instance without reading its inbox
     /// consumes (see [`EpisodeCommit::consumed_through`]).
     fn last_queued(&self, id: &str) -> anyhow::Result<Option<i64>>;
 
-    /// Instances with queued messages: the work to resume after a restart.
+    /// Instances with queued messages or pending effects: the work to
+    /// resume after a restart.
     fn instances_with_messages(&self) -> anyhow::Result<Vec<String>>;
 
     /// Turns every timer due at `now` into a `TimerFired` message for its

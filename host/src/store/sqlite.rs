@@ -10,7 +10,6 @@
 //! Writes are group-committed by one writer thread ([`run_writer`]); reads
 //! use their own connection, so they never wait for a write.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -19,9 +18,9 @@ use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit, FollowUp,
-    HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome, Store,
-    Unavailable, WorkItem, WorkRead,
+    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect, EpisodeCommit,
+    FollowUp, HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome,
+    Store, Unavailable, WorkItem, WorkRead,
 };
 use crate::model::{
     HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
@@ -50,7 +49,12 @@ CREATE TABLE IF NOT EXISTS instances (
     version            TEXT,
     -- 1 while a termination is queued in the inbox (then nothing more is
     -- accepted); read instead of searching the inbox, which may be long.
-    terminating        INTEGER NOT NULL DEFAULT 0
+    terminating        INTEGER NOT NULL DEFAULT 0,
+    -- Entries in the current generation's history: rows beyond it are a
+    -- staged commit's, not yet (or never) committed.
+    history_len        INTEGER NOT NULL DEFAULT 0,
+    -- The token of a staged commit whose effects are pending (outbox).
+    outbox             INTEGER
 );
 CREATE INDEX IF NOT EXISTS instances_by_created_time ON instances (created_at, instance_id);
 CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_instance_id)
@@ -99,6 +103,17 @@ CREATE TABLE IF NOT EXISTS components (
 );
 CREATE INDEX IF NOT EXISTS instances_by_version ON instances (version, status)
     WHERE version IS NOT NULL;
+CREATE INDEX IF NOT EXISTS instances_with_pending_effects ON instances (outbox)
+    WHERE outbox IS NOT NULL;
+-- The effects of staged commits, applied a batch per transaction once the
+-- commit has landed (see sqlite/outbox.rs).
+CREATE TABLE IF NOT EXISTS outbox (
+    instance_id TEXT NOT NULL,
+    staging     INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    effect      TEXT NOT NULL,
+    PRIMARY KEY (instance_id, staging, seq)
+) WITHOUT ROWID;
 ";
 
 pub struct SqliteStore {
@@ -140,10 +155,15 @@ impl SqliteStore {
             // 3: instances pinned to component versions; older instances
             // have none and run on the current file.
             "ALTER TABLE instances ADD COLUMN version TEXT",
-            // 4: whether a termination is queued, kept on the row.
+            // 4: whether a termination is queued, the history's length and
+            // pending effects, kept on the row.
             "ALTER TABLE instances ADD COLUMN terminating INTEGER NOT NULL DEFAULT 0;
              UPDATE instances SET terminating = 1 WHERE instance_id IN
-               (SELECT instance_id FROM inbox WHERE json_extract(message, '$.type') = 'Terminate')",
+               (SELECT instance_id FROM inbox WHERE json_extract(message, '$.type') = 'Terminate');
+             ALTER TABLE instances ADD COLUMN history_len INTEGER NOT NULL DEFAULT 0;
+             UPDATE instances SET history_len = (SELECT COALESCE(MAX(h.seq) + 1, 0) FROM history h
+               WHERE h.instance_id = instances.instance_id AND h.generation = instances.generation);
+             ALTER TABLE instances ADD COLUMN outbox INTEGER",
         ];
         for (to, change) in (2..).zip(upgrades) {
             if (1..to).contains(&version) {
@@ -538,13 +558,19 @@ fn insert_instance(transaction: &Connection, new: &NewInstance) -> anyhow::Resul
     transaction
         .prepare_cached("DELETE FROM history WHERE instance_id = ?1")?
         .execute([&new.id])?;
+    // The effects the last generation left pending stay pending.
+    let pending: Option<i64> = transaction
+        .prepare_cached("SELECT outbox FROM instances WHERE instance_id = ?1")?
+        .query_row([&new.id], |row| row.get(0))
+        .optional()?
+        .flatten();
     let parent = new.parent.as_ref();
     transaction
         .prepare_cached(
             "INSERT OR REPLACE INTO instances
                (instance_id, name, status, generation, input, output, custom_status, created_at, updated_at,
-                parent_instance_id, parent_generation, parent_task_id, original_input, version)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9, ?5, ?10)",
+                parent_instance_id, parent_generation, parent_task_id, original_input, version, outbox)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9, ?5, ?10, ?11)",
         )?
         .execute(params![
             new.id,
@@ -557,6 +583,7 @@ fn insert_instance(transaction: &Connection, new: &NewInstance) -> anyhow::Resul
             parent.map(|parent| parent.generation),
             parent.map(|parent| parent.task_id as i64),
             new.version,
+            pending,
         ])?;
     Ok(StartOutcome::Started)
 }
@@ -565,7 +592,7 @@ fn select_history(connection: &Connection, id: &str) -> anyhow::Result<Vec<Histo
     let mut statement = connection.prepare_cached(
         "SELECT h.entry FROM history h JOIN instances i
            ON i.instance_id = h.instance_id AND i.generation = h.generation
-         WHERE h.instance_id = ?1 ORDER BY h.seq",
+         WHERE h.instance_id = ?1 AND h.seq < i.history_len ORDER BY h.seq",
     )?;
     let rows = statement.query_map([id], |row| row.get::<_, String>(0))?;
     rows.map(|entry| {
@@ -577,13 +604,12 @@ fn select_history(connection: &Connection, id: &str) -> anyhow::Result<Vec<Histo
     .collect()
 }
 
-/// The number of entries in the instance's current generation, from the
-/// primary key alone.
-fn history_len(connection: &Connection, instance: &Instance) -> anyhow::Result<usize> {
-    let last: Option<i64> = connection
-        .prepare_cached("SELECT MAX(seq) FROM history WHERE instance_id = ?1 AND generation = ?2")?
-        .query_row(params![instance.id, instance.generation], |row| row.get(0))?;
-    Ok(last.map_or(0, |last| last as usize + 1))
+/// The number of entries in the instance's current generation.
+fn history_len(connection: &Connection, id: &str) -> anyhow::Result<usize> {
+    let len: i64 = connection
+        .prepare_cached("SELECT history_len FROM instances WHERE instance_id = ?1")?
+        .query_row([id], |row| row.get(0))?;
+    Ok(len as usize)
 }
 
 /// The oldest `limit` messages queued for `id`.
@@ -643,7 +669,8 @@ fn insert_history(
     entries: &[HistoryEntry],
 ) -> anyhow::Result<()> {
     let mut statement = transaction.prepare_cached(
-        "INSERT INTO history (instance_id, generation, seq, entry) VALUES (?1, ?2, ?3, ?4)",
+        // Replacing what an abandoned staged commit may have left there.
+        "INSERT OR REPLACE INTO history (instance_id, generation, seq, entry) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for (offset, entry) in entries.iter().enumerate() {
         statement.execute(params![
@@ -658,13 +685,14 @@ fn insert_history(
 
 /// The tables of a Reprise database (and SQLite's own): those `SCHEMA`
 /// creates; a table added there is added here.
-const OUR_TABLES: [&str; 7] = [
+const OUR_TABLES: [&str; 8] = [
     "instances",
     "history",
     "inbox",
     "timers",
     "activities",
     "components",
+    "outbox",
     "sqlite_sequence",
 ];
 
@@ -719,71 +747,21 @@ fn check_deliverable(transaction: &Connection, id: &str) -> anyhow::Result<Deliv
 }
 
 /// The writes an episode makes to other instances, in its transaction:
-/// starting children, delivering sent events, reporting to the parent, and
-/// terminating the children of a terminated instance. Returns the instances
-/// that received messages.
+/// starting children, delivering sent events (unless staged: those are
+/// pending effects), reporting to the parent, and terminating the children
+/// of a terminated instance. Returns the instances that received messages.
 fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::Result<Vec<String>> {
     let id = commit.updated.id.as_str();
-    let mut notify = Vec::new();
-    for child in &commit.children {
-        let failure = match child {
-            Ok(new) => match start_generation(transaction, new, None)?.0 {
-                StartOutcome::Started => {
-                    notify.push(new.id.clone());
-                    continue;
-                }
-                StartOutcome::Conflict(status) => (
-                    new.parent.clone().expect("children have a parent"),
-                    format!(
-                        "an instance with ID '{}' already exists and is {status}",
-                        new.id
-                    ),
-                ),
-            },
-            Err(failure) => failure.clone(),
-        };
-        let (parent, error) = failure;
-        let message = Message::SubOrchestrationDone {
-            generation: parent.generation,
-            id: parent.task_id,
-            result: Err(error),
-        };
-        insert_message(transaction, id, &message)?;
-        notify.push(id.to_owned());
-    }
-    // Asked once per target, not once per event: the answer cannot change
-    // within this transaction (sent events are not terminations), and
-    // asking reads the target's inbox, which these very events fill; once
-    // per event made a step of N sends to one instance quadratic.
-    let mut deliverable: HashMap<&str, bool> = HashMap::new();
-    let mut undelivered: HashMap<&str, usize> = HashMap::new();
-    for (target, name, payload) in &commit.sent_events {
-        let accepted = match deliverable.get(target.as_str()) {
-            Some(accepted) => *accepted,
-            None => {
-                let accepted = check_deliverable(transaction, target)? == DeliveryOutcome::Accepted;
-                deliverable.insert(target, accepted);
-                if accepted {
-                    notify.push(target.clone());
-                }
-                accepted
-            }
-        };
-        if accepted {
-            let message = Message::Event {
-                name: name.clone(),
-                payload: payload.clone(),
-                accepted_at: commit.updated.updated_at,
-            };
-            insert_message(transaction, target, &message)?;
-        } else {
-            *undelivered.entry(target).or_default() += 1;
+    let mut effects = outbox::Effects::new(transaction, id);
+    if commit.staging.is_none() {
+        for child in &commit.children {
+            effects.start_child(child)?;
+        }
+        for (target, name, payload) in &commit.sent_events {
+            effects.send(target, name, payload, commit.updated.updated_at)?;
         }
     }
-    // One line per target, however many events a step sent it.
-    for (target, count) in undelivered {
-        tracing::info!(from = id, to = %target, count, "events not delivered: the target does not exist or has finished");
-    }
+    let mut notify = effects.finish();
     let updated = &commit.updated;
     if updated.status.is_terminal() && !commit.read.status.is_terminal() {
         if let Some(parent) = &updated.parent {
@@ -843,26 +821,38 @@ fn apply_episode(
         }
     }
     let updated = &commit.updated;
-    match &commit.history {
+    // A staged commit's entries are written already, beyond the length.
+    let staged = commit.staging.is_some();
+    let history_len = match &commit.history {
         HistoryChange::Append(entries) => {
             let existing = match known_len {
                 Some(known) => known,
-                None => history_len(transaction, updated)?,
+                None => history_len(transaction, id)?,
             };
-            insert_history(transaction, id, updated.generation, existing, entries)?;
+            if !staged {
+                insert_history(transaction, id, updated.generation, existing, entries)?;
+            }
+            existing + entries.len()
         }
         HistoryChange::Replace(entries) => {
+            // Staged only for a new generation: its rows stay.
             transaction
-                .prepare_cached("DELETE FROM history WHERE instance_id = ?1")?
-                .execute([id])?;
-            insert_history(transaction, id, updated.generation, 0, entries)?;
+                .prepare_cached(
+                    "DELETE FROM history WHERE instance_id = ?1 AND (generation != ?2 OR NOT ?3)",
+                )?
+                .execute(params![id, updated.generation, staged])?;
+            if !staged {
+                insert_history(transaction, id, updated.generation, 0, entries)?;
+            }
+            entries.len()
         }
-    }
+    };
     transaction
         .prepare_cached(
             "UPDATE instances SET status = ?2, generation = ?3, input = ?4, output = ?5,
                custom_status = ?6, updated_at = ?7, version = ?8,
-               terminating = terminating AND NOT ?9
+               terminating = terminating AND NOT ?9, history_len = ?10,
+               outbox = COALESCE(?11, outbox)
              WHERE instance_id = ?1",
         )?
         .execute(params![
@@ -877,6 +867,8 @@ fn apply_episode(
             // A finished instance consumed every message it had, a
             // termination among them.
             updated.status.is_terminal(),
+            history_len as i64,
+            commit.staging.map(|staging| staging.token),
         ])?;
     // Inbox sequence numbers start at 1; a direct episode consumed none.
     if commit.consumed_through > 0 {
@@ -902,7 +894,9 @@ fn apply_episode(
         }
     }
     let mut leased = Vec::new();
-    if let Some(generation) = live_generation {
+    if let Some(generation) = live_generation
+        && !staged
+    {
         let mut insert_timer = transaction.prepare_cached(
             "INSERT OR REPLACE INTO timers (instance_id, generation, task_id, fire_at) VALUES (?1, ?2, ?3, ?4)",
         )?;
@@ -974,10 +968,19 @@ fn apply_direct(
     direct: &DirectEpisode,
 ) -> anyhow::Result<Option<FollowUp>> {
     let read = &direct.commit.read;
-    let queued: bool = transaction
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1)")?
-        .query_row([&read.id], |row| row.get(0))?;
-    if queued || history_len(transaction, read)? != direct.history_len {
+    // Nothing queued, no effects pending, the history as long as planned on.
+    let fits: bool = transaction
+        .prepare_cached(
+            "SELECT NOT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1)
+               AND outbox IS NULL AND history_len = ?2
+             FROM instances WHERE instance_id = ?1",
+        )?
+        .query_row(params![&read.id, direct.history_len as i64], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .unwrap_or(false);
+    if !fits {
         return Ok(None);
     }
     // A row that differs from `read` is refused before anything is written.
@@ -1005,7 +1008,14 @@ fn apply_or_queue(
 
 /// Deletes an instance and everything stored for it.
 fn delete_instance(transaction: &Connection, id: &str) -> anyhow::Result<()> {
-    for table in ["history", "inbox", "timers", "activities", "instances"] {
+    for table in [
+        "history",
+        "inbox",
+        "timers",
+        "activities",
+        "outbox",
+        "instances",
+    ] {
         transaction
             .prepare_cached(&format!("DELETE FROM {table} WHERE instance_id = ?1"))?
             .execute([id])?;
@@ -1065,7 +1075,9 @@ impl Store for SqliteStore {
             let Some(instance) = select_instance(transaction, id)? else {
                 return Ok(PurgeOutcome::NotFound);
             };
-            if !instance.status.is_terminal() {
+            // Not while its last effects are pending (a moment after it
+            // finished in a large step): they would be lost.
+            if !instance.status.is_terminal() || outbox::pending(transaction, id)? {
                 return Ok(PurgeOutcome::NotFinished(instance.status));
             }
             delete_instance(transaction, id)?;
@@ -1111,6 +1123,7 @@ impl Store for SqliteStore {
         let select = format!(
             "SELECT instance_id FROM instances
              WHERE {condition} AND status IN ('Completed', 'Failed', 'Terminated')
+               AND outbox IS NULL
              ORDER BY created_at, instance_id LIMIT ?{}",
             values.len()
         );
@@ -1130,27 +1143,28 @@ impl Store for SqliteStore {
         // One read transaction, so instance, history and inbox agree.
         self.read(|connection| {
             let mut messages = select_messages(connection, id, read.max_messages)?;
-            if messages.is_empty() {
+            let effects_pending = outbox::pending(connection, id)?;
+            if messages.is_empty() && !effects_pending {
                 return Ok(None);
             }
             if messages.len() == read.max_messages && terminating(connection, id)? {
                 messages = select_messages(connection, id, usize::MAX)?;
             }
-            let instance = select_instance(connection, id)?.with_context(|| {
-                format!("instance {id} has queued messages but no instance row")
-            })?;
+            let instance = select_instance(connection, id)?
+                .with_context(|| format!("instance {id} has queued work but no instance row"))?;
             let (history, history_len) = if read.history {
                 let history = select_history(connection, id)?;
                 let len = history.len();
                 (history, len)
             } else {
-                (Vec::new(), history_len(connection, &instance)?)
+                (Vec::new(), history_len(connection, id)?)
             };
             Ok(Some(WorkItem {
                 instance,
                 history,
                 history_len,
                 messages,
+                effects_pending,
             }))
         })
     }
@@ -1339,15 +1353,50 @@ impl Store for SqliteStore {
         })
     }
 
+    fn stage_history(
+        &self,
+        id: &str,
+        generation: u32,
+        first_seq: usize,
+        entries: Vec<HistoryEntry>,
+    ) -> anyhow::Result<()> {
+        let id = id.to_owned();
+        self.write(move |transaction| {
+            outbox::stage_history(transaction, &id, generation, first_seq, &entries)
+        })
+    }
+
+    fn stage_effects(
+        &self,
+        id: &str,
+        token: i64,
+        first: usize,
+        effects: Vec<Effect>,
+    ) -> anyhow::Result<()> {
+        let id = id.to_owned();
+        self.write(move |transaction| {
+            outbox::stage_effects(transaction, &id, token, first, effects)
+        })
+    }
+
+    fn apply_pending_effects(&self, id: &str, limit: usize) -> anyhow::Result<Option<FollowUp>> {
+        let id = id.to_owned();
+        self.write(move |transaction| outbox::apply_pending(transaction, &id, limit))
+    }
+
     fn instances_with_messages(&self) -> anyhow::Result<Vec<String>> {
         self.read(|connection| {
-            let mut statement = connection
-                .prepare_cached("SELECT DISTINCT instance_id FROM inbox ORDER BY instance_id")?;
+            let mut statement = connection.prepare_cached(
+                "SELECT instance_id FROM inbox
+                 UNION SELECT instance_id FROM instances WHERE outbox IS NOT NULL
+                 ORDER BY instance_id",
+            )?;
             let ids = statement.query_map([], |row| row.get(0))?;
             Ok(ids.collect::<Result<_, _>>()?)
         })
     }
 }
 
+mod outbox;
 #[cfg(test)]
 mod tests;

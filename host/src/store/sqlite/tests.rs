@@ -1,7 +1,7 @@
 //! The store's own guarantees, on a real SQLite file.
 
 use super::*;
-use crate::store::ActivityLease;
+use crate::store::{ActivityLease, Staging};
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -41,6 +41,7 @@ fn episode(read: &Instance, status: RuntimeStatus, consumed_through: i64) -> Epi
         children: vec![],
         sent_events: vec![],
         requeued: Vec::new(),
+        staging: None,
     }
 }
 
@@ -359,6 +360,10 @@ fn a_version_1_database_is_upgraded_and_keeps_its_instances() {
                     parent_generation INTEGER, parent_task_id INTEGER);
                  INSERT INTO instances VALUES ('old', 'Counter', 'Running', 3, '7', NULL, NULL, 1, 1, NULL, NULL, NULL);
                  INSERT INTO instances VALUES ('ending', 'Counter', 'Running', 0, '1', NULL, NULL, 1, 1, NULL, NULL, NULL);
+                 CREATE TABLE history (
+                    instance_id TEXT NOT NULL, generation INTEGER NOT NULL,
+                    seq INTEGER NOT NULL, entry TEXT NOT NULL,
+                    PRIMARY KEY (instance_id, generation, seq)) WITHOUT ROWID;
                  CREATE TABLE inbox (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL,
                     message TEXT NOT NULL);
@@ -620,5 +625,122 @@ fn a_database_held_by_another_process_is_unavailable_and_writes_resume_once_it_i
             .messages
             .len(),
         2
+    );
+}
+
+/// A commit of `read` staged with `token`: `entries` appended after the
+/// `history_from` it read, and one event sent to `target` per payload.
+fn staged_commit(
+    read: &Instance,
+    consumed_through: i64,
+    history_from: usize,
+    token: i64,
+    target: &str,
+    payloads: std::ops::Range<usize>,
+) -> EpisodeCommit {
+    let mut commit = episode(read, RuntimeStatus::Running, consumed_through);
+    let entries: Vec<HistoryEntry> = payloads
+        .clone()
+        .map(|n| HistoryEntry::EventSent {
+            timestamp: 2,
+            instance_id: target.to_owned(),
+            name: "e".to_owned(),
+            payload: n.to_string(),
+        })
+        .collect();
+    commit.history = HistoryChange::Append(entries);
+    commit.sent_events = payloads
+        .map(|n| (target.to_owned(), "e".to_owned(), n.to_string()))
+        .collect();
+    commit.staging = Some(Staging {
+        token,
+        history_from,
+    });
+    commit
+}
+
+fn stage(store: &SqliteStore, commit: &EpisodeCommit, batch: usize) {
+    let staging = commit.staging.unwrap();
+    let id = &commit.updated.id;
+    for (index, entries) in commit.new_entries().chunks(batch).enumerate() {
+        let first = staging.history_from + index * batch;
+        store
+            .stage_history(id, commit.updated.generation, first, entries.to_vec())
+            .unwrap();
+    }
+    for (index, effects) in commit.effects().chunks(batch).enumerate() {
+        store
+            .stage_effects(id, staging.token, index * batch, effects.to_vec())
+            .unwrap();
+    }
+}
+
+fn payloads_queued(store: &SqliteStore, id: &str) -> Vec<String> {
+    let Some(work) = store.load_work(id, WorkRead::ALL).unwrap() else {
+        return Vec::new();
+    };
+    work.messages
+        .into_iter()
+        .filter_map(|queued| match queued.message {
+            Message::Event { payload, .. } => Some(payload),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_staged_commit_is_invisible_until_it_lands_and_its_effects_apply_once_in_batches() {
+    let (dir, store) = store();
+    start(&store, &new_instance("sender"));
+    start(&store, &new_instance("target"));
+    let work = store.load_work("sender", WorkRead::ALL).unwrap().unwrap();
+    let through = work.messages.last().unwrap().seq;
+
+    // An abandoned attempt (a host that died while staging), then the real one.
+    let abandoned = staged_commit(&work.instance, through, 0, 1, "target", 100..110);
+    stage(&store, &abandoned, 4);
+    let commit = staged_commit(&work.instance, through, 0, 2, "target", 0..10);
+    stage(&store, &commit, 4);
+    let (_, history) = store.instance_with_history("sender").unwrap().unwrap();
+    assert!(history.is_empty(), "staged entries are invisible");
+    assert!(payloads_queued(&store, "target").is_empty());
+
+    assert!(matches!(
+        store.commit_episode(&commit).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    let (_, history) = store.instance_with_history("sender").unwrap().unwrap();
+    assert_eq!(history, commit.new_entries());
+    let pending = store.load_work("sender", WorkRead::ALL).unwrap().unwrap();
+    assert!(pending.effects_pending && pending.messages.is_empty());
+
+    // One batch, then the host dies: the rest applies after it reopens.
+    let first = store.apply_pending_effects("sender", 4).unwrap().unwrap();
+    assert_eq!(first.notify, ["target"]);
+    drop(store);
+    let store = SqliteStore::open(&dir.path().join("test.db")).unwrap();
+    assert!(
+        store
+            .instances_with_messages()
+            .unwrap()
+            .contains(&"sender".to_owned())
+    );
+    while store.apply_pending_effects("sender", 4).unwrap().is_some() {}
+    let expected: Vec<String> = (0..10).map(|n| n.to_string()).collect();
+    assert_eq!(
+        payloads_queued(&store, "target"),
+        expected,
+        "each once, in order"
+    );
+    assert!(store.load_work("sender", WorkRead::ALL).unwrap().is_none());
+    assert_eq!(
+        store
+            .read(
+                |c| Ok(c.query_row("SELECT COUNT(*) FROM outbox", [], |row| row
+                    .get::<_, i64>(0))?)
+            )
+            .unwrap(),
+        0,
+        "the abandoned attempt's rows are gone too"
     );
 }
