@@ -5,6 +5,7 @@ mod harness;
 
 mod access;
 mod activities;
+mod chaos;
 mod cli;
 mod clients;
 mod counter;
