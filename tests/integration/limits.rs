@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::{TestHost, components};
 
@@ -228,8 +228,12 @@ async fn a_flood_of_events_is_applied_in_bounded_episodes_in_order() {
         host.raise("flooded", "item", &n.to_string()).await;
         host.raise("doomed", "item", &n.to_string()).await;
     }
-    host.post("/instances/flooded/resume", "").await;
+    // "end", then 100 more it will never consume: recorded all the same.
     host.raise("flooded", "item", "\"end\"").await;
+    for n in count..count + 100 {
+        host.raise("flooded", "item", &n.to_string()).await;
+    }
+    host.post("/instances/flooded/resume", "").await;
     let terminate = host
         .post("/instances/doomed/terminate?reason=enough", "")
         .await;
@@ -245,6 +249,19 @@ async fn a_flood_of_events_is_applied_in_bounded_episodes_in_order() {
         .await;
     assert_eq!(done["runtimeStatus"], "Completed");
     assert_eq!(done["output"], json!((0..count).collect::<Vec<_>>()));
+    let history = host.history("flooded").await;
+    let raised: Vec<&Value> = history["historyEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["EventType"] == "EventRaised")
+        .map(|event| &event["Input"])
+        .collect();
+    let late: Vec<Value> = (count..count + 100).map(|n| json!(n)).collect();
+    assert!(
+        raised.ends_with(&late.iter().collect::<Vec<_>>()),
+        "events after the end are in its last history: {raised:?}"
+    );
     let doomed = host.wait_for_status("doomed", "Terminated").await;
     assert_eq!(doomed["output"], "enough");
     assert!(host.inbox("doomed").is_empty());

@@ -9,6 +9,8 @@
 //! (each starts at an orchestrator-started entry), so the guest sees exactly
 //! the calls it saw live, and checks that it takes the recorded actions again.
 
+use std::collections::VecDeque;
+
 use crate::model::{
     HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
@@ -539,149 +541,211 @@ struct Guest<'a> {
     fuel: Option<u64>,
 }
 
-/// Replays the generation, feeds it `events`, and follows continue-as-new
-/// until the orchestrator waits or finishes. A waiting orchestrator's
+/// Events fed to an orchestrator in one step, at most (besides what it
+/// carried over from its last generation, which is its own). More queued
+/// events are fed in further steps: an orchestrator that continues as new
+/// after each event is then fed at most this many per generation, not the
+/// whole flood again by every generation.
+const EVENTS_PER_STEP: usize = 256;
+
+/// Replays the generation, feeds it `events` (in steps of at most
+/// [`EVENTS_PER_STEP`]), and follows continue-as-new until the orchestrator
+/// waits with nothing left to feed, or finishes. A waiting orchestrator's
 /// execution comes back with the length of the history it has seen.
+/// Events it finished before being fed are recorded all the same, before
+/// the entry that ends it.
 fn run_guest(
     guest: &Guest,
     instance: &Instance,
     generation: &mut Generation,
-    mut events: Vec<HistoryEntry>,
+    events: Vec<HistoryEntry>,
+    now: Millis,
+    warm: Option<WarmExecution>,
+) -> Result<(Outcome, Option<(GuestExecution, usize)>), GuestError> {
+    let mut queued: VecDeque<HistoryEntry> = events.into();
+    let outcome = run_steps(guest, instance, generation, &mut queued, now, warm);
+    if !queued.is_empty() {
+        let entries = &mut generation.new_entries;
+        let at = match entries.last() {
+            Some(
+                HistoryEntry::ExecutionCompleted { .. } | HistoryEntry::ExecutionFailed { .. },
+            ) => entries.len() - 1,
+            _ => entries.len(),
+        };
+        entries.splice(at..at, queued);
+    }
+    outcome
+}
+
+/// The events of the next step: all the orchestrator carried over, then
+/// queued ones up to [`EVENTS_PER_STEP`] in all (at least one, so that an
+/// orchestrator carrying a large buffer still gets new events).
+fn next_step_events(
+    carried: &mut Vec<HistoryEntry>,
+    queued: &mut VecDeque<HistoryEntry>,
+) -> Vec<HistoryEntry> {
+    let mut events = std::mem::take(carried);
+    let room = EVENTS_PER_STEP.saturating_sub(events.len()).max(1);
+    events.extend(queued.drain(..room.min(queued.len())));
+    events
+}
+
+/// See [`run_guest`]; leaves in `queued` what it did not feed.
+fn run_steps(
+    guest: &Guest,
+    instance: &Instance,
+    generation: &mut Generation,
+    queued: &mut VecDeque<HistoryEntry>,
     now: Millis,
     mut warm: Option<WarmExecution>,
 ) -> Result<(Outcome, Option<(GuestExecution, usize)>), GuestError> {
     let runtime = guest.runtime;
     let mut idle_generations = 0;
+    let mut carry_over = Vec::new();
     'generations: loop {
+        // Where this step's entries begin (a new generation's start entry
+        // included).
+        let mut step_start = generation.new_entries.len();
         generation.start_entries(&instance.name, now);
-        generation
-            .new_entries
-            .push(HistoryEntry::OrchestratorStarted { timestamp: now });
-        let fed = events.len();
-        generation.new_entries.append(&mut events);
-        let episode: Vec<wire::HistoryEvent> = generation
-            .new_entries
-            .iter()
-            .filter_map(|entry| guest_event(entry, &instance.id))
-            .collect();
+        let mut started: Option<GuestExecution> = None;
+        loop {
+            generation
+                .new_entries
+                .push(HistoryEntry::OrchestratorStarted { timestamp: now });
+            let mut events = next_step_events(&mut carry_over, queued);
+            let fed = events.len();
+            generation.new_entries.append(&mut events);
+            let episode: Vec<wire::HistoryEvent> = generation.new_entries[step_start..]
+                .iter()
+                .filter_map(|entry| guest_event(entry, &instance.id))
+                .collect();
 
-        // The new entries are recorded even if the guest fails below, so
-        // every consumed message stays visible in the history.
-        let mut execution = match warm.take() {
-            // The caller checked it saw exactly the stored history.
-            Some(live) => live.execution,
-            None => {
-                let mut execution = runtime.start_execution(
-                    &instance.name,
-                    generation.version.as_deref(),
-                    &instance.id,
-                    &generation.input,
-                    generation.number,
-                )?;
-                let replayed = replay(
-                    &mut execution,
-                    &instance.id,
-                    generation.number,
-                    &generation.recorded,
-                )?;
-                if let Err(mismatch) = replayed {
-                    return Ok((Outcome::Failed(mismatch), None));
-                }
-                execution
+            // The new entries are recorded even if the guest fails below, so
+            // every consumed message stays visible in the history.
+            let execution = match &mut started {
+                Some(execution) => execution,
+                None => started.insert(match warm.take() {
+                    // The caller checked it saw exactly the stored history.
+                    Some(live) => live.execution,
+                    None => {
+                        let mut execution = runtime.start_execution(
+                            &instance.name,
+                            generation.version.as_deref(),
+                            &instance.id,
+                            &generation.input,
+                            generation.number,
+                        )?;
+                        let replayed = replay(
+                            &mut execution,
+                            &instance.id,
+                            generation.number,
+                            &generation.recorded,
+                        )?;
+                        if let Err(mismatch) = replayed {
+                            return Ok((Outcome::Failed(mismatch), None));
+                        }
+                        execution
+                    }
+                }),
+            };
+            let actions = execution.step_within(now, &episode, guest.fuel)?;
+            let history_len = generation.recorded_len + generation.new_entries.len();
+            if let Some(failure) = guest.limits.exceeded_by(&actions, history_len) {
+                return Ok((Outcome::Failed(failure), None));
             }
-        };
-        let actions = execution.step_within(now, &episode, guest.fuel)?;
-        let history_len = generation.recorded_len + generation.new_entries.len();
-        if let Some(failure) = guest.limits.exceeded_by(&actions, history_len) {
-            return Ok((Outcome::Failed(failure), None));
-        }
 
-        for action in actions {
-            match action {
-                wire::Action::SetCustomStatus(value) => {
-                    generation.custom_status = Some(value.clone());
-                    generation.new_entries.push(HistoryEntry::CustomStatusSet {
-                        timestamp: now,
-                        value,
-                    });
-                }
-                wire::Action::CreateTimer(_) | wire::Action::ScheduleActivity(_) => {
-                    generation.new_entries.push(action_entry(action, now));
-                }
-                wire::Action::StartSubOrchestration(child) => {
-                    let parent = ParentTask {
-                        instance_id: instance.id.clone(),
-                        generation: generation.number,
-                        task_id: child.id,
-                    };
-                    let start = child_start(runtime, &child, parent, now);
-                    generation.children.push(start);
-                    generation.new_entries.push(action_entry(
-                        wire::Action::StartSubOrchestration(child),
-                        now,
-                    ));
-                }
-                wire::Action::SendEvent(event) => {
-                    generation.sent_events.push((
-                        event.instance_id.clone(),
-                        event.name.clone(),
-                        event.payload.clone(),
-                    ));
-                    generation
-                        .new_entries
-                        .push(action_entry(wire::Action::SendEvent(event), now));
-                }
-                wire::Action::Complete(output) => {
-                    generation
-                        .new_entries
-                        .push(HistoryEntry::ExecutionCompleted {
+            for action in actions {
+                match action {
+                    wire::Action::SetCustomStatus(value) => {
+                        generation.custom_status = Some(value.clone());
+                        generation.new_entries.push(HistoryEntry::CustomStatusSet {
                             timestamp: now,
-                            output: output.clone(),
+                            value,
                         });
-                    return Ok((Outcome::Completed(output), None));
-                }
-                wire::Action::Fail(error) => {
-                    generation.new_entries.push(HistoryEntry::ExecutionFailed {
-                        timestamp: now,
-                        error: error.clone(),
-                    });
-                    return Ok((Outcome::Failed(error), None));
-                }
-                wire::Action::ContinueAsNew(next) => {
-                    let carried = next.carried_over_events.len();
-                    idle_generations = if carried < fed {
-                        0
-                    } else {
-                        idle_generations + 1
-                    };
-                    if idle_generations >= MAX_IDLE_GENERATIONS {
-                        return Ok((
-                            Outcome::Failed(format!(
-                                "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
-                            )),
-                            None,
+                    }
+                    wire::Action::CreateTimer(_) | wire::Action::ScheduleActivity(_) => {
+                        generation.new_entries.push(action_entry(action, now));
+                    }
+                    wire::Action::StartSubOrchestration(child) => {
+                        let parent = ParentTask {
+                            instance_id: instance.id.clone(),
+                            generation: generation.number,
+                            task_id: child.id,
+                        };
+                        let start = child_start(runtime, &child, parent, now);
+                        generation.children.push(start);
+                        generation.new_entries.push(action_entry(
+                            wire::Action::StartSubOrchestration(child),
+                            now,
                         ));
                     }
-                    // Continue-as-new is where an eternal orchestration
-                    // moves to the version deployed since it started.
-                    let current = runtime.current_version(&instance.name);
-                    generation.continue_as_new(next.input, current);
-                    events = next
-                        .carried_over_events
-                        .into_iter()
-                        .map(|event| HistoryEntry::EventRaised {
+                    wire::Action::SendEvent(event) => {
+                        generation.sent_events.push((
+                            event.instance_id.clone(),
+                            event.name.clone(),
+                            event.payload.clone(),
+                        ));
+                        generation
+                            .new_entries
+                            .push(action_entry(wire::Action::SendEvent(event), now));
+                    }
+                    wire::Action::Complete(output) => {
+                        generation
+                            .new_entries
+                            .push(HistoryEntry::ExecutionCompleted {
+                                timestamp: now,
+                                output: output.clone(),
+                            });
+                        return Ok((Outcome::Completed(output), None));
+                    }
+                    wire::Action::Fail(error) => {
+                        generation.new_entries.push(HistoryEntry::ExecutionFailed {
                             timestamp: now,
-                            name: event.name,
-                            payload: event.payload,
-                        })
-                        .collect();
-                    continue 'generations;
+                            error: error.clone(),
+                        });
+                        return Ok((Outcome::Failed(error), None));
+                    }
+                    wire::Action::ContinueAsNew(next) => {
+                        let carried = next.carried_over_events.len();
+                        idle_generations = if carried < fed {
+                            0
+                        } else {
+                            idle_generations + 1
+                        };
+                        if idle_generations >= MAX_IDLE_GENERATIONS {
+                            return Ok((
+                                Outcome::Failed(format!(
+                                    "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
+                                )),
+                                None,
+                            ));
+                        }
+                        // Continue-as-new is where an eternal orchestration
+                        // moves to the version deployed since it started.
+                        let current = runtime.current_version(&instance.name);
+                        generation.continue_as_new(next.input, current);
+                        carry_over = next
+                            .carried_over_events
+                            .into_iter()
+                            .map(|event| HistoryEntry::EventRaised {
+                                timestamp: now,
+                                name: event.name,
+                                payload: event.payload,
+                            })
+                            .collect();
+                        continue 'generations;
+                    }
                 }
             }
+            if queued.is_empty() {
+                // It waits: keep it for the next episode, having seen this one too.
+                let seen = generation.recorded_len + generation.new_entries.len();
+                let execution = started.take().expect("it stepped");
+                return Ok((Outcome::Running, Some((execution, seen))));
+            }
+            // More to feed: another step of the same generation.
+            step_start = generation.new_entries.len();
         }
-        // It waits: keep it for the next episode, having seen this one too.
-        let seen = generation.recorded_len + generation.new_entries.len();
-        return Ok((Outcome::Running, Some((execution, seen))));
     }
 }
 
@@ -925,6 +989,39 @@ mod tests {
 
     fn started(timestamp: Millis) -> HistoryEntry {
         HistoryEntry::OrchestratorStarted { timestamp }
+    }
+
+    fn raised(n: usize) -> HistoryEntry {
+        HistoryEntry::EventRaised {
+            timestamp: 1,
+            name: "e".into(),
+            payload: n.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_step_is_fed_what_was_carried_over_then_queued_events_up_to_the_bound() {
+        let mut queued: VecDeque<HistoryEntry> = (0..600).map(raised).collect();
+        let mut carried = Vec::new();
+        let first = next_step_events(&mut carried, &mut queued);
+        assert_eq!(first, (0..256).map(raised).collect::<Vec<_>>());
+
+        // Carried over (the guest's own buffer) comes first, whole.
+        carried = (1000..1010).map(raised).collect();
+        let second = next_step_events(&mut carried, &mut queued);
+        assert_eq!(second.len(), 256);
+        assert_eq!(
+            second[..10],
+            (1000..1010).map(raised).collect::<Vec<_>>()[..]
+        );
+        assert_eq!(second[10], raised(256));
+        assert!(carried.is_empty());
+
+        // A buffer beyond the bound still gets one new event.
+        carried = (2000..2300).map(raised).collect();
+        let third = next_step_events(&mut carried, &mut queued);
+        assert_eq!(third.len(), 301);
+        assert_eq!(queued.len(), 600 - 256 - 246 - 1);
     }
 
     #[test]
