@@ -1361,8 +1361,10 @@ impl Store for SqliteStore {
         entries: Vec<HistoryEntry>,
     ) -> anyhow::Result<()> {
         let id = id.to_owned();
+        // Beyond the recorded length (or in a generation not reached yet):
+        // invisible until the staged commit lands.
         self.write(move |transaction| {
-            outbox::stage_history(transaction, &id, generation, first_seq, &entries)
+            insert_history(transaction, &id, generation, first_seq, &entries)
         })
     }
 

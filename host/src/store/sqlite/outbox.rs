@@ -6,7 +6,8 @@
 //! A staged commit's rows are invisible until it lands: history entries lie
 //! beyond the length the instance row gives its history (or in a generation
 //! it has not reached), and `outbox` rows belong to a token the row does not
-//! name yet. An abandoned attempt's rows are overwritten by the next, or
+//! name yet (staged history goes through the ordinary `insert_history`).
+//! An abandoned attempt's rows are overwritten by the next, or
 //! deleted with the instance's pending effects.
 
 use std::collections::HashMap;
@@ -14,8 +15,8 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{check_deliverable, insert_history, insert_message, start_generation};
-use crate::model::{HistoryEntry, Message, Millis, ParentTask};
+use super::{check_deliverable, insert_message, start_generation};
+use crate::model::{Message, Millis, ParentTask};
 use crate::store::{DeliveryOutcome, Effect, FollowUp, NewInstance, StartOutcome};
 
 /// Delivers one commit's (or one batch's) effects to other instances,
@@ -217,17 +218,6 @@ fn parent_task(instance_id: String, generation: u32, task_id: u64) -> ParentTask
         generation,
         task_id,
     }
-}
-
-/// See [`Store::stage_history`](crate::store::Store::stage_history).
-pub(super) fn stage_history(
-    transaction: &Connection,
-    id: &str,
-    generation: u32,
-    first_seq: usize,
-    entries: &[HistoryEntry],
-) -> anyhow::Result<()> {
-    insert_history(transaction, id, generation, first_seq, entries)
 }
 
 /// See [`Store::stage_effects`](crate::store::Store::stage_effects).
