@@ -56,7 +56,7 @@ struct ServeArgs {
     #[arg(long, env = "REPRISE_FUNCTIONS", default_value = "./functions")]
     functions: PathBuf,
     /// SQLite database file; created if missing.
-    #[arg(long, env = "REPRISE_DB", default_value = "./reprise.db")]
+    #[arg(long, env = "REPRISE_DB", default_value = "./reprise.db", value_parser = database_path)]
     db: PathBuf,
     /// Address to listen on. Port 0 picks a free port.
     #[arg(long, env = "REPRISE_LISTEN", default_value = "127.0.0.1:7071")]
@@ -245,5 +245,28 @@ fn run_client(connection: &Connection, command: ClientCommand) -> std::process::
             eprintln!("error: {line}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `--db`: a SQLite file's path. A URL (`scheme://...`) is refused with a
+/// clear message rather than taken for a file in a folder named `scheme:`.
+fn database_path(value: &str) -> Result<PathBuf, String> {
+    let scheme = value
+        .split_once("://")
+        .map(|(scheme, _)| scheme)
+        .filter(|scheme| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        });
+    match scheme {
+        None => Ok(PathBuf::from(value)),
+        Some(scheme) if scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql") => Err(
+            "PostgreSQL is not supported by this version of reprise yet; give the path of a SQLite file (created if missing)".to_owned(),
+        ),
+        Some(scheme) => Err(format!(
+            "'{scheme}://' is not a database reprise can use; give the path of a SQLite file (created if missing)"
+        )),
     }
 }

@@ -100,3 +100,31 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let reply = host.get("/orchestrators/E3_Counter").await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// `--db` (and `REPRISE_DB`) take a SQLite file; a URL is refused at
+/// start-up, saying what it takes, and nothing is created (a PostgreSQL URL
+/// used to become a SQLite file in a folder named `postgres:`).
+#[test]
+fn a_database_url_is_refused_at_start_up_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let refusals = [
+        ("postgres://postgres@127.0.0.1:5432/reprise", "PostgreSQL"),
+        ("mysql://root@db/reprise", "'mysql://'"),
+    ];
+    for (url, needle) in refusals {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_reprise"))
+            .current_dir(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("REPRISE_DB", url)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{url} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(needle) && stderr.contains("path of a SQLite file"),
+            "{stderr}"
+        );
+    }
+    let created: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(created.is_empty(), "{created:?}");
+}
