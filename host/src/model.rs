@@ -150,6 +150,23 @@ pub struct Instance {
     /// fixed at its start; `None` for instances started before versions
     /// were recorded, which run on the current version of `name`.
     pub version: Option<String>,
+    /// Bumped by every commit that changes the row (and by a new start
+    /// under the ID): the fencing token a commit is checked against. A
+    /// commit planned on an older revision is refused, whatever the rest
+    /// of the row looks like and whatever any clock says.
+    pub revision: u64,
+}
+
+impl Instance {
+    /// The row as a commit planned on this one leaves it, before its
+    /// changes: the next revision, updated `now`.
+    pub fn successor(&self, now: Millis) -> Instance {
+        Instance {
+            updated_at: now,
+            revision: self.revision + 1,
+            ..self.clone()
+        }
+    }
 }
 
 /// The task of a parent instance that a sub-orchestration completes.

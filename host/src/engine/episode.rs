@@ -178,8 +178,7 @@ pub(crate) fn plan(
     } = work;
     let first_seq = messages.first().map_or(0, |queued| queued.seq);
     let consumed_through = messages.last().map_or(0, |queued| queued.seq);
-    let mut updated = instance.clone();
-    updated.updated_at = now;
+    let mut updated = instance.successor(now);
 
     if instance.status.is_terminal() {
         // Delivery to finished instances is refused at the door, so this is

@@ -131,10 +131,9 @@ pub(super) fn plan(
         }
     }
 
-    let mut updated = instance.clone();
+    let mut updated = instance.successor(now);
     updated.status = RuntimeStatus::Running;
     updated.output = None;
-    updated.updated_at = now;
     EpisodeCommit {
         read: instance,
         updated,
@@ -168,6 +167,7 @@ mod tests {
             updated_at: 9,
             parent: None,
             version: None,
+            revision: 3,
         }
     }
 

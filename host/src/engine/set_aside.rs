@@ -76,8 +76,7 @@ fn reason(error: &str) -> String {
 /// The commit that fails `instance` for `reason` and consumes its messages
 /// through `through`; a finished instance only has them consumed.
 fn failing(instance: Instance, through: i64, reason: &str, now: Millis) -> EpisodeCommit {
-    let mut updated = instance.clone();
-    updated.updated_at = now;
+    let mut updated = instance.successor(now);
     if instance.status.is_terminal() {
         return EpisodeCommit::consuming(instance, updated, Vec::new(), through);
     }

@@ -65,6 +65,9 @@ impl NewInstance {
             updated_at: self.now,
             parent: self.parent.clone(),
             version: self.version.clone(),
+            // A new ID's; a new start under an old one continues its count
+            // (see `Instance::revision`).
+            revision: 0,
         }
     }
 }
@@ -165,11 +168,13 @@ pub enum HistoryChange {
 /// The outcome of one episode, committed in one transaction.
 #[derive(Debug, Clone)]
 pub struct EpisodeCommit {
-    /// The instance as the episode read it; the commit is refused if the row
-    /// changed meanwhile (it cannot, while the engine runs one episode per
-    /// instance at a time, but the store does not take that on faith).
+    /// The instance as the episode read it; the commit is refused if the
+    /// row's revision changed meanwhile (it cannot, while the engine runs
+    /// one episode per instance at a time, but the store does not take
+    /// that on faith).
     pub read: Instance,
-    /// The instance as the episode left it.
+    /// The instance as the episode left it: revision `read.revision + 1`
+    /// (see [`Instance::successor`]).
     pub updated: Instance,
     pub history: HistoryChange,
     /// Messages up to and including this sequence number were applied.
@@ -314,7 +319,7 @@ impl EpisodeCommit {
 /// one transaction and no read where a queued message costs two and a read.
 ///
 /// The store applies it only if the instance is still exactly what it was
-/// planned on (its row equals `commit.read`, its current generation has
+/// planned on (its row's revision is `commit.read`'s, its current generation has
 /// `history_len` entries, nothing is queued for it); otherwise it queues
 /// the message as usual, so order and "nothing lost" hold either way.
 #[derive(Debug, Clone)]

@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS instances (
     -- staged commit's, not yet (or never) committed.
     history_len        INTEGER NOT NULL DEFAULT 0,
     -- The token of a staged commit whose effects are pending (outbox).
-    outbox             INTEGER
+    outbox             INTEGER,
+    -- Bumped by every commit: what a commit is checked against (fencing).
+    revision           INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS instances_by_created_time ON instances (created_at, instance_id);
 CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_instance_id)
@@ -155,15 +157,16 @@ impl SqliteStore {
             // 3: instances pinned to component versions; older instances
             // have none and run on the current file.
             "ALTER TABLE instances ADD COLUMN version TEXT",
-            // 4: whether a termination is queued, the history's length and
-            // pending effects, kept on the row.
+            // 4: whether a termination is queued, the history's length,
+            // pending effects and the revision, kept on the row.
             "ALTER TABLE instances ADD COLUMN terminating INTEGER NOT NULL DEFAULT 0;
              UPDATE instances SET terminating = 1 WHERE instance_id IN
                (SELECT instance_id FROM inbox WHERE json_extract(message, '$.type') = 'Terminate');
              ALTER TABLE instances ADD COLUMN history_len INTEGER NOT NULL DEFAULT 0;
              UPDATE instances SET history_len = (SELECT COALESCE(MAX(h.seq) + 1, 0) FROM history h
                WHERE h.instance_id = instances.instance_id AND h.generation = instances.generation);
-             ALTER TABLE instances ADD COLUMN outbox INTEGER",
+             ALTER TABLE instances ADD COLUMN outbox INTEGER;
+             ALTER TABLE instances ADD COLUMN revision INTEGER NOT NULL DEFAULT 0",
         ];
         for (to, change) in (2..).zip(upgrades) {
             if (1..to).contains(&version) {
@@ -317,7 +320,7 @@ const STATEMENT_CACHE: usize = 128;
 const INSTANCE_COLUMNS: &str =
     "instance_id, name, status, generation, input, output, custom_status,
     created_at, updated_at, parent_instance_id, parent_generation, parent_task_id, original_input,
-    version";
+    version, revision";
 
 fn instance_from_row(row: &rusqlite::Row) -> anyhow::Result<Instance> {
     let id: String = row.get(0)?;
@@ -348,6 +351,7 @@ fn instance_from_row(row: &rusqlite::Row) -> anyhow::Result<Instance> {
         updated_at: row.get::<_, i64>(8)? as Millis,
         parent,
         version: row.get(13)?,
+        revision: row.get::<_, i64>(14)? as u64,
         id,
     })
 }
@@ -548,12 +552,13 @@ fn start_generation(
 /// [`NewInstance::started`]) unless an unfinished instance holds it.
 fn insert_instance(transaction: &Connection, new: &NewInstance) -> anyhow::Result<StartOutcome> {
     let existing = select_instance(transaction, &new.id)?;
-    let generation = match &existing {
+    let (generation, revision) = match &existing {
         Some(instance) if !instance.status.is_terminal() => {
             return Ok(StartOutcome::Conflict(instance.status));
         }
-        Some(instance) => instance.generation + 1,
-        None => 0,
+        // A commit planned on the finished generation is stale now.
+        Some(instance) => (instance.generation + 1, instance.revision + 1),
+        None => (0, 0),
     };
     transaction
         .prepare_cached("DELETE FROM history WHERE instance_id = ?1")?
@@ -569,8 +574,9 @@ fn insert_instance(transaction: &Connection, new: &NewInstance) -> anyhow::Resul
         .prepare_cached(
             "INSERT OR REPLACE INTO instances
                (instance_id, name, status, generation, input, output, custom_status, created_at, updated_at,
-                parent_instance_id, parent_generation, parent_task_id, original_input, version, outbox)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9, ?5, ?10, ?11)",
+                parent_instance_id, parent_generation, parent_task_id, original_input, version, outbox,
+                revision)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9, ?5, ?10, ?11, ?12)",
         )?
         .execute(params![
             new.id,
@@ -584,6 +590,7 @@ fn insert_instance(transaction: &Connection, new: &NewInstance) -> anyhow::Resul
             parent.map(|parent| parent.task_id as i64),
             new.version,
             pending,
+            revision as i64,
         ])?;
     Ok(StartOutcome::Started)
 }
@@ -807,7 +814,17 @@ fn apply_episode(
     known_len: Option<usize>,
 ) -> anyhow::Result<CommitOutcome> {
     let id = commit.read.id.as_str();
-    if select_instance(transaction, id)?.as_ref() != Some(&commit.read) {
+    anyhow::ensure!(
+        commit.updated.revision == commit.read.revision + 1,
+        "instance {id}: a commit must move the revision by one (from {} to {})",
+        commit.read.revision,
+        commit.updated.revision
+    );
+    let revision: Option<i64> = transaction
+        .prepare_cached("SELECT revision FROM instances WHERE instance_id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    if revision != Some(commit.read.revision as i64) {
         return Ok(CommitOutcome::Stale);
     }
     if commit.updated.status.is_terminal() {
@@ -847,13 +864,13 @@ fn apply_episode(
             entries.len()
         }
     };
-    transaction
+    let changed = transaction
         .prepare_cached(
             "UPDATE instances SET status = ?2, generation = ?3, input = ?4, output = ?5,
                custom_status = ?6, updated_at = ?7, version = ?8,
                terminating = terminating AND NOT ?9, history_len = ?10,
-               outbox = COALESCE(?11, outbox)
-             WHERE instance_id = ?1",
+               outbox = COALESCE(?11, outbox), revision = ?12
+             WHERE instance_id = ?1 AND revision = ?13",
         )?
         .execute(params![
             id,
@@ -869,7 +886,13 @@ fn apply_episode(
             updated.status.is_terminal(),
             history_len as i64,
             commit.staging.map(|staging| staging.token),
+            updated.revision as i64,
+            commit.read.revision as i64,
         ])?;
+    anyhow::ensure!(
+        changed == 1,
+        "instance {id}: its revision changed during the commit"
+    );
     // Inbox sequence numbers start at 1; a direct episode consumed none.
     if commit.consumed_through > 0 {
         transaction

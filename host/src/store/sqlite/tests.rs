@@ -27,9 +27,8 @@ fn start(store: &SqliteStore, new: &NewInstance) -> StartOutcome {
 /// An episode that moves `read` to `status` and adds one history entry,
 /// consuming messages through `consumed_through`.
 fn episode(read: &Instance, status: RuntimeStatus, consumed_through: i64) -> EpisodeCommit {
-    let mut updated = read.clone();
+    let mut updated = read.successor(read.updated_at + 1);
     updated.status = status;
-    updated.updated_at += 1;
     EpisodeCommit {
         read: read.clone(),
         updated,
@@ -743,4 +742,42 @@ fn a_staged_commit_is_invisible_until_it_lands_and_its_effects_apply_once_in_bat
         0,
         "the abandoned attempt's rows are gone too"
     );
+}
+
+#[test]
+fn a_commit_planned_on_an_older_revision_is_refused_whatever_the_row_looks_like() {
+    let (_dir, store) = store();
+    start(&store, &new_instance("a"));
+    let work = store.load_work("a", WorkRead::ALL).unwrap().unwrap();
+    assert_eq!(work.instance.revision, 0);
+    let through = work.messages.last().unwrap().seq;
+    let first = episode(&work.instance, RuntimeStatus::Running, through);
+    assert!(matches!(
+        store.commit_episode(&first).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    let now = store.instance("a").unwrap().unwrap();
+    assert_eq!(now.revision, 1);
+
+    // Everything as the row is now, but planned on revision 0: a host
+    // that missed the first commit (its clock, its copy of the row agree).
+    let mut stale_read = now.clone();
+    stale_read.revision = 0;
+    let stale = episode(&stale_read, RuntimeStatus::Completed, through);
+    assert_eq!(store.commit_episode(&stale).unwrap(), CommitOutcome::Stale);
+    assert_eq!(
+        store.instance("a").unwrap().unwrap(),
+        now,
+        "nothing written"
+    );
+
+    // A new start under the ID moves the revision on too.
+    store.request_termination("a", "r").unwrap();
+    finish(&store, "a", RuntimeStatus::Terminated);
+    let finished = store.instance("a").unwrap().unwrap();
+    start(&store, &new_instance("a"));
+    let restarted = store.instance("a").unwrap().unwrap();
+    assert_eq!(restarted.revision, finished.revision + 1);
+    let late = episode(&finished, RuntimeStatus::Completed, 0);
+    assert_eq!(store.commit_episode(&late).unwrap(), CommitOutcome::Stale);
 }
