@@ -177,14 +177,19 @@ pub(crate) fn plan(
         effects_pending: _,
     } = work;
     let first_seq = messages.first().map_or(0, |queued| queued.seq);
-    let consumed_through = messages.last().map_or(0, |queued| queued.seq);
+    // Sequence number 0: a message a direct episode applies, never queued.
+    let read: Vec<i64> = messages
+        .iter()
+        .map(|queued| queued.seq)
+        .filter(|&seq| seq > 0)
+        .collect();
     let mut updated = instance.successor(now);
 
     if instance.status.is_terminal() {
         // Delivery to finished instances is refused at the door, so this is
         // leftover state; consume it so it cannot wedge the instance.
         tracing::warn!(instance = %instance.id, count = messages.len(), "dropping messages queued for a finished instance");
-        let commit = EpisodeCommit::consuming(instance, updated, Vec::new(), consumed_through);
+        let commit = EpisodeCommit::consuming(instance, updated, Vec::new(), read);
         return Ok(Some((commit, None)));
     }
 
@@ -237,12 +242,11 @@ pub(crate) fn plan(
     }
     // Held messages stay queued, in order, for the resume (unless the
     // instance finishes below: then nothing will ever read them).
-    let read_through = consumed_through;
-    let consumed_through = match held.first() {
-        Some(first) if termination.is_none() => first.seq - 1,
-        _ => consumed_through,
+    let held_from = match held.first() {
+        Some(first) if termination.is_none() => Some(first.seq),
+        _ => None,
     };
-    if consumed_through < first_seq {
+    if held_from == Some(first_seq) {
         // Suspended, and nothing but held messages: nothing to do yet.
         tracing::info!(instance = %instance.id, count = held.len(), "suspended: messages held until it is resumed");
         return Ok(None);
@@ -311,13 +315,15 @@ pub(crate) fn plan(
         // a step that left the guest waiting).
         still_warm = None;
     }
-    let consumed_through = if matches!(outcome, Outcome::Running) {
-        consumed_through
-    } else {
-        if consumed_through < read_through {
-            tracing::warn!(instance = %instance.id, count = held.len(), "the instance finished before it was resumed; dropping the events held for the resume");
+    let consumed: Vec<i64> = match held_from {
+        Some(held_from) if matches!(outcome, Outcome::Running) => {
+            read.into_iter().filter(|&seq| seq < held_from).collect()
         }
-        read_through
+        Some(_) => {
+            tracing::warn!(instance = %instance.id, count = held.len(), "the instance finished before it was resumed; dropping the events held for the resume");
+            read
+        }
+        None => read,
     };
     // A continue-as-new in this episode started a fresh history; the
     // suspension belongs in it.
@@ -396,7 +402,7 @@ pub(crate) fn plan(
         read: instance,
         updated,
         history: generation.into_change(),
-        consumed_through,
+        consumed,
         timers,
         activities,
         lease: ActivityLease::default(),

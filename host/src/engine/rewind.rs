@@ -138,7 +138,7 @@ pub(super) fn plan(
         read: instance,
         updated,
         history: HistoryChange::Replace(kept.to_vec()),
-        consumed_through: 0,
+        consumed: Vec::new(),
         timers,
         activities,
         lease: ActivityLease::default(),

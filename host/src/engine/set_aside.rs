@@ -41,10 +41,11 @@ pub(super) async fn set_aside(
             let Some(instance) = store.instance(&target)? else {
                 return Ok(Vec::new());
             };
-            let Some(through) = store.last_queued(&target)? else {
+            let queued = store.queued_messages(&target)?;
+            if queued.is_empty() {
                 return Ok(Vec::new());
-            };
-            let commit = failing(instance, through, &reason, now_millis());
+            }
+            let commit = failing(instance, queued, &reason, now_millis());
             match store.commit_episode(&commit)? {
                 CommitOutcome::Committed(follow_up) => return Ok(follow_up.notify),
                 CommitOutcome::LateMessages | CommitOutcome::Stale => continue,
@@ -74,11 +75,11 @@ fn reason(error: &str) -> String {
 }
 
 /// The commit that fails `instance` for `reason` and consumes its messages
-/// through `through`; a finished instance only has them consumed.
-fn failing(instance: Instance, through: i64, reason: &str, now: Millis) -> EpisodeCommit {
+/// `queued`; a finished instance only has them consumed.
+fn failing(instance: Instance, queued: Vec<i64>, reason: &str, now: Millis) -> EpisodeCommit {
     let mut updated = instance.successor(now);
     if instance.status.is_terminal() {
-        return EpisodeCommit::consuming(instance, updated, Vec::new(), through);
+        return EpisodeCommit::consuming(instance, updated, Vec::new(), queued);
     }
     updated.status = RuntimeStatus::Failed;
     updated.output = Some(json_string(reason));
@@ -86,5 +87,5 @@ fn failing(instance: Instance, through: i64, reason: &str, now: Millis) -> Episo
         timestamp: now,
         error: reason.to_owned(),
     };
-    EpisodeCommit::consuming(instance, updated, vec![entry], through)
+    EpisodeCommit::consuming(instance, updated, vec![entry], queued)
 }

@@ -177,8 +177,13 @@ pub struct EpisodeCommit {
     /// (see [`Instance::successor`]).
     pub updated: Instance,
     pub history: HistoryChange,
-    /// Messages up to and including this sequence number were applied.
-    pub consumed_through: i64,
+    /// The queued messages the episode applied (or dropped), by sequence
+    /// number: deleted in its transaction. Named one by one, not as a
+    /// prefix: where sequence numbers are not handed out in commit order
+    /// (several writers), a message below the highest consumed one may
+    /// not have been read. A commit that finishes the instance is refused
+    /// (`LateMessages`) while any other message is queued for it.
+    pub consumed: Vec<i64>,
     /// Durable timers created by the episode: (task ID, due time), in the
     /// generation of `updated`. Timers of any other generation are dropped.
     pub timers: Vec<(u64, Millis)>,
@@ -288,20 +293,20 @@ impl EpisodeCommit {
         }
     }
 
-    /// A commit that consumes the messages through `consumed_through`,
-    /// changes the row from `read` to `updated`, adds `entries` to the
-    /// current generation's history, and starts nothing.
+    /// A commit that consumes the messages `consumed`, changes the row
+    /// from `read` to `updated`, adds `entries` to the current
+    /// generation's history, and starts nothing.
     pub fn consuming(
         read: Instance,
         updated: Instance,
         entries: Vec<HistoryEntry>,
-        consumed_through: i64,
+        consumed: Vec<i64>,
     ) -> EpisodeCommit {
         EpisodeCommit {
             read,
             updated,
             history: HistoryChange::Append(entries),
-            consumed_through,
+            consumed,
             timers: Vec::new(),
             activities: Vec::new(),
             lease: ActivityLease::default(),
@@ -489,10 +494,10 @@ pub trait Store: Send + Sync + 'static {
     /// anything: the engine drains them first.
     fn apply_pending_effects(&self, id: &str, limit: usize) -> anyhow::Result<Option<FollowUp>>;
 
-    /// The sequence number of the last message queued for `id`, if any:
-    /// what an episode that fails the instance without reading its inbox
-    /// consumes (see [`EpisodeCommit::consumed_through`]).
-    fn last_queued(&self, id: &str) -> anyhow::Result<Option<i64>>;
+    /// The sequence numbers of every message queued for `id`: what an
+    /// episode that fails the instance without reading its inbox consumes
+    /// (see [`EpisodeCommit::consumed`]).
+    fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>>;
 
     /// Instances with queued messages or pending effects: the work to
     /// resume after a restart.

@@ -827,12 +827,16 @@ fn apply_episode(
     if revision != Some(commit.read.revision as i64) {
         return Ok(CommitOutcome::Stale);
     }
+    // With one writer, sequence numbers follow commit order, and an
+    // episode reads the oldest messages: what it consumes is exactly what
+    // is queued up to the highest of them (the delete below checks it).
+    let consumed_through = commit.consumed.iter().copied().max().unwrap_or(0);
     if commit.updated.status.is_terminal() {
         let late: bool = transaction
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1 AND seq > ?2)",
             )?
-            .query_row(params![id, commit.consumed_through], |row| row.get(0))?;
+            .query_row(params![id, consumed_through], |row| row.get(0))?;
         if late {
             return Ok(CommitOutcome::LateMessages);
         }
@@ -893,11 +897,15 @@ fn apply_episode(
         changed == 1,
         "instance {id}: its revision changed during the commit"
     );
-    // Inbox sequence numbers start at 1; a direct episode consumed none.
-    if commit.consumed_through > 0 {
-        transaction
+    if consumed_through > 0 {
+        let deleted = transaction
             .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
-            .execute(params![id, commit.consumed_through])?;
+            .execute(params![id, consumed_through])?;
+        anyhow::ensure!(
+            deleted == commit.consumed.len(),
+            "instance {id}: the episode consumed {} messages, but {deleted} were queued up to the last of them",
+            commit.consumed.len()
+        );
     }
     // Timers and activities belong to a generation: those of a
     // generation that ended will never matter. (While one runs, every
@@ -1368,11 +1376,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn last_queued(&self, id: &str) -> anyhow::Result<Option<i64>> {
+    fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>> {
         self.read(|connection| {
             Ok(connection
-                .prepare_cached("SELECT max(seq) FROM inbox WHERE instance_id = ?1")?
-                .query_row([id], |row| row.get(0))?)
+                .prepare_cached("SELECT seq FROM inbox WHERE instance_id = ?1 ORDER BY seq")?
+                .query_map([id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?)
         })
     }
 

@@ -24,16 +24,21 @@ fn start(store: &SqliteStore, new: &NewInstance) -> StartOutcome {
     store.start_instance(new, None).unwrap().0
 }
 
+/// The sequence numbers of the messages `work` read.
+fn seqs(work: &WorkItem) -> Vec<i64> {
+    work.messages.iter().map(|queued| queued.seq).collect()
+}
+
 /// An episode that moves `read` to `status` and adds one history entry,
-/// consuming messages through `consumed_through`.
-fn episode(read: &Instance, status: RuntimeStatus, consumed_through: i64) -> EpisodeCommit {
+/// consuming the messages `consumed`.
+fn episode(read: &Instance, status: RuntimeStatus, consumed: Vec<i64>) -> EpisodeCommit {
     let mut updated = read.successor(read.updated_at + 1);
     updated.status = status;
     EpisodeCommit {
         read: read.clone(),
         updated,
         history: HistoryChange::Append(vec![HistoryEntry::OrchestratorStarted { timestamp: 2 }]),
-        consumed_through,
+        consumed,
         timers: vec![],
         activities: vec![],
         lease: ActivityLease::default(),
@@ -50,9 +55,8 @@ fn finish(store: &SqliteStore, id: &str, status: RuntimeStatus) -> CommitOutcome
         .load_work(id, WorkRead::ALL)
         .unwrap()
         .expect("messages are queued");
-    let consumed_through = work.messages.last().unwrap().seq;
     store
-        .commit_episode(&episode(&work.instance, status, consumed_through))
+        .commit_episode(&episode(&work.instance, status, seqs(&work)))
         .unwrap()
 }
 
@@ -61,7 +65,7 @@ fn a_direct_first_episode_commits_with_its_start_or_the_start_is_queued() {
     let (_dir, store) = store();
     let new = new_instance("a");
     let direct = DirectEpisode {
-        commit: episode(&new.started(0), RuntimeStatus::Completed, 0),
+        commit: episode(&new.started(0), RuntimeStatus::Completed, vec![]),
         history_len: 0,
     };
     let (outcome, applied) = store.start_instance(&new, Some(direct.clone())).unwrap();
@@ -96,7 +100,7 @@ fn a_direct_episode_applies_only_to_the_state_it_was_planned_on() {
         accepted_at: 3,
     };
     let direct = |history_len| DirectEpisode {
-        commit: episode(&running, RuntimeStatus::Running, 0),
+        commit: episode(&running, RuntimeStatus::Running, vec![]),
         history_len,
     };
 
@@ -116,13 +120,12 @@ fn a_direct_episode_applies_only_to_the_state_it_was_planned_on() {
     assert_eq!(work.history.len(), 1);
 
     // The state it was planned on: applied, nothing queued by it.
-    let consumed = work.messages.last().unwrap().seq;
     store
-        .commit_episode(&episode(&running, RuntimeStatus::Running, consumed))
+        .commit_episode(&episode(&running, RuntimeStatus::Running, seqs(&work)))
         .unwrap();
     let now_running = store.instance("a").unwrap().unwrap();
     let planned = DirectEpisode {
-        commit: episode(&now_running, RuntimeStatus::Running, 0),
+        commit: episode(&now_running, RuntimeStatus::Running, vec![]),
         history_len: 2,
     };
     let (_, applied) = store.deliver("a", &event, Some(planned)).unwrap();
@@ -214,11 +217,7 @@ fn a_finishing_episode_that_missed_a_message_is_refused() {
     // An event lands after the episode read the inbox.
     store.raise_event("a", "e", "1", 1).unwrap();
 
-    let commit = episode(
-        &work.instance,
-        RuntimeStatus::Completed,
-        work.messages.last().unwrap().seq,
-    );
+    let commit = episode(&work.instance, RuntimeStatus::Completed, seqs(&work));
     assert_eq!(
         store.commit_episode(&commit).unwrap(),
         CommitOutcome::LateMessages
@@ -266,7 +265,11 @@ fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else() {
     let (_dir, store) = store();
     start(&store, &new_instance("a"));
     let work = store.load_work("a", WorkRead::ALL).unwrap().unwrap();
-    let mut commit = episode(&work.instance, RuntimeStatus::Running, work.messages[0].seq);
+    let mut commit = episode(
+        &work.instance,
+        RuntimeStatus::Running,
+        vec![work.messages[0].seq],
+    );
     commit.activities = vec![
         (1, "First".into(), "1".into()),
         (2, "Second".into(), "2".into()),
@@ -326,11 +329,7 @@ fn continue_as_new_replaces_the_history_with_the_new_generation() {
         },
         HistoryEntry::OrchestratorStarted { timestamp: 3 },
     ];
-    let mut commit = episode(
-        &work.instance,
-        RuntimeStatus::Running,
-        work.messages.last().unwrap().seq,
-    );
+    let mut commit = episode(&work.instance, RuntimeStatus::Running, seqs(&work));
     commit.updated.generation = 7;
     commit.updated.input = "7".into();
     commit.history = HistoryChange::Replace(entries.clone());
@@ -631,13 +630,13 @@ fn a_database_held_by_another_process_is_unavailable_and_writes_resume_once_it_i
 /// `history_from` it read, and one event sent to `target` per payload.
 fn staged_commit(
     read: &Instance,
-    consumed_through: i64,
+    consumed: Vec<i64>,
     history_from: usize,
     token: i64,
     target: &str,
     payloads: std::ops::Range<usize>,
 ) -> EpisodeCommit {
-    let mut commit = episode(read, RuntimeStatus::Running, consumed_through);
+    let mut commit = episode(read, RuntimeStatus::Running, consumed);
     let entries: Vec<HistoryEntry> = payloads
         .clone()
         .map(|n| HistoryEntry::EventSent {
@@ -693,10 +692,10 @@ fn a_staged_commit_is_invisible_until_it_lands_and_its_effects_apply_once_in_bat
     start(&store, &new_instance("sender"));
     start(&store, &new_instance("target"));
     let work = store.load_work("sender", WorkRead::ALL).unwrap().unwrap();
-    let through = work.messages.last().unwrap().seq;
+    let through = seqs(&work);
 
     // An abandoned attempt (a host that died while staging), then the real one.
-    let abandoned = staged_commit(&work.instance, through, 0, 1, "target", 100..110);
+    let abandoned = staged_commit(&work.instance, through.clone(), 0, 1, "target", 100..110);
     stage(&store, &abandoned, 4);
     let commit = staged_commit(&work.instance, through, 0, 2, "target", 0..10);
     stage(&store, &commit, 4);
@@ -750,8 +749,8 @@ fn a_commit_planned_on_an_older_revision_is_refused_whatever_the_row_looks_like(
     start(&store, &new_instance("a"));
     let work = store.load_work("a", WorkRead::ALL).unwrap().unwrap();
     assert_eq!(work.instance.revision, 0);
-    let through = work.messages.last().unwrap().seq;
-    let first = episode(&work.instance, RuntimeStatus::Running, through);
+    let through = seqs(&work);
+    let first = episode(&work.instance, RuntimeStatus::Running, through.clone());
     assert!(matches!(
         store.commit_episode(&first).unwrap(),
         CommitOutcome::Committed(_)
@@ -778,6 +777,32 @@ fn a_commit_planned_on_an_older_revision_is_refused_whatever_the_row_looks_like(
     start(&store, &new_instance("a"));
     let restarted = store.instance("a").unwrap().unwrap();
     assert_eq!(restarted.revision, finished.revision + 1);
-    let late = episode(&finished, RuntimeStatus::Completed, 0);
+    let late = episode(&finished, RuntimeStatus::Completed, vec![]);
     assert_eq!(store.commit_episode(&late).unwrap(), CommitOutcome::Stale);
+}
+
+#[test]
+fn consumed_messages_are_named_one_by_one_and_a_gap_is_refused() {
+    let (_dir, store) = store();
+    start(&store, &new_instance("a"));
+    store.raise_event("a", "e", "1", 1).unwrap();
+    let work = store.load_work("a", WorkRead::ALL).unwrap().unwrap();
+    let [start_message, event] = seqs(&work)[..] else {
+        panic!("two messages queued");
+    };
+    // Skipping the start message: it was not read, it must not go.
+    let skipping = episode(&work.instance, RuntimeStatus::Running, vec![event]);
+    let error = store.commit_episode(&skipping).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("consumed 1 messages"),
+        "{error:#}"
+    );
+    assert_eq!(store.queued_messages("a").unwrap(), [start_message, event]);
+
+    let first = episode(&work.instance, RuntimeStatus::Running, vec![start_message]);
+    assert!(matches!(
+        store.commit_episode(&first).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    assert_eq!(store.queued_messages("a").unwrap(), [event]);
 }
