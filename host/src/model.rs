@@ -159,10 +159,11 @@ pub struct Instance {
 
 impl Instance {
     /// The row as a commit planned on this one leaves it, before its
-    /// changes: the next revision, updated `now`.
+    /// changes: the next revision, updated `now` (or at its last update,
+    /// if a clock is behind: an instance's time never goes backwards).
     pub fn successor(&self, now: Millis) -> Instance {
         Instance {
-            updated_at: now,
+            updated_at: now.max(self.updated_at),
             revision: self.revision + 1,
             ..self.clone()
         }

@@ -209,3 +209,29 @@ async fn phone_verification_fails_after_three_wrong_answers_or_the_deadline() {
     let done = host.wait_for_status(&late, "Completed").await;
     assert_eq!(done["output"], false, "the deadline passed unanswered");
 }
+
+/// An instance's time never goes backwards: after its last episode ran on
+/// a host whose clock was an hour ahead, its next episode, on a host with
+/// the right time, is no earlier (so a timer it sets is not due before one
+/// it set earlier, and `current_time` is monotonic).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instances_time_never_goes_backwards_when_a_clock_is_behind() {
+    let mut host = TestHost::start_with(&[&crate::harness::components().counter]).await;
+    host.start_instance("E3_Counter", Some("c"), "0").await;
+    host.wait_for_status("c", "Running").await;
+    host.kill();
+    host.alter_database(
+        "UPDATE instances SET updated_at = updated_at + 3600000 WHERE instance_id = 'c'",
+    );
+    host.restart().await;
+    let ahead = host.status("c").await.body["lastUpdatedTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    host.raise("c", "operation", "\"incr\"").await;
+    let after = host
+        .wait_for("c", Duration::from_secs(60), |body| body["input"] == 1)
+        .await;
+    let updated = after["lastUpdatedTime"].as_str().unwrap();
+    assert!(updated >= ahead.as_str(), "{updated} is before {ahead}");
+}

@@ -176,6 +176,9 @@ pub(crate) fn plan(
         messages,
         effects_pending: _,
     } = work;
+    // The orchestrator's clock never goes backwards, even if this host's
+    // clock is behind the one that ran its last episode.
+    let now = now.max(instance.updated_at);
     let first_seq = messages.first().map_or(0, |queued| queued.seq);
     // Sequence number 0: a message a direct episode applies, never queued.
     let read: Vec<i64> = messages
