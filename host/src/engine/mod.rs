@@ -24,11 +24,12 @@ use std::time::Duration;
 
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
-use crate::store::{CommitOutcome, EpisodeCommit, NewInstance, Store, WorkRead};
+use crate::store::{CommitOutcome, EpisodeCommit, NewInstance, Store, WorkItem, WorkRead};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor};
 pub use episode::StepLimits;
 pub use replay_check::{RecordedGeneration, Verdict, check_replay};
+use warm::WarmExecution;
 
 use self::scheduler::Scheduler;
 
@@ -453,36 +454,14 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
         // read the inbox: plan again with them. Bounded, since each retry
         // means another client got a 202 in between.
         for _ in 0..1_000 {
-            // Every episode takes the warm execution out: one it does not
-            // use is dropped, so none outlives a change it did not see.
-            let warm = shared.warm.take(&id);
-            let read = WorkRead {
-                history: warm.is_none(),
-                max_messages,
-            };
-            let Some(mut work) = store.load_work(&id, read)? else {
-                return Ok(Default::default());
-            };
-            if work.effects_pending {
-                // A staged commit's (its pass failed, or the host died).
-                drain_effects(&shared, &id)?;
-                continue;
-            }
-            shared.ensure_version(work.instance.version.as_deref());
-            let warm = match warm {
-                Some(warm) if warm.matches(&work) => Some(warm),
-                Some(_) => {
-                    let read = WorkRead {
-                        history: true,
-                        max_messages,
-                    };
-                    let Some(full) = store.load_work(&id, read)? else {
-                        return Ok(Default::default());
-                    };
-                    work = full;
-                    None
+            let (work, warm) = match load(&shared, &id, max_messages)? {
+                Loaded::Nothing => return Ok(Default::default()),
+                Loaded::EffectsPending => {
+                    // A staged commit's (its pass failed, or the host died).
+                    drain_effects(&shared, &id)?;
+                    continue;
                 }
-                None => None,
+                Loaded::Work(work, warm) => (work, warm),
             };
             let more = work.messages.len() == max_messages;
             let history_len = work.history_len;
@@ -540,6 +519,52 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
         workers.start(&shared, leased);
     }
     Ok(())
+}
+
+/// What an episode found to work on.
+// Short-lived, once per episode: the size of its small variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Loaded {
+    /// No message queued.
+    Nothing,
+    /// A staged commit's effects must be applied first.
+    EffectsPending,
+    /// Messages, and the warm execution if it saw exactly this history.
+    Work(WorkItem, Option<WarmExecution>),
+}
+
+/// Reads `id`'s oldest `max_messages` queued messages, with its history
+/// unless its warm execution (taken out of the cache: one an episode does
+/// not use is dropped, so none outlives a change it did not see) has
+/// seen it.
+fn load(shared: &Shared, id: &str, max_messages: usize) -> anyhow::Result<Loaded> {
+    let warm = shared.warm.take(id);
+    let read = WorkRead {
+        history: warm.is_none(),
+        max_messages,
+    };
+    let Some(work) = shared.store.load_work(id, read)? else {
+        return Ok(Loaded::Nothing);
+    };
+    if work.effects_pending {
+        return Ok(Loaded::EffectsPending);
+    }
+    shared.ensure_version(work.instance.version.as_deref());
+    match warm {
+        Some(warm) if warm.matches(&work) => Ok(Loaded::Work(work, Some(warm))),
+        None => Ok(Loaded::Work(work, None)),
+        Some(_) => {
+            let read = WorkRead {
+                history: true,
+                max_messages,
+            };
+            Ok(match shared.store.load_work(id, read)? {
+                Some(work) if !work.effects_pending => Loaded::Work(work, None),
+                Some(_) => Loaded::EffectsPending,
+                None => Loaded::Nothing,
+            })
+        }
+    }
 }
 
 /// Applies the effects a staged commit of `id` left pending, scheduling
