@@ -280,11 +280,17 @@ pub(super) fn apply_pending(
         })?
         .collect::<Result<_, _>>()?;
     let mut effects = Effects::new(transaction, id);
-    for (_, text) in &rows {
-        let effect: StoredEffect = serde_json::from_str(text).map_err(|error| {
-            anyhow::anyhow!("instance {id} has an effect this host cannot read ({error}): {text}")
-        })?;
-        apply(&mut effects, id, effect)?;
+    for (seq, text) in &rows {
+        match serde_json::from_str::<StoredEffect>(text) {
+            Ok(effect) => apply(&mut effects, id, effect)?,
+            // Retrying cannot help, and it would hold up the instance for
+            // good (its next episode waits for its effects): set it aside.
+            Err(error) => tracing::error!(
+                instance = id,
+                effect = seq,
+                "setting aside an effect this host cannot read ({error}): {text}"
+            ),
+        }
     }
     let notify = effects.finish();
     if let Some((last, _)) = rows.last() {

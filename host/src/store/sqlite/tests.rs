@@ -806,3 +806,29 @@ fn consumed_messages_are_named_one_by_one_and_a_gap_is_refused() {
     ));
     assert_eq!(store.queued_messages("a").unwrap(), [event]);
 }
+
+#[test]
+fn a_pending_effect_this_host_cannot_read_is_set_aside_and_the_rest_applied() {
+    let (_dir, store) = store();
+    start(&store, &new_instance("sender"));
+    start(&store, &new_instance("target"));
+    let work = store.load_work("sender", WorkRead::ALL).unwrap().unwrap();
+    let commit = staged_commit(&work.instance, seqs(&work), 0, 7, "target", 0..3);
+    stage(&store, &commit, 2);
+    store
+        .write(|connection| {
+            connection.execute(
+                "UPDATE outbox SET effect = '{\"type\":\"Gibberish\"}' WHERE seq = 1",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    assert!(matches!(
+        store.commit_episode(&commit).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    while store.apply_pending_effects("sender", 2).unwrap().is_some() {}
+    assert_eq!(payloads_queued(&store, "target"), ["0", "2"]);
+    assert!(store.load_work("sender", WorkRead::ALL).unwrap().is_none());
+}
