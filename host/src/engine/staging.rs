@@ -43,10 +43,7 @@ pub(super) fn stage_if_large(
     for (index, batch) in effects.chunks(BATCH).enumerate() {
         store.stage_effects(&id, token, index * BATCH, batch.to_vec())?;
     }
-    commit.staging = Some(Staging {
-        token,
-        history_from,
-    });
+    commit.staging = Some(Staging { token });
     Ok(())
 }
 

@@ -216,9 +216,6 @@ pub struct EpisodeCommit {
 pub struct Staging {
     /// Tells this attempt's effects from those of an abandoned one.
     pub token: i64,
-    /// The sequence number of the first new history entry: the history's
-    /// length when the episode read it (0 for a new generation).
-    pub history_from: usize,
 }
 
 /// What a commit does to other instances and to the queues, one at a

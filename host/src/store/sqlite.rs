@@ -267,6 +267,11 @@ fn classified(error: anyhow::Error) -> anyhow::Error {
         .chain()
         .find_map(|cause| cause.downcast_ref::<rusqlite::Error>())
         .and_then(outside_cause);
+    with_cause(error, outside)
+}
+
+/// `error`, marked [`Unavailable`] for `outside` cause if there is one.
+fn with_cause(error: anyhow::Error, outside: Option<&str>) -> anyhow::Error {
     match outside {
         Some(cause) => error.context(Unavailable(cause.to_owned())),
         None => error,
@@ -289,11 +294,7 @@ impl GroupFailure {
     }
 
     fn into_error(self, what: &str) -> anyhow::Error {
-        let error = anyhow::anyhow!("{what}: {}", self.message);
-        match self.outside {
-            Some(cause) => error.context(Unavailable(cause.to_owned())),
-            None => error,
-        }
+        with_cause(anyhow::anyhow!("{what}: {}", self.message), self.outside)
     }
 }
 
@@ -611,12 +612,25 @@ fn select_history(connection: &Connection, id: &str) -> anyhow::Result<Vec<Histo
     .collect()
 }
 
-/// The number of entries in the instance's current generation.
-fn history_len(connection: &Connection, id: &str) -> anyhow::Result<usize> {
-    let len: i64 = connection
-        .prepare_cached("SELECT history_len FROM instances WHERE instance_id = ?1")?
-        .query_row([id], |row| row.get(0))?;
-    Ok(len as usize)
+/// The instance, the length of its current generation's history, and
+/// whether a staged commit's effects are pending: one read of its row.
+fn select_work_row(
+    connection: &Connection,
+    id: &str,
+) -> anyhow::Result<Option<(Instance, usize, bool)>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {INSTANCE_COLUMNS}, history_len, outbox IS NOT NULL FROM instances WHERE instance_id = ?1"
+    ))?;
+    let mut rows = statement.query([id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let history_len: i64 = row.get(15)?;
+    Ok(Some((
+        instance_from_row(row)?,
+        history_len as usize,
+        row.get(16)?,
+    )))
 }
 
 /// The oldest `limit` messages queued for `id`.
@@ -806,12 +820,9 @@ fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::R
 
 /// Writes an episode's outcome, unless the instance changed since it was
 /// read, or it finishes the instance with messages it has not seen.
-/// `known_len` is the current generation's history length, if the caller
-/// read it in this transaction.
 fn apply_episode(
     transaction: &Connection,
     commit: &EpisodeCommit,
-    known_len: Option<usize>,
 ) -> anyhow::Result<CommitOutcome> {
     let id = commit.read.id.as_str();
     anyhow::ensure!(
@@ -820,13 +831,14 @@ fn apply_episode(
         commit.read.revision,
         commit.updated.revision
     );
-    let revision: Option<i64> = transaction
-        .prepare_cached("SELECT revision FROM instances WHERE instance_id = ?1")?
-        .query_row([id], |row| row.get(0))
+    let row: Option<(i64, i64)> = transaction
+        .prepare_cached("SELECT revision, history_len FROM instances WHERE instance_id = ?1")?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    if revision != Some(commit.read.revision as i64) {
-        return Ok(CommitOutcome::Stale);
-    }
+    let existing = match row {
+        Some((revision, len)) if revision == commit.read.revision as i64 => len as usize,
+        _ => return Ok(CommitOutcome::Stale),
+    };
     // With one writer, sequence numbers follow commit order, and an
     // episode reads the oldest messages: what it consumes is exactly what
     // is queued up to the highest of them (the delete below checks it).
@@ -846,10 +858,6 @@ fn apply_episode(
     let staged = commit.staging.is_some();
     let history_len = match &commit.history {
         HistoryChange::Append(entries) => {
-            let existing = match known_len {
-                Some(known) => known,
-                None => history_len(transaction, id)?,
-            };
             if !staged {
                 insert_history(transaction, id, updated.generation, existing, entries)?;
             }
@@ -1015,7 +1023,7 @@ fn apply_direct(
         return Ok(None);
     }
     // A row that differs from `read` is refused before anything is written.
-    match apply_episode(transaction, &direct.commit, Some(direct.history_len))? {
+    match apply_episode(transaction, &direct.commit)? {
         CommitOutcome::Committed(follow_up) => Ok(Some(follow_up)),
         CommitOutcome::Stale | CommitOutcome::LateMessages => Ok(None),
     }
@@ -1174,21 +1182,24 @@ impl Store for SqliteStore {
         // One read transaction, so instance, history and inbox agree.
         self.read(|connection| {
             let mut messages = select_messages(connection, id, read.max_messages)?;
-            let effects_pending = outbox::pending(connection, id)?;
+            let Some((instance, history_len, effects_pending)) = select_work_row(connection, id)?
+            else {
+                anyhow::ensure!(
+                    messages.is_empty(),
+                    "instance {id} has queued messages but no instance row"
+                );
+                return Ok(None);
+            };
             if messages.is_empty() && !effects_pending {
                 return Ok(None);
             }
             if messages.len() == read.max_messages && terminating(connection, id)? {
                 messages = select_messages(connection, id, usize::MAX)?;
             }
-            let instance = select_instance(connection, id)?
-                .with_context(|| format!("instance {id} has queued work but no instance row"))?;
-            let (history, history_len) = if read.history {
-                let history = select_history(connection, id)?;
-                let len = history.len();
-                (history, len)
+            let history = if read.history {
+                select_history(connection, id)?
             } else {
-                (Vec::new(), history_len(connection, id)?)
+                Vec::new()
             };
             Ok(Some(WorkItem {
                 instance,
@@ -1202,7 +1213,7 @@ impl Store for SqliteStore {
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
         let commit = commit.clone();
-        self.write(move |transaction| apply_episode(transaction, &commit, None))
+        self.write(move |transaction| apply_episode(transaction, &commit))
     }
 
     fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {

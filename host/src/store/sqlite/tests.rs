@@ -626,12 +626,11 @@ fn a_database_held_by_another_process_is_unavailable_and_writes_resume_once_it_i
     );
 }
 
-/// A commit of `read` staged with `token`: `entries` appended after the
-/// `history_from` it read, and one event sent to `target` per payload.
+/// A commit of `read` (whose history is empty) staged with `token`: one
+/// entry appended and one event sent to `target` per payload.
 fn staged_commit(
     read: &Instance,
     consumed: Vec<i64>,
-    history_from: usize,
     token: i64,
     target: &str,
     payloads: std::ops::Range<usize>,
@@ -650,10 +649,7 @@ fn staged_commit(
     commit.sent_events = payloads
         .map(|n| (target.to_owned(), "e".to_owned(), n.to_string()))
         .collect();
-    commit.staging = Some(Staging {
-        token,
-        history_from,
-    });
+    commit.staging = Some(Staging { token });
     commit
 }
 
@@ -661,7 +657,7 @@ fn stage(store: &SqliteStore, commit: &EpisodeCommit, batch: usize) {
     let staging = commit.staging.unwrap();
     let id = &commit.updated.id;
     for (index, entries) in commit.new_entries().chunks(batch).enumerate() {
-        let first = staging.history_from + index * batch;
+        let first = index * batch;
         store
             .stage_history(id, commit.updated.generation, first, entries.to_vec())
             .unwrap();
@@ -695,9 +691,9 @@ fn a_staged_commit_is_invisible_until_it_lands_and_its_effects_apply_once_in_bat
     let through = seqs(&work);
 
     // An abandoned attempt (a host that died while staging), then the real one.
-    let abandoned = staged_commit(&work.instance, through.clone(), 0, 1, "target", 100..110);
+    let abandoned = staged_commit(&work.instance, through.clone(), 1, "target", 100..110);
     stage(&store, &abandoned, 4);
-    let commit = staged_commit(&work.instance, through, 0, 2, "target", 0..10);
+    let commit = staged_commit(&work.instance, through, 2, "target", 0..10);
     stage(&store, &commit, 4);
     let (_, history) = store.instance_with_history("sender").unwrap().unwrap();
     assert!(history.is_empty(), "staged entries are invisible");
@@ -813,7 +809,7 @@ fn a_pending_effect_this_host_cannot_read_is_set_aside_and_the_rest_applied() {
     start(&store, &new_instance("sender"));
     start(&store, &new_instance("target"));
     let work = store.load_work("sender", WorkRead::ALL).unwrap().unwrap();
-    let commit = staged_commit(&work.instance, seqs(&work), 0, 7, "target", 0..3);
+    let commit = staged_commit(&work.instance, seqs(&work), 7, "target", 0..3);
     stage(&store, &commit, 2);
     store
         .write(|connection| {
