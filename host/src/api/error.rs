@@ -63,7 +63,8 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Overload or an unavailable database: come back soon, as with
             // a running instance's status.
-            return (status, [(axum::http::header::RETRY_AFTER, "1")], body).into_response();
+            let retry = [(axum::http::header::RETRY_AFTER, super::render::RETRY_AFTER)];
+            return (status, retry, body).into_response();
         }
         (status, body).into_response()
     }

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ErrorBody;
 use super::render::{
-    CheckStatus, ClientBinding, Function, InstanceStatus, Links, Purged, check_status_response,
-    status_body,
+    CheckStatus, ClientBinding, Function, InstanceStatus, Links, Purged, accepted,
+    check_status_response, status_body,
 };
 use super::wait::{Wait, WaitQuery, finished_response, finished_status_code};
 use super::{ApiError, ApiState};
@@ -251,15 +251,7 @@ pub(super) async fn status(
         return Ok((finished_status_code(&instance, &query)?, body).into_response());
     }
     let links = Links::new(&headers, &id, state.key.as_deref());
-    Ok((
-        StatusCode::ACCEPTED,
-        [
-            (header::LOCATION, links.status_query()),
-            (header::RETRY_AFTER, "1".to_owned()),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(accepted(&links, body))
 }
 
 /// `POST instances/{instanceId}/raiseEvent/{eventName}`, body: the JSON payload.

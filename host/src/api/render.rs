@@ -293,17 +293,23 @@ impl Purged {
     }
 }
 
+/// Seconds a client is asked to wait before it asks again (`Retry-After`):
+/// instances usually finish in milliseconds.
+pub(super) const RETRY_AFTER: &str = "1";
+
 /// 202 Accepted with `Location`, `Retry-After` and the check-status payload.
 pub(super) fn check_status_response(links: &Links) -> Response {
-    (
-        StatusCode::ACCEPTED,
-        [
-            (header::LOCATION, links.status_query()),
-            (header::RETRY_AFTER, "1".to_owned()),
-        ],
-        Json(links.check_status()),
-    )
-        .into_response()
+    accepted(links, Json(links.check_status()))
+}
+
+/// 202 Accepted around `body`, with `Location` (the status query) and
+/// `Retry-After`.
+pub(super) fn accepted(links: &Links, body: impl IntoResponse) -> Response {
+    let headers = [
+        (header::LOCATION, links.status_query()),
+        (header::RETRY_AFTER, RETRY_AFTER.to_owned()),
+    ];
+    (StatusCode::ACCEPTED, headers, body).into_response()
 }
 
 /// The status payload of `GET instances/{id}`.

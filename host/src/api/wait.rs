@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::ApiError;
 use super::handlers::{ApiResult, QueryMap, bool_param};
-use super::render::status_body;
+use super::render::{json_value, status_body};
 use crate::engine::Engine;
 use crate::model::{Instance, InstanceId, RuntimeStatus};
 
@@ -101,11 +101,10 @@ impl Wait {
 /// `returnInternalServerErrorOnFailure=true`, 500.
 pub(super) fn finished_response(instance: &Instance, query: &QueryMap) -> ApiResult {
     if instance.status == RuntimeStatus::Completed {
-        let output: serde_json::Value = instance
+        let output = instance
             .output
             .as_deref()
-            .and_then(|text| serde_json::from_str(text).ok())
-            .unwrap_or_default();
+            .map_or(serde_json::Value::Null, json_value);
         return Ok((StatusCode::OK, Json(output)).into_response());
     }
     let body = Json(status_body(instance, None, true, false));
