@@ -84,7 +84,7 @@ fn failing(instance: Instance, queued: Vec<i64>, reason: &str, now: Millis) -> E
     updated.status = RuntimeStatus::Failed;
     updated.output = Some(json_string(reason));
     let entry = HistoryEntry::ExecutionFailed {
-        timestamp: now,
+        timestamp: updated.updated_at,
         error: reason.to_owned(),
     };
     EpisodeCommit::consuming(instance, updated, vec![entry], queued)
