@@ -598,6 +598,34 @@ fn next_step_events(
     events
 }
 
+/// The execution that steps `generation`: the warm one (the caller checked
+/// it saw exactly the stored history), or a new one replayed through the
+/// recorded history. The inner `Err` is a non-determinism report.
+fn execution_for(
+    runtime: &Runtime,
+    instance: &Instance,
+    generation: &Generation,
+    warm: Option<WarmExecution>,
+) -> Result<Result<GuestExecution, String>, GuestError> {
+    if let Some(live) = warm {
+        return Ok(Ok(live.execution));
+    }
+    let mut execution = runtime.start_execution(
+        &instance.name,
+        generation.version.as_deref(),
+        &instance.id,
+        &generation.input,
+        generation.number,
+    )?;
+    let replayed = replay(
+        &mut execution,
+        &instance.id,
+        generation.number,
+        &generation.recorded,
+    )?;
+    Ok(replayed.map(|()| execution))
+}
+
 /// See [`run_guest`]; leaves in `queued` what it did not feed.
 fn run_steps(
     guest: &Guest,
@@ -632,29 +660,10 @@ fn run_steps(
             // every consumed message stays visible in the history.
             let execution = match &mut started {
                 Some(execution) => execution,
-                None => started.insert(match warm.take() {
-                    // The caller checked it saw exactly the stored history.
-                    Some(live) => live.execution,
-                    None => {
-                        let mut execution = runtime.start_execution(
-                            &instance.name,
-                            generation.version.as_deref(),
-                            &instance.id,
-                            &generation.input,
-                            generation.number,
-                        )?;
-                        let replayed = replay(
-                            &mut execution,
-                            &instance.id,
-                            generation.number,
-                            &generation.recorded,
-                        )?;
-                        if let Err(mismatch) = replayed {
-                            return Ok((Outcome::Failed(mismatch), None));
-                        }
-                        execution
-                    }
-                }),
+                None => match execution_for(runtime, instance, generation, warm.take())? {
+                    Ok(execution) => started.insert(execution),
+                    Err(mismatch) => return Ok((Outcome::Failed(mismatch), None)),
+                },
             };
             let actions = execution.step_within(now, &episode, guest.fuel)?;
             let history_len = generation.recorded_len + generation.new_entries.len();
