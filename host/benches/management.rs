@@ -18,7 +18,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reprise_host::store::SqliteStore;
+use reprise_store_sqlite::SqliteStore;
 use support::harness::{TestHost, components};
 use support::{ms, quantile};
 

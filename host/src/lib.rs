@@ -7,7 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
-pub mod model;
 pub mod runtime;
 pub mod server;
-pub mod store;
+
+pub use reprise_core::{model, store};

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use crate::api::{self, ApiConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::{AllowedHosts, GuestLimits, Runtime};
-use crate::store::SqliteStore;
+use reprise_store_sqlite::SqliteStore;
 
 /// Everything `serve` needs; the CLI fills it from flags and environment.
 #[derive(Debug, Clone)]

@@ -17,13 +17,13 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{
+use reprise_core::model::{
+    HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
+};
+use reprise_core::store::{
     ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect, EpisodeCommit,
     FollowUp, HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome,
     Store, Unavailable, WorkItem, WorkRead,
-};
-use crate::model::{
-    HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.

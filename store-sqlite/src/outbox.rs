@@ -16,8 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{check_deliverable, insert_message, start_generation};
-use crate::model::{Message, Millis, ParentTask};
-use crate::store::{DeliveryOutcome, Effect, FollowUp, NewInstance, StartOutcome};
+use reprise_core::model::{Message, Millis, ParentTask};
+use reprise_core::store::{DeliveryOutcome, Effect, FollowUp, NewInstance, StartOutcome};
 
 /// Delivers one commit's (or one batch's) effects to other instances,
 /// asking whether a target is live once per target, not once per event:
@@ -220,7 +220,7 @@ fn parent_task(instance_id: String, generation: u32, task_id: u64) -> ParentTask
     }
 }
 
-/// See [`Store::stage_effects`](crate::store::Store::stage_effects).
+/// See [`Store::stage_effects`](reprise_core::store::Store::stage_effects).
 pub(super) fn stage_effects(
     transaction: &Connection,
     id: &str,
@@ -256,7 +256,7 @@ pub(super) fn pending(transaction: &Connection, id: &str) -> anyhow::Result<bool
         .unwrap_or(false))
 }
 
-/// See [`Store::apply_pending_effects`](crate::store::Store::apply_pending_effects).
+/// See [`Store::apply_pending_effects`](reprise_core::store::Store::apply_pending_effects).
 pub(super) fn apply_pending(
     transaction: &Connection,
     id: &str,

@@ -1,6 +1,7 @@
 //! Durable state: instances, their histories, and their inboxes.
 //!
-//! The engine talks to a [`Store`]; [`SqliteStore`] is the one backend today.
+//! The engine talks to a [`Store`]; the backends are crates of their own
+//! (`reprise-store-sqlite`, the embedded default).
 //! The store knows nothing about HTTP or wasmtime, and decides nothing about
 //! orchestration beyond the few atomic checks that must happen inside its
 //! transactions (singleton starts, delivery to a live instance, late messages).
@@ -9,10 +10,6 @@
 //! thread. Every method that returns `Ok` has committed durably. An error
 //! whose chain holds [`Unavailable`] wrote nothing and is worth retrying
 //! later (a full disk, a read-only file); any other is a fault.
-
-mod sqlite;
-
-pub use sqlite::SqliteStore;
 
 use crate::model::{
     HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
