@@ -4,5 +4,8 @@
 //!
 //! Nothing here knows about HTTP, SQL or wasmtime.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod model;
 pub mod store;
+pub mod stored_effect;

@@ -280,6 +280,42 @@ impl EpisodeCommit {
             .collect()
     }
 
+    /// The message that tells the parent this instance finished, and the
+    /// parent's ID: due when the commit finishes a sub-orchestration.
+    pub fn report_to_parent(&self) -> Option<(String, Message)> {
+        let updated = &self.updated;
+        if !self.finishes() {
+            return None;
+        }
+        let parent = updated.parent.as_ref()?;
+        let output = updated.output.clone().unwrap_or_else(|| "null".to_owned());
+        let result = match updated.status {
+            RuntimeStatus::Completed => Ok(output),
+            status => Err(format!("{status}: {}", output.trim_matches('"'))),
+        };
+        let message = Message::SubOrchestrationDone {
+            generation: parent.generation,
+            id: parent.task_id,
+            result,
+        };
+        Some((parent.instance_id.clone(), message))
+    }
+
+    /// The termination to queue for each live child: due when the commit
+    /// terminates the instance.
+    pub fn terminates_children(&self) -> Option<Message> {
+        (self.finishes() && self.updated.status == RuntimeStatus::Terminated).then(|| {
+            Message::Terminate {
+                reason: format!("its parent {} was terminated", self.updated.id),
+            }
+        })
+    }
+
+    /// Whether the commit finishes the instance (it was live when read).
+    pub fn finishes(&self) -> bool {
+        self.updated.status.is_terminal() && !self.read.status.is_terminal()
+    }
+
     /// The history entries it adds.
     pub fn new_entries(&self) -> &[HistoryEntry] {
         match &self.history {
@@ -309,6 +345,18 @@ impl EpisodeCommit {
             requeued: Vec::new(),
             staging: None,
         }
+    }
+}
+
+/// The message that tells `parent` its sub-orchestration `child` could
+/// not start: the ID belongs to an instance that has not finished.
+pub fn child_conflict(parent: &ParentTask, child: &str, status: RuntimeStatus) -> Message {
+    Message::SubOrchestrationDone {
+        generation: parent.generation,
+        id: parent.task_id,
+        result: Err(format!(
+            "an instance with ID '{child}' already exists and is {status}"
+        )),
     }
 }
 

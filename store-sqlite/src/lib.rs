@@ -783,35 +783,19 @@ fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::R
         }
     }
     let mut notify = effects.finish();
-    let updated = &commit.updated;
-    if updated.status.is_terminal() && !commit.read.status.is_terminal() {
-        if let Some(parent) = &updated.parent {
-            let output = updated.output.clone().unwrap_or_else(|| "null".to_owned());
-            let result = match updated.status {
-                RuntimeStatus::Completed => Ok(output),
-                status => Err(format!("{status}: {}", output.trim_matches('"'))),
-            };
-            let message = Message::SubOrchestrationDone {
-                generation: parent.generation,
-                id: parent.task_id,
-                result,
-            };
-            insert_message(transaction, &parent.instance_id, &message)?;
-            notify.push(parent.instance_id.clone());
-        }
-        if updated.status == RuntimeStatus::Terminated {
-            let children: Vec<String> = transaction
-                .prepare_cached("SELECT instance_id FROM instances WHERE parent_instance_id = ?1")?
-                .query_map([id], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
-            for child in children {
-                if check_deliverable(transaction, &child)? == DeliveryOutcome::Accepted {
-                    let message = Message::Terminate {
-                        reason: format!("its parent {id} was terminated"),
-                    };
-                    insert_message(transaction, &child, &message)?;
-                    notify.push(child);
-                }
+    if let Some((parent, message)) = commit.report_to_parent() {
+        insert_message(transaction, &parent, &message)?;
+        notify.push(parent);
+    }
+    if let Some(termination) = commit.terminates_children() {
+        let children: Vec<String> = transaction
+            .prepare_cached("SELECT instance_id FROM instances WHERE parent_instance_id = ?1")?
+            .query_map([id], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for child in children {
+            if check_deliverable(transaction, &child)? == DeliveryOutcome::Accepted {
+                insert_message(transaction, &child, &termination)?;
+                notify.push(child);
             }
         }
     }

@@ -13,11 +13,13 @@
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 
 use super::{check_deliverable, insert_message, start_generation};
 use reprise_core::model::{Message, Millis, ParentTask};
-use reprise_core::store::{DeliveryOutcome, Effect, FollowUp, NewInstance, StartOutcome};
+use reprise_core::store::{
+    DeliveryOutcome, Effect, FollowUp, NewInstance, StartOutcome, child_conflict,
+};
+use reprise_core::stored_effect;
 
 /// Delivers one commit's (or one batch's) effects to other instances,
 /// asking whether a target is live once per target, not once per event:
@@ -48,26 +50,22 @@ impl<'t> Effects<'t> {
         &mut self,
         child: &Result<NewInstance, (ParentTask, String)>,
     ) -> anyhow::Result<()> {
-        let (parent, error) = match child {
+        let message = match child {
             Ok(new) => match start_generation(self.transaction, new, None)?.0 {
                 StartOutcome::Started => {
                     self.notify.push(new.id.clone());
                     return Ok(());
                 }
-                StartOutcome::Conflict(status) => (
-                    new.parent.clone().expect("children have a parent"),
-                    format!(
-                        "an instance with ID '{}' already exists and is {status}",
-                        new.id
-                    ),
-                ),
+                StartOutcome::Conflict(status) => {
+                    let parent = new.parent.as_ref().expect("children have a parent");
+                    child_conflict(parent, &new.id, status)
+                }
             },
-            Err(failure) => failure.clone(),
-        };
-        let message = Message::SubOrchestrationDone {
-            generation: parent.generation,
-            id: parent.task_id,
-            result: Err(error),
+            Err((parent, error)) => Message::SubOrchestrationDone {
+                generation: parent.generation,
+                id: parent.task_id,
+                result: Err(error.clone()),
+            },
         };
         insert_message(self.transaction, self.from, &message)?;
         self.notify.push(self.from.to_owned());
@@ -116,110 +114,6 @@ impl<'t> Effects<'t> {
     }
 }
 
-/// An [`Effect`] as the `outbox` table keeps it (JSON, tagged by `type`).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type")]
-enum StoredEffect {
-    Start {
-        id: String,
-        name: String,
-        input: String,
-        now: Millis,
-        version: Option<String>,
-        parent_instance_id: String,
-        parent_generation: u32,
-        parent_task_id: u64,
-    },
-    StartFailed {
-        parent_instance_id: String,
-        parent_generation: u32,
-        parent_task_id: u64,
-        error: String,
-    },
-    Send {
-        target: String,
-        name: String,
-        payload: String,
-        accepted_at: Millis,
-    },
-    Activity {
-        generation: u32,
-        task_id: u64,
-        name: String,
-        input: String,
-    },
-    Timer {
-        generation: u32,
-        task_id: u64,
-        fire_at: Millis,
-    },
-}
-
-impl StoredEffect {
-    fn from_effect(effect: Effect) -> StoredEffect {
-        match effect {
-            Effect::Child(Ok(new)) => {
-                let parent = new.parent.expect("children have a parent");
-                StoredEffect::Start {
-                    id: new.id,
-                    name: new.name,
-                    input: new.input,
-                    now: new.now,
-                    version: new.version,
-                    parent_instance_id: parent.instance_id,
-                    parent_generation: parent.generation,
-                    parent_task_id: parent.task_id,
-                }
-            }
-            Effect::Child(Err((parent, error))) => StoredEffect::StartFailed {
-                parent_instance_id: parent.instance_id,
-                parent_generation: parent.generation,
-                parent_task_id: parent.task_id,
-                error,
-            },
-            Effect::Send {
-                target,
-                name,
-                payload,
-                accepted_at,
-            } => StoredEffect::Send {
-                target,
-                name,
-                payload,
-                accepted_at,
-            },
-            Effect::Activity {
-                generation,
-                task_id,
-                name,
-                input,
-            } => StoredEffect::Activity {
-                generation,
-                task_id,
-                name,
-                input,
-            },
-            Effect::Timer {
-                generation,
-                task_id,
-                fire_at,
-            } => StoredEffect::Timer {
-                generation,
-                task_id,
-                fire_at,
-            },
-        }
-    }
-}
-
-fn parent_task(instance_id: String, generation: u32, task_id: u64) -> ParentTask {
-    ParentTask {
-        instance_id,
-        generation,
-        task_id,
-    }
-}
-
 /// See [`Store::stage_effects`](reprise_core::store::Store::stage_effects).
 pub(super) fn stage_effects(
     transaction: &Connection,
@@ -241,7 +135,7 @@ pub(super) fn stage_effects(
         "INSERT OR REPLACE INTO outbox (instance_id, staging, seq, effect) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for (offset, effect) in effects.into_iter().enumerate() {
-        let stored = serde_json::to_string(&StoredEffect::from_effect(effect))?;
+        let stored = stored_effect::to_json(effect);
         insert.execute(params![id, token, (first + offset) as i64, stored])?;
     }
     Ok(())
@@ -281,7 +175,7 @@ pub(super) fn apply_pending(
         .collect::<Result<_, _>>()?;
     let mut effects = Effects::new(transaction, id);
     for (seq, text) in &rows {
-        match serde_json::from_str::<StoredEffect>(text) {
+        match stored_effect::from_json(text) {
             Ok(effect) => apply(&mut effects, id, effect)?,
             // Retrying cannot help, and it would hold up the instance for
             // good (its next episode waits for its effects): set it aside.
@@ -317,48 +211,16 @@ pub(super) fn apply_pending(
 
 /// Applies one pending effect of `id`. Activities and timers are queued
 /// only while their generation runs, as a commit would have.
-fn apply(effects: &mut Effects, id: &str, effect: StoredEffect) -> anyhow::Result<()> {
+fn apply(effects: &mut Effects, id: &str, effect: Effect) -> anyhow::Result<()> {
     match effect {
-        StoredEffect::Start {
-            id: child,
-            name,
-            input,
-            now,
-            version,
-            parent_instance_id,
-            parent_generation,
-            parent_task_id,
-        } => {
-            let new = NewInstance {
-                id: child,
-                name,
-                input,
-                now,
-                parent: Some(parent_task(
-                    parent_instance_id,
-                    parent_generation,
-                    parent_task_id,
-                )),
-                version,
-            };
-            effects.start_child(&Ok(new))?;
-        }
-        StoredEffect::StartFailed {
-            parent_instance_id,
-            parent_generation,
-            parent_task_id,
-            error,
-        } => {
-            let parent = parent_task(parent_instance_id, parent_generation, parent_task_id);
-            effects.start_child(&Err((parent, error)))?;
-        }
-        StoredEffect::Send {
+        Effect::Child(child) => effects.start_child(&child)?,
+        Effect::Send {
             target,
             name,
             payload,
             accepted_at,
         } => effects.send(&target, &name, &payload, accepted_at)?,
-        StoredEffect::Activity {
+        Effect::Activity {
             generation,
             task_id,
             name,
@@ -373,7 +235,7 @@ fn apply(effects: &mut Effects, id: &str, effect: StoredEffect) -> anyhow::Resul
                 )?
                 .execute(params![id, generation, task_id as i64, name, input])?;
         }
-        StoredEffect::Timer {
+        Effect::Timer {
             generation,
             task_id,
             fire_at,

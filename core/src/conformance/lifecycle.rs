@@ -1,0 +1,238 @@
+//! Starts, deliveries, queries, purges and component versions.
+
+use super::{episode, finish, history_len, new_instance, seqs, start, work};
+use crate::model::{Message, Millis, ParentTask, RuntimeStatus};
+use crate::store::{
+    CommitOutcome, DeliveryOutcome, DirectEpisode, FollowUp, InstanceFilter, NewInstance,
+    PageCursor, PurgeOutcome, StartOutcome, Store, WorkRead,
+};
+
+/// `start_instance` checks that no unfinished instance holds the ID.
+pub fn a_second_start_of_an_unfinished_instance_conflicts(store: &dyn Store) {
+    assert_eq!(start(store, &new_instance("a")), StartOutcome::Started);
+    assert_eq!(
+        start(store, &new_instance("a")),
+        StartOutcome::Conflict(RuntimeStatus::Pending)
+    );
+}
+
+/// A new generation under a finished ID resets the row: history length 0.
+pub fn a_finished_instance_restarts_as_a_new_generation_with_a_fresh_history(store: &dyn Store) {
+    start(store, &new_instance("a"));
+    assert_eq!(
+        finish(store, "a", RuntimeStatus::Completed),
+        CommitOutcome::Committed(FollowUp::default())
+    );
+    assert_eq!(history_len(store, "a"), 1);
+
+    assert_eq!(start(store, &new_instance("a")), StartOutcome::Started);
+    let instance = store.instance("a").unwrap().unwrap();
+    assert_eq!(
+        (instance.status, instance.generation),
+        (RuntimeStatus::Pending, 1)
+    );
+    assert_eq!(history_len(store, "a"), 0);
+}
+
+/// `deliver` is refused for an unknown, finished or terminating instance.
+pub fn delivery_is_refused_to_finished_unknown_and_terminating_instances(store: &dyn Store) {
+    assert_eq!(
+        store.raise_event("x", "e", "1", 1).unwrap(),
+        DeliveryOutcome::NotFound
+    );
+
+    start(store, &new_instance("a"));
+    assert_eq!(
+        store.raise_event("a", "e", "1", 1).unwrap(),
+        DeliveryOutcome::Accepted
+    );
+    assert_eq!(
+        store.request_termination("a", "r").unwrap(),
+        DeliveryOutcome::Accepted
+    );
+    assert_eq!(
+        store.raise_event("a", "e", "2", 1).unwrap(),
+        DeliveryOutcome::Terminating
+    );
+
+    assert_eq!(
+        finish(store, "a", RuntimeStatus::Terminated),
+        CommitOutcome::Committed(FollowUp::default())
+    );
+    assert_eq!(
+        store.raise_event("a", "e", "3", 1).unwrap(),
+        DeliveryOutcome::Finished(RuntimeStatus::Terminated)
+    );
+    assert!(store.instances_with_messages().unwrap().is_empty());
+}
+
+/// A refused delivery writes nothing: neither the message nor the direct
+/// episode offered with it.
+pub fn a_refused_delivery_writes_nothing(store: &dyn Store) {
+    let event = Message::Event {
+        name: "e".into(),
+        payload: "1".into(),
+        accepted_at: 3,
+    };
+
+    // Unknown: no row, no message.
+    let (outcome, _) = store.deliver("x", &event, None).unwrap();
+    assert_eq!(outcome, DeliveryOutcome::NotFound);
+    assert_eq!(store.instance("x").unwrap(), None);
+    assert!(store.queued_messages("x").unwrap().is_empty());
+    assert!(store.load_work("x", WorkRead::ALL).unwrap().is_none());
+
+    // Finished: even an episode planned on its very row is not applied.
+    start(store, &new_instance("a"));
+    finish(store, "a", RuntimeStatus::Completed);
+    let finished = store.instance("a").unwrap().unwrap();
+    let direct = DirectEpisode {
+        commit: episode(&finished, RuntimeStatus::Running, vec![]),
+        history_len: 1,
+    };
+    let (outcome, _) = store.deliver("a", &event, Some(direct)).unwrap();
+    assert_eq!(outcome, DeliveryOutcome::Finished(RuntimeStatus::Completed));
+    assert_eq!(store.instance("a").unwrap().unwrap(), finished);
+    assert_eq!(history_len(store, "a"), 1);
+    assert!(store.queued_messages("a").unwrap().is_empty());
+    assert!(store.load_work("a", WorkRead::ALL).unwrap().is_none());
+
+    // Terminating: nothing is queued behind the termination.
+    start(store, &new_instance("b"));
+    store.request_termination("b", "r").unwrap();
+    let (row, queued) = (
+        store.instance("b").unwrap().unwrap(),
+        store.queued_messages("b").unwrap(),
+    );
+    let (outcome, _) = store.deliver("b", &event, None).unwrap();
+    assert_eq!(outcome, DeliveryOutcome::Terminating);
+    assert_eq!(store.instance("b").unwrap().unwrap(), row);
+    assert_eq!(store.queued_messages("b").unwrap(), queued);
+
+    assert_eq!(store.instances_with_messages().unwrap(), ["b"]);
+}
+
+/// Queries are ordered by creation time, then ID; a bulk purge deletes
+/// finished instances only.
+pub fn queries_page_in_creation_order_and_bulk_purge_skips_live_instances(store: &dyn Store) {
+    for (n, id) in ["b", "a", "c"].into_iter().enumerate() {
+        let mut new = new_instance(id);
+        new.now = 10 + n as Millis;
+        start(store, &new);
+    }
+    finish(store, "a", RuntimeStatus::Completed);
+    let first = store
+        .query_instances(&InstanceFilter::default(), None, 2)
+        .unwrap();
+    let ids: Vec<&str> = first.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["b", "a"]);
+    let cursor = PageCursor {
+        created_at: first[1].created_at,
+        instance_id: first[1].id.clone(),
+    };
+    let rest = store
+        .query_instances(&InstanceFilter::default(), Some(&cursor), 2)
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, "c");
+
+    let everything = InstanceFilter::default();
+    assert_eq!(store.purge_finished(&everything, 10).unwrap(), 1);
+    assert!(store.instance("a").unwrap().is_none());
+    assert!(store.instance("b").unwrap().is_some());
+}
+
+/// `purge` deletes a finished instance with everything stored for it (its
+/// history, messages that reached it after it finished): its ID is then
+/// new again. An unfinished one it leaves alone.
+pub fn purge_refuses_an_unfinished_instance_and_removes_a_finished_one_with_its_messages(
+    store: &dyn Store,
+) {
+    assert_eq!(store.purge("x").unwrap(), PurgeOutcome::NotFound);
+    start(store, &new_instance("parent"));
+    assert_eq!(
+        store.purge("parent").unwrap(),
+        PurgeOutcome::NotFinished(RuntimeStatus::Pending)
+    );
+    assert_eq!(store.queued_messages("parent").unwrap().len(), 1);
+
+    // The parent completes without waiting for its child; when the child
+    // completes, the parent is told, finished as it is.
+    let read = work(store, "parent");
+    let mut commit = episode(&read.instance, RuntimeStatus::Completed, seqs(&read));
+    commit.children = vec![Ok(NewInstance {
+        parent: Some(ParentTask {
+            instance_id: "parent".into(),
+            generation: 0,
+            task_id: 1,
+        }),
+        ..new_instance("child")
+    })];
+    assert!(matches!(
+        store.commit_episode(&commit).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    finish(store, "child", RuntimeStatus::Completed);
+
+    assert_eq!(store.purge("parent").unwrap(), PurgeOutcome::Purged);
+    assert_eq!(store.instance("parent").unwrap(), None);
+    assert!(store.instance_with_history("parent").unwrap().is_none());
+    assert!(store.queued_messages("parent").unwrap().is_empty());
+    assert!(store.load_work("parent", WorkRead::ALL).unwrap().is_none());
+    assert!(
+        !store
+            .instances_with_messages()
+            .unwrap()
+            .contains(&"parent".to_owned())
+    );
+    assert_eq!(store.purge("parent").unwrap(), PurgeOutcome::NotFound);
+    assert!(
+        store.instance("child").unwrap().is_some(),
+        "only the parent"
+    );
+
+    // Started again, it is a new ID's first generation, with only its start.
+    start(store, &new_instance("parent"));
+    let again = work(store, "parent");
+    assert_eq!((again.instance.generation, again.history_len), (0, 0));
+    let messages: Vec<Message> = again.messages.into_iter().map(|q| q.message).collect();
+    assert_eq!(messages, [Message::Start]);
+}
+
+/// Component versions: stored once, retired when no longer served, and
+/// collected only once retired long enough and no instance may run on them
+/// again (one not finished, or failed, since a rewind replays it).
+pub fn a_component_version_is_kept_while_an_instance_may_run_on_it_and_then_collected(
+    store: &dyn Store,
+) {
+    let (v1, v2) = ("sha256:v1".to_owned(), "sha256:v2".to_owned());
+    let stored_v1 = [(v1.clone(), b"one".to_vec())];
+    let stored_v2 = [(v2.clone(), b"two".to_vec())];
+    let (only_v1, only_v2, both) = ([v1.clone()], [v2.clone()], [v1.clone(), v2.clone()]);
+    store.record_components(&stored_v1, &only_v1, 10).unwrap();
+    start(store, &new_instance("on-v1"));
+
+    // v2 replaces v1 at time 20; v1 is retired but "on-v1" still runs on it.
+    store.record_components(&stored_v2, &only_v2, 20).unwrap();
+    assert_eq!(store.collect_components(100).unwrap(), Vec::<String>::new());
+    assert_eq!(store.component(&v1).unwrap(), Some(b"one".to_vec()));
+
+    // Failed instances can be rewound, so they still need their version.
+    finish(store, "on-v1", RuntimeStatus::Failed);
+    assert_eq!(store.collect_components(100).unwrap(), Vec::<String>::new());
+    start(store, &new_instance("on-v1"));
+    finish(store, "on-v1", RuntimeStatus::Completed);
+    // Not before it has been retired long enough; never the served one.
+    assert_eq!(store.collect_components(19).unwrap(), Vec::<String>::new());
+    assert_eq!(store.collect_components(100).unwrap(), only_v1);
+    assert_eq!(store.component(&v1).unwrap(), None);
+    assert_eq!(store.component(&v2).unwrap(), Some(b"two".to_vec()));
+
+    // A version served again is no longer retired; one that stays retired
+    // keeps the time it was first retired.
+    store.record_components(&stored_v1, &both, 30).unwrap();
+    store.record_components(&[], &only_v1, 40).unwrap();
+    assert_eq!(store.collect_components(39).unwrap(), Vec::<String>::new());
+    store.record_components(&[], &only_v1, 50).unwrap();
+    assert_eq!(store.collect_components(40).unwrap(), only_v2);
+}

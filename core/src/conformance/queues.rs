@@ -1,0 +1,162 @@
+//! Activities and timers.
+
+use super::{episode, finish, new_instance, seqs, start, work};
+use crate::model::{HistoryEntry, Message, RuntimeStatus};
+use crate::store::{ActivityLease, Applied, CommitOutcome, HistoryChange, Store, WorkRead};
+
+/// The first `lease.count` activities of a commit are leased as they are
+/// inserted and returned to it; a claim sees them only once the lease
+/// expires.
+pub fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else(store: &dyn Store) {
+    start(store, &new_instance("a"));
+    let read = work(store, "a");
+    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+    commit.activities = vec![
+        (1, "First".into(), "1".into()),
+        (2, "Second".into(), "2".into()),
+    ];
+    commit.lease = ActivityLease {
+        count: 1,
+        until: 1_000,
+    };
+    let CommitOutcome::Committed(follow_up) = store.commit_episode(&commit).unwrap() else {
+        panic!("the episode was refused");
+    };
+    let [leased] = &follow_up.leased[..] else {
+        panic!("expected one leased activity: {:?}", follow_up.leased);
+    };
+    assert_eq!(
+        (
+            leased.task_id,
+            &*leased.name,
+            &*leased.input,
+            leased.generation
+        ),
+        (1, "First", "1", 0)
+    );
+    assert_eq!(leased.version.as_deref(), Some("sha256:v1"));
+
+    // The dispatcher finds only the one not leased, until the lease expires.
+    let claimed = store.claim_activities(999, 10, 10).unwrap();
+    assert_eq!(
+        claimed.iter().map(|work| work.task_id).collect::<Vec<_>>(),
+        [2]
+    );
+    let expired = store.claim_activities(1_000, 10, 10).unwrap();
+    assert_eq!(expired, std::slice::from_ref(leased));
+    // Its result is recorded once, through the key the commit returned.
+    let done = store
+        .complete_activity(leased, Ok("1".into()), None)
+        .unwrap();
+    assert_eq!(done, Some(Applied::Queued));
+    assert_eq!(
+        store
+            .complete_activity(leased, Ok("1".into()), None)
+            .unwrap(),
+        None
+    );
+}
+
+/// `complete_activity` records the result and removes the activity in one
+/// transaction, and records nothing (`None`) once it is gone: completed
+/// already, or its generation ended.
+pub fn an_activity_result_is_recorded_at_most_once_and_not_after_its_generation_ended(
+    store: &dyn Store,
+) {
+    start(store, &new_instance("a"));
+    let read = work(store, "a");
+    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+    commit.activities = vec![
+        (1, "First".into(), "1".into()),
+        (2, "Second".into(), "2".into()),
+    ];
+    store.commit_episode(&commit).unwrap();
+    let mut claimed = store.claim_activities(10, 100, 10).unwrap();
+    claimed.sort_by_key(|work| work.task_id);
+    let [first, second] = &claimed[..] else {
+        panic!("expected both activities: {claimed:?}");
+    };
+    assert_eq!((first.task_id, second.task_id), (1, 2));
+
+    assert_eq!(
+        store
+            .complete_activity(first, Ok("one".into()), None)
+            .unwrap(),
+        Some(Applied::Queued)
+    );
+    // A second run of it (a lease that expired, say) records nothing.
+    assert_eq!(
+        store
+            .complete_activity(first, Ok("again".into()), None)
+            .unwrap(),
+        None
+    );
+    let done: Vec<Message> = work(store, "a")
+        .messages
+        .into_iter()
+        .map(|queued| queued.message)
+        .collect();
+    assert_eq!(
+        done,
+        [Message::ActivityDone {
+            generation: 0,
+            id: 1,
+            result: Ok("one".into()),
+        }]
+    );
+
+    // The instance finishes while the second runs: its result is dropped.
+    finish(store, "a", RuntimeStatus::Completed);
+    assert_eq!(
+        store
+            .complete_activity(second, Err("late".into()), None)
+            .unwrap(),
+        None
+    );
+    assert!(store.queued_messages("a").unwrap().is_empty());
+    assert!(store.load_work("a", WorkRead::ALL).unwrap().is_none());
+    assert!(store.claim_activities(1_000, 100, 10).unwrap().is_empty());
+}
+
+/// `fire_due_timers` moves each due timer to its instance's inbox exactly
+/// once; a timer of a generation that ended (continued as new, or
+/// finished) never fires.
+pub fn a_due_timer_fires_once_and_never_for_a_generation_that_ended(store: &dyn Store) {
+    for id in ["a", "b"] {
+        start(store, &new_instance(id));
+        let read = work(store, id);
+        let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+        commit.timers = vec![(1, 100), (2, 200)];
+        store.commit_episode(&commit).unwrap();
+    }
+    assert_eq!(store.next_timer_due().unwrap(), Some(100));
+    assert!(store.fire_due_timers(99).unwrap().is_empty());
+    assert!(store.load_work("a", WorkRead::ALL).unwrap().is_none());
+
+    let mut fired = store.fire_due_timers(100).unwrap();
+    fired.sort();
+    assert_eq!(fired, ["a", "b"]);
+    assert!(store.fire_due_timers(150).unwrap().is_empty(), "only once");
+    let read = work(store, "a");
+    let messages: Vec<&Message> = read.messages.iter().map(|queued| &queued.message).collect();
+    assert_eq!(
+        messages,
+        [&Message::TimerFired {
+            generation: 0,
+            id: 1,
+            fire_at: 100,
+        }]
+    );
+
+    // "a" continues as new (its timer 2 was generation 0's); "b" finishes.
+    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+    commit.updated.generation = 1;
+    commit.history =
+        HistoryChange::Replace(vec![HistoryEntry::OrchestratorStarted { timestamp: 2 }]);
+    store.commit_episode(&commit).unwrap();
+    finish(store, "b", RuntimeStatus::Completed);
+
+    assert!(store.fire_due_timers(1_000).unwrap().is_empty());
+    assert!(store.load_work("a", WorkRead::ALL).unwrap().is_none());
+    assert!(store.load_work("b", WorkRead::ALL).unwrap().is_none());
+}

@@ -1,0 +1,188 @@
+//! The JSON form in which a backend keeps a staged commit's pending
+//! [`Effect`]s (tagged by `type`). Stored, so a compatibility boundary:
+//! add variants and optional fields, never rename or remove them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Millis, ParentTask};
+use crate::store::{Effect, NewInstance};
+
+/// `effect` as stored.
+pub fn to_json(effect: Effect) -> String {
+    serde_json::to_string(&StoredEffect::from_effect(effect)).expect("effects serialize")
+}
+
+/// An effect read back from its stored form.
+pub fn from_json(text: &str) -> serde_json::Result<Effect> {
+    Ok(serde_json::from_str::<StoredEffect>(text)?.into_effect())
+}
+
+/// An [`Effect`] as stored.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type")]
+enum StoredEffect {
+    Start {
+        id: String,
+        name: String,
+        input: String,
+        now: Millis,
+        version: Option<String>,
+        parent_instance_id: String,
+        parent_generation: u32,
+        parent_task_id: u64,
+    },
+    StartFailed {
+        parent_instance_id: String,
+        parent_generation: u32,
+        parent_task_id: u64,
+        error: String,
+    },
+    Send {
+        target: String,
+        name: String,
+        payload: String,
+        accepted_at: Millis,
+    },
+    Activity {
+        generation: u32,
+        task_id: u64,
+        name: String,
+        input: String,
+    },
+    Timer {
+        generation: u32,
+        task_id: u64,
+        fire_at: Millis,
+    },
+}
+
+impl StoredEffect {
+    fn from_effect(effect: Effect) -> StoredEffect {
+        match effect {
+            Effect::Child(Ok(new)) => {
+                let parent = new.parent.expect("children have a parent");
+                StoredEffect::Start {
+                    id: new.id,
+                    name: new.name,
+                    input: new.input,
+                    now: new.now,
+                    version: new.version,
+                    parent_instance_id: parent.instance_id,
+                    parent_generation: parent.generation,
+                    parent_task_id: parent.task_id,
+                }
+            }
+            Effect::Child(Err((parent, error))) => StoredEffect::StartFailed {
+                parent_instance_id: parent.instance_id,
+                parent_generation: parent.generation,
+                parent_task_id: parent.task_id,
+                error,
+            },
+            Effect::Send {
+                target,
+                name,
+                payload,
+                accepted_at,
+            } => StoredEffect::Send {
+                target,
+                name,
+                payload,
+                accepted_at,
+            },
+            Effect::Activity {
+                generation,
+                task_id,
+                name,
+                input,
+            } => StoredEffect::Activity {
+                generation,
+                task_id,
+                name,
+                input,
+            },
+            Effect::Timer {
+                generation,
+                task_id,
+                fire_at,
+            } => StoredEffect::Timer {
+                generation,
+                task_id,
+                fire_at,
+            },
+        }
+    }
+
+    fn into_effect(self) -> Effect {
+        match self {
+            StoredEffect::Start {
+                id,
+                name,
+                input,
+                now,
+                version,
+                parent_instance_id,
+                parent_generation,
+                parent_task_id,
+            } => Effect::Child(Ok(NewInstance {
+                id,
+                name,
+                input,
+                now,
+                parent: Some(parent_task(
+                    parent_instance_id,
+                    parent_generation,
+                    parent_task_id,
+                )),
+                version,
+            })),
+            StoredEffect::StartFailed {
+                parent_instance_id,
+                parent_generation,
+                parent_task_id,
+                error,
+            } => Effect::Child(Err((
+                parent_task(parent_instance_id, parent_generation, parent_task_id),
+                error,
+            ))),
+            StoredEffect::Send {
+                target,
+                name,
+                payload,
+                accepted_at,
+            } => Effect::Send {
+                target,
+                name,
+                payload,
+                accepted_at,
+            },
+            StoredEffect::Activity {
+                generation,
+                task_id,
+                name,
+                input,
+            } => Effect::Activity {
+                generation,
+                task_id,
+                name,
+                input,
+            },
+            StoredEffect::Timer {
+                generation,
+                task_id,
+                fire_at,
+            } => Effect::Timer {
+                generation,
+                task_id,
+                fire_at,
+            },
+        }
+    }
+}
+
+fn parent_task(instance_id: String, generation: u32, task_id: u64) -> ParentTask {
+    ParentTask {
+        instance_id,
+        generation,
+        task_id,
+    }
+}
