@@ -11,7 +11,7 @@ use reprise_host::cli::replay::ReplayArgs;
 use reprise_host::cli::{ClientCommand, Connection};
 use reprise_host::engine::{EngineConfig, StepLimits};
 use reprise_host::runtime::{AllowedHosts, GuestLimits};
-use reprise_host::server::{ServeConfig, serve};
+use reprise_host::server::{Database, ServeConfig, serve};
 
 /// mimalloc: the host allocates many short-lived buffers per request and
 /// episode (JSON, SQL rows, guest stores), across threads.
@@ -55,9 +55,12 @@ struct ServeArgs {
     /// Folder of orchestrator components (`*.wasm`), loaded at start.
     #[arg(long, env = "REPRISE_FUNCTIONS", default_value = "./functions")]
     functions: PathBuf,
-    /// SQLite database file; created if missing.
-    #[arg(long, env = "REPRISE_DB", default_value = "./reprise.db", value_parser = database_path)]
-    db: PathBuf,
+    /// Where state is kept: a SQLite file (created if missing; one host),
+    /// or a PostgreSQL database as a `postgres://user:password@host:port/name`
+    /// URL (PostgreSQL 15 or later; any number of hosts; the schema is
+    /// created by the first host).
+    #[arg(long, env = "REPRISE_DB", default_value = "./reprise.db", value_parser = Database::parse)]
+    db: Database,
     /// Address to listen on. Port 0 picks a free port.
     #[arg(long, env = "REPRISE_LISTEN", default_value = "127.0.0.1:7071")]
     listen: SocketAddr,
@@ -245,28 +248,5 @@ fn run_client(connection: &Connection, command: ClientCommand) -> std::process::
             eprintln!("error: {line}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// `--db`: a SQLite file's path. A URL (`scheme://...`) is refused with a
-/// clear message rather than taken for a file in a folder named `scheme:`.
-fn database_path(value: &str) -> Result<PathBuf, String> {
-    let scheme = value
-        .split_once("://")
-        .map(|(scheme, _)| scheme)
-        .filter(|scheme| {
-            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
-        });
-    match scheme {
-        None => Ok(PathBuf::from(value)),
-        Some(scheme) if scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql") => Err(
-            "PostgreSQL is not supported by this version of reprise yet; give the path of a SQLite file (created if missing)".to_owned(),
-        ),
-        Some(scheme) => Err(format!(
-            "'{scheme}://' is not a database reprise can use; give the path of a SQLite file (created if missing)"
-        )),
     }
 }

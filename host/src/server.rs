@@ -9,13 +9,15 @@ use anyhow::Context as _;
 use crate::api::{self, ApiConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::{AllowedHosts, GuestLimits, Runtime};
+use crate::store::Store;
+use reprise_store_postgres::PostgresStore;
 use reprise_store_sqlite::SqliteStore;
 
 /// Everything `serve` needs; the CLI fills it from flags and environment.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub functions_dir: PathBuf,
-    pub database: PathBuf,
+    pub database: Database,
     pub listen: SocketAddr,
     pub engine: EngineConfig,
     pub max_body_bytes: usize,
@@ -31,6 +33,76 @@ pub struct ServeConfig {
     pub compile_cache: Option<PathBuf>,
 }
 
+/// Where the host keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An embedded SQLite file: one host.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://` URL): any number of hosts.
+    Postgres(String),
+}
+
+impl Database {
+    /// `--db`: a `postgres://` or `postgresql://` URL, or else a SQLite
+    /// file's path. Any other URL (`scheme://...`) is refused with a clear
+    /// message rather than taken for a file in a folder named `scheme:`.
+    pub fn parse(value: &str) -> Result<Database, String> {
+        let scheme = value
+            .split_once("://")
+            .map(|(scheme, _)| scheme)
+            .filter(|scheme| {
+                scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            });
+        match scheme {
+            None => Ok(Database::Sqlite(PathBuf::from(value))),
+            Some(scheme)
+                if scheme.eq_ignore_ascii_case("postgres")
+                    || scheme.eq_ignore_ascii_case("postgresql") =>
+            {
+                Ok(Database::Postgres(value.to_owned()))
+            }
+            Some(scheme) => Err(format!(
+                "'{scheme}://' is not a database reprise can use; give a postgres:// URL or the path of a SQLite file (created if missing)"
+            )),
+        }
+    }
+
+    fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match self {
+            Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+            Database::Postgres(url) => Arc::new(PostgresStore::open(url)?),
+        })
+    }
+
+    /// The default compile cache: beside a SQLite file (`reprise.db` →
+    /// `reprise.compiled/`), else in the working directory.
+    fn compile_cache(&self) -> PathBuf {
+        match self {
+            Database::Sqlite(path) => path.with_extension("compiled"),
+            Database::Postgres(_) => PathBuf::from("reprise.compiled"),
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => match url.split_once('@') {
+                Some((credentials, rest)) => match credentials.rsplit_once(':') {
+                    Some((user, _)) if !user.ends_with('/') => write!(f, "{user}:***@{rest}"),
+                    _ => write!(f, "{url}"),
+                },
+                None => write!(f, "{url}"),
+            },
+        }
+    }
+}
+
 /// Runs the host until the process is stopped.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if config.access_key.is_none() && !config.listen.ip().is_loopback() {
@@ -43,10 +115,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         anyhow::bail!("the access key must not be empty");
     }
     api::check_task_hub_name(&config.task_hub)?;
+    let database = config.database.clone();
+    // First: nothing else is created if the database cannot be used.
+    // Opening may block (files, connections, migrations).
+    let store = tokio::task::spawn_blocking(move || database.open()).await??;
     let compile_cache = config
         .compile_cache
         .clone()
-        .unwrap_or_else(|| config.database.with_extension("compiled"));
+        .unwrap_or_else(|| config.database.compile_cache());
     // wasmtime's cache wants an absolute path; `--db reprise.db` is relative.
     let compile_cache = std::path::absolute(&compile_cache).with_context(|| {
         format!(
@@ -59,8 +135,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.http_hosts.clone(),
         Some(&compile_cache),
     )?;
-    let store = SqliteStore::open(&config.database)?;
-    let engine = Engine::new(Arc::new(store), Arc::new(runtime), config.engine.clone());
+    let engine = Engine::new(store, Arc::new(runtime), config.engine.clone());
     // Watching first, so no change slips between the load and the watch.
     engine.watch_functions(&config.functions_dir);
     engine.load_functions(&config.functions_dir).await?;
@@ -92,7 +167,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     println!("reprise listening on http://{address}");
     tracing::info!(
         "serving {} on http://{address}{}",
-        config.database.display(),
+        config.database,
         api::BASE_PATH
     );
     axum::serve(listener, app)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestHost, components};
+use crate::harness::{TestHost, components, on_sqlite};
 
 /// A queued message this host cannot read (written by hand into the
 /// database, as a bug or a bad migration would) is retried a bounded number
@@ -139,6 +139,10 @@ fn is_root() -> bool {
 /// it resumes by itself, and exactly the events it accepted are applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_answers_503_and_the_host_resumes_once_space_is_back() {
+    // The SQLite file's disk; PostgreSQL's is the server's.
+    if !on_sqlite() {
+        return;
+    }
     let Some(disk) = SmallFileSystem::mount("16m") else {
         return;
     };
@@ -204,6 +208,10 @@ async fn a_full_disk_answers_503_and_the_host_resumes_once_space_is_back() {
 /// event it had accepted, exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_whose_database_writer_dies_exits_and_recovers_on_restart() {
+    // The writer thread is SQLite's.
+    if !on_sqlite() {
+        return;
+    }
     let mut host = TestHost::prepare(&[&components().event_log]);
     host.set_env("REPRISE_TEST_WRITER_PANICS_AFTER", "40");
     let mut host = host.started().await;

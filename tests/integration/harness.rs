@@ -1,5 +1,7 @@
-//! A real `reprise` process on 127.0.0.1 with a free port, a real SQLite file
-//! in a temporary folder, and real compiled components, driven over HTTP.
+//! A real `reprise` process on 127.0.0.1 with a free port, a real database
+//! (a SQLite file in a temporary folder, or with
+//! `REPRISE_TEST_DATABASE=postgres` a fresh database on a private
+//! PostgreSQL server), and real compiled components, driven over HTTP.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,38 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 const BASE_PATH: &str = "/runtime/webhooks/durabletask";
+
+/// The database backend the hosts of this test run use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `REPRISE_TEST_DATABASE`: `sqlite` (the default) or `postgres`.
+pub fn backend() -> Backend {
+    match std::env::var("REPRISE_TEST_DATABASE").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        Ok("sqlite") | Err(_) => Backend::Sqlite,
+        Ok(other) => panic!("REPRISE_TEST_DATABASE={other}: expected sqlite or postgres"),
+    }
+}
+
+/// Whether this run is on SQLite; a test of SQLite itself (its file, its
+/// disk) says so and passes on other backends, which have their own.
+pub fn on_sqlite() -> bool {
+    backend() == Backend::Sqlite
+}
+
+/// The private PostgreSQL server of this test run.
+pub fn postgres() -> &'static reprise_testing_postgres::PostgresServer {
+    reprise_testing_postgres::PostgresServer::shared()
+}
+
+/// `text` as an SQL string literal.
+pub fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
 
 /// Compiled guest components, built once per test run.
 pub struct Components {
@@ -168,6 +202,8 @@ pub struct TestHost {
     listen: String,
     /// Where the database file is, if not in `dir`.
     database_dir: Option<PathBuf>,
+    /// The PostgreSQL database, when the run is on PostgreSQL.
+    database_url: Option<String>,
     /// Extra environment variables for the next (re)start.
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -226,6 +262,14 @@ impl TestHost {
             args: Vec::new(),
             listen: "127.0.0.1:0".to_owned(),
             database_dir: None,
+            database_url: match backend() {
+                Backend::Sqlite => None,
+                Backend::Postgres => Some(
+                    postgres()
+                        .create_database()
+                        .expect("can create a PostgreSQL database"),
+                ),
+            },
             env: Vec::new(),
             child: None,
             base: String::new(),
@@ -269,7 +313,15 @@ impl TestHost {
         self.base.strip_suffix(BASE_PATH).unwrap_or(&self.base)
     }
 
-    /// The SQLite file the host uses.
+    /// `--db`: the PostgreSQL database's URL, or the SQLite file.
+    pub fn database_arg(&self) -> std::ffi::OsString {
+        match &self.database_url {
+            Some(url) => url.into(),
+            None => self.database().into(),
+        }
+    }
+
+    /// The SQLite file the host uses (on SQLite).
     pub fn database(&self) -> PathBuf {
         self.database_dir
             .as_deref()
@@ -297,7 +349,7 @@ impl TestHost {
             .arg("--listen")
             .arg(&self.listen)
             .arg("--db")
-            .arg(self.database())
+            .arg(self.database_arg())
             .arg("--functions")
             .arg(self.functions_dir())
             .args(&self.args)
@@ -306,6 +358,12 @@ impl TestHost {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
+        if self.database_url.is_some() && !self.args.iter().any(|arg| arg == "--compile-cache") {
+            // Where it is on SQLite: beside the database file.
+            command
+                .arg("--compile-cache")
+                .arg(self.database().with_extension("compiled"));
+        }
         command
     }
 
@@ -565,21 +623,23 @@ impl TestHost {
     }
 
     /// The first column of every row `query` selects from the host's
-    /// database, as text (SQLite in WAL mode: the host may be running).
+    /// database, as text (the host may be running).
     pub fn database_rows(&self, query: &str) -> Vec<String> {
-        self.query_rows(query, [])
-    }
-
-    /// The first column of every row `query` returns with `params`.
-    fn query_rows<T: rusqlite::types::FromSql>(
-        &self,
-        query: &str,
-        params: impl rusqlite::Params,
-    ) -> Vec<T> {
+        if let Some(url) = &self.database_url {
+            return postgres().query(url, query).unwrap();
+        }
         let connection = rusqlite::Connection::open(self.database()).unwrap();
         let mut statement = connection.prepare(query).unwrap();
         statement
-            .query_map(params, |row| row.get::<_, T>(0))
+            .query_map([], |row| {
+                Ok(match row.get::<_, rusqlite::types::Value>(0)? {
+                    rusqlite::types::Value::Null => String::new(),
+                    rusqlite::types::Value::Integer(number) => number.to_string(),
+                    rusqlite::types::Value::Real(number) => number.to_string(),
+                    rusqlite::types::Value::Text(text) => text,
+                    rusqlite::types::Value::Blob(bytes) => format!("{bytes:?}"),
+                })
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
@@ -588,6 +648,10 @@ impl TestHost {
     /// Changes the database behind the host's back, as an older host or an
     /// operator could have left it. Stop the host first.
     pub fn alter_database(&self, statement: &str) {
+        if let Some(url) = &self.database_url {
+            postgres().query(url, statement).unwrap();
+            return;
+        }
         let connection = rusqlite::Connection::open(self.database()).unwrap();
         connection.execute_batch(statement).unwrap();
     }
@@ -670,10 +734,10 @@ impl TestHost {
     /// store's inbox), each as its JSON: `{"type": "TimerFired", ...}`.
     /// Readable while the host runs, and after a kill.
     pub fn inbox(&self, id: &str) -> Vec<Value> {
-        self.query_rows::<String>(
-            "SELECT message FROM inbox WHERE instance_id = ?1 ORDER BY seq",
-            [id],
-        )
+        self.database_rows(&format!(
+            "SELECT message FROM inbox WHERE instance_id = {} ORDER BY seq",
+            sql_text(id)
+        ))
         .iter()
         .map(|message| serde_json::from_str(message).unwrap())
         .collect()
@@ -700,12 +764,12 @@ impl TestHost {
     /// When `id`'s durable timers that have not fired yet are due, in
     /// milliseconds since the Unix epoch (the store's `timers` table).
     pub fn pending_timers(&self, id: &str) -> Vec<u64> {
-        self.query_rows::<i64>(
-            "SELECT fire_at FROM timers WHERE instance_id = ?1 ORDER BY fire_at",
-            [id],
-        )
-        .into_iter()
-        .map(|fire_at| fire_at as u64)
+        self.database_rows(&format!(
+            "SELECT fire_at FROM timers WHERE instance_id = {} ORDER BY fire_at",
+            sql_text(id)
+        ))
+        .iter()
+        .map(|fire_at| fire_at.parse().unwrap())
         .collect()
     }
 }

@@ -1,0 +1,594 @@
+//! Writes inside one transaction: starts, deliveries, episode commits.
+//!
+//! Locking (READ COMMITTED): whatever decides on an instance's row locks
+//! it first, in a statement of its own, and reads anything else (its
+//! inbox) in later statements, which see every commit made before the
+//! lock was granted. A commit locks its own row `FOR UPDATE`; a delivery
+//! from the API locks its target `FOR SHARE` (`FOR UPDATE` when it may
+//! change it), so a finishing commit and a delivery are ordered: either
+//! the delivery sees the instance finished and is refused, or the commit
+//! sees the message and is refused as `LateMessages`.
+
+use anyhow::Context as _;
+use deadpool_postgres::Transaction;
+use reprise_core::model::{HistoryEntry, Message, RuntimeStatus};
+use reprise_core::store::{
+    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit, FollowUp,
+    HistoryChange, NewInstance, StartOutcome,
+};
+
+use crate::effects::Effects;
+use crate::rows::FINISHED;
+
+/// Starts a generation under `new.id` unless an unfinished instance holds
+/// it, and applies its start message by `direct` or queues it.
+pub(crate) async fn start_generation(
+    transaction: &Transaction<'_>,
+    new: &NewInstance,
+    direct: Option<&DirectEpisode>,
+) -> anyhow::Result<(StartOutcome, Applied)> {
+    let outcome = insert_instance(transaction, new).await?;
+    if outcome != StartOutcome::Started {
+        return Ok((outcome, Applied::Queued));
+    }
+    let applied = apply_or_queue(transaction, &new.id, &Message::Start, direct).await?;
+    Ok((outcome, applied))
+}
+
+/// Writes the row of a new generation under `new.id` unless an unfinished
+/// instance holds it: one upsert, so concurrent starts of one ID (on any
+/// number of hosts) give one `Started` and `Conflict`s, never an error.
+pub(crate) async fn insert_instance(
+    transaction: &Transaction<'_>,
+    new: &NewInstance,
+) -> anyhow::Result<StartOutcome> {
+    let statement = transaction
+        .prepare_cached(&format!(
+            "INSERT INTO instances AS i
+               (instance_id, name, status, generation, input, created_at, updated_at,
+                parent_instance_id, parent_generation, parent_task_id, original_input, version)
+             VALUES ($1, $2, 'Pending', 0, $3, $4, $4, $5, $6, $7, $3, $8)
+             ON CONFLICT (instance_id) DO UPDATE SET
+               name = EXCLUDED.name, status = EXCLUDED.status, generation = i.generation + 1,
+               input = EXCLUDED.input, output = NULL, custom_status = NULL,
+               created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+               parent_instance_id = EXCLUDED.parent_instance_id,
+               parent_generation = EXCLUDED.parent_generation,
+               parent_task_id = EXCLUDED.parent_task_id,
+               original_input = EXCLUDED.original_input, version = EXCLUDED.version,
+               terminating = FALSE, history_len = 0, revision = i.revision + 1
+             WHERE i.status IN {FINISHED}
+             RETURNING generation"
+        ))
+        .await?;
+    let parent = new.parent.as_ref();
+    let started = transaction
+        .query_opt(
+            &statement,
+            &[
+                &new.id,
+                &new.name,
+                &new.input,
+                &(new.now as i64),
+                &parent.map(|parent| parent.instance_id.as_str()),
+                &parent.map(|parent| parent.generation as i32),
+                &parent.map(|parent| parent.task_id as i64),
+                &new.version,
+            ],
+        )
+        .await?;
+    let Some(row) = started else {
+        let status: String = transaction
+            .query_one(
+                "SELECT status FROM instances WHERE instance_id = $1",
+                &[&new.id],
+            )
+            .await?
+            .get(0);
+        let status = RuntimeStatus::parse(&status)
+            .with_context(|| format!("instance {} has an unknown status {status:?}", new.id))?;
+        return Ok(StartOutcome::Conflict(status));
+    };
+    let generation: i32 = row.get(0);
+    if generation > 0 {
+        // The last generation's history (its pending effects stay pending).
+        transaction
+            .execute("DELETE FROM history WHERE instance_id = $1", &[&new.id])
+            .await?;
+    }
+    Ok(StartOutcome::Started)
+}
+
+/// Whether `id` can take a message: it exists, has not finished and has
+/// no termination queued. Locks its row (see the module docs).
+pub(crate) async fn check_deliverable(
+    transaction: &Transaction<'_>,
+    id: &str,
+    lock: RowLock,
+) -> anyhow::Result<DeliveryOutcome> {
+    let sql = match lock {
+        RowLock::Share => {
+            "SELECT status, terminating FROM instances WHERE instance_id = $1 FOR SHARE"
+        }
+        RowLock::Update => {
+            "SELECT status, terminating FROM instances WHERE instance_id = $1 FOR UPDATE"
+        }
+    };
+    let row = transaction
+        .query_opt(&transaction.prepare_cached(sql).await?, &[&id])
+        .await?;
+    let Some(row) = row else {
+        return Ok(DeliveryOutcome::NotFound);
+    };
+    let status: String = row.get(0);
+    let status = RuntimeStatus::parse(&status)
+        .with_context(|| format!("instance {id} has an unknown status {status:?}"))?;
+    if status.is_terminal() {
+        return Ok(DeliveryOutcome::Finished(status));
+    }
+    if row.get::<_, bool>(1) {
+        return Ok(DeliveryOutcome::Terminating);
+    }
+    Ok(DeliveryOutcome::Accepted)
+}
+
+/// How a delivery locks its target's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowLock {
+    /// Deliveries of events run side by side.
+    Share,
+    /// One that may change the row (a termination, a direct episode).
+    Update,
+}
+
+/// Queues `messages` for `id`, in order.
+pub(crate) async fn insert_messages(
+    transaction: &Transaction<'_>,
+    id: &str,
+    messages: &[Message],
+) -> anyhow::Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let texts = messages
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()?;
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO inbox (instance_id, message)
+             SELECT $1, m FROM unnest($2::text[]) WITH ORDINALITY AS u(m, o) ORDER BY o",
+        )
+        .await?;
+    transaction.execute(&statement, &[&id, &texts]).await?;
+    if messages
+        .iter()
+        .any(|message| matches!(message, Message::Terminate { .. }))
+    {
+        transaction
+            .execute(
+                &transaction
+                    .prepare_cached(
+                        "UPDATE instances SET terminating = TRUE WHERE instance_id = $1",
+                    )
+                    .await?,
+                &[&id],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes `entries` as `id`'s history of `generation` from `first_seq` on,
+/// replacing what an abandoned staged commit may have left there.
+pub(crate) async fn insert_history(
+    transaction: &Transaction<'_>,
+    id: &str,
+    generation: u32,
+    first_seq: usize,
+    entries: &[HistoryEntry],
+) -> anyhow::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let seqs: Vec<i32> = (first_seq..first_seq + entries.len())
+        .map(|seq| seq as i32)
+        .collect();
+    let texts = entries
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()?;
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO history (instance_id, generation, seq, entry)
+             SELECT $1, $2, s, e FROM unnest($3::int[], $4::text[]) AS u(s, e)
+             ON CONFLICT (instance_id, generation, seq) DO UPDATE SET entry = EXCLUDED.entry",
+        )
+        .await?;
+    transaction
+        .execute(&statement, &[&id, &(generation as i32), &seqs, &texts])
+        .await?;
+    Ok(())
+}
+
+/// Writes an episode's outcome, unless the instance's revision changed
+/// since it was read, or it finishes the instance with messages it has
+/// not seen. Nothing is written in those cases.
+pub(crate) async fn apply_episode(
+    transaction: &Transaction<'_>,
+    commit: &EpisodeCommit,
+) -> anyhow::Result<CommitOutcome> {
+    let id = commit.read.id.as_str();
+    anyhow::ensure!(
+        commit.updated.revision == commit.read.revision + 1,
+        "instance {id}: a commit must move the revision by one (from {} to {})",
+        commit.read.revision,
+        commit.updated.revision
+    );
+    let row = transaction
+        .query_opt(
+            &transaction
+                .prepare_cached(
+                    "SELECT revision, history_len FROM instances WHERE instance_id = $1 FOR UPDATE",
+                )
+                .await?,
+            &[&id],
+        )
+        .await?;
+    let existing = match row {
+        Some(row) if row.get::<_, i64>(0) == commit.read.revision as i64 => {
+            row.get::<_, i32>(1) as usize
+        }
+        _ => return Ok(CommitOutcome::Stale),
+    };
+    if commit.updated.status.is_terminal() && late_messages(transaction, commit).await? {
+        return Ok(CommitOutcome::LateMessages);
+    }
+    let updated = &commit.updated;
+    let staged = commit.staging.is_some();
+    let history_len = match &commit.history {
+        HistoryChange::Append(entries) => {
+            if !staged {
+                insert_history(transaction, id, updated.generation, existing, entries).await?;
+            }
+            existing + entries.len()
+        }
+        HistoryChange::Replace(entries) => {
+            // Staged only for a new generation: its rows stay.
+            transaction
+                .execute(
+                    &transaction
+                        .prepare_cached(
+                            "DELETE FROM history WHERE instance_id = $1 AND (generation <> $2 OR NOT $3)",
+                        )
+                        .await?,
+                    &[&id, &(updated.generation as i32), &staged],
+                )
+                .await?;
+            if !staged {
+                insert_history(transaction, id, updated.generation, 0, entries).await?;
+            }
+            entries.len()
+        }
+    };
+    update_row(transaction, commit, history_len).await?;
+    consume(transaction, commit).await?;
+    let leased = queue_tasks(transaction, commit).await?;
+    insert_messages(transaction, id, &commit.requeued).await?;
+    let mut notify = effects_on_others(transaction, commit).await?;
+    if !commit.requeued.is_empty() {
+        notify.push(id.to_owned());
+    }
+    Ok(CommitOutcome::Committed(FollowUp { notify, leased }))
+}
+
+/// Whether a message the episode did not read is queued (the row is
+/// locked: nothing more can arrive before the commit).
+async fn late_messages(
+    transaction: &Transaction<'_>,
+    commit: &EpisodeCommit,
+) -> anyhow::Result<bool> {
+    let statement = transaction
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = $1 AND seq <> ALL($2))",
+        )
+        .await?;
+    Ok(transaction
+        .query_one(&statement, &[&commit.read.id, &commit.consumed])
+        .await?
+        .get(0))
+}
+
+async fn update_row(
+    transaction: &Transaction<'_>,
+    commit: &EpisodeCommit,
+    history_len: usize,
+) -> anyhow::Result<()> {
+    let updated = &commit.updated;
+    let statement = transaction
+        .prepare_cached(
+            "UPDATE instances SET status = $2, generation = $3, input = $4, output = $5,
+               custom_status = $6, updated_at = $7, version = $8,
+               terminating = terminating AND NOT $9, history_len = $10,
+               outbox = COALESCE($11, outbox), revision = $12
+             WHERE instance_id = $1 AND revision = $13",
+        )
+        .await?;
+    let changed = transaction
+        .execute(
+            &statement,
+            &[
+                &updated.id,
+                &updated.status.as_str(),
+                &(updated.generation as i32),
+                &updated.input,
+                &updated.output,
+                &updated.custom_status,
+                &(updated.updated_at as i64),
+                &updated.version,
+                // A finished instance consumed every message it had.
+                &updated.status.is_terminal(),
+                &(history_len as i32),
+                &commit.staging.map(|staging| staging.token),
+                &(updated.revision as i64),
+                &(commit.read.revision as i64),
+            ],
+        )
+        .await?;
+    anyhow::ensure!(
+        changed == 1,
+        "instance {}: its revision changed during the commit",
+        updated.id
+    );
+    Ok(())
+}
+
+/// Deletes the consumed messages, by ID; all of them must be there.
+async fn consume(transaction: &Transaction<'_>, commit: &EpisodeCommit) -> anyhow::Result<()> {
+    if commit.consumed.is_empty() {
+        return Ok(());
+    }
+    let statement = transaction
+        .prepare_cached("DELETE FROM inbox WHERE instance_id = $1 AND seq = ANY($2)")
+        .await?;
+    let deleted = transaction
+        .execute(&statement, &[&commit.read.id, &commit.consumed])
+        .await?;
+    anyhow::ensure!(
+        deleted as usize == commit.consumed.len(),
+        "instance {}: the episode consumed {} messages, but {deleted} of them were queued",
+        commit.read.id,
+        commit.consumed.len()
+    );
+    Ok(())
+}
+
+/// Drops the timers and activities of a generation that ended, and queues
+/// the episode's own (unless staged); returns the activities leased as
+/// they were inserted.
+async fn queue_tasks(
+    transaction: &Transaction<'_>,
+    commit: &EpisodeCommit,
+) -> anyhow::Result<Vec<ActivityWork>> {
+    let (id, updated) = (&commit.updated.id, &commit.updated);
+    let live_generation = (!updated.status.is_terminal()).then_some(updated.generation as i32);
+    if live_generation != Some(commit.read.generation as i32) {
+        for table in ["timers", "activities"] {
+            let statement = transaction
+                .prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE instance_id = $1 AND generation IS DISTINCT FROM $2"
+                ))
+                .await?;
+            transaction
+                .execute(&statement, &[id, &live_generation])
+                .await?;
+        }
+    }
+    let Some(generation) = live_generation else {
+        return Ok(Vec::new());
+    };
+    if commit.staging.is_some() {
+        return Ok(Vec::new());
+    }
+    if !commit.timers.is_empty() {
+        let (tasks, due): (Vec<i64>, Vec<i64>) = commit
+            .timers
+            .iter()
+            .map(|&(task, fire_at)| (task as i64, fire_at as i64))
+            .unzip();
+        let statement = transaction
+            .prepare_cached(
+                "INSERT INTO timers (instance_id, generation, task_id, fire_at)
+                 SELECT $1, $2, t, f FROM unnest($3::bigint[], $4::bigint[]) AS u(t, f)
+                 ON CONFLICT (instance_id, generation, task_id) DO UPDATE SET fire_at = EXCLUDED.fire_at",
+            )
+            .await?;
+        transaction
+            .execute(&statement, &[id, &generation, &tasks, &due])
+            .await?;
+    }
+    insert_activities(transaction, commit, generation).await
+}
+
+/// Queues the episode's activities, the first `commit.lease.count` of them
+/// leased; returns those. One already queued (the same task) is left as it
+/// is, and not returned.
+async fn insert_activities(
+    transaction: &Transaction<'_>,
+    commit: &EpisodeCommit,
+    generation: i32,
+) -> anyhow::Result<Vec<ActivityWork>> {
+    if commit.activities.is_empty() {
+        return Ok(Vec::new());
+    }
+    let updated = &commit.updated;
+    let mut tasks = Vec::new();
+    let mut names = Vec::new();
+    let mut inputs = Vec::new();
+    let mut leases = Vec::new();
+    for (index, (task_id, name, input)) in commit.activities.iter().enumerate() {
+        tasks.push(*task_id as i64);
+        names.push(name.as_str());
+        inputs.push(input.as_str());
+        let lease_until = if index < commit.lease.count {
+            commit.lease.until
+        } else {
+            0
+        };
+        leases.push(lease_until as i64);
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO activities (instance_id, generation, task_id, name, input, lease_until)
+             SELECT $1, $2, t, n, i, l
+               FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY AS u(t, n, i, l, o)
+              ORDER BY o
+             ON CONFLICT (instance_id, generation, task_id) DO NOTHING
+             RETURNING key, task_id, name, input, lease_until",
+        )
+        .await?;
+    let rows = transaction
+        .query(
+            &statement,
+            &[&updated.id, &generation, &tasks, &names, &inputs, &leases],
+        )
+        .await?;
+    let mut leased: Vec<ActivityWork> = rows
+        .iter()
+        .filter(|row| row.get::<_, i64>(4) > 0)
+        .map(|row| ActivityWork {
+            key: row.get(0),
+            instance_id: updated.id.clone(),
+            generation: generation as u32,
+            task_id: row.get::<_, i64>(1) as u64,
+            name: row.get(2),
+            input: row.get(3),
+            version: updated.version.clone(),
+        })
+        .collect();
+    leased.sort_by_key(|work| work.key);
+    Ok(leased)
+}
+
+/// What the commit does to other instances: children started, events
+/// sent (unless staged: then they are pending effects), the parent told
+/// it finished, live children of a terminated instance terminated.
+/// Returns the instances that received messages.
+async fn effects_on_others(
+    transaction: &Transaction<'_>,
+    commit: &EpisodeCommit,
+) -> anyhow::Result<Vec<String>> {
+    let id = commit.updated.id.as_str();
+    let mut effects = Effects::new(transaction, id);
+    if commit.staging.is_none() {
+        for child in &commit.children {
+            effects.start_child(child).await?;
+        }
+        for (target, name, payload) in &commit.sent_events {
+            effects
+                .send(target, name, payload, commit.updated.updated_at)
+                .await?;
+        }
+    }
+    let mut notify = effects.finish().await?;
+    if let Some((parent, message)) = commit.report_to_parent() {
+        insert_messages(transaction, &parent, &[message]).await?;
+        notify.push(parent);
+    }
+    if let Some(termination) = commit.terminates_children() {
+        // Parent before children: the order every transaction locks in.
+        let statement = transaction
+            .prepare_cached(&format!(
+                "SELECT instance_id FROM instances
+                 WHERE parent_instance_id = $1 AND status NOT IN {FINISHED} AND NOT terminating
+                 ORDER BY instance_id FOR UPDATE"
+            ))
+            .await?;
+        let children: Vec<String> = transaction
+            .query(&statement, &[&id])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for child in children {
+            insert_messages(transaction, &child, std::slice::from_ref(&termination)).await?;
+            notify.push(child);
+        }
+    }
+    Ok(notify)
+}
+
+/// Applies `direct` if the instance is exactly what it was planned on (see
+/// [`DirectEpisode`]); `None` (nothing written) otherwise.
+async fn apply_direct(
+    transaction: &Transaction<'_>,
+    direct: &DirectEpisode,
+) -> anyhow::Result<Option<FollowUp>> {
+    let read = &direct.commit.read;
+    // Lock first; then the inbox, read by a statement that sees every
+    // message committed before the lock was granted.
+    let row = transaction
+        .query_opt(
+            &transaction
+                .prepare_cached(
+                    "SELECT outbox IS NULL AND history_len = $2 FROM instances
+                     WHERE instance_id = $1 FOR UPDATE",
+                )
+                .await?,
+            &[&read.id, &(direct.history_len as i32)],
+        )
+        .await?;
+    if !row.is_some_and(|row| row.get::<_, bool>(0)) {
+        return Ok(None);
+    }
+    let queued: bool = transaction
+        .query_one(
+            &transaction
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = $1)")
+                .await?,
+            &[&read.id],
+        )
+        .await?
+        .get(0);
+    if queued {
+        return Ok(None);
+    }
+    match Box::pin(apply_episode(transaction, &direct.commit)).await? {
+        CommitOutcome::Committed(follow_up) => Ok(Some(follow_up)),
+        CommitOutcome::Stale | CommitOutcome::LateMessages => Ok(None),
+    }
+}
+
+/// Applies `message` to instance `id` by `direct` if it fits, else queues it.
+pub(crate) async fn apply_or_queue(
+    transaction: &Transaction<'_>,
+    id: &str,
+    message: &Message,
+    direct: Option<&DirectEpisode>,
+) -> anyhow::Result<Applied> {
+    if let Some(direct) = direct
+        && let Some(follow_up) = apply_direct(transaction, direct).await?
+    {
+        return Ok(Applied::Directly(follow_up));
+    }
+    insert_messages(transaction, id, std::slice::from_ref(message)).await?;
+    Ok(Applied::Queued)
+}
+
+/// Deletes an instance and everything stored for it.
+pub(crate) async fn delete_instance(transaction: &Transaction<'_>, id: &str) -> anyhow::Result<()> {
+    for table in [
+        "history",
+        "inbox",
+        "timers",
+        "activities",
+        "outbox",
+        "instances",
+    ] {
+        let statement = transaction
+            .prepare_cached(&format!("DELETE FROM {table} WHERE instance_id = $1"))
+            .await?;
+        transaction.execute(&statement, &[&id]).await?;
+    }
+    Ok(())
+}

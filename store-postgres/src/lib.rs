@@ -1,0 +1,691 @@
+//! [`Store`] on PostgreSQL (15 or later), for many hosts on one database.
+//!
+//! The tables mirror the SQLite backend's (`schema.rs`); what differs is
+//! concurrency: many hosts and many connections write at once, so every
+//! decision about an instance is made under its row lock and checked
+//! against its revision (`episode.rs` says how), inbox messages are
+//! consumed by ID, and queues are claimed with `FOR UPDATE SKIP LOCKED`.
+//!
+//! The [`Store`] trait is synchronous (the engine calls it from blocking
+//! threads); this backend runs its I/O on a small runtime of its own and
+//! each call blocks on it. Serialization failures and deadlocks are
+//! retried here; a database that cannot be reached, is shutting down, is
+//! read-only or out of disk is [`Unavailable`].
+
+mod effects;
+mod episode;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use reprise_core::model::{HistoryEntry, Instance, Message, Millis, QueuedMessage};
+use reprise_core::store::{
+    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect, EpisodeCommit,
+    FollowUp, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome, Store,
+    Unavailable, WorkItem, WorkRead,
+};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::episode::{RowLock, apply_or_queue, check_deliverable, delete_instance};
+use crate::rows::{FINISHED, INSTANCE_COLUMN_COUNT, INSTANCE_COLUMNS, refs};
+
+/// Connections per host, at most.
+const POOL_SIZE: usize = 32;
+/// How often a transaction that lost a serialization race or a deadlock
+/// is tried again before the error is returned.
+const RETRIES: usize = 8;
+
+pub struct PostgresStore {
+    pool: Pool,
+    /// Runs the connections' I/O; calls block on it. Always `Some` but in
+    /// `drop`, which shuts it down without waiting (a store may be
+    /// dropped on an async thread, where waiting is not allowed).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://...`), creating or
+    /// checking its schema.
+    pub fn open(url: &str) -> anyhow::Result<PostgresStore> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .with_context(|| format!("{url} is not a PostgreSQL connection URL"))?;
+        // A host that dies mid-transaction must not hold rows for long.
+        let options = config.get_options().unwrap_or_default().to_owned();
+        config.options(format!(
+            "{options} -c idle_in_transaction_session_timeout=30s -c lock_timeout=30s"
+        ));
+        config.connect_timeout(Duration::from_secs(5));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .context("cannot configure the PostgreSQL connection pool")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("reprise-postgres")
+            .enable_all()
+            .build()
+            .context("cannot start the PostgreSQL client's runtime")?;
+        let store = PostgresStore {
+            pool,
+            runtime: Some(runtime),
+        };
+        store
+            .block(async {
+                let mut client = store
+                    .pool
+                    .get()
+                    .await
+                    .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;
+                schema::migrate(&mut client).await
+            })
+            .map_err(classified)?;
+        Ok(store)
+    }
+
+    /// Runs `work` to its end on the store's runtime. Call it from a
+    /// thread that may block, never from async code.
+    fn block<T>(&self, work: impl Future<Output = T>) -> T {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store")
+            .block_on(work)
+    }
+
+    /// Runs `work` in one READ COMMITTED transaction and commits it,
+    /// trying again after a serialization failure or a deadlock.
+    fn write<T>(
+        &self,
+        work: impl AsyncFn(&Transaction<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.block(async {
+            let mut attempt = 0;
+            loop {
+                let result = async {
+                    let mut client = self.pool.get().await?;
+                    let transaction = client.transaction().await?;
+                    let value = work(&transaction).await?;
+                    transaction.commit().await?;
+                    anyhow::Ok(value)
+                }
+                .await;
+                match result {
+                    Err(error) if retryable(&error) && attempt < RETRIES => attempt += 1,
+                    result => return result.map_err(classified),
+                }
+            }
+        })
+    }
+
+    /// Runs `work` in one read-only REPEATABLE READ transaction: every
+    /// statement sees the same snapshot.
+    fn read<T>(
+        &self,
+        work: impl AsyncFn(&Transaction<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.block(async {
+            let mut client = self.pool.get().await?;
+            let transaction = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let value = work(&transaction).await?;
+            transaction.commit().await?;
+            anyhow::Ok(value)
+        })
+        .map_err(classified)
+    }
+}
+
+/// The PostgreSQL error in `error`'s chain, if any.
+fn database_error(error: &anyhow::Error) -> Option<&tokio_postgres::Error> {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<tokio_postgres::Error>())
+}
+
+/// Whether the transaction lost a race it may win if tried again.
+fn retryable(error: &anyhow::Error) -> bool {
+    database_error(error)
+        .and_then(|error| error.code())
+        .is_some_and(|code| {
+            *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+        })
+}
+
+/// Why PostgreSQL failed, when the cause lies outside the host.
+fn outside_cause(error: &anyhow::Error) -> Option<String> {
+    if let Some(pool) = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<deadpool_postgres::PoolError>())
+    {
+        return Some(format!("no connection to PostgreSQL: {pool}"));
+    }
+    let database = database_error(error)?;
+    if database.is_closed() {
+        return Some("the connection to PostgreSQL was lost".to_owned());
+    }
+    let Some(code) = database.code() else {
+        // No SQL state: the connection itself failed (refused, reset).
+        return Some(format!("PostgreSQL cannot be reached: {database}"));
+    };
+    let class = &code.code()[..2];
+    match class {
+        // Connection exceptions, insufficient resources (disk full, out of
+        // memory, too many connections), operator intervention (shutdown).
+        "08" | "53" | "57" => Some(format!("PostgreSQL: {database}")),
+        _ if *code == SqlState::READ_ONLY_SQL_TRANSACTION => {
+            Some("the database is read-only".to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// `error`, with [`Unavailable`] in its chain if PostgreSQL failed for a
+/// cause outside the host.
+fn classified(error: anyhow::Error) -> anyhow::Error {
+    match outside_cause(&error) {
+        Some(cause) => error.context(Unavailable(cause)),
+        None => error,
+    }
+}
+
+async fn select_instance(
+    transaction: &Transaction<'_>,
+    id: &str,
+) -> anyhow::Result<Option<Instance>> {
+    let statement = transaction
+        .prepare_cached(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = $1"
+        ))
+        .await?;
+    transaction
+        .query_opt(&statement, &[&id])
+        .await?
+        .as_ref()
+        .map(rows::instance)
+        .transpose()
+}
+
+async fn select_history(
+    transaction: &Transaction<'_>,
+    id: &str,
+) -> anyhow::Result<Vec<HistoryEntry>> {
+    let statement = transaction
+        .prepare_cached(
+            "SELECT h.entry FROM history h JOIN instances i
+               ON i.instance_id = h.instance_id AND i.generation = h.generation
+             WHERE h.instance_id = $1 AND h.seq < i.history_len ORDER BY h.seq",
+        )
+        .await?;
+    transaction
+        .query(&statement, &[&id])
+        .await?
+        .iter()
+        .map(|row| {
+            let entry: &str = row.get(0);
+            serde_json::from_str(entry).with_context(|| {
+                format!("instance {id} has a history entry this host cannot read: {entry}")
+            })
+        })
+        .collect()
+}
+
+/// The oldest `limit` messages queued for `id`.
+async fn select_messages(
+    transaction: &Transaction<'_>,
+    id: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<QueuedMessage>> {
+    let statement = transaction
+        .prepare_cached(
+            "SELECT seq, message FROM inbox WHERE instance_id = $1 ORDER BY seq LIMIT $2",
+        )
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    transaction
+        .query(&statement, &[&id, &limit])
+        .await?
+        .iter()
+        .map(|row| {
+            let message: &str = row.get(1);
+            Ok(QueuedMessage {
+                seq: row.get(0),
+                message: serde_json::from_str(message).with_context(|| {
+                    format!("instance {id} has a message this host cannot read: {message}")
+                })?,
+            })
+        })
+        .collect()
+}
+
+impl Store for PostgresStore {
+    fn start_instance(
+        &self,
+        new: &NewInstance,
+        direct: Option<DirectEpisode>,
+    ) -> anyhow::Result<(StartOutcome, Applied)> {
+        self.write(async |transaction| {
+            episode::start_generation(transaction, new, direct.as_ref()).await
+        })
+    }
+
+    fn deliver(
+        &self,
+        id: &str,
+        message: &Message,
+        direct: Option<DirectEpisode>,
+    ) -> anyhow::Result<(DeliveryOutcome, Applied)> {
+        let lock = if direct.is_some() || matches!(message, Message::Terminate { .. }) {
+            RowLock::Update
+        } else {
+            RowLock::Share
+        };
+        self.write(async |transaction| {
+            let outcome = check_deliverable(transaction, id, lock).await?;
+            if outcome != DeliveryOutcome::Accepted {
+                return Ok((outcome, Applied::Queued));
+            }
+            let applied = apply_or_queue(transaction, id, message, direct.as_ref()).await?;
+            Ok((outcome, applied))
+        })
+    }
+
+    fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>> {
+        self.read(async |transaction| select_instance(transaction, id).await)
+    }
+
+    fn instance_with_history(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<Option<(Instance, Vec<HistoryEntry>)>> {
+        self.read(async |transaction| {
+            let Some(instance) = select_instance(transaction, id).await? else {
+                return Ok(None);
+            };
+            let history = select_history(transaction, id).await?;
+            Ok(Some((instance, history)))
+        })
+    }
+
+    fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome> {
+        self.write(async |transaction| {
+            let statement = transaction
+                .prepare_cached(&format!(
+                    "SELECT {INSTANCE_COLUMNS}, outbox IS NOT NULL FROM instances
+                     WHERE instance_id = $1 FOR UPDATE"
+                ))
+                .await?;
+            let Some(row) = transaction.query_opt(&statement, &[&id]).await? else {
+                return Ok(PurgeOutcome::NotFound);
+            };
+            let instance = rows::instance(&row)?;
+            // Not while its last effects are pending: they would be lost.
+            if !instance.status.is_terminal() || row.get::<_, bool>(INSTANCE_COLUMN_COUNT) {
+                return Ok(PurgeOutcome::NotFinished(instance.status));
+            }
+            delete_instance(transaction, id).await?;
+            Ok(PurgeOutcome::Purged)
+        })
+    }
+
+    fn query_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&PageCursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Instance>> {
+        let (mut condition, mut params) = rows::filter_clause(filter);
+        if let Some(cursor) = after {
+            params.push(Box::new(cursor.created_at as i64));
+            params.push(Box::new(cursor.instance_id.clone()));
+            let (at, id) = (params.len() - 1, params.len());
+            condition.push_str(&format!(" AND (created_at, instance_id) > (${at}, ${id})"));
+        }
+        params.push(Box::new(limit as i64));
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}
+             ORDER BY created_at, instance_id LIMIT ${}",
+            params.len()
+        );
+        self.read(async |transaction| {
+            transaction
+                .query(&sql, &refs(&params))
+                .await?
+                .iter()
+                .map(rows::instance)
+                .collect()
+        })
+    }
+
+    fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> anyhow::Result<usize> {
+        let (condition, mut params) = rows::filter_clause(filter);
+        params.push(Box::new(limit as i64));
+        let select = format!(
+            "SELECT instance_id FROM instances
+             WHERE {condition} AND status IN {FINISHED} AND outbox IS NULL
+             ORDER BY created_at, instance_id LIMIT ${} FOR UPDATE SKIP LOCKED",
+            params.len()
+        );
+        self.write(async |transaction| {
+            let ids: Vec<String> = transaction
+                .query(&select, &refs(&params))
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            for id in &ids {
+                delete_instance(transaction, id).await?;
+            }
+            Ok(ids.len())
+        })
+    }
+
+    fn load_work(&self, id: &str, read: WorkRead) -> anyhow::Result<Option<WorkItem>> {
+        self.read(async |transaction| {
+            let statement = transaction
+                .prepare_cached(&format!(
+                    "SELECT {INSTANCE_COLUMNS}, history_len, outbox IS NOT NULL, terminating
+                     FROM instances WHERE instance_id = $1"
+                ))
+                .await?;
+            let mut messages = select_messages(transaction, id, read.max_messages).await?;
+            let Some(row) = transaction.query_opt(&statement, &[&id]).await? else {
+                anyhow::ensure!(
+                    messages.is_empty(),
+                    "instance {id} has queued messages but no instance row"
+                );
+                return Ok(None);
+            };
+            let instance = rows::instance(&row)?;
+            let history_len = row.get::<_, i32>(INSTANCE_COLUMN_COUNT) as usize;
+            let effects_pending: bool = row.get(INSTANCE_COLUMN_COUNT + 1);
+            let terminating: bool = row.get(INSTANCE_COLUMN_COUNT + 2);
+            if messages.is_empty() && !effects_pending {
+                return Ok(None);
+            }
+            if messages.len() == read.max_messages && terminating {
+                messages = select_messages(transaction, id, usize::MAX).await?;
+            }
+            let history = if read.history {
+                select_history(transaction, id).await?
+            } else {
+                Vec::new()
+            };
+            Ok(Some(WorkItem {
+                instance,
+                history,
+                history_len,
+                messages,
+                effects_pending,
+            }))
+        })
+    }
+
+    fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
+        self.write(async |transaction| episode::apply_episode(transaction, commit).await)
+    }
+
+    fn stage_history(
+        &self,
+        id: &str,
+        generation: u32,
+        first_seq: usize,
+        entries: Vec<HistoryEntry>,
+    ) -> anyhow::Result<()> {
+        self.write(async |transaction| {
+            episode::insert_history(transaction, id, generation, first_seq, &entries).await
+        })
+    }
+
+    fn stage_effects(
+        &self,
+        id: &str,
+        token: i64,
+        first: usize,
+        effects: Vec<Effect>,
+    ) -> anyhow::Result<()> {
+        self.write(async |transaction| {
+            effects::stage(transaction, id, token, first, effects.clone()).await
+        })
+    }
+
+    fn apply_pending_effects(&self, id: &str, limit: usize) -> anyhow::Result<Option<FollowUp>> {
+        self.write(async |transaction| effects::apply_pending(transaction, id, limit).await)
+    }
+
+    fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>> {
+        self.read(async |transaction| {
+            Ok(transaction
+                .query(
+                    "SELECT seq FROM inbox WHERE instance_id = $1 ORDER BY seq",
+                    &[&id],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })
+    }
+
+    fn instances_with_messages(&self) -> anyhow::Result<Vec<String>> {
+        self.read(async |transaction| {
+            Ok(transaction
+                .query(
+                    "SELECT instance_id FROM inbox
+                     UNION SELECT instance_id FROM instances WHERE outbox IS NOT NULL
+                     ORDER BY instance_id",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })
+    }
+
+    fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {
+        self.write(async |transaction| {
+            // Claimed with SKIP LOCKED: hosts firing at once split the work.
+            let due = transaction
+                .query(
+                    "DELETE FROM timers t USING (
+                       SELECT instance_id, generation, task_id FROM timers
+                        WHERE fire_at <= $1 ORDER BY fire_at LIMIT 1000 FOR UPDATE SKIP LOCKED) d
+                     WHERE t.instance_id = d.instance_id AND t.generation = d.generation
+                       AND t.task_id = d.task_id
+                     RETURNING t.instance_id, t.generation, t.task_id, t.fire_at",
+                    &[&(now as i64)],
+                )
+                .await?;
+            let mut instances = Vec::new();
+            for row in &due {
+                let instance_id: String = row.get(0);
+                let message = Message::TimerFired {
+                    generation: row.get::<_, i32>(1) as u32,
+                    id: row.get::<_, i64>(2) as u64,
+                    fire_at: row.get::<_, i64>(3) as Millis,
+                };
+                episode::insert_messages(transaction, &instance_id, &[message]).await?;
+                instances.push(instance_id);
+            }
+            instances.sort();
+            instances.dedup();
+            Ok(instances)
+        })
+    }
+
+    fn next_timer_due(&self) -> anyhow::Result<Option<Millis>> {
+        self.read(async |transaction| {
+            let due: Option<i64> = transaction
+                .query_one("SELECT MIN(fire_at) FROM timers", &[])
+                .await?
+                .get(0);
+            Ok(due.map(|due| due as Millis))
+        })
+    }
+
+    fn claim_activities(
+        &self,
+        now: Millis,
+        lease: Millis,
+        limit: usize,
+    ) -> anyhow::Result<Vec<ActivityWork>> {
+        self.write(async |transaction| {
+            let rows = transaction
+                .query(
+                    "UPDATE activities a SET lease_until = $2 FROM (
+                       SELECT key FROM activities WHERE lease_until <= $1
+                        ORDER BY key LIMIT $3 FOR UPDATE SKIP LOCKED) c
+                     WHERE a.key = c.key
+                     RETURNING a.key, a.instance_id, a.generation, a.task_id, a.name, a.input,
+                       (SELECT version FROM instances i WHERE i.instance_id = a.instance_id)",
+                    &[&(now as i64), &((now + lease) as i64), &(limit as i64)],
+                )
+                .await?;
+            let mut claimed: Vec<ActivityWork> = rows
+                .iter()
+                .map(|row| ActivityWork {
+                    key: row.get(0),
+                    instance_id: row.get(1),
+                    generation: row.get::<_, i32>(2) as u32,
+                    task_id: row.get::<_, i64>(3) as u64,
+                    name: row.get(4),
+                    input: row.get(5),
+                    version: row.get(6),
+                })
+                .collect();
+            claimed.sort_by_key(|work| work.key);
+            Ok(claimed)
+        })
+    }
+
+    fn complete_activity(
+        &self,
+        work: &ActivityWork,
+        result: Result<String, String>,
+        direct: Option<DirectEpisode>,
+    ) -> anyhow::Result<Option<Applied>> {
+        self.write(async |transaction| {
+            let removed = transaction
+                .execute("DELETE FROM activities WHERE key = $1", &[&work.key])
+                .await?;
+            if removed == 0 {
+                return Ok(None);
+            }
+            let message = Message::ActivityDone {
+                generation: work.generation,
+                id: work.task_id,
+                result: result.clone(),
+            };
+            let applied =
+                apply_or_queue(transaction, &work.instance_id, &message, direct.as_ref()).await?;
+            Ok(Some(applied))
+        })
+    }
+
+    fn release_activity_leases(&self) -> anyhow::Result<usize> {
+        self.write(async |transaction| {
+            Ok(transaction
+                .execute(
+                    "UPDATE activities SET lease_until = 0 WHERE lease_until > 0",
+                    &[],
+                )
+                .await? as usize)
+        })
+    }
+
+    fn record_components(
+        &self,
+        added: &[(String, Vec<u8>)],
+        current: &[String],
+        now: Millis,
+    ) -> anyhow::Result<()> {
+        let now = now as i64;
+        self.write(async |transaction| {
+            for (version, bytes) in added {
+                transaction
+                    .execute(
+                        "INSERT INTO components (version, stored_at, bytes) VALUES ($1, $2, $3)
+                         ON CONFLICT (version) DO NOTHING",
+                        &[version, &now, bytes],
+                    )
+                    .await?;
+            }
+            transaction
+                .execute(
+                    "UPDATE components SET retired_at = $2
+                     WHERE retired_at IS NULL AND version <> ALL($1)",
+                    &[&current, &now],
+                )
+                .await?;
+            transaction
+                .execute(
+                    "UPDATE components SET retired_at = NULL
+                     WHERE retired_at IS NOT NULL AND version = ANY($1)",
+                    &[&current],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn component(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.read(async |transaction| {
+            Ok(transaction
+                .query_opt(
+                    "SELECT bytes FROM components WHERE version = $1",
+                    &[&version],
+                )
+                .await?
+                .map(|row| row.get(0)))
+        })
+    }
+
+    fn collect_components(&self, retired_before: Millis) -> anyhow::Result<Vec<String>> {
+        self.write(async |transaction| {
+            Ok(transaction
+                .query(
+                    "DELETE FROM components
+                     WHERE retired_at IS NOT NULL AND retired_at <= $1
+                       AND NOT EXISTS (
+                         SELECT 1 FROM instances
+                         WHERE instances.version = components.version
+                           AND status IN ('Pending', 'Running', 'Suspended', 'Failed'))
+                     RETURNING version",
+                    &[&(retired_before as i64)],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })
+    }
+}

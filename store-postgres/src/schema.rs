@@ -1,0 +1,130 @@
+//! The tables, created and upgraded by the hosts themselves: the first
+//! host to start on an empty database creates them; hosts starting at once
+//! take turns (an advisory lock), so each sees a complete schema.
+
+use anyhow::Context as _;
+use deadpool_postgres::Client;
+
+/// Bumped when the schema changes; a host refuses a database from the
+/// future.
+pub(crate) const VERSION: i32 = 1;
+
+/// The advisory lock key migrations hold ("Reprise" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0052_6570_7269_7365;
+
+/// IDs compare as bytes (`COLLATE "C"`), as SQLite's do: pages and ID
+/// prefixes do not depend on the database's locale.
+const SCHEMA: &str = r#"
+CREATE TABLE instances (
+    instance_id        TEXT COLLATE "C" PRIMARY KEY,
+    name               TEXT NOT NULL,
+    status             TEXT NOT NULL,
+    generation         INTEGER NOT NULL,
+    input              TEXT NOT NULL,
+    output             TEXT,
+    custom_status      TEXT,
+    created_at         BIGINT NOT NULL,
+    updated_at         BIGINT NOT NULL,
+    parent_instance_id TEXT COLLATE "C",
+    parent_generation  INTEGER,
+    parent_task_id     BIGINT,
+    original_input     TEXT NOT NULL,
+    version            TEXT,
+    -- A termination is queued: nothing more is accepted.
+    terminating        BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Entries in the current generation's history; rows beyond are staged.
+    history_len        INTEGER NOT NULL DEFAULT 0,
+    -- The token of a staged commit whose effects are pending (outbox).
+    outbox             BIGINT,
+    -- Bumped by every commit: its fencing token.
+    revision           BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX instances_by_created_time ON instances (created_at, instance_id);
+CREATE INDEX instances_by_parent ON instances (parent_instance_id)
+    WHERE parent_instance_id IS NOT NULL;
+CREATE INDEX instances_by_version ON instances (version, status) WHERE version IS NOT NULL;
+CREATE INDEX instances_with_pending_effects ON instances (outbox) WHERE outbox IS NOT NULL;
+CREATE TABLE history (
+    instance_id TEXT COLLATE "C" NOT NULL,
+    generation  INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    entry       TEXT NOT NULL,
+    PRIMARY KEY (instance_id, generation, seq)
+);
+-- Sequence numbers are handed out at insert, not at commit: they order
+-- one sender's messages, not concurrent transactions (see the contract).
+CREATE TABLE inbox (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    instance_id TEXT COLLATE "C" NOT NULL,
+    message     TEXT NOT NULL
+);
+CREATE INDEX inbox_by_instance ON inbox (instance_id, seq);
+CREATE TABLE timers (
+    instance_id TEXT COLLATE "C" NOT NULL,
+    generation  INTEGER NOT NULL,
+    task_id     BIGINT NOT NULL,
+    fire_at     BIGINT NOT NULL,
+    PRIMARY KEY (instance_id, generation, task_id)
+);
+CREATE INDEX timers_by_due_time ON timers (fire_at);
+CREATE TABLE activities (
+    key         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    instance_id TEXT COLLATE "C" NOT NULL,
+    generation  INTEGER NOT NULL,
+    task_id     BIGINT NOT NULL,
+    name        TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    UNIQUE (instance_id, generation, task_id)
+);
+CREATE INDEX activities_by_lease ON activities (lease_until, key);
+CREATE TABLE components (
+    version    TEXT PRIMARY KEY,
+    stored_at  BIGINT NOT NULL,
+    retired_at BIGINT,
+    bytes      BYTEA NOT NULL
+);
+CREATE TABLE outbox (
+    instance_id TEXT COLLATE "C" NOT NULL,
+    staging     BIGINT NOT NULL,
+    seq         INTEGER NOT NULL,
+    effect      TEXT NOT NULL,
+    PRIMARY KEY (instance_id, staging, seq)
+);
+"#;
+
+/// Creates the schema if the database has none, or checks its version.
+pub(crate) async fn migrate(client: &mut Client) -> anyhow::Result<()> {
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .context("cannot take the migration lock")?;
+    transaction
+        .batch_execute("CREATE TABLE IF NOT EXISTS reprise_schema (version INTEGER NOT NULL)")
+        .await?;
+    let found: Option<i32> = transaction
+        .query_opt("SELECT version FROM reprise_schema", &[])
+        .await?
+        .map(|row| row.get(0));
+    match found {
+        None => {
+            transaction
+                .batch_execute(SCHEMA)
+                .await
+                .context("cannot create the schema")?;
+            transaction
+                .execute(
+                    "INSERT INTO reprise_schema (version) VALUES ($1)",
+                    &[&VERSION],
+                )
+                .await?;
+        }
+        Some(version) if version > VERSION => anyhow::bail!(
+            "the database has schema version {version}, newer than this host understands ({VERSION}); use a newer reprise"
+        ),
+        Some(_) => {}
+    }
+    transaction.commit().await?;
+    Ok(())
+}
