@@ -542,7 +542,8 @@ pub trait Store: Send + Sync + 'static {
     fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>>;
 
     /// Instances with queued messages or pending effects: the work to
-    /// resume after a restart.
+    /// resume after a restart (among hosts, the work no live host owns:
+    /// a live host's is its own).
     fn instances_with_messages(&self) -> anyhow::Result<Vec<String>>;
 
     /// Turns every timer due at `now` into a `TimerFired` message for its
@@ -590,6 +591,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// The bytes of a stored component version.
     fn component(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>>;
+
+    /// Makes this host the one that runs `id`'s episodes, unless another
+    /// live host is: then that host is woken for it (see [`Store::on_wake`])
+    /// and this returns `false`, and this host leaves the instance alone.
+    /// A store only one host uses owns everything.
+    fn claim(&self, _id: &str) -> anyhow::Result<bool> {
+        Ok(true)
+    }
+
+    /// Makes this host the owner of `id`, whoever owned it: for an
+    /// instance no host runs (a failed one, to rewind it). A host that did
+    /// run it would have its commits refused.
+    fn seize(&self, _id: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Up to `limit` instances with queued messages or pending effects
+    /// that no live host owns (a dead host's, or one never claimed), or
+    /// that this host owns: what to schedule in case a wake-up was lost.
+    /// Empty for a store only one host uses.
+    fn unowned_work(&self, _limit: usize) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// How often the engine looks for [`Store::unowned_work`], and for
+    /// timers and activities other hosts left; `None` for a store only one
+    /// host uses (it is woken for everything it must do).
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Calls `wake` with an instance ID whenever another host asks this
+    /// one to run that instance's episodes. Never called for a store only
+    /// one host uses.
+    fn on_wake(&self, _wake: Box<dyn Fn(&str) + Send + Sync>) {}
+
+    /// Gives up what this host owns, for a clean shutdown: other hosts
+    /// take it over at once rather than after its lease expires.
+    fn leave(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// Deletes the component versions retired at or before
     /// `retired_before` that no instance may run again (one not finished,

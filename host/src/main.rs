@@ -110,6 +110,12 @@ struct ServeArgs {
     /// after its file was replaced or removed.
     #[arg(long, env = "REPRISE_VERSION_GC_SECS", default_value_t = 300)]
     version_gc_secs: u64,
+    /// With PostgreSQL: seconds a host that stops renewing its lease (it
+    /// died, or is cut off) keeps its instances, timers and activities
+    /// before the other hosts take them over. It renews every third of
+    /// this.
+    #[arg(long, env = "REPRISE_LEASE_TTL_SECS", default_value_t = 10.0)]
+    lease_ttl_secs: f64,
     /// Instances that may wait for a worker; beyond this, starts and
     /// events get 503 with Retry-After instead of piling up.
     #[arg(long, env = "REPRISE_MAX_BACKLOG", default_value_t = 100_000)]
@@ -184,13 +190,17 @@ fn finish(result: Result<(String, bool), String>, cannot_run: u8) -> std::proces
 fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode {
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     let workers = args.workers.unwrap_or(4 * cores);
+    let Ok(lease_ttl) = Duration::try_from_secs_f64(args.lease_ttl_secs) else {
+        eprintln!("error: --lease-ttl-secs must be a positive number of seconds");
+        return std::process::ExitCode::FAILURE;
+    };
     let Ok(activity_timeout) = Duration::try_from_secs_f64(args.activity_timeout_secs) else {
         eprintln!("error: --activity-timeout-secs must be a positive number of seconds");
         return std::process::ExitCode::FAILURE;
     };
     let config = ServeConfig {
         functions_dir: args.functions,
-        database: args.db,
+        database: args.db.with_lease_ttl(lease_ttl),
         listen: args.listen,
         engine: EngineConfig {
             workers,

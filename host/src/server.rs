@@ -39,7 +39,7 @@ pub enum Database {
     /// An embedded SQLite file: one host.
     Sqlite(PathBuf),
     /// A PostgreSQL database (`postgres://` URL): any number of hosts.
-    Postgres(String),
+    Postgres(String, reprise_store_postgres::Options),
 }
 
 impl Database {
@@ -62,7 +62,10 @@ impl Database {
                 if scheme.eq_ignore_ascii_case("postgres")
                     || scheme.eq_ignore_ascii_case("postgresql") =>
             {
-                Ok(Database::Postgres(value.to_owned()))
+                Ok(Database::Postgres(
+                    value.to_owned(),
+                    reprise_store_postgres::Options::default(),
+                ))
             }
             Some(scheme) => Err(format!(
                 "'{scheme}://' is not a database reprise can use; give a postgres:// URL or the path of a SQLite file (created if missing)"
@@ -70,10 +73,21 @@ impl Database {
         }
     }
 
+    /// With `lease_ttl`: how long the other hosts of a shared database
+    /// wait for a silent host before taking its work over.
+    pub fn with_lease_ttl(self, lease_ttl: std::time::Duration) -> Database {
+        match self {
+            Database::Postgres(url, _) => {
+                Database::Postgres(url, reprise_store_postgres::Options { lease_ttl })
+            }
+            sqlite => sqlite,
+        }
+    }
+
     fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match self {
             Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-            Database::Postgres(url) => Arc::new(PostgresStore::open(url)?),
+            Database::Postgres(url, options) => Arc::new(PostgresStore::open(url, *options)?),
         })
     }
 
@@ -82,7 +96,7 @@ impl Database {
     fn compile_cache(&self) -> PathBuf {
         match self {
             Database::Sqlite(path) => path.with_extension("compiled"),
-            Database::Postgres(_) => PathBuf::from("reprise.compiled"),
+            Database::Postgres(..) => PathBuf::from("reprise.compiled"),
         }
     }
 }
@@ -92,7 +106,7 @@ impl std::fmt::Display for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Database::Sqlite(path) => write!(f, "{}", path.display()),
-            Database::Postgres(url) => match url.split_once('@') {
+            Database::Postgres(url, _) => match url.split_once('@') {
                 Some((credentials, rest)) => match credentials.rsplit_once(':') {
                     Some((user, _)) if !user.ends_with('/') => write!(f, "{user}:***@{rest}"),
                     _ => write!(f, "{url}"),
@@ -152,7 +166,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     engine.start_background_work();
 
     let app = api::router(
-        engine,
+        engine.clone(),
         ApiConfig {
             max_body_bytes: config.max_body_bytes,
             access_key: config.access_key.clone(),
@@ -173,7 +187,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    Ok(())
+    // Other hosts of a shared database take over at once.
+    engine.leave().await
 }
 
 async fn shutdown_signal() {

@@ -18,6 +18,8 @@ use crate::rows::FINISHED;
 /// target's messages in one statement.
 pub(crate) struct Effects<'t> {
     transaction: &'t Transaction<'t>,
+    /// This host: it owns the children it starts.
+    me: &'t str,
     /// The instance whose effects these are.
     from: &'t str,
     notify: Vec<String>,
@@ -29,9 +31,10 @@ pub(crate) struct Effects<'t> {
 }
 
 impl<'t> Effects<'t> {
-    pub(crate) fn new(transaction: &'t Transaction<'t>, from: &'t str) -> Effects<'t> {
+    pub(crate) fn new(transaction: &'t Transaction<'t>, me: &'t str, from: &'t str) -> Effects<'t> {
         Effects {
             transaction,
+            me,
             from,
             notify: Vec::new(),
             deliverable: HashMap::new(),
@@ -46,7 +49,10 @@ impl<'t> Effects<'t> {
         child: &Result<NewInstance, (ParentTask, String)>,
     ) -> anyhow::Result<()> {
         let message = match child {
-            Ok(new) => match start_generation(self.transaction, new, None).await?.0 {
+            Ok(new) => match start_generation(self.transaction, self.me, new, None)
+                .await?
+                .0
+            {
                 StartOutcome::Started => {
                     self.notify.push(new.id.clone());
                     return Ok(());
@@ -174,6 +180,7 @@ pub(crate) async fn stage(
 /// See [`Store::apply_pending_effects`](reprise_core::store::Store::apply_pending_effects).
 pub(crate) async fn apply_pending(
     transaction: &Transaction<'_>,
+    me: &str,
     id: &str,
     limit: usize,
 ) -> anyhow::Result<Option<FollowUp>> {
@@ -194,7 +201,7 @@ pub(crate) async fn apply_pending(
             &[&id, &token, &(limit as i64)],
         )
         .await?;
-    let mut effects = Effects::new(transaction, id);
+    let mut effects = Effects::new(transaction, me, id);
     for row in &rows {
         let (seq, text): (i32, String) = (row.get(0), row.get(1));
         match stored_effect::from_json(&text) {

@@ -18,36 +18,41 @@ use reprise_core::store::{
 };
 
 use crate::effects::Effects;
+use crate::hosts::DB_NOW;
 use crate::rows::FINISHED;
 
 /// Starts a generation under `new.id` unless an unfinished instance holds
 /// it, and applies its start message by `direct` or queues it.
 pub(crate) async fn start_generation(
     transaction: &Transaction<'_>,
+    me: &str,
     new: &NewInstance,
     direct: Option<&DirectEpisode>,
 ) -> anyhow::Result<(StartOutcome, Applied)> {
-    let outcome = insert_instance(transaction, new).await?;
+    let outcome = insert_instance(transaction, me, new).await?;
     if outcome != StartOutcome::Started {
         return Ok((outcome, Applied::Queued));
     }
-    let applied = apply_or_queue(transaction, &new.id, &Message::Start, direct).await?;
+    let applied = apply_or_queue(transaction, me, &new.id, &Message::Start, direct).await?;
     Ok((outcome, applied))
 }
 
-/// Writes the row of a new generation under `new.id` unless an unfinished
-/// instance holds it: one upsert, so concurrent starts of one ID (on any
-/// number of hosts) give one `Started` and `Conflict`s, never an error.
+/// Writes the row of a new generation under `new.id`, owned by host `me`,
+/// unless an unfinished instance holds it: one upsert, so concurrent
+/// starts of one ID (on any number of hosts) give one `Started` and
+/// `Conflict`s, never an error.
 pub(crate) async fn insert_instance(
     transaction: &Transaction<'_>,
+    me: &str,
     new: &NewInstance,
 ) -> anyhow::Result<StartOutcome> {
     let statement = transaction
         .prepare_cached(&format!(
             "INSERT INTO instances AS i
                (instance_id, name, status, generation, input, created_at, updated_at,
-                parent_instance_id, parent_generation, parent_task_id, original_input, version)
-             VALUES ($1, $2, 'Pending', 0, $3, $4, $4, $5, $6, $7, $3, $8)
+                parent_instance_id, parent_generation, parent_task_id, original_input, version,
+                owner)
+             VALUES ($1, $2, 'Pending', 0, $3, $4, $4, $5, $6, $7, $3, $8, $9)
              ON CONFLICT (instance_id) DO UPDATE SET
                name = EXCLUDED.name, status = EXCLUDED.status, generation = i.generation + 1,
                input = EXCLUDED.input, output = NULL, custom_status = NULL,
@@ -56,7 +61,8 @@ pub(crate) async fn insert_instance(
                parent_generation = EXCLUDED.parent_generation,
                parent_task_id = EXCLUDED.parent_task_id,
                original_input = EXCLUDED.original_input, version = EXCLUDED.version,
-               terminating = FALSE, history_len = 0, revision = i.revision + 1
+               terminating = FALSE, history_len = 0, revision = i.revision + 1,
+               owner = EXCLUDED.owner
              WHERE i.status IN {FINISHED}
              RETURNING generation"
         ))
@@ -74,6 +80,7 @@ pub(crate) async fn insert_instance(
                 &parent.map(|parent| parent.generation as i32),
                 &parent.map(|parent| parent.task_id as i64),
                 &new.version,
+                &me,
             ],
         )
         .await?;
@@ -212,10 +219,13 @@ pub(crate) async fn insert_history(
 }
 
 /// Writes an episode's outcome, unless the instance's revision changed
-/// since it was read, or it finishes the instance with messages it has
-/// not seen. Nothing is written in those cases.
+/// since it was read, host `me` does not own it or its lease expired
+/// (fencing: a host taken for dead commits nothing), or it finishes the
+/// instance with messages it has not seen. Nothing is written in those
+/// cases.
 pub(crate) async fn apply_episode(
     transaction: &Transaction<'_>,
+    me: &str,
     commit: &EpisodeCommit,
 ) -> anyhow::Result<CommitOutcome> {
     let id = commit.read.id.as_str();
@@ -228,15 +238,20 @@ pub(crate) async fn apply_episode(
     let row = transaction
         .query_opt(
             &transaction
-                .prepare_cached(
-                    "SELECT revision, history_len FROM instances WHERE instance_id = $1 FOR UPDATE",
-                )
+                .prepare_cached(&format!(
+                    "SELECT revision, history_len,
+                       owner = $2 AND EXISTS (SELECT 1 FROM hosts WHERE host_id = $2 AND alive_until > {DB_NOW})
+                     FROM instances WHERE instance_id = $1 FOR UPDATE"
+                ))
                 .await?,
-            &[&id],
+            &[&id, &me],
         )
         .await?;
     let existing = match row {
-        Some(row) if row.get::<_, i64>(0) == commit.read.revision as i64 => {
+        Some(row)
+            if row.get::<_, i64>(0) == commit.read.revision as i64
+                && row.get::<_, Option<bool>>(2) == Some(true) =>
+        {
             row.get::<_, i32>(1) as usize
         }
         _ => return Ok(CommitOutcome::Stale),
@@ -273,9 +288,9 @@ pub(crate) async fn apply_episode(
     };
     update_row(transaction, commit, history_len).await?;
     consume(transaction, commit).await?;
-    let leased = queue_tasks(transaction, commit).await?;
+    let leased = queue_tasks(transaction, me, commit).await?;
     insert_messages(transaction, id, &commit.requeued).await?;
-    let mut notify = effects_on_others(transaction, commit).await?;
+    let mut notify = effects_on_others(transaction, me, commit).await?;
     if !commit.requeued.is_empty() {
         notify.push(id.to_owned());
     }
@@ -368,6 +383,7 @@ async fn consume(transaction: &Transaction<'_>, commit: &EpisodeCommit) -> anyho
 /// they were inserted.
 async fn queue_tasks(
     transaction: &Transaction<'_>,
+    me: &str,
     commit: &EpisodeCommit,
 ) -> anyhow::Result<Vec<ActivityWork>> {
     let (id, updated) = (&commit.updated.id, &commit.updated);
@@ -407,14 +423,15 @@ async fn queue_tasks(
             .execute(&statement, &[id, &generation, &tasks, &due])
             .await?;
     }
-    insert_activities(transaction, commit, generation).await
+    insert_activities(transaction, me, commit, generation).await
 }
 
 /// Queues the episode's activities, the first `commit.lease.count` of them
-/// leased; returns those. One already queued (the same task) is left as it
-/// is, and not returned.
+/// leased to host `me`; returns those. One already queued (the same task)
+/// is left as it is, and not returned.
 async fn insert_activities(
     transaction: &Transaction<'_>,
+    me: &str,
     commit: &EpisodeCommit,
     generation: i32,
 ) -> anyhow::Result<Vec<ActivityWork>> {
@@ -439,8 +456,8 @@ async fn insert_activities(
     }
     let statement = transaction
         .prepare_cached(
-            "INSERT INTO activities (instance_id, generation, task_id, name, input, lease_until)
-             SELECT $1, $2, t, n, i, l
+            "INSERT INTO activities (instance_id, generation, task_id, name, input, lease_until, lease_owner)
+             SELECT $1, $2, t, n, i, l, CASE WHEN l > 0 THEN $7 END
                FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY AS u(t, n, i, l, o)
               ORDER BY o
              ON CONFLICT (instance_id, generation, task_id) DO NOTHING
@@ -450,7 +467,15 @@ async fn insert_activities(
     let rows = transaction
         .query(
             &statement,
-            &[&updated.id, &generation, &tasks, &names, &inputs, &leases],
+            &[
+                &updated.id,
+                &generation,
+                &tasks,
+                &names,
+                &inputs,
+                &leases,
+                &me,
+            ],
         )
         .await?;
     let mut leased: Vec<ActivityWork> = rows
@@ -476,10 +501,11 @@ async fn insert_activities(
 /// Returns the instances that received messages.
 async fn effects_on_others(
     transaction: &Transaction<'_>,
+    me: &str,
     commit: &EpisodeCommit,
 ) -> anyhow::Result<Vec<String>> {
     let id = commit.updated.id.as_str();
-    let mut effects = Effects::new(transaction, id);
+    let mut effects = Effects::new(transaction, me, id);
     if commit.staging.is_none() {
         for child in &commit.children {
             effects.start_child(child).await?;
@@ -522,6 +548,7 @@ async fn effects_on_others(
 /// [`DirectEpisode`]); `None` (nothing written) otherwise.
 async fn apply_direct(
     transaction: &Transaction<'_>,
+    me: &str,
     direct: &DirectEpisode,
 ) -> anyhow::Result<Option<FollowUp>> {
     let read = &direct.commit.read;
@@ -553,7 +580,7 @@ async fn apply_direct(
     if queued {
         return Ok(None);
     }
-    match Box::pin(apply_episode(transaction, &direct.commit)).await? {
+    match Box::pin(apply_episode(transaction, me, &direct.commit)).await? {
         CommitOutcome::Committed(follow_up) => Ok(Some(follow_up)),
         CommitOutcome::Stale | CommitOutcome::LateMessages => Ok(None),
     }
@@ -562,12 +589,13 @@ async fn apply_direct(
 /// Applies `message` to instance `id` by `direct` if it fits, else queues it.
 pub(crate) async fn apply_or_queue(
     transaction: &Transaction<'_>,
+    me: &str,
     id: &str,
     message: &Message,
     direct: Option<&DirectEpisode>,
 ) -> anyhow::Result<Applied> {
     if let Some(direct) = direct
-        && let Some(follow_up) = apply_direct(transaction, direct).await?
+        && let Some(follow_up) = apply_direct(transaction, me, direct).await?
     {
         return Ok(Applied::Directly(follow_up));
     }

@@ -14,12 +14,14 @@
 
 mod effects;
 mod episode;
+mod hosts;
 mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -34,16 +36,37 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use crate::episode::{RowLock, apply_or_queue, check_deliverable, delete_instance};
+use crate::hosts::{DB_NOW, Membership};
 use crate::rows::{FINISHED, INSTANCE_COLUMN_COUNT, INSTANCE_COLUMNS, refs};
 
 /// Connections per host, at most.
 const POOL_SIZE: usize = 32;
+/// How often the engine looks for work no live host owns.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How this host takes part among the hosts of one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// How long a host that stops renewing its lease (it died, or is cut
+    /// off) keeps its instances, timers and activities before the other
+    /// hosts take them over.
+    pub lease_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
+}
 /// How often a transaction that lost a serialization race or a deadlock
 /// is tried again before the error is returned.
 const RETRIES: usize = 8;
 
 pub struct PostgresStore {
     pool: Pool,
+    membership: Arc<Membership>,
     /// Runs the connections' I/O; calls block on it. Always `Some` but in
     /// `drop`, which shuts it down without waiting (a store may be
     /// dropped on an async thread, where waiting is not allowed).
@@ -60,19 +83,19 @@ impl Drop for PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://...`), creating or
-    /// checking its schema.
-    pub fn open(url: &str) -> anyhow::Result<PostgresStore> {
+    /// checking its schema, and registers this host.
+    pub fn open(url: &str, options: Options) -> anyhow::Result<PostgresStore> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .with_context(|| format!("{url} is not a PostgreSQL connection URL"))?;
         // A host that dies mid-transaction must not hold rows for long.
-        let options = config.get_options().unwrap_or_default().to_owned();
+        let given = config.get_options().unwrap_or_default().to_owned();
         config.options(format!(
-            "{options} -c idle_in_transaction_session_timeout=30s -c lock_timeout=30s"
+            "{given} -c idle_in_transaction_session_timeout=30s -c lock_timeout=30s"
         ));
         config.connect_timeout(Duration::from_secs(5));
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -91,8 +114,13 @@ impl PostgresStore {
             .enable_all()
             .build()
             .context("cannot start the PostgreSQL client's runtime")?;
+        anyhow::ensure!(
+            options.lease_ttl >= Duration::from_millis(300),
+            "the lease must last at least 300 ms"
+        );
         let store = PostgresStore {
             pool,
+            membership: Membership::new(options.lease_ttl),
             runtime: Some(runtime),
         };
         store
@@ -102,9 +130,16 @@ impl PostgresStore {
                     .get()
                     .await
                     .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;
-                schema::migrate(&mut client).await
+                schema::migrate(&mut client).await?;
+                hosts::register(&store.pool, &store.membership).await
             })
             .map_err(classified)?;
+        let runtime = store.runtime.as_ref().expect("set above");
+        runtime.spawn(hosts::heartbeat(
+            store.pool.clone(),
+            Arc::clone(&store.membership),
+        ));
+        runtime.spawn(hosts::listen(config, Arc::clone(&store.membership)));
         Ok(store)
     }
 
@@ -182,6 +217,13 @@ fn retryable(error: &anyhow::Error) -> bool {
 
 /// Why PostgreSQL failed, when the cause lies outside the host.
 fn outside_cause(error: &anyhow::Error) -> Option<String> {
+    if retryable(error) {
+        // Still losing races after every retry: busy, not broken.
+        return Some(
+            "PostgreSQL kept aborting the transaction (serialization failures or deadlocks under contention)"
+                .to_owned(),
+        );
+    }
     if let Some(pool) = error
         .chain()
         .find_map(|cause| cause.downcast_ref::<deadpool_postgres::PoolError>())
@@ -292,9 +334,14 @@ impl Store for PostgresStore {
         new: &NewInstance,
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<(StartOutcome, Applied)> {
-        self.write(async |transaction| {
-            episode::start_generation(transaction, new, direct.as_ref()).await
-        })
+        let me = self.membership.id();
+        let started = self.write(async |transaction| {
+            episode::start_generation(transaction, &me, new, direct.as_ref()).await
+        })?;
+        if started.0 == StartOutcome::Started {
+            self.membership.owned(&new.id);
+        }
+        Ok(started)
     }
 
     fn deliver(
@@ -308,12 +355,13 @@ impl Store for PostgresStore {
         } else {
             RowLock::Share
         };
+        let me = self.membership.id();
         self.write(async |transaction| {
             let outcome = check_deliverable(transaction, id, lock).await?;
             if outcome != DeliveryOutcome::Accepted {
                 return Ok((outcome, Applied::Queued));
             }
-            let applied = apply_or_queue(transaction, id, message, direct.as_ref()).await?;
+            let applied = apply_or_queue(transaction, &me, id, message, direct.as_ref()).await?;
             Ok((outcome, applied))
         })
     }
@@ -450,7 +498,14 @@ impl Store for PostgresStore {
     }
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
-        self.write(async |transaction| episode::apply_episode(transaction, commit).await)
+        let me = self.membership.id();
+        let outcome =
+            self.write(async |transaction| episode::apply_episode(transaction, &me, commit).await)?;
+        if outcome == CommitOutcome::Stale {
+            // Perhaps no longer ours: claim it again before the next try.
+            self.membership.disowned(&commit.read.id);
+        }
+        Ok(outcome)
     }
 
     fn stage_history(
@@ -478,7 +533,8 @@ impl Store for PostgresStore {
     }
 
     fn apply_pending_effects(&self, id: &str, limit: usize) -> anyhow::Result<Option<FollowUp>> {
-        self.write(async |transaction| effects::apply_pending(transaction, id, limit).await)
+        let me = self.membership.id();
+        self.write(async |transaction| effects::apply_pending(transaction, &me, id, limit).await)
     }
 
     fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>> {
@@ -495,20 +551,10 @@ impl Store for PostgresStore {
         })
     }
 
+    /// Among hosts, the work to resume is what no live host owns (see
+    /// [`Store::unowned_work`]): a live host's queued work is its own.
     fn instances_with_messages(&self) -> anyhow::Result<Vec<String>> {
-        self.read(async |transaction| {
-            Ok(transaction
-                .query(
-                    "SELECT instance_id FROM inbox
-                     UNION SELECT instance_id FROM instances WHERE outbox IS NOT NULL
-                     ORDER BY instance_id",
-                    &[],
-                )
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect())
-        })
+        self.unowned_work(usize::MAX)
     }
 
     fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {
@@ -558,16 +604,23 @@ impl Store for PostgresStore {
         lease: Millis,
         limit: usize,
     ) -> anyhow::Result<Vec<ActivityWork>> {
+        let me = self.membership.id();
         self.write(async |transaction| {
+            // Free, expired, or leased to a host that is not alive.
             let rows = transaction
                 .query(
-                    "UPDATE activities a SET lease_until = $2 FROM (
-                       SELECT key FROM activities WHERE lease_until <= $1
-                        ORDER BY key LIMIT $3 FOR UPDATE SKIP LOCKED) c
-                     WHERE a.key = c.key
-                     RETURNING a.key, a.instance_id, a.generation, a.task_id, a.name, a.input,
-                       (SELECT version FROM instances i WHERE i.instance_id = a.instance_id)",
-                    &[&(now as i64), &((now + lease) as i64), &(limit as i64)],
+                    &format!(
+                        "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
+                         UPDATE activities a SET lease_until = $2, lease_owner = $4 FROM (
+                           SELECT key FROM activities
+                            WHERE lease_until <= $1
+                               OR lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT host_id FROM live)
+                            ORDER BY key LIMIT $3 FOR UPDATE SKIP LOCKED) c
+                         WHERE a.key = c.key
+                         RETURNING a.key, a.instance_id, a.generation, a.task_id, a.name, a.input,
+                           (SELECT version FROM instances i WHERE i.instance_id = a.instance_id)"
+                    ),
+                    &[&(now as i64), &((now + lease) as i64), &(limit as i64), &me],
                 )
                 .await?;
             let mut claimed: Vec<ActivityWork> = rows
@@ -593,6 +646,7 @@ impl Store for PostgresStore {
         result: Result<String, String>,
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<Option<Applied>> {
+        let me = self.membership.id();
         self.write(async |transaction| {
             let removed = transaction
                 .execute("DELETE FROM activities WHERE key = $1", &[&work.key])
@@ -605,17 +659,28 @@ impl Store for PostgresStore {
                 id: work.task_id,
                 result: result.clone(),
             };
-            let applied =
-                apply_or_queue(transaction, &work.instance_id, &message, direct.as_ref()).await?;
+            let applied = apply_or_queue(
+                transaction,
+                &me,
+                &work.instance_id,
+                &message,
+                direct.as_ref(),
+            )
+            .await?;
             Ok(Some(applied))
         })
     }
 
     fn release_activity_leases(&self) -> anyhow::Result<usize> {
+        // Only hosts that are gone: a live host's activities are running.
         self.write(async |transaction| {
             Ok(transaction
                 .execute(
-                    "UPDATE activities SET lease_until = 0 WHERE lease_until > 0",
+                    &format!(
+                        "UPDATE activities SET lease_until = 0, lease_owner = NULL
+                         WHERE lease_owner IS NOT NULL AND lease_owner NOT IN
+                           (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})"
+                    ),
                     &[],
                 )
                 .await? as usize)
@@ -629,6 +694,12 @@ impl Store for PostgresStore {
         now: Millis,
     ) -> anyhow::Result<()> {
         let now = now as i64;
+        *self
+            .membership
+            .served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = current.to_vec();
+        let me = self.membership.id();
         self.write(async |transaction| {
             for (version, bytes) in added {
                 transaction
@@ -639,11 +710,26 @@ impl Store for PostgresStore {
                     )
                     .await?;
             }
+            // The database is the registry: a version is retired once no
+            // live host serves it, whatever this host's folder holds.
+            transaction
+                .execute("DELETE FROM served WHERE host_id = $1", &[&me])
+                .await?;
             transaction
                 .execute(
-                    "UPDATE components SET retired_at = $2
-                     WHERE retired_at IS NULL AND version <> ALL($1)",
-                    &[&current, &now],
+                    "INSERT INTO served (host_id, version) SELECT $1, unnest($2::text[])",
+                    &[&me, &current],
+                )
+                .await?;
+            transaction
+                .execute(
+                    &format!(
+                        "UPDATE components c SET retired_at = $1
+                         WHERE retired_at IS NULL AND NOT EXISTS (
+                           SELECT 1 FROM served s JOIN hosts h ON h.host_id = s.host_id
+                            WHERE s.version = c.version AND h.alive_until > {DB_NOW})"
+                    ),
+                    &[&now],
                 )
                 .await?;
             transaction
@@ -673,19 +759,134 @@ impl Store for PostgresStore {
         self.write(async |transaction| {
             Ok(transaction
                 .query(
-                    "DELETE FROM components
-                     WHERE retired_at IS NOT NULL AND retired_at <= $1
-                       AND NOT EXISTS (
-                         SELECT 1 FROM instances
-                         WHERE instances.version = components.version
-                           AND status IN ('Pending', 'Running', 'Suspended', 'Failed'))
-                     RETURNING version",
+                    &format!(
+                        "DELETE FROM components
+                         WHERE retired_at IS NOT NULL AND retired_at <= $1
+                           AND NOT EXISTS (
+                             SELECT 1 FROM instances
+                             WHERE instances.version = components.version
+                               AND status IN ('Pending', 'Running', 'Suspended', 'Failed'))
+                           AND NOT EXISTS (
+                             SELECT 1 FROM served s JOIN hosts h ON h.host_id = s.host_id
+                             WHERE s.version = components.version AND h.alive_until > {DB_NOW})
+                         RETURNING version"
+                    ),
                     &[&(retired_before as i64)],
                 )
                 .await?
                 .iter()
                 .map(|row| row.get(0))
                 .collect())
+        })
+    }
+
+    fn claim(&self, id: &str) -> anyhow::Result<bool> {
+        if self.membership.owns(id) {
+            return Ok(true);
+        }
+        let me = self.membership.id();
+        let claimed = self.write(async |transaction| {
+            let live = format!("SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}");
+            let claimed = transaction
+                .execute(
+                    &format!(
+                        "UPDATE instances SET owner = $2
+                         WHERE instance_id = $1 AND $2 IN ({live})
+                           AND (owner IS NULL OR owner = $2 OR owner NOT IN ({live}))"
+                    ),
+                    &[&id, &me],
+                )
+                .await?;
+            if claimed == 1 {
+                return Ok(true);
+            }
+            // Another live host owns it (or it is gone): wake the owner.
+            let owner = transaction
+                .query_opt(
+                    "SELECT owner FROM instances WHERE instance_id = $1 AND owner <> $2",
+                    &[&id, &me],
+                )
+                .await?;
+            match owner.and_then(|row| row.get::<_, Option<String>>(0)) {
+                Some(owner) => {
+                    transaction
+                        .execute("SELECT pg_notify($1, $2)", &[&hosts::channel(&owner), &id])
+                        .await?;
+                    Ok(false)
+                }
+                // No such instance, or this host's lease lapsed: nothing
+                // to do; a commit would be refused anyway.
+                None => Ok(false),
+            }
+        })?;
+        if claimed {
+            self.membership.owned(id);
+        }
+        Ok(claimed)
+    }
+
+    fn seize(&self, id: &str) -> anyhow::Result<()> {
+        let me = self.membership.id();
+        self.write(async |transaction| {
+            transaction
+                .execute(
+                    "UPDATE instances SET owner = $2 WHERE instance_id = $1",
+                    &[&id, &me],
+                )
+                .await?;
+            Ok(())
+        })?;
+        self.membership.owned(id);
+        Ok(())
+    }
+
+    fn unowned_work(&self, limit: usize) -> anyhow::Result<Vec<String>> {
+        let me = self.membership.id();
+        self.read(async |transaction| {
+            Ok(transaction
+                .query(
+                    &format!(
+                        "SELECT i.instance_id FROM instances i JOIN (
+                           SELECT DISTINCT instance_id FROM inbox
+                           UNION SELECT instance_id FROM instances WHERE outbox IS NOT NULL) w
+                         ON w.instance_id = i.instance_id
+                         WHERE i.owner IS NULL OR i.owner = $1 OR i.owner NOT IN
+                           (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
+                         LIMIT $2"
+                    ),
+                    &[&me, &i64::try_from(limit).unwrap_or(i64::MAX)],
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        Some(POLL_INTERVAL)
+    }
+
+    fn on_wake(&self, wake: Box<dyn Fn(&str) + Send + Sync>) {
+        self.membership.set_wake(wake);
+    }
+
+    fn leave(&self) -> anyhow::Result<()> {
+        let me = self.membership.id();
+        self.write(async |transaction| {
+            transaction
+                .execute("UPDATE instances SET owner = NULL WHERE owner = $1", &[&me])
+                .await?;
+            transaction
+                .execute(
+                    "UPDATE activities SET lease_until = 0, lease_owner = NULL WHERE lease_owner = $1",
+                    &[&me],
+                )
+                .await?;
+            transaction
+                .execute("DELETE FROM hosts WHERE host_id = $1", &[&me])
+                .await?;
+            Ok(())
         })
     }
 }

@@ -37,7 +37,10 @@ CREATE TABLE instances (
     -- The token of a staged commit whose effects are pending (outbox).
     outbox             BIGINT,
     -- Bumped by every commit: its fencing token.
-    revision           BIGINT NOT NULL DEFAULT 0
+    revision           BIGINT NOT NULL DEFAULT 0,
+    -- The host that runs its episodes (hosts.host_id), while that host
+    -- is alive; see hosts.rs.
+    owner              TEXT
 );
 CREATE INDEX instances_by_created_time ON instances (created_at, instance_id);
 CREATE INDEX instances_by_parent ON instances (parent_instance_id)
@@ -75,6 +78,8 @@ CREATE TABLE activities (
     name        TEXT NOT NULL,
     input       TEXT NOT NULL,
     lease_until BIGINT NOT NULL DEFAULT 0,
+    -- The host that holds the lease: a dead host's lease is void.
+    lease_owner TEXT,
     UNIQUE (instance_id, generation, task_id)
 );
 CREATE INDEX activities_by_lease ON activities (lease_until, key);
@@ -83,6 +88,20 @@ CREATE TABLE components (
     stored_at  BIGINT NOT NULL,
     retired_at BIGINT,
     bytes      BYTEA NOT NULL
+);
+-- Each run of a host, alive while alive_until (the database's clock, in
+-- milliseconds) lies ahead.
+CREATE TABLE hosts (
+    host_id     TEXT PRIMARY KEY,
+    started_at  BIGINT NOT NULL,
+    alive_until BIGINT NOT NULL
+);
+-- The component versions each host serves: a version is retired once no
+-- live host serves it.
+CREATE TABLE served (
+    host_id TEXT NOT NULL REFERENCES hosts ON DELETE CASCADE,
+    version TEXT NOT NULL,
+    PRIMARY KEY (host_id, version)
 );
 CREATE TABLE outbox (
     instance_id TEXT COLLATE "C" NOT NULL,

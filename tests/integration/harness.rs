@@ -302,6 +302,37 @@ impl TestHost {
         self.env.retain(|(set, _)| set != name);
     }
 
+    /// Uses `other`'s database: one of several hosts (PostgreSQL only).
+    pub fn sharing_database_with(mut self, other: &TestHost) -> TestHost {
+        self.database_url = Some(
+            other
+                .database_url
+                .clone()
+                .expect("several hosts share a PostgreSQL database"),
+        );
+        self
+    }
+
+    /// SIGSTOP: the host freezes (a partition, a long pause) until
+    /// [`TestHost::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the host runs");
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Keeps the database file in `dir` (a small file system, say).
     pub fn with_database_in(mut self, dir: &Path) -> TestHost {
         self.database_dir = Some(dir.to_owned());
@@ -432,12 +463,8 @@ impl TestHost {
 
     /// SIGKILL without waiting, usable while requests are in flight.
     pub fn kill_now(&self) {
-        if let Some(pid) = self.pid() {
-            let status = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success(), "kill -KILL failed");
+        if self.pid().is_some() {
+            self.signal("-KILL");
         }
     }
 

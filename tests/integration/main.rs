@@ -16,6 +16,7 @@ mod errors;
 mod faults;
 mod functions_folder;
 mod guest_isolation;
+mod hosts;
 mod instances;
 mod limits;
 mod management;

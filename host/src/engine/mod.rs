@@ -11,6 +11,7 @@ mod activities;
 mod direct;
 mod episode;
 mod functions;
+mod peers;
 mod replay_check;
 mod rewind;
 mod scheduler;
@@ -183,6 +184,16 @@ impl Engine {
         tokio::spawn(timers::run(self.clone()));
         self.start_version_collector();
         tokio::spawn(activities::run_dispatcher(Arc::clone(&self.shared)));
+        if let Some(interval) = self.shared.store.poll_interval() {
+            tokio::spawn(peers::run(self.clone(), interval));
+        }
+    }
+
+    /// Gives up this host's instances and leases to the other hosts of a
+    /// shared database, for a clean shutdown.
+    pub async fn leave(&self) -> anyhow::Result<()> {
+        let store = Arc::clone(&self.shared.store);
+        blocking(move || store.leave()).await
     }
 
     /// The loaded component files and what each provides.
@@ -403,6 +414,8 @@ impl Engine {
             if instance.status != RuntimeStatus::Failed {
                 return Ok((RewindOutcome::NotFailed(instance.status), Vec::new()));
             }
+            // No host runs a failed instance: this one takes it.
+            store.seize(&instance_id)?;
             let commit = rewind::plan(instance, history, reason, now_millis());
             match store.commit_episode(&commit)? {
                 CommitOutcome::Committed(follow_up) => {
@@ -454,6 +467,10 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
         // read the inbox: plan again with them. Bounded, since each retry
         // means another client got a 202 in between.
         for _ in 0..1_000 {
+            // Another host runs it (and was woken for it).
+            if !store.claim(&id)? {
+                return Ok(Default::default());
+            }
             let (work, warm) = match load(&shared, &id, max_messages)? {
                 Loaded::Nothing => return Ok(Default::default()),
                 Loaded::EffectsPending => {

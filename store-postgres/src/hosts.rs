@@ -1,0 +1,257 @@
+//! Hosts sharing the database: who is alive, who owns which instance, and
+//! how one host wakes another.
+//!
+//! Each run of a host registers under a fresh ID (its incarnation) in
+//! `hosts` with a lease, `alive_until`, on the database's clock, renewed
+//! every third of the lease. A host whose renewal finds the lease already
+//! expired (it was stopped, or cut off, for longer than the lease) is
+//! taken for dead by the others, who may have taken over its instances:
+//! it registers again under a new ID, and everything it owned under the
+//! old one is lost to it, to be claimed again like any dead host's.
+//!
+//! An instance's `owner` is the host that runs its episodes. Owning is
+//! cheap to check in a commit (the row is locked anyway) and needs no
+//! per-instance renewal: an owner is current while its host's lease is.
+//! A host asks the owner of an instance it cannot claim to run it with
+//! `NOTIFY` on the owner's channel; notifications are hints (a lost one
+//! delays work until the next poll of `unowned_work`, never loses it).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use futures::StreamExt as _;
+use tokio::sync::watch;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// The database's clock in milliseconds since the Unix epoch: every lease
+/// is measured on it, so hosts' clocks may disagree.
+pub(crate) const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Old hosts' rows are kept this long after their lease ended (for the
+/// record), then deleted.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// What the engine gave to be told of instances to run.
+type Wake = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// This host, as the other hosts see it.
+pub(crate) struct Membership {
+    /// The current incarnation's ID.
+    id: RwLock<String>,
+    /// Lets the listener follow a new incarnation.
+    changes: watch::Sender<String>,
+    pub(crate) ttl: Duration,
+    /// Instances known to be owned by this incarnation (a cache: a commit
+    /// checks the row).
+    owned: Mutex<HashSet<String>>,
+    /// The component versions this host serves, registered again under a
+    /// new incarnation.
+    pub(crate) served: Mutex<Vec<String>>,
+    /// Told the ID of each instance another host asks this one to run.
+    wake: Mutex<Option<Wake>>,
+}
+
+impl Membership {
+    pub(crate) fn new(ttl: Duration) -> Arc<Membership> {
+        let id = new_id();
+        Arc::new(Membership {
+            changes: watch::Sender::new(id.clone()),
+            id: RwLock::new(id),
+            ttl,
+            owned: Mutex::new(HashSet::new()),
+            served: Mutex::new(Vec::new()),
+            wake: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn id(&self) -> String {
+        self.id.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn owns(&self, instance: &str) -> bool {
+        self.owned_set().contains(instance)
+    }
+
+    pub(crate) fn owned(&self, instance: &str) {
+        self.owned_set().insert(instance.to_owned());
+    }
+
+    pub(crate) fn disowned(&self, instance: &str) {
+        self.owned_set().remove(instance);
+    }
+
+    fn owned_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_wake(&self, wake: Box<dyn Fn(&str) + Send + Sync>) {
+        *self.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(wake));
+    }
+
+    fn wake(&self, instance: &str) {
+        let wake = self.wake.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(wake) = wake {
+            wake(instance);
+        }
+    }
+
+    fn ttl_millis(&self) -> i64 {
+        self.ttl.as_millis() as i64
+    }
+
+    /// Starts a new incarnation: nothing is owned any more.
+    fn reincarnate(&self) -> String {
+        let id = new_id();
+        *self.id.write().unwrap_or_else(|e| e.into_inner()) = id.clone();
+        self.owned_set().clear();
+        self.changes.send_replace(id.clone());
+        id
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The channel a host listens on: its incarnation's.
+pub(crate) fn channel(host: &str) -> String {
+    format!("reprise_{host}")
+}
+
+/// Registers the current incarnation (alive for one lease from now) and
+/// the versions it serves.
+pub(crate) async fn register(pool: &Pool, membership: &Membership) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let id = membership.id();
+    transaction
+        .execute(
+            &format!(
+                "INSERT INTO hosts (host_id, started_at, alive_until) VALUES ($1, {DB_NOW}, {DB_NOW} + $2)"
+            ),
+            &[&id, &membership.ttl_millis()],
+        )
+        .await?;
+    let served = membership
+        .served
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    transaction
+        .execute(
+            "INSERT INTO served (host_id, version) SELECT $1, unnest($2::text[])",
+            &[&id, &served],
+        )
+        .await?;
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// Renews the lease every third of it, for as long as the runtime runs.
+pub(crate) async fn heartbeat(pool: Pool, membership: Arc<Membership>) {
+    let mut ticks = tokio::time::interval(membership.ttl / 3);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match renew(&pool, &membership).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let old = membership.id();
+                let new = membership.reincarnate();
+                tracing::warn!(
+                    "this host's lease expired (was it stopped, or cut off from the database?): other hosts may have taken over its instances; registering again as {new} (was {old})"
+                );
+                if let Err(error) = register(&pool, &membership).await {
+                    tracing::error!("cannot register this host again: {error:#}");
+                }
+            }
+            Err(error) => tracing::warn!("cannot renew this host's lease: {error:#}"),
+        }
+    }
+}
+
+/// Extends the lease if it has not expired; `false` if it had.
+async fn renew(pool: &Pool, membership: &Membership) -> anyhow::Result<bool> {
+    let client = pool.get().await?;
+    let renewed = client
+        .execute(
+            &format!(
+                "UPDATE hosts SET alive_until = {DB_NOW} + $2 WHERE host_id = $1 AND alive_until > {DB_NOW}"
+            ),
+            &[&membership.id(), &membership.ttl_millis()],
+        )
+        .await?;
+    client
+        .execute(
+            &format!("DELETE FROM hosts WHERE alive_until < {DB_NOW} - $1"),
+            &[&(FORGET_AFTER.as_millis() as i64)],
+        )
+        .await?;
+    Ok(renewed == 1)
+}
+
+/// Listens on this host's channel and wakes the engine for each instance
+/// another host names; reconnects after a lost connection, and follows a
+/// new incarnation.
+pub(crate) async fn listen(config: tokio_postgres::Config, membership: Arc<Membership>) {
+    loop {
+        if let Err(error) = listen_once(&config, &membership).await {
+            tracing::warn!("lost the connection that hears other hosts (retrying): {error:#}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    membership: &Arc<Membership>,
+) -> anyhow::Result<()> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(notification)) => {
+                    let _ = sender.send(notification.payload().to_owned());
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!("the listening connection failed: {error}");
+                    break;
+                }
+            }
+        }
+    });
+    let mut changes = membership.changes.subscribe();
+    let mut listening = changes.borrow_and_update().clone();
+    client
+        .batch_execute(&format!("LISTEN \"{}\"", channel(&listening)))
+        .await?;
+    loop {
+        tokio::select! {
+            instance = notifications.recv() => match instance {
+                Some(instance) => membership.wake(&instance),
+                None => break,
+            },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let id = changes.borrow_and_update().clone();
+                client
+                    .batch_execute(&format!(
+                        "UNLISTEN \"{}\"; LISTEN \"{}\"",
+                        channel(&listening),
+                        channel(&id)
+                    ))
+                    .await?;
+                listening = id;
+            }
+        }
+    }
+    driver.abort();
+    anyhow::bail!("the listening connection closed")
+}

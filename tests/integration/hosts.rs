@@ -1,0 +1,204 @@
+//! Several hosts on one PostgreSQL database, behind no load balancer but
+//! the tests' own round robin: every guarantee holds across hosts, and a
+//! host that dies or freezes loses nothing, its work taken over by the
+//! others within a lease. On SQLite (one host per file) these return at
+//! once; `scripts/test` runs them on PostgreSQL.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{TestHost, components, event_types, on_sqlite};
+
+/// A short lease, so a dead host's work moves within seconds.
+const LEASE: &[&str] = &["--lease-ttl-secs", "2"];
+
+/// `count` hosts serving `files` on one fresh database.
+async fn hosts(count: usize, files: &[&Path]) -> Vec<TestHost> {
+    let first = TestHost::prepare(files).with_args(LEASE).started().await;
+    let mut hosts = Vec::new();
+    for _ in 1..count {
+        let host = TestHost::prepare(files)
+            .with_args(LEASE)
+            .sharing_database_with(&first)
+            .started()
+            .await;
+        hosts.push(host);
+    }
+    hosts.insert(0, first);
+    hosts
+}
+
+/// 100 concurrent starts of one ID spread over 3 hosts: exactly one 202,
+/// every other one 409, never a 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_singleton_started_at_once_on_three_hosts_starts_once() {
+    if on_sqlite() {
+        return;
+    }
+    let hosts = hosts(3, &[&components().counter]).await;
+    let starts = (0..100).map(|n| {
+        let host = &hosts[n % 3];
+        async move {
+            host.post("/orchestrators/E3_Counter/the-one", "0")
+                .await
+                .status
+        }
+    });
+    let statuses = futures::future::join_all(starts).await;
+    let count = |wanted: StatusCode| statuses.iter().filter(|&&s| s == wanted).count();
+    assert_eq!(count(StatusCode::ACCEPTED), 1, "{statuses:?}");
+    assert_eq!(count(StatusCode::CONFLICT), 99, "{statuses:?}");
+}
+
+/// Events for one counter sent to all three hosts at once, while the host
+/// that runs it is SIGKILLed and never comes back: every event a host
+/// answered 202 is applied exactly once, by the hosts that are left.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_spread_over_three_hosts_survive_the_owners_death() {
+    if on_sqlite() {
+        return;
+    }
+    let hosts = hosts(3, &[&components().counter]).await;
+    // Started on host 0, which runs it.
+    let id = hosts[0].start_instance("E3_Counter", Some("c"), "0").await;
+    let accepted = AtomicUsize::new(0);
+    // Requests the kill cut off: perhaps committed, perhaps not.
+    let uncertain = AtomicUsize::new(0);
+    let killed = Mutex::new(false);
+    let owner = &hosts[0];
+    let senders = hosts.iter().enumerate().map(|(index, host)| {
+        let (id, accepted, uncertain, killed) = (&id, &accepted, &uncertain, &killed);
+        async move {
+            for _ in 0..150 {
+                match host
+                    .try_post(&format!("/instances/{id}/raiseEvent/operation"), "\"incr\"")
+                    .await
+                {
+                    Ok(reply) if reply.status == StatusCode::ACCEPTED => {
+                        let total = accepted.fetch_add(1, Ordering::SeqCst) + 1;
+                        if total == 60 {
+                            *killed.lock().unwrap() = true;
+                            owner.kill_now();
+                        }
+                    }
+                    Ok(reply) => panic!("host {index} answered {reply:?}"),
+                    Err(_) if index == 0 && *killed.lock().unwrap() => {
+                        uncertain.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(error) => panic!("host {index} failed: {error}"),
+                }
+            }
+        }
+    });
+    futures::future::join_all(senders).await;
+    let (accepted, uncertain) = (
+        accepted.load(Ordering::SeqCst),
+        uncertain.load(Ordering::SeqCst),
+    );
+    assert!(*killed.lock().unwrap(), "the kill never happened");
+    let done = hosts[1]
+        .wait_for(&id, Duration::from_secs(60), |body| {
+            body["input"].as_u64() >= Some(accepted as u64)
+        })
+        .await;
+    let count = done["input"].as_u64().unwrap() as usize;
+    assert!(
+        count <= accepted + uncertain,
+        "{count} applied, {accepted} accepted and {uncertain} cut off"
+    );
+    // And nothing more arrives later: another event lands on top of them.
+    assert_eq!(
+        hosts[2].raise(&id, "operation", "\"incr\"").await.status,
+        StatusCode::ACCEPTED
+    );
+    hosts[1]
+        .wait_for(&id, Duration::from_secs(60), |body| {
+            body["input"] == json!(count + 1)
+        })
+        .await;
+}
+
+/// A durable timer and an activity running on a host when it is killed
+/// (never restarted) are finished by the others: the timer fires once,
+/// the activity runs again and is recorded once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_hosts_timers_and_activities_finish_on_the_others() {
+    if on_sqlite() {
+        return;
+    }
+    let mut hosts = hosts(2, &[&components().misbehaving]).await;
+    let sleeper = hosts[0].start_instance("Sleeps", None, "2000").await;
+    let call = r#"{"activity": "SlowEcho", "input": {"ms": 3000, "value": "survived"}}"#;
+    let caller = hosts[0].start_instance("CallActivity", None, call).await;
+    hosts[0].wait_for_log("SlowEcho running").await;
+    assert_eq!(
+        hosts[0].pending_timers(&sleeper).len(),
+        1,
+        "the timer fired too early"
+    );
+    hosts[0].kill();
+
+    let slept = hosts[1].wait_for_status(&sleeper, "Completed").await;
+    let fired = event_types(&hosts[1].history(&sleeper).await)
+        .iter()
+        .filter(|kind| *kind == "TimerFired")
+        .count();
+    assert_eq!(fired, 1, "{slept}");
+    let done = hosts[1].wait_for_status(&caller, "Completed").await;
+    assert_eq!(done["output"], "survived");
+    let types = event_types(&hosts[1].history(&caller).await);
+    assert_eq!(
+        types.iter().filter(|kind| *kind == "TaskCompleted").count(),
+        1,
+        "{types:?}"
+    );
+    assert!(hosts[1].log().contains("SlowEcho running"));
+}
+
+/// A host frozen (SIGSTOP) past its lease is taken for dead: another host
+/// takes its instance over; once it thaws it learns it lost its lease,
+/// commits nothing on the state it held, and events sent to it still
+/// reach the instance, each applied once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_host_that_thaws_after_its_lease_commits_nothing_stale() {
+    if on_sqlite() {
+        return;
+    }
+    let hosts = hosts(2, &[&components().counter]).await;
+    let (frozen, other) = (&hosts[0], &hosts[1]);
+    let id = frozen.start_instance("E3_Counter", Some("c"), "0").await;
+    let incr = async |host: &TestHost, times: usize| {
+        for _ in 0..times {
+            let reply = host.raise(&id, "operation", "\"incr\"").await;
+            assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+        }
+    };
+    // Applied by the owner, which keeps the execution warm.
+    incr(frozen, 5).await;
+    frozen
+        .wait_for(&id, Duration::from_secs(30), |body| body["input"] == 5)
+        .await;
+
+    frozen.pause();
+    incr(other, 5).await;
+    let taken_over = other
+        .wait_for(&id, Duration::from_secs(60), |body| body["input"] == 10)
+        .await;
+    frozen.resume();
+    frozen.wait_for_log("this host's lease expired").await;
+
+    // Its warm execution (at 5) is stale: events sent to it go to the
+    // owner now.
+    incr(frozen, 5).await;
+    other
+        .wait_for(&id, Duration::from_secs(60), |body| body["input"] == 15)
+        .await;
+    let history: Value = other.history(&id).await;
+    assert!(taken_over["runtimeStatus"] == "Running", "{history}");
+}
