@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use reprise_host::runtime::{AllowedHosts, GuestLimits, Runtime};
 use support::harness::{TestHost, components};
-use support::{CLIENTS, CpuMeter, from_clients, ms, quantile};
+use support::load::{self, RUNS};
+use support::{CLIENTS, ms, quantile};
 
-const RUNS: usize = 3;
 const LATENCY_RUNS: usize = 200;
 const COUNTERS: usize = 1_000;
 const EVENTS: usize = 20_000;
@@ -162,128 +162,28 @@ async fn start_to_completed(host: &TestHost) -> Vec<f64> {
     samples
 }
 
-/// The median of `RUNS` runs of [`completed_per_second`], as table text.
+/// The median rate of `RUNS` runs of `starts` instances of `name`, as
+/// table text.
 async fn median_rate(host: &TestHost, tag: &str, name: &str, input: &str, starts: usize) -> String {
-    let mut rates = Vec::new();
-    for run in 0..RUNS {
-        let prefix = format!("{tag}r{run}-");
-        rates.push(completed_per_second(host, &prefix, name, input, starts).await);
-        eprintln!("{tag} run {run}: {:.0} per second", rates[run]);
-    }
-    summary(rates)
-}
-
-/// "median per second (runs: each)".
-fn summary(mut rates: Vec<f64>) -> String {
-    let all: Vec<String> = rates.iter().map(|rate| format!("{rate:.0}")).collect();
-    format!(
-        "{:.0} per second (runs: {})",
-        quantile(&mut rates, 0.5),
-        all.join(", ")
-    )
-}
-
-/// Starts `starts` instances of `name` under IDs beginning with `prefix`
-/// from `CLIENTS` tasks, waits until all have Completed, and returns how
-/// many completed per second.
-async fn completed_per_second(
-    host: &TestHost,
-    prefix: &str,
-    name: &str,
-    input: &str,
-    starts: usize,
-) -> f64 {
-    let started = Instant::now();
-    let cpu = CpuMeter::start(host.pid());
-    let paths: Vec<String> = (0..starts)
-        .map(|n| format!("{}/orchestrators/{name}/{prefix}{n}", host.base))
-        .collect();
-    from_clients(paths, input).await;
-    wait_until_none(
-        host,
-        &format!("runtimeStatus=Pending,Running&instanceIdPrefix={prefix}"),
-    )
-    .await;
-    let failed = host
-        .get(&format!(
-            "/instances?runtimeStatus=Failed&instanceIdPrefix={prefix}&top=1"
-        ))
-        .await
-        .body;
-    assert_eq!(failed.as_array().map(Vec::len), Some(0), "{failed}");
-    if let Some(per) = cpu.micros_per(starts) {
-        eprintln!("{prefix}: host CPU {per:.0} µs per instance");
-    }
-    starts as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Waits until the instance query `filter` matches nothing (a cheap query,
-/// so polling does not compete with the host for the CPU).
-async fn wait_until_none(host: &TestHost, filter: &str) {
-    loop {
-        let page = host
-            .get(&format!("/instances?{filter}&top=1&showInput=false"))
-            .await
-            .body;
-        if page.as_array().is_some_and(Vec::is_empty) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let runs = load::complete_runs(std::slice::from_ref(host), &[], tag, name, input, starts).await;
+    eprintln!(
+        "{tag}: host CPU {:.0} µs per instance",
+        load::median(&runs, |run| run.host_cpu_micros)
+    );
+    load::summary(&runs)
 }
 
 /// S2: `COUNTERS` counters, then `EVENTS` "incr" events spread over them
 /// per run, until every count is exactly what was sent (median of `RUNS`).
 async fn median_event_rate(host: &TestHost) -> String {
-    let urls: Vec<String> = (0..COUNTERS)
-        .map(|n| format!("{}/orchestrators/E3_Counter/s2-{n}", host.base))
-        .collect();
-    from_clients(urls, "0").await;
-    wait_until_none(host, "runtimeStatus=Pending&instanceIdPrefix=s2-").await;
-
-    let mut rates = Vec::new();
+    let hosts = std::slice::from_ref(host);
+    load::start_counters(hosts, "s2", COUNTERS).await;
+    let mut runs = Vec::new();
     for run in 0..RUNS {
-        let started = Instant::now();
-        let cpu = CpuMeter::start(host.pid());
-        let urls: Vec<String> = (0..EVENTS)
-            .map(|n| {
-                let counter = n % COUNTERS;
-                format!("{}/instances/s2-{counter}/raiseEvent/operation", host.base)
-            })
-            .collect();
-        from_clients(urls, "\"incr\"").await;
-        let accepted = started.elapsed();
         let expected = ((run + 1) * EVENTS / COUNTERS) as u64;
-        loop {
-            let page = host
-                .get(&format!("/instances?instanceIdPrefix=s2-&top={COUNTERS}"))
-                .await
-                .body;
-            let counts: Vec<u64> = page
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|status| status["input"].as_u64().unwrap_or(0))
-                .collect();
-            assert_eq!(counts.len(), COUNTERS);
-            assert!(
-                counts.iter().all(|&count| count <= expected),
-                "a counter counted an event twice"
-            );
-            if counts.iter().all(|&count| count == expected) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let rate = EVENTS as f64 / started.elapsed().as_secs_f64();
-        if let Some(per) = cpu.micros_per(EVENTS) {
-            eprintln!("s2 run {run}: host CPU {per:.0} µs per event");
-        }
-        eprintln!(
-            "s2 run {run}: {rate:.0} per second ({:.0} accepted per second)",
-            EVENTS as f64 / accepted.as_secs_f64()
-        );
-        rates.push(rate);
+        let measured = load::count_events(hosts, &[], "s2", COUNTERS, EVENTS, expected).await;
+        eprintln!("s2 run {run}: {measured:?}");
+        runs.push(measured);
     }
-    summary(rates)
+    load::summary(&runs)
 }

@@ -11,7 +11,7 @@ use reprise_core::store::{Effect, FollowUp, NewInstance, StartOutcome, child_con
 use reprise_core::stored_effect;
 
 use crate::episode::{insert_messages, start_generation};
-use crate::rows::FINISHED;
+use crate::rows::{self, FINISHED};
 
 /// Delivers one commit's (or one batch's) effects to other instances,
 /// asking whether a target is live once per target, and writing each
@@ -154,9 +154,7 @@ pub(crate) async fn stage(
 ) -> anyhow::Result<()> {
     if first == 0 {
         // What an abandoned attempt left (not the pending effects).
-        transaction
-            .execute(
-                "DELETE FROM outbox WHERE instance_id = $1 AND staging <> $2
+        rows::execute(transaction, "DELETE FROM outbox WHERE instance_id = $1 AND staging <> $2
                    AND staging IS DISTINCT FROM (SELECT outbox FROM instances WHERE instance_id = $1)",
                 &[&id, &token],
             )
@@ -166,14 +164,14 @@ pub(crate) async fn stage(
         .map(|seq| seq as i32)
         .collect();
     let texts: Vec<String> = effects.into_iter().map(stored_effect::to_json).collect();
-    transaction
-        .execute(
-            "INSERT INTO outbox (instance_id, staging, seq, effect)
+    rows::execute(
+        transaction,
+        "INSERT INTO outbox (instance_id, staging, seq, effect)
              SELECT $1, $2, s, e FROM unnest($3::int[], $4::text[]) AS u(s, e)
              ON CONFLICT (instance_id, staging, seq) DO UPDATE SET effect = EXCLUDED.effect",
-            &[&id, &token, &seqs, &texts],
-        )
-        .await?;
+        &[&id, &token, &seqs, &texts],
+    )
+    .await?;
     Ok(())
 }
 
@@ -184,25 +182,25 @@ pub(crate) async fn apply_pending(
     id: &str,
     limit: usize,
 ) -> anyhow::Result<Option<FollowUp>> {
-    let token: Option<i64> = transaction
-        .query_opt(
-            "SELECT outbox FROM instances WHERE instance_id = $1 FOR UPDATE",
-            &[&id],
-        )
-        .await?
-        .and_then(|row| row.get(0));
+    let token: Option<i64> = rows::query_opt(
+        transaction,
+        "SELECT outbox FROM instances WHERE instance_id = $1 FOR UPDATE",
+        &[&id],
+    )
+    .await?
+    .and_then(|row| row.get(0));
     let Some(token) = token else {
         return Ok(None);
     };
-    let rows = transaction
-        .query(
-            "SELECT seq, effect FROM outbox WHERE instance_id = $1 AND staging = $2
+    let pending = rows::query(
+        transaction,
+        "SELECT seq, effect FROM outbox WHERE instance_id = $1 AND staging = $2
              ORDER BY seq LIMIT $3",
-            &[&id, &token, &(limit as i64)],
-        )
-        .await?;
+        &[&id, &token, &(limit as i64)],
+    )
+    .await?;
     let mut effects = Effects::new(transaction, me, id);
-    for row in &rows {
+    for row in &pending {
         let (seq, text): (i32, String) = (row.get(0), row.get(1));
         match stored_effect::from_json(&text) {
             Ok(effect) => apply(&mut effects, id, effect).await?,
@@ -216,25 +214,28 @@ pub(crate) async fn apply_pending(
         }
     }
     let notify = effects.finish().await?;
-    if let Some(last) = rows.last() {
-        transaction
-            .execute(
-                "DELETE FROM outbox WHERE instance_id = $1 AND staging = $2 AND seq <= $3",
-                &[&id, &token, &last.get::<_, i32>(0)],
-            )
-            .await?;
+    if let Some(last) = pending.last() {
+        rows::execute(
+            transaction,
+            "DELETE FROM outbox WHERE instance_id = $1 AND staging = $2 AND seq <= $3",
+            &[&id, &token, &last.get::<_, i32>(0)],
+        )
+        .await?;
     }
-    if rows.len() < limit {
+    if pending.len() < limit {
         // All applied; rows of abandoned attempts go too.
-        transaction
-            .execute(
-                "UPDATE instances SET outbox = NULL WHERE instance_id = $1",
-                &[&id],
-            )
-            .await?;
-        transaction
-            .execute("DELETE FROM outbox WHERE instance_id = $1", &[&id])
-            .await?;
+        rows::execute(
+            transaction,
+            "UPDATE instances SET outbox = NULL WHERE instance_id = $1",
+            &[&id],
+        )
+        .await?;
+        rows::execute(
+            transaction,
+            "DELETE FROM outbox WHERE instance_id = $1",
+            &[&id],
+        )
+        .await?;
     }
     Ok(Some(FollowUp {
         notify,
@@ -260,28 +261,24 @@ async fn apply(effects: &mut Effects<'_>, id: &str, effect: Effect) -> anyhow::R
             name,
             input,
         } => {
-            effects
-                .transaction
-                .execute(
-                    &format!(
-                        "INSERT INTO activities (instance_id, generation, task_id, name, input)
+            rows::execute(
+                effects.transaction,
+                &format!(
+                    "INSERT INTO activities (instance_id, generation, task_id, name, input)
                          SELECT $1, $2, $3, $4, $5 FROM instances
                           WHERE instance_id = $1 AND generation = $2 AND {live}
                          ON CONFLICT (instance_id, generation, task_id) DO NOTHING"
-                    ),
-                    &[&id, &(generation as i32), &(task_id as i64), &name, &input],
-                )
-                .await?;
+                ),
+                &[&id, &(generation as i32), &(task_id as i64), &name, &input],
+            )
+            .await?;
         }
         Effect::Timer {
             generation,
             task_id,
             fire_at,
         } => {
-            effects
-                .transaction
-                .execute(
-                    &format!(
+            rows::execute(effects.transaction, &format!(
                         "INSERT INTO timers (instance_id, generation, task_id, fire_at)
                          SELECT $1, $2, $3, $4 FROM instances
                           WHERE instance_id = $1 AND generation = $2 AND {live}

@@ -19,7 +19,7 @@ use reprise_core::store::{
 
 use crate::effects::Effects;
 use crate::hosts::DB_NOW;
-use crate::rows::FINISHED;
+use crate::rows::{self, FINISHED};
 
 /// Starts a generation under `new.id` unless an unfinished instance holds
 /// it, and applies its start message by `direct` or queues it.
@@ -99,9 +99,12 @@ pub(crate) async fn insert_instance(
     let generation: i32 = row.get(0);
     if generation > 0 {
         // The last generation's history (its pending effects stay pending).
-        transaction
-            .execute("DELETE FROM history WHERE instance_id = $1", &[&new.id])
-            .await?;
+        rows::execute(
+            transaction,
+            "DELETE FROM history WHERE instance_id = $1",
+            &[&new.id],
+        )
+        .await?;
     }
     Ok(StartOutcome::Started)
 }
@@ -235,70 +238,116 @@ pub(crate) async fn apply_episode(
         commit.read.revision,
         commit.updated.revision
     );
-    let row = transaction
-        .query_opt(
-            &transaction
-                .prepare_cached(&format!(
-                    "SELECT revision, history_len,
-                       owner = $2 AND EXISTS (SELECT 1 FROM hosts WHERE host_id = $2 AND alive_until > {DB_NOW})
-                     FROM instances WHERE instance_id = $1 FOR UPDATE"
-                ))
-                .await?,
-            &[&id, &me],
-        )
-        .await?;
-    let existing = match row {
-        Some(row)
-            if row.get::<_, i64>(0) == commit.read.revision as i64
-                && row.get::<_, Option<bool>>(2) == Some(true) =>
-        {
-            row.get::<_, i32>(1) as usize
-        }
-        _ => return Ok(CommitOutcome::Stale),
+    let Some(locked) = lock(transaction, me, commit).await? else {
+        return Ok(CommitOutcome::Stale);
     };
     if commit.updated.status.is_terminal() && late_messages(transaction, commit).await? {
         return Ok(CommitOutcome::LateMessages);
     }
-    let updated = &commit.updated;
-    let staged = commit.staging.is_some();
+    write_episode(transaction, me, commit, locked.history_len).await
+}
+
+/// An instance row locked for a commit.
+struct Locked {
+    history_len: usize,
+    effects_pending: bool,
+}
+
+/// Locks the row of `commit`'s instance; `None` (stale) unless its revision
+/// is the one read, host `me` owns it and `me`'s lease has not expired.
+async fn lock(
+    transaction: &Transaction<'_>,
+    me: &str,
+    commit: &EpisodeCommit,
+) -> anyhow::Result<Option<Locked>> {
+    let statement = transaction
+        .prepare_cached(&format!(
+            "SELECT revision, history_len, outbox IS NOT NULL,
+               owner = $2 AND EXISTS (SELECT 1 FROM hosts WHERE host_id = $2 AND alive_until > {DB_NOW})
+             FROM instances WHERE instance_id = $1 FOR UPDATE"
+        ))
+        .await?;
+    let row = transaction
+        .query_opt(&statement, &[&commit.read.id, &me])
+        .await?;
+    Ok(row
+        .filter(|row| {
+            row.get::<_, i64>(0) == commit.read.revision as i64
+                && row.get::<_, Option<bool>>(3) == Some(true)
+        })
+        .map(|row| Locked {
+            history_len: row.get::<_, i32>(1) as usize,
+            effects_pending: row.get(2),
+        }))
+}
+
+/// Writes `commit` on its locked row, whose history has `existing` entries.
+async fn write_episode(
+    transaction: &Transaction<'_>,
+    me: &str,
+    commit: &EpisodeCommit,
+    existing: usize,
+) -> anyhow::Result<CommitOutcome> {
+    let id = commit.read.id.as_str();
     let history_len = match &commit.history {
-        HistoryChange::Append(entries) => {
-            if !staged {
-                insert_history(transaction, id, updated.generation, existing, entries).await?;
-            }
-            existing + entries.len()
-        }
-        HistoryChange::Replace(entries) => {
-            // Staged only for a new generation: its rows stay.
-            transaction
-                .execute(
-                    &transaction
-                        .prepare_cached(
-                            "DELETE FROM history WHERE instance_id = $1 AND (generation <> $2 OR NOT $3)",
-                        )
-                        .await?,
-                    &[&id, &(updated.generation as i32), &staged],
-                )
-                .await?;
-            if !staged {
-                insert_history(transaction, id, updated.generation, 0, entries).await?;
-            }
-            entries.len()
-        }
+        HistoryChange::Append(entries) => existing + entries.len(),
+        HistoryChange::Replace(entries) => entries.len(),
     };
-    update_row(transaction, commit, history_len).await?;
-    consume(transaction, commit).await?;
-    let leased = queue_tasks(transaction, me, commit).await?;
+    // Independent writes, pipelined on the connection: one round trip for
+    // them all rather than one each.
+    let ((), (), (), leased, mut notify) = futures::try_join!(
+        write_history(transaction, commit, existing),
+        update_row(transaction, commit, history_len),
+        consume(transaction, commit),
+        queue_tasks(transaction, me, commit),
+        effects_on_others(transaction, me, commit),
+    )?;
+    // After the row's update: a requeued termination sets its flag again.
     insert_messages(transaction, id, &commit.requeued).await?;
-    let mut notify = effects_on_others(transaction, me, commit).await?;
     if !commit.requeued.is_empty() {
         notify.push(id.to_owned());
     }
     Ok(CommitOutcome::Committed(FollowUp { notify, leased }))
 }
 
-/// Whether a message the episode did not read is queued (the row is
-/// locked: nothing more can arrive before the commit).
+/// Appends the commit's history entries after the `existing` ones, or
+/// replaces the history with them for a new generation (unless staged:
+/// then they are written already).
+async fn write_history(
+    transaction: &Transaction<'_>,
+    commit: &EpisodeCommit,
+    existing: usize,
+) -> anyhow::Result<()> {
+    let (id, generation) = (commit.read.id.as_str(), commit.updated.generation);
+    let staged = commit.staging.is_some();
+    match &commit.history {
+        HistoryChange::Append(entries) => {
+            if !staged {
+                insert_history(transaction, id, generation, existing, entries).await?;
+            }
+        }
+        HistoryChange::Replace(entries) => {
+            // Staged only for a new generation: its rows stay.
+            rows::execute(
+                transaction,
+                "DELETE FROM history WHERE instance_id = $1 AND (generation <> $2 OR NOT $3)",
+                &[&id, &(generation as i32), &staged],
+            )
+            .await?;
+            if !staged {
+                insert_history(transaction, id, generation, 0, entries).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a message the episode did not read is queued. The row is
+/// locked, so no delivery from the API can arrive before the commit;
+/// messages that do not lock their target (another instance's events and
+/// reports, fired timers, activity results) may, and one that lands as the
+/// instance finishes is dropped by its next episode, as an event for a
+/// finished instance is.
 async fn late_messages(
     transaction: &Transaction<'_>,
     commit: &EpisodeCommit,
@@ -389,16 +438,16 @@ async fn queue_tasks(
     let (id, updated) = (&commit.updated.id, &commit.updated);
     let live_generation = (!updated.status.is_terminal()).then_some(updated.generation as i32);
     if live_generation != Some(commit.read.generation as i32) {
-        for table in ["timers", "activities"] {
-            let statement = transaction
-                .prepare_cached(&format!(
-                    "DELETE FROM {table} WHERE instance_id = $1 AND generation IS DISTINCT FROM $2"
-                ))
-                .await?;
-            transaction
-                .execute(&statement, &[id, &live_generation])
-                .await?;
-        }
+        let statement = transaction
+            .prepare_cached(
+                "WITH timers AS (
+                   DELETE FROM timers WHERE instance_id = $1 AND generation IS DISTINCT FROM $2)
+                 DELETE FROM activities WHERE instance_id = $1 AND generation IS DISTINCT FROM $2",
+            )
+            .await?;
+        transaction
+            .execute(&statement, &[id, &live_generation])
+            .await?;
     }
     let Some(generation) = live_generation else {
         return Ok(Vec::new());
@@ -554,20 +603,12 @@ async fn apply_direct(
     let read = &direct.commit.read;
     // Lock first; then the inbox, read by a statement that sees every
     // message committed before the lock was granted.
-    let row = transaction
-        .query_opt(
-            &transaction
-                .prepare_cached(
-                    "SELECT outbox IS NULL AND history_len = $2 FROM instances
-                     WHERE instance_id = $1 FOR UPDATE",
-                )
-                .await?,
-            &[&read.id, &(direct.history_len as i32)],
-        )
-        .await?;
-    if !row.is_some_and(|row| row.get::<_, bool>(0)) {
+    let fits = lock(transaction, me, &direct.commit)
+        .await?
+        .filter(|locked| !locked.effects_pending && locked.history_len == direct.history_len);
+    let Some(locked) = fits else {
         return Ok(None);
-    }
+    };
     let queued: bool = transaction
         .query_one(
             &transaction
@@ -580,7 +621,15 @@ async fn apply_direct(
     if queued {
         return Ok(None);
     }
-    match Box::pin(apply_episode(transaction, me, &direct.commit)).await? {
+    // Nothing queued: nothing it did not read (no late messages).
+    match Box::pin(write_episode(
+        transaction,
+        me,
+        &direct.commit,
+        locked.history_len,
+    ))
+    .await?
+    {
         CommitOutcome::Committed(follow_up) => Ok(Some(follow_up)),
         CommitOutcome::Stale | CommitOutcome::LateMessages => Ok(None),
     }

@@ -25,6 +25,8 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::rows;
+
 /// The database's clock in milliseconds since the Unix epoch: every lease
 /// is measured on it, so hosts' clocks may disagree.
 pub(crate) const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -126,9 +128,7 @@ pub(crate) async fn register(pool: &Pool, membership: &Membership) -> anyhow::Re
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     let id = membership.id();
-    transaction
-        .execute(
-            &format!(
+    rows::execute(&transaction, &format!(
                 "INSERT INTO hosts (host_id, started_at, alive_until) VALUES ($1, {DB_NOW}, {DB_NOW} + $2)"
             ),
             &[&id, &membership.ttl_millis()],
@@ -139,12 +139,12 @@ pub(crate) async fn register(pool: &Pool, membership: &Membership) -> anyhow::Re
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    transaction
-        .execute(
-            "INSERT INTO served (host_id, version) SELECT $1, unnest($2::text[])",
-            &[&id, &served],
-        )
-        .await?;
+    rows::execute(
+        &transaction,
+        "INSERT INTO served (host_id, version) SELECT $1, unnest($2::text[])",
+        &[&id, &served],
+    )
+    .await?;
     transaction.commit().await?;
     Ok(())
 }

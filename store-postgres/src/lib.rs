@@ -539,15 +539,15 @@ impl Store for PostgresStore {
 
     fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>> {
         self.read(async |transaction| {
-            Ok(transaction
-                .query(
-                    "SELECT seq FROM inbox WHERE instance_id = $1 ORDER BY seq",
-                    &[&id],
-                )
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect())
+            Ok(rows::query(
+                transaction,
+                "SELECT seq FROM inbox WHERE instance_id = $1 ORDER BY seq",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
         })
     }
 
@@ -560,17 +560,17 @@ impl Store for PostgresStore {
     fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {
         self.write(async |transaction| {
             // Claimed with SKIP LOCKED: hosts firing at once split the work.
-            let due = transaction
-                .query(
-                    "DELETE FROM timers t USING (
+            let due = rows::query(
+                transaction,
+                "DELETE FROM timers t USING (
                        SELECT instance_id, generation, task_id FROM timers
                         WHERE fire_at <= $1 ORDER BY fire_at LIMIT 1000 FOR UPDATE SKIP LOCKED) d
                      WHERE t.instance_id = d.instance_id AND t.generation = d.generation
                        AND t.task_id = d.task_id
                      RETURNING t.instance_id, t.generation, t.task_id, t.fire_at",
-                    &[&(now as i64)],
-                )
-                .await?;
+                &[&(now as i64)],
+            )
+            .await?;
             let mut instances = Vec::new();
             for row in &due {
                 let instance_id: String = row.get(0);
@@ -607,9 +607,7 @@ impl Store for PostgresStore {
         let me = self.membership.id();
         self.write(async |transaction| {
             // Free, expired, or leased to a host that is not alive.
-            let rows = transaction
-                .query(
-                    &format!(
+            let claimed = rows::query(transaction, &format!(
                         "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
                          UPDATE activities a SET lease_until = $2, lease_owner = $4 FROM (
                            SELECT key FROM activities
@@ -623,7 +621,7 @@ impl Store for PostgresStore {
                     &[&(now as i64), &((now + lease) as i64), &(limit as i64), &me],
                 )
                 .await?;
-            let mut claimed: Vec<ActivityWork> = rows
+            let mut claimed: Vec<ActivityWork> = claimed
                 .iter()
                 .map(|row| ActivityWork {
                     key: row.get(0),
@@ -648,9 +646,12 @@ impl Store for PostgresStore {
     ) -> anyhow::Result<Option<Applied>> {
         let me = self.membership.id();
         self.write(async |transaction| {
-            let removed = transaction
-                .execute("DELETE FROM activities WHERE key = $1", &[&work.key])
-                .await?;
+            let removed = rows::execute(
+                transaction,
+                "DELETE FROM activities WHERE key = $1",
+                &[&work.key],
+            )
+            .await?;
             if removed == 0 {
                 return Ok(None);
             }
@@ -674,16 +675,16 @@ impl Store for PostgresStore {
     fn release_activity_leases(&self) -> anyhow::Result<usize> {
         // Only hosts that are gone: a live host's activities are running.
         self.write(async |transaction| {
-            Ok(transaction
-                .execute(
-                    &format!(
-                        "UPDATE activities SET lease_until = 0, lease_owner = NULL
+            Ok(rows::execute(
+                transaction,
+                &format!(
+                    "UPDATE activities SET lease_until = 0, lease_owner = NULL
                          WHERE lease_owner IS NOT NULL AND lease_owner NOT IN
                            (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})"
-                    ),
-                    &[],
-                )
-                .await? as usize)
+                ),
+                &[],
+            )
+            .await? as usize)
         })
     }
 
@@ -702,65 +703,63 @@ impl Store for PostgresStore {
         let me = self.membership.id();
         self.write(async |transaction| {
             for (version, bytes) in added {
-                transaction
-                    .execute(
-                        "INSERT INTO components (version, stored_at, bytes) VALUES ($1, $2, $3)
+                rows::execute(
+                    transaction,
+                    "INSERT INTO components (version, stored_at, bytes) VALUES ($1, $2, $3)
                          ON CONFLICT (version) DO NOTHING",
-                        &[version, &now, bytes],
-                    )
-                    .await?;
+                    &[version, &now, bytes],
+                )
+                .await?;
             }
             // The database is the registry: a version is retired once no
             // live host serves it, whatever this host's folder holds.
-            transaction
-                .execute("DELETE FROM served WHERE host_id = $1", &[&me])
-                .await?;
-            transaction
-                .execute(
-                    "INSERT INTO served (host_id, version) SELECT $1, unnest($2::text[])",
-                    &[&me, &current],
-                )
-                .await?;
-            transaction
-                .execute(
-                    &format!(
-                        "UPDATE components c SET retired_at = $1
+            rows::execute(transaction, "DELETE FROM served WHERE host_id = $1", &[&me]).await?;
+            rows::execute(
+                transaction,
+                "INSERT INTO served (host_id, version) SELECT $1, unnest($2::text[])",
+                &[&me, &current],
+            )
+            .await?;
+            rows::execute(
+                transaction,
+                &format!(
+                    "UPDATE components c SET retired_at = $1
                          WHERE retired_at IS NULL AND NOT EXISTS (
                            SELECT 1 FROM served s JOIN hosts h ON h.host_id = s.host_id
                             WHERE s.version = c.version AND h.alive_until > {DB_NOW})"
-                    ),
-                    &[&now],
-                )
-                .await?;
-            transaction
-                .execute(
-                    "UPDATE components SET retired_at = NULL
+                ),
+                &[&now],
+            )
+            .await?;
+            rows::execute(
+                transaction,
+                "UPDATE components SET retired_at = NULL
                      WHERE retired_at IS NOT NULL AND version = ANY($1)",
-                    &[&current],
-                )
-                .await?;
+                &[&current],
+            )
+            .await?;
             Ok(())
         })
     }
 
     fn component(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>> {
         self.read(async |transaction| {
-            Ok(transaction
-                .query_opt(
-                    "SELECT bytes FROM components WHERE version = $1",
-                    &[&version],
-                )
-                .await?
-                .map(|row| row.get(0)))
+            Ok(rows::query_opt(
+                transaction,
+                "SELECT bytes FROM components WHERE version = $1",
+                &[&version],
+            )
+            .await?
+            .map(|row| row.get(0)))
         })
     }
 
     fn collect_components(&self, retired_before: Millis) -> anyhow::Result<Vec<String>> {
         self.write(async |transaction| {
-            Ok(transaction
-                .query(
-                    &format!(
-                        "DELETE FROM components
+            Ok(rows::query(
+                transaction,
+                &format!(
+                    "DELETE FROM components
                          WHERE retired_at IS NOT NULL AND retired_at <= $1
                            AND NOT EXISTS (
                              SELECT 1 FROM instances
@@ -770,13 +769,13 @@ impl Store for PostgresStore {
                              SELECT 1 FROM served s JOIN hosts h ON h.host_id = s.host_id
                              WHERE s.version = components.version AND h.alive_until > {DB_NOW})
                          RETURNING version"
-                    ),
-                    &[&(retired_before as i64)],
-                )
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect())
+                ),
+                &[&(retired_before as i64)],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
         })
     }
 
@@ -787,31 +786,34 @@ impl Store for PostgresStore {
         let me = self.membership.id();
         let claimed = self.write(async |transaction| {
             let live = format!("SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}");
-            let claimed = transaction
-                .execute(
-                    &format!(
-                        "UPDATE instances SET owner = $2
+            let claimed = rows::execute(
+                transaction,
+                &format!(
+                    "UPDATE instances SET owner = $2
                          WHERE instance_id = $1 AND $2 IN ({live})
                            AND (owner IS NULL OR owner = $2 OR owner NOT IN ({live}))"
-                    ),
-                    &[&id, &me],
-                )
-                .await?;
+                ),
+                &[&id, &me],
+            )
+            .await?;
             if claimed == 1 {
                 return Ok(true);
             }
             // Another live host owns it (or it is gone): wake the owner.
-            let owner = transaction
-                .query_opt(
-                    "SELECT owner FROM instances WHERE instance_id = $1 AND owner <> $2",
-                    &[&id, &me],
-                )
-                .await?;
+            let owner = rows::query_opt(
+                transaction,
+                "SELECT owner FROM instances WHERE instance_id = $1 AND owner <> $2",
+                &[&id, &me],
+            )
+            .await?;
             match owner.and_then(|row| row.get::<_, Option<String>>(0)) {
                 Some(owner) => {
-                    transaction
-                        .execute("SELECT pg_notify($1, $2)", &[&hosts::channel(&owner), &id])
-                        .await?;
+                    rows::execute(
+                        transaction,
+                        "SELECT pg_notify($1, $2)",
+                        &[&hosts::channel(&owner), &id],
+                    )
+                    .await?;
                     Ok(false)
                 }
                 // No such instance, or this host's lease lapsed: nothing
@@ -828,12 +830,12 @@ impl Store for PostgresStore {
     fn seize(&self, id: &str) -> anyhow::Result<()> {
         let me = self.membership.id();
         self.write(async |transaction| {
-            transaction
-                .execute(
-                    "UPDATE instances SET owner = $2 WHERE instance_id = $1",
-                    &[&id, &me],
-                )
-                .await?;
+            rows::execute(
+                transaction,
+                "UPDATE instances SET owner = $2 WHERE instance_id = $1",
+                &[&id, &me],
+            )
+            .await?;
             Ok(())
         })?;
         self.membership.owned(id);
@@ -843,23 +845,23 @@ impl Store for PostgresStore {
     fn unowned_work(&self, limit: usize) -> anyhow::Result<Vec<String>> {
         let me = self.membership.id();
         self.read(async |transaction| {
-            Ok(transaction
-                .query(
-                    &format!(
-                        "SELECT i.instance_id FROM instances i JOIN (
+            Ok(rows::query(
+                transaction,
+                &format!(
+                    "SELECT i.instance_id FROM instances i JOIN (
                            SELECT DISTINCT instance_id FROM inbox
                            UNION SELECT instance_id FROM instances WHERE outbox IS NOT NULL) w
                          ON w.instance_id = i.instance_id
                          WHERE i.owner IS NULL OR i.owner = $1 OR i.owner NOT IN
                            (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
                          LIMIT $2"
-                    ),
-                    &[&me, &i64::try_from(limit).unwrap_or(i64::MAX)],
-                )
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect())
+                ),
+                &[&me, &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
         })
     }
 
@@ -874,18 +876,19 @@ impl Store for PostgresStore {
     fn leave(&self) -> anyhow::Result<()> {
         let me = self.membership.id();
         self.write(async |transaction| {
-            transaction
-                .execute("UPDATE instances SET owner = NULL WHERE owner = $1", &[&me])
-                .await?;
-            transaction
-                .execute(
-                    "UPDATE activities SET lease_until = 0, lease_owner = NULL WHERE lease_owner = $1",
-                    &[&me],
-                )
-                .await?;
-            transaction
-                .execute("DELETE FROM hosts WHERE host_id = $1", &[&me])
-                .await?;
+            rows::execute(
+                transaction,
+                "UPDATE instances SET owner = NULL WHERE owner = $1",
+                &[&me],
+            )
+            .await?;
+            rows::execute(
+                transaction,
+                "UPDATE activities SET lease_until = 0, lease_owner = NULL WHERE lease_owner = $1",
+                &[&me],
+            )
+            .await?;
+            rows::execute(transaction, "DELETE FROM hosts WHERE host_id = $1", &[&me]).await?;
             Ok(())
         })
     }

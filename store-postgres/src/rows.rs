@@ -1,6 +1,7 @@
 //! Rows to model types and back.
 
 use anyhow::Context as _;
+use deadpool_postgres::Transaction;
 use reprise_core::model::{Instance, Millis, ParentTask, RuntimeStatus};
 use reprise_core::store::InstanceFilter;
 use tokio_postgres::Row;
@@ -89,4 +90,34 @@ pub(crate) fn filter_clause(filter: &InstanceFilter) -> (String, Params) {
         conditions.push(format!("instance_id >= ${low} AND instance_id < ${high}"));
     }
     (conditions.join(" AND "), params)
+}
+
+/// Runs `sql`, prepared once per connection (a statement prepared anew
+/// costs a round trip of its own).
+pub(crate) async fn execute(
+    transaction: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> anyhow::Result<u64> {
+    let statement = transaction.prepare_cached(sql).await?;
+    Ok(transaction.execute(&statement, params).await?)
+}
+
+/// [`execute`] for a query: its rows.
+pub(crate) async fn query(
+    transaction: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> anyhow::Result<Vec<Row>> {
+    let statement = transaction.prepare_cached(sql).await?;
+    Ok(transaction.query(&statement, params).await?)
+}
+
+/// [`query`] for at most one row.
+pub(crate) async fn query_opt(
+    transaction: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> anyhow::Result<Option<Row>> {
+    Ok(query(transaction, sql, params).await?.into_iter().next())
 }

@@ -227,6 +227,21 @@ impl PostgresServer {
         command
     }
 
+    /// Loads `pg_stat_statements` when the installation has it, so a
+    /// bench can count the statements each operation costs (a database
+    /// then enables it with `CREATE EXTENSION pg_stat_statements`).
+    fn statement_statistics(&self) -> Vec<&'static str> {
+        let library = self
+            .bin_dir
+            .parent()
+            .map(|installation| installation.join("lib/pg_stat_statements.so"));
+        if library.is_some_and(|library| library.exists()) {
+            vec!["-c", "shared_preload_libraries=pg_stat_statements"]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// `createdb`, `pg_isready`: run as whoever we are, over TCP.
     fn client_command(&self, program: &str) -> Command {
         let mut command = Command::new(self.bin_dir.join(program));
@@ -274,6 +289,7 @@ impl PostgresServer {
             .args(["-k", ""])
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=300"])
+            .args(self.statement_statistics())
             .stdout(log.try_clone()?)
             .stderr(log)
             // Out of the terminal's process group: Ctrl-C stops the tests,

@@ -302,6 +302,21 @@ impl TestHost {
         self.env.retain(|(set, _)| set != name);
     }
 
+    /// On a fresh PostgreSQL database, whatever this run's backend.
+    pub fn on_postgres(mut self) -> TestHost {
+        self.database_url = Some(
+            postgres()
+                .create_database()
+                .expect("can create a PostgreSQL database"),
+        );
+        self
+    }
+
+    /// The PostgreSQL database's URL, if the host uses one.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
     /// Uses `other`'s database: one of several hosts (PostgreSQL only).
     pub fn sharing_database_with(mut self, other: &TestHost) -> TestHost {
         self.database_url = Some(

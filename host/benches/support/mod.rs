@@ -3,6 +3,7 @@
 
 #[path = "../../../tests/integration/harness.rs"]
 pub mod harness;
+pub mod load;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,37 +39,79 @@ pub fn quantile_row(case: &str, mut samples: Vec<f64>, quantiles: &[f64]) {
     println!("| {case} | {} | {} |", samples.len(), values.join(" | "));
 }
 
-/// The CPU time a process uses from now on.
+/// The CPU time some processes use from now on.
 pub struct CpuMeter {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     start: f64,
 }
 
 impl CpuMeter {
     /// Starts measuring `pid` (`None`: measures nothing).
     pub fn start(pid: Option<u32>) -> CpuMeter {
-        CpuMeter {
-            pid,
-            start: pid.map_or(0.0, cpu_seconds),
-        }
+        CpuMeter::processes(pid.into_iter().collect())
+    }
+
+    /// Starts measuring `pids` and their children (a database server's
+    /// backends), together.
+    pub fn processes(pids: Vec<u32>) -> CpuMeter {
+        let start = cpu_seconds_of(&pids);
+        CpuMeter { pids, start }
     }
 
     /// CPU time since the start, in microseconds per one of `items`.
     pub fn micros_per(&self, items: usize) -> Option<f64> {
-        let pid = self.pid?;
-        Some((cpu_seconds(pid) - self.start) / items as f64 * 1e6)
+        if self.pids.is_empty() {
+            return None;
+        }
+        Some((cpu_seconds_of(&self.pids) - self.start) / items as f64 * 1e6)
     }
+}
+
+/// CPU time `pids`, their live children and their reaped children have
+/// used so far, in seconds.
+fn cpu_seconds_of(pids: &[u32]) -> f64 {
+    let children = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| parent_of(*pid).is_some_and(|parent| pids.contains(&parent)));
+    let reaped: f64 = pids.iter().map(|&pid| stat_seconds(pid, &[16, 17])).sum();
+    pids.iter()
+        .copied()
+        .chain(children)
+        .map(cpu_seconds)
+        .sum::<f64>()
+        + reaped
+}
+
+/// The parent of process `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(pid).get(1)?.parse().ok()
+}
+
+/// The fields of `/proc/PID/stat` after the command name (which is in
+/// parentheses), from the state (field 3) on.
+fn stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The sum of the clock-tick fields `fields` (numbered as in `man 5
+/// proc`) of process `pid`, in seconds (100 ticks per second).
+fn stat_seconds(pid: u32, fields: &[usize]) -> f64 {
+    let stat = stat_fields(pid);
+    fields
+        .iter()
+        .filter_map(|&n| stat.get(n - 3)?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 100.0
 }
 
 /// CPU time (user and system) the process `pid` has used so far, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses; utime and
-    // stime are the 14th and 15th fields, in clock ticks (100 per second).
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
-    ticks(14).unwrap_or(0.0) / 100.0 + ticks(15).unwrap_or(0.0) / 100.0
+    stat_seconds(pid, &[14, 15])
 }
 
 /// Concurrent clients of the load generator.

@@ -1,0 +1,245 @@
+//! PostgreSQL against SQLite in the same run: S1 (trivial starts), S2
+//! (events to counters) and S7 (one activity) on SQLite, on PostgreSQL with
+//! one host, and on PostgreSQL with three hosts on one database (requests
+//! spread round robin); for each, the hosts' CPU and PostgreSQL's CPU (the
+//! server and its backends) per item, and the statements and transactions
+//! each item costs the database (`pg_stat_statements`, `pg_stat_database`).
+//! Then failover: the host that runs a counter is SIGKILLed, and an event
+//! accepted by another host is timed until it is applied.
+//!
+//! PostgreSQL is the tests' private server (`reprise-testing-postgres`),
+//! on the same 2 cores as the hosts and the load.
+//!
+//! Run with `cargo bench -p reprise-host --bench postgres`; name scenarios
+//! after `--` (`-- s1 failover`) to run only those.
+
+#[allow(dead_code)]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::harness::{TestHost, components, postgres};
+use support::load::{self, Measured, RUNS};
+
+const STARTS: usize = 5_000;
+const COUNTERS: usize = 1_000;
+const EVENTS: usize = 20_000;
+
+/// Hosts under test, and the processes whose CPU counts as the database's.
+struct Setup {
+    label: &'static str,
+    hosts: Vec<TestHost>,
+    database: Vec<u32>,
+}
+
+fn main() {
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let wanted = |tag: &str| only.is_empty() || only.iter().any(|arg| arg == tag);
+    support::run(async {
+        let setups = [
+            Setup {
+                label: "SQLite, 1 host",
+                hosts: vec![prepare().started().await],
+                database: Vec::new(),
+            },
+            Setup {
+                label: "PostgreSQL, 1 host",
+                hosts: vec![prepare().on_postgres().started().await],
+                database: vec![postgres().pid()],
+            },
+            Setup {
+                label: "PostgreSQL, 3 hosts",
+                hosts: several(3).await,
+                database: vec![postgres().pid()],
+            },
+        ];
+        let mut rows = Vec::new();
+        for (index, setup) in setups.iter().enumerate() {
+            let tag = |scenario: &str| format!("{scenario}h{index}");
+            if wanted("s1") {
+                let counted = Counted::start(setup);
+                let runs = load::complete_runs(
+                    &setup.hosts,
+                    &setup.database,
+                    &tag("s1"),
+                    "StartupProbe_0000",
+                    "",
+                    STARTS,
+                )
+                .await;
+                rows.push(row(
+                    "S1: trivial starts",
+                    setup,
+                    &runs,
+                    counted.per(RUNS * STARTS),
+                ));
+            }
+            if wanted("s7") {
+                let counted = Counted::start(setup);
+                let runs = load::complete_runs(
+                    &setup.hosts,
+                    &setup.database,
+                    &tag("s7"),
+                    "CallActivity",
+                    r#"{"activity":"Echo","input":1}"#,
+                    STARTS,
+                )
+                .await;
+                rows.push(row(
+                    "S7: one activity",
+                    setup,
+                    &runs,
+                    counted.per(RUNS * STARTS),
+                ));
+            }
+            if wanted("s2") {
+                let counters = tag("s2");
+                load::start_counters(&setup.hosts, &counters, COUNTERS).await;
+                let counted = Counted::start(setup);
+                let mut runs = Vec::new();
+                for run in 0..RUNS {
+                    let expected = ((run + 1) * EVENTS / COUNTERS) as u64;
+                    let measured = load::count_events(
+                        &setup.hosts,
+                        &setup.database,
+                        &counters,
+                        COUNTERS,
+                        EVENTS,
+                        expected,
+                    )
+                    .await;
+                    eprintln!("{counters} run {run}: {measured:?}");
+                    runs.push(measured);
+                }
+                rows.push(row(
+                    "S2: counter events",
+                    setup,
+                    &runs,
+                    counted.per(RUNS * EVENTS),
+                ));
+            }
+        }
+        println!("\nPostgreSQL and SQLite, median of {RUNS} runs\n");
+        println!(
+            "| scenario | setup | completed | host CPU per item | PostgreSQL CPU per item | statements per item | transactions per item |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for row in rows {
+            println!("{row}");
+        }
+        if wanted("failover") {
+            let [.., several] = setups;
+            failover(several.hosts).await;
+        }
+    });
+}
+
+fn prepare() -> TestHost {
+    let c = components();
+    TestHost::prepare(&[&c.startup_probe, &c.misbehaving, &c.counter])
+}
+
+/// `count` hosts on one fresh PostgreSQL database.
+async fn several(count: usize) -> Vec<TestHost> {
+    let first = prepare().on_postgres().started().await;
+    let mut hosts = vec![];
+    for _ in 1..count {
+        hosts.push(prepare().sharing_database_with(&first).started().await);
+    }
+    hosts.insert(0, first);
+    hosts
+}
+
+fn row(scenario: &str, setup: &Setup, runs: &[Measured], counted: Option<(f64, f64)>) -> String {
+    let host_cpu = load::median(runs, |run| run.host_cpu_micros);
+    let database_cpu = match setup.database.is_empty() {
+        true => "(in the host)".to_owned(),
+        false => format!("{:.0} µs", load::median(runs, |run| run.other_cpu_micros)),
+    };
+    let (statements, transactions) = match counted {
+        Some((statements, transactions)) => {
+            (format!("{statements:.1}"), format!("{transactions:.1}"))
+        }
+        None => ("".to_owned(), "".to_owned()),
+    };
+    format!(
+        "| {scenario} | {} | {} | {host_cpu:.0} µs | {database_cpu} | {statements} | {transactions} |",
+        setup.label,
+        load::summary(runs)
+    )
+}
+
+/// Statements and transactions a PostgreSQL database has run, from a start.
+struct Counted {
+    url: Option<String>,
+    start: (f64, f64),
+}
+
+impl Counted {
+    fn start(setup: &Setup) -> Counted {
+        let url = setup.hosts[0].database_url().map(str::to_owned);
+        if let Some(url) = &url {
+            postgres()
+                .query(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .expect("pg_stat_statements is loaded (Debian's postgresql has it)");
+        }
+        let start = url.as_deref().map_or((0.0, 0.0), totals);
+        Counted { url, start }
+    }
+
+    /// Statements and transactions per one of `items`, since the start.
+    fn per(&self, items: usize) -> Option<(f64, f64)> {
+        let (statements, transactions) = totals(self.url.as_deref()?);
+        Some((
+            (statements - self.start.0) / items as f64,
+            (transactions - self.start.1) / items as f64,
+        ))
+    }
+}
+
+fn totals(url: &str) -> (f64, f64) {
+    let number = |sql: &str| -> f64 {
+        postgres().query(url, sql).unwrap()[0]
+            .parse()
+            .unwrap_or(0.0)
+    };
+    (
+        number(
+            "SELECT COALESCE(sum(calls), 0) FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        ),
+        number(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database
+             WHERE datname = current_database()",
+        ),
+    )
+}
+
+/// Kills the host that runs a counter and times how long an event another
+/// host accepted takes to be applied.
+async fn failover(hosts: Vec<TestHost>) {
+    let id = hosts[0]
+        .start_instance("E3_Counter", Some("failover"), "0")
+        .await;
+    let reply = hosts[0].raise(&id, "operation", "\"incr\"").await;
+    assert_eq!(reply.status, reqwest::StatusCode::ACCEPTED);
+    hosts[0]
+        .wait_for(&id, Duration::from_secs(30), |body| body["input"] == 1)
+        .await;
+    hosts[0].kill_now();
+    let killed = Instant::now();
+    let reply = hosts[1].raise(&id, "operation", "\"incr\"").await;
+    assert_eq!(reply.status, reqwest::StatusCode::ACCEPTED);
+    let accepted = killed.elapsed();
+    hosts[1]
+        .wait_for(&id, Duration::from_secs(60), |body| body["input"] == 2)
+        .await;
+    println!(
+        "\nfailover: the event accepted {:.0} ms after the owner's SIGKILL was applied {:.1} s after the kill (lease 10 s, polled every 1 s)",
+        accepted.as_secs_f64() * 1000.0,
+        killed.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,194 @@
+//! Load over one host or several (round robin, as a load balancer would),
+//! until the work is done: rates, and the CPU each party spent on it.
+
+use std::time::{Duration, Instant};
+
+use super::harness::TestHost;
+use super::{CpuMeter, from_clients, quantile};
+
+/// Runs of each measurement; the median is reported.
+pub const RUNS: usize = 3;
+
+/// A measured rate, with the CPU spent per item by the hosts and, if
+/// given, by other processes (a database server and its backends).
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub per_second: f64,
+    pub host_cpu_micros: f64,
+    pub other_cpu_micros: f64,
+}
+
+/// The CPU meters of one measurement: every host, and `others`.
+pub struct Meters {
+    hosts: CpuMeter,
+    others: CpuMeter,
+}
+
+impl Meters {
+    pub fn start(hosts: &[TestHost], others: &[u32]) -> Meters {
+        Meters {
+            hosts: CpuMeter::processes(hosts.iter().filter_map(TestHost::pid).collect()),
+            others: CpuMeter::processes(others.to_vec()),
+        }
+    }
+
+    fn measured(&self, items: usize, elapsed: Duration) -> Measured {
+        Measured {
+            per_second: items as f64 / elapsed.as_secs_f64(),
+            host_cpu_micros: self.hosts.micros_per(items).unwrap_or(f64::NAN),
+            other_cpu_micros: self.others.micros_per(items).unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// The URL `path` on the `n`th request's host, round robin.
+fn spread(hosts: &[TestHost], n: usize, path: &str) -> String {
+    format!("{}{path}", hosts[n % hosts.len()].base)
+}
+
+/// Starts `starts` instances of `name` under IDs beginning with `prefix`
+/// from the load clients, spread over `hosts`, and waits until all have
+/// Completed (none Failed).
+pub async fn complete(
+    hosts: &[TestHost],
+    others: &[u32],
+    prefix: &str,
+    name: &str,
+    input: &str,
+    starts: usize,
+) -> Measured {
+    let started = Instant::now();
+    let meters = Meters::start(hosts, others);
+    let urls: Vec<String> = (0..starts)
+        .map(|n| spread(hosts, n, &format!("/orchestrators/{name}/{prefix}{n}")))
+        .collect();
+    from_clients(urls, input).await;
+    let host = &hosts[0];
+    wait_until_none(
+        host,
+        &format!("runtimeStatus=Pending,Running&instanceIdPrefix={prefix}"),
+    )
+    .await;
+    let failed = host
+        .get(&format!(
+            "/instances?runtimeStatus=Failed&instanceIdPrefix={prefix}&top=1"
+        ))
+        .await
+        .body;
+    assert_eq!(failed.as_array().map(Vec::len), Some(0), "{failed}");
+    meters.measured(starts, started.elapsed())
+}
+
+/// [`complete`], `RUNS` times.
+pub async fn complete_runs(
+    hosts: &[TestHost],
+    others: &[u32],
+    tag: &str,
+    name: &str,
+    input: &str,
+    starts: usize,
+) -> Vec<Measured> {
+    let mut runs = Vec::new();
+    for run in 0..RUNS {
+        let prefix = format!("{tag}r{run}-");
+        let measured = complete(hosts, others, &prefix, name, input, starts).await;
+        eprintln!("{tag} run {run}: {measured:?}");
+        runs.push(measured);
+    }
+    runs
+}
+
+/// Waits until the instance query `filter` matches nothing (a cheap query,
+/// so polling does not compete with the host for the CPU).
+pub async fn wait_until_none(host: &TestHost, filter: &str) {
+    loop {
+        let page = host
+            .get(&format!("/instances?{filter}&top=1&showInput=false"))
+            .await
+            .body;
+        if page.as_array().is_some_and(Vec::is_empty) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts `counters` counters named `{tag}-N`, spread over `hosts`.
+pub async fn start_counters(hosts: &[TestHost], tag: &str, counters: usize) {
+    let urls: Vec<String> = (0..counters)
+        .map(|n| spread(hosts, n, &format!("/orchestrators/E3_Counter/{tag}-{n}")))
+        .collect();
+    from_clients(urls, "0").await;
+    wait_until_none(
+        &hosts[0],
+        &format!("runtimeStatus=Pending&instanceIdPrefix={tag}-"),
+    )
+    .await;
+}
+
+/// Raises `events` "incr" events spread over the counters `{tag}-N` and
+/// over `hosts`, until every count is `expected` (checking none counts
+/// one twice).
+pub async fn count_events(
+    hosts: &[TestHost],
+    others: &[u32],
+    tag: &str,
+    counters: usize,
+    events: usize,
+    expected: u64,
+) -> Measured {
+    let started = Instant::now();
+    let meters = Meters::start(hosts, others);
+    let urls: Vec<String> = (0..events)
+        .map(|n| {
+            let counter = n % counters;
+            spread(
+                hosts,
+                n,
+                &format!("/instances/{tag}-{counter}/raiseEvent/operation"),
+            )
+        })
+        .collect();
+    from_clients(urls, "\"incr\"").await;
+    loop {
+        let page = hosts[0]
+            .get(&format!(
+                "/instances?instanceIdPrefix={tag}-&top={counters}"
+            ))
+            .await
+            .body;
+        let counts: Vec<u64> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|status| status["input"].as_u64().unwrap_or(0))
+            .collect();
+        assert_eq!(counts.len(), counters);
+        assert!(
+            counts.iter().all(|&count| count <= expected),
+            "a counter counted an event twice"
+        );
+        if counts.iter().all(|&count| count == expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    meters.measured(events, started.elapsed())
+}
+
+/// "median per second (runs: each)".
+pub fn summary(runs: &[Measured]) -> String {
+    let mut rates: Vec<f64> = runs.iter().map(|run| run.per_second).collect();
+    let all: Vec<String> = rates.iter().map(|rate| format!("{rate:.0}")).collect();
+    format!(
+        "{:.0} per second (runs: {})",
+        quantile(&mut rates, 0.5),
+        all.join(", ")
+    )
+}
+
+/// The median of `value` over `runs`.
+pub fn median(runs: &[Measured], value: impl Fn(&Measured) -> f64) -> f64 {
+    let mut values: Vec<f64> = runs.iter().map(value).collect();
+    quantile(&mut values, 0.5)
+}
