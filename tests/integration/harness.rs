@@ -302,7 +302,9 @@ impl TestHost {
         self.env.retain(|(set, _)| set != name);
     }
 
-    /// On a fresh PostgreSQL database, whatever this run's backend.
+    /// On a fresh PostgreSQL database, whatever this run's backend (for
+    /// the benches).
+    #[allow(dead_code)]
     pub fn on_postgres(mut self) -> TestHost {
         self.database_url = Some(
             postgres()
@@ -313,6 +315,7 @@ impl TestHost {
     }
 
     /// The PostgreSQL database's URL, if the host uses one.
+    #[allow(dead_code)]
     pub fn database_url(&self) -> Option<&str> {
         self.database_url.as_deref()
     }

@@ -33,6 +33,35 @@ async fn hosts(count: usize, files: &[&Path]) -> Vec<TestHost> {
     hosts
 }
 
+/// Three hosts started at once on an empty database: one creates the
+/// schema while the others wait their turn (an advisory lock), and all
+/// three serve.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_hosts_starting_at_once_on_an_empty_database_all_serve() {
+    if on_sqlite() {
+        return;
+    }
+    let files: &[&Path] = &[&components().counter];
+    let first = TestHost::prepare(files).with_args(LEASE);
+    let second = TestHost::prepare(files)
+        .with_args(LEASE)
+        .sharing_database_with(&first);
+    let third = TestHost::prepare(files)
+        .with_args(LEASE)
+        .sharing_database_with(&first);
+    let hosts = futures::future::join3(first.started(), second.started(), third.started()).await;
+    for (n, host) in [&hosts.0, &hosts.1, &hosts.2].into_iter().enumerate() {
+        host.start_instance("E3_Counter", Some(&format!("c{n}")), "0")
+            .await;
+    }
+    hosts
+        .2
+        .wait_for("c0", Duration::from_secs(30), |body| {
+            body["runtimeStatus"] == "Running"
+        })
+        .await;
+}
+
 /// 100 concurrent starts of one ID spread over 3 hosts: exactly one 202,
 /// every other one 409, never a 500.
 #[tokio::test(flavor = "multi_thread")]
