@@ -33,11 +33,6 @@ struct Setup {
 }
 
 fn main() {
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with("--"))
-        .collect();
-    let wanted = |tag: &str| only.is_empty() || only.iter().any(|arg| arg == tag);
     support::run(async {
         let setups = [
             Setup {
@@ -59,43 +54,16 @@ fn main() {
         let mut rows = Vec::new();
         for (index, setup) in setups.iter().enumerate() {
             let tag = |scenario: &str| format!("{scenario}h{index}");
-            if wanted("s1") {
-                let counted = Counted::start(setup);
-                let runs = load::complete_runs(
-                    &setup.hosts,
-                    &setup.database,
-                    &tag("s1"),
-                    "StartupProbe_0000",
-                    "",
-                    STARTS,
-                )
-                .await;
-                rows.push(row(
-                    "S1: trivial starts",
-                    setup,
-                    &runs,
-                    counted.per(RUNS * STARTS),
-                ));
+            if support::wanted("s1") {
+                let runs = starts(setup, &tag("s1"), "StartupProbe_0000", "").await;
+                rows.push(row("S1: trivial starts", setup, &runs));
             }
-            if wanted("s7") {
-                let counted = Counted::start(setup);
-                let runs = load::complete_runs(
-                    &setup.hosts,
-                    &setup.database,
-                    &tag("s7"),
-                    "CallActivity",
-                    r#"{"activity":"Echo","input":1}"#,
-                    STARTS,
-                )
-                .await;
-                rows.push(row(
-                    "S7: one activity",
-                    setup,
-                    &runs,
-                    counted.per(RUNS * STARTS),
-                ));
+            if support::wanted("s7") {
+                let input = r#"{"activity":"Echo","input":1}"#;
+                let runs = starts(setup, &tag("s7"), "CallActivity", input).await;
+                rows.push(row("S7: one activity", setup, &runs));
             }
-            if wanted("s2") {
+            if support::wanted("s2") {
                 let counters = tag("s2");
                 load::start_counters(&setup.hosts, &counters, COUNTERS).await;
                 let counted = Counted::start(setup);
@@ -114,12 +82,8 @@ fn main() {
                     eprintln!("{counters} run {run}: {measured:?}");
                     runs.push(measured);
                 }
-                rows.push(row(
-                    "S2: counter events",
-                    setup,
-                    &runs,
-                    counted.per(RUNS * EVENTS),
-                ));
+                let counts = (runs, counted.per(RUNS * EVENTS));
+                rows.push(row("S2: counter events", setup, &counts));
             }
         }
         println!("\nPostgreSQL and SQLite, median of {RUNS} runs\n");
@@ -130,12 +94,23 @@ fn main() {
         for row in rows {
             println!("{row}");
         }
-        if wanted("failover") {
+        if support::wanted("failover") {
             let [.., several] = setups;
             failover(several.hosts).await;
         }
     });
 }
+
+/// `RUNS` runs of `STARTS` instances of `name` until all Completed, with
+/// the statements and transactions they cost the database.
+async fn starts(setup: &Setup, tag: &str, name: &str, input: &str) -> Counts {
+    let counted = Counted::start(setup);
+    let runs = load::complete_runs(&setup.hosts, &setup.database, tag, name, input, STARTS).await;
+    (runs, counted.per(RUNS * STARTS))
+}
+
+/// Runs, and statements and transactions per item.
+type Counts = (Vec<Measured>, Option<(f64, f64)>);
 
 fn prepare() -> TestHost {
     let c = components();
@@ -153,7 +128,7 @@ async fn several(count: usize) -> Vec<TestHost> {
     hosts
 }
 
-fn row(scenario: &str, setup: &Setup, runs: &[Measured], counted: Option<(f64, f64)>) -> String {
+fn row(scenario: &str, setup: &Setup, (runs, counted): &Counts) -> String {
     let host_cpu = load::median(runs, |run| run.host_cpu_micros);
     let database_cpu = match setup.database.is_empty() {
         true => "(in the host)".to_owned(),

@@ -32,12 +32,6 @@ const COUNTERS: usize = 1_000;
 const EVENTS: usize = 20_000;
 
 fn main() {
-    // `cargo bench --bench throughput -- s1 s5` runs only those scenarios.
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with("--"))
-        .collect();
-    let wanted = |tag: &str| only.is_empty() || only.iter().any(|arg| arg == tag);
     support::run(async {
         let commits = sqlite_commit_rate();
         let fresh_execution = fresh_execution_cost();
@@ -52,7 +46,7 @@ fn main() {
         let sqlite = format!("SQLite: {commits:.0} single-row commits per second");
         let guest = format!("fresh guest execution: {fresh_execution:.0} µs (in-process)");
         let mut rows = Vec::new();
-        if wanted("s5") {
+        if support::wanted("s5") {
             let mut latencies = start_to_completed(&host).await;
             let mut at = |q: f64| quantile(&mut latencies, q);
             rows.push(format!(
@@ -62,26 +56,26 @@ fn main() {
                 1000.0 / commits
             ));
         }
-        if wanted("s1") {
+        if support::wanted("s1") {
             let trivial = median_rate(&host, "s1", "StartupProbe_0000", "", 10_000).await;
             rows.push(format!(
                 "| S1: 10,000 trivial starts until all Completed | {trivial} | ≥ 12,000 per second | {sqlite}; {guest} |"
             ));
         }
-        if wanted("s6") {
+        if support::wanted("s6") {
             let hello = median_rate(&host, "s6", "E1_HelloSequence", "", 3_000).await;
             rows.push(format!(
                 "| S6: hello sequence (3 activities), 3,000 starts | {hello} | ≥ 3,000 per second | {sqlite} |"
             ));
         }
-        if wanted("s7") {
+        if support::wanted("s7") {
             let one_activity = r#"{"activity":"Echo","input":1}"#;
             let activity = median_rate(&host, "s7", "CallActivity", one_activity, 10_000).await;
             rows.push(format!(
                 "| S7: one activity, 10,000 starts | {activity} | ≥ 5,000 per second | {sqlite}; {guest} |"
             ));
         }
-        if wanted("s2") {
+        if support::wanted("s2") {
             let events = median_event_rate(&host).await;
             rows.push(format!(
                 "| S2: {EVENTS} events to {COUNTERS} counters, accepted and applied | {events} | ≥ 25,000 per second | {sqlite} |"

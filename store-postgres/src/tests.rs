@@ -22,10 +22,9 @@ mod conformance {
 mod hosts {
     use std::time::Duration;
 
+    use reprise_core::conformance::new_instance;
     use reprise_core::model::RuntimeStatus;
-    use reprise_core::store::{
-        CommitOutcome, EpisodeCommit, NewInstance, StartOutcome, Store, WorkRead,
-    };
+    use reprise_core::store::{CommitOutcome, EpisodeCommit, StartOutcome, Store, WorkRead};
     use reprise_testing_postgres::PostgresServer;
 
     use crate::{Options, PostgresStore};
@@ -57,17 +56,6 @@ mod hosts {
                 .await
                 .unwrap()
         });
-    }
-
-    fn new_instance(id: &str) -> NewInstance {
-        NewInstance {
-            id: id.into(),
-            name: "Counter".into(),
-            input: "0".into(),
-            now: 1,
-            parent: None,
-            version: None,
-        }
     }
 
     /// An episode that runs the instance, consuming what `host` reads.

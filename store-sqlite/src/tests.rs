@@ -15,16 +15,7 @@ mod conformance {
     reprise_core::store_conformance_tests!(super::store);
 }
 
-fn new_instance(id: &str) -> NewInstance {
-    NewInstance {
-        id: id.into(),
-        name: "Counter".into(),
-        input: "0".into(),
-        now: 1,
-        parent: None,
-        version: Some("sha256:v1".into()),
-    }
-}
+use reprise_core::conformance::new_instance;
 
 fn start(store: &SqliteStore, new: &NewInstance) -> StartOutcome {
     store.start_instance(new, None).unwrap().0

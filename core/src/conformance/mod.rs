@@ -122,7 +122,9 @@ macro_rules! store_conformance_tests {
     };
 }
 
-fn new_instance(id: &str) -> NewInstance {
+/// A start of a `Counter` under `id` on version `sha256:v1` at time 1: the
+/// instance the tests (and backends' own tests) work on.
+pub fn new_instance(id: &str) -> NewInstance {
     NewInstance {
         id: id.into(),
         name: "Counter".into(),

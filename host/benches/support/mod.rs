@@ -19,6 +19,16 @@ pub fn run(bench: impl Future<Output = ()>) {
         .block_on(bench);
 }
 
+/// Whether the bench's command line asks for scenario `tag`: every one
+/// when it names none (`cargo bench --bench X -- s1 s5` runs only those).
+pub fn wanted(tag: &str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    named.is_empty() || named.iter().any(|arg| arg == tag)
+}
+
 pub fn ms(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64() * 1000.0
 }
