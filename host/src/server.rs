@@ -106,14 +106,22 @@ impl std::fmt::Display for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Database::Sqlite(path) => write!(f, "{}", path.display()),
-            Database::Postgres(url, _) => match url.split_once('@') {
-                Some((credentials, rest)) => match credentials.rsplit_once(':') {
-                    Some((user, _)) if !user.ends_with('/') => write!(f, "{user}:***@{rest}"),
-                    _ => write!(f, "{url}"),
-                },
-                None => write!(f, "{url}"),
-            },
+            Database::Postgres(url, _) => write!(f, "{}", without_password(url)),
         }
+    }
+}
+
+/// `scheme://user:password@rest` as `scheme://user:***@rest`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
     }
 }
 
@@ -206,4 +214,25 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn a_logged_database_url_hides_its_password_only() {
+        assert_eq!(
+            without_password("postgres://reprise:s3cr:et@db:5432/reprise"),
+            "postgres://reprise:***@db:5432/reprise"
+        );
+        assert_eq!(
+            without_password("postgres://postgres@127.0.0.1:5432/reprise"),
+            "postgres://postgres@127.0.0.1:5432/reprise"
+        );
+        assert_eq!(
+            without_password("postgresql://db/reprise"),
+            "postgresql://db/reprise"
+        );
+    }
 }

@@ -98,10 +98,18 @@ pub(crate) async fn insert_instance(
     };
     let generation: i32 = row.get(0);
     if generation > 0 {
-        // The last generation's history (its pending effects stay pending).
+        // The last generation's history (its pending effects stay
+        // pending), and what reached it as it finished (another
+        // instance's event, say): not for the new generation.
         rows::execute(
             transaction,
             "DELETE FROM history WHERE instance_id = $1",
+            &[&new.id],
+        )
+        .await?;
+        rows::execute(
+            transaction,
+            "DELETE FROM inbox WHERE instance_id = $1",
             &[&new.id],
         )
         .await?;
@@ -293,21 +301,50 @@ async fn write_episode(
         HistoryChange::Append(entries) => existing + entries.len(),
         HistoryChange::Replace(entries) => entries.len(),
     };
-    // Independent writes, pipelined on the connection: one round trip for
-    // them all rather than one each.
-    let ((), (), (), leased, mut notify) = futures::try_join!(
+    // The row first: effects may read it (an event an instance sends
+    // itself). Then the independent writes, pipelined on the connection:
+    // one round trip for them all rather than one each.
+    update_row(transaction, commit, history_len).await?;
+    let (history, consumed, tasks, effects) = futures::join!(
         write_history(transaction, commit, existing),
-        update_row(transaction, commit, history_len),
         consume(transaction, commit),
         queue_tasks(transaction, me, commit),
         effects_on_others(transaction, me, commit),
-    )?;
+    );
+    let (leased, mut notify) = match (history, consumed, tasks, effects) {
+        (Ok(()), Ok(()), Ok(leased), Ok(notify)) => (leased, notify),
+        (history, consumed, tasks, effects) => {
+            let errors = [history.err(), consumed.err(), tasks.err(), effects.err()];
+            return Err(first_cause(errors.into_iter().flatten()));
+        }
+    };
     // After the row's update: a requeued termination sets its flag again.
     insert_messages(transaction, id, &commit.requeued).await?;
     if !commit.requeued.is_empty() {
         notify.push(id.to_owned());
     }
     Ok(CommitOutcome::Committed(FollowUp { notify, leased }))
+}
+
+/// Of the errors of pipelined writes, the one that caused the others: once
+/// a statement fails, every later one fails with "the transaction is
+/// aborted" (25P02), and whichever future is polled first may hold that
+/// one. The cause decides whether the transaction is retried (a deadlock).
+fn first_cause(errors: impl Iterator<Item = anyhow::Error>) -> anyhow::Error {
+    let mut aborted = None;
+    for error in errors {
+        let consequence = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<tokio_postgres::Error>())
+            .any(|error| {
+                error.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+            });
+        if !consequence {
+            return error;
+        }
+        aborted.get_or_insert(error);
+    }
+    aborted.expect("called with at least one error")
 }
 
 /// Appends the commit's history entries after the `existing` ones, or

@@ -31,6 +31,9 @@ use crate::rows;
 /// is measured on it, so hosts' clocks may disagree.
 pub(crate) const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
+/// Instances remembered as owned, at most.
+const OWNED_CACHE: usize = 100_000;
+
 /// Old hosts' rows are kept this long after their lease ended (for the
 /// record), then deleted.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
@@ -53,6 +56,8 @@ pub(crate) struct Membership {
     pub(crate) served: Mutex<Vec<String>>,
     /// Told the ID of each instance another host asks this one to run.
     wake: Mutex<Option<Wake>>,
+    /// Set by a clean shutdown: nothing more is claimed or renewed.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Membership {
@@ -65,6 +70,7 @@ impl Membership {
             owned: Mutex::new(HashSet::new()),
             served: Mutex::new(Vec::new()),
             wake: Mutex::new(None),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -72,12 +78,26 @@ impl Membership {
         self.id.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    pub(crate) fn leave(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn leaving(&self) -> bool {
+        self.leaving.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub(crate) fn owns(&self, instance: &str) -> bool {
         self.owned_set().contains(instance)
     }
 
     pub(crate) fn owned(&self, instance: &str) {
-        self.owned_set().insert(instance.to_owned());
+        let mut owned = self.owned_set();
+        if owned.len() >= OWNED_CACHE {
+            // A cache: forgetting costs a claim's round trip, not safety.
+            owned.clear();
+        }
+        owned.insert(instance.to_owned());
     }
 
     pub(crate) fn disowned(&self, instance: &str) {
@@ -155,7 +175,15 @@ pub(crate) async fn heartbeat(pool: Pool, membership: Arc<Membership>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match renew(&pool, &membership).await {
+        if membership.leaving() {
+            return;
+        }
+        // Bounded: a renewal stuck on a dead connection must not keep the
+        // host from trying again (and, lease lost, from registering anew).
+        let renewed = tokio::time::timeout(membership.ttl / 3, renew(&pool, &membership))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in {:?}", membership.ttl / 3)));
+        match renewed {
             Ok(true) => {}
             Ok(false) => {
                 let old = membership.id();

@@ -94,6 +94,14 @@ impl PostgresStore {
             "{given} -c idle_in_transaction_session_timeout=30s -c lock_timeout=30s"
         ));
         config.connect_timeout(Duration::from_secs(5));
+        // A connection to a server that vanished (no reset, no answer) is
+        // found dead in seconds, not in the kernel's two hours.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(15));
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -165,7 +173,13 @@ impl PostgresStore {
                     let mut client = self.pool.get().await?;
                     let transaction = client.transaction().await?;
                     let value = work(&transaction).await?;
-                    transaction.commit().await?;
+                    // Lost in the commit, the connection leaves its outcome
+                    // unknown: not "nothing was written" (not Unavailable).
+                    transaction.commit().await.map_err(|error| {
+                        anyhow::anyhow!(
+                            "the commit's outcome is unknown (it may have been applied): {error}"
+                        )
+                    })?;
                     anyhow::Ok(value)
                 }
                 .await;
@@ -206,12 +220,15 @@ fn database_error(error: &anyhow::Error) -> Option<&tokio_postgres::Error> {
         .find_map(|cause| cause.downcast_ref::<tokio_postgres::Error>())
 }
 
-/// Whether the transaction lost a race it may win if tried again.
+/// Whether the transaction lost a race it may win if tried again (a
+/// serialization failure, a deadlock, a lock it waited for too long).
 fn retryable(error: &anyhow::Error) -> bool {
     database_error(error)
         .and_then(|error| error.code())
         .is_some_and(|code| {
-            *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+            *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::LOCK_NOT_AVAILABLE
         })
 }
 
@@ -235,8 +252,11 @@ fn outside_cause(error: &anyhow::Error) -> Option<String> {
         return Some("the connection to PostgreSQL was lost".to_owned());
     }
     let Some(code) = database.code() else {
-        // No SQL state: the connection itself failed (refused, reset).
-        return Some(format!("PostgreSQL cannot be reached: {database}"));
+        // No SQL state: the connection failed (refused, reset), or a
+        // value did not convert (a fault, not the database's state).
+        let io = std::error::Error::source(database)
+            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
+        return io.then(|| format!("PostgreSQL cannot be reached: {database}"));
     };
     let class = &code.code()[..2];
     match class {
@@ -501,8 +521,11 @@ impl Store for PostgresStore {
         let me = self.membership.id();
         let outcome =
             self.write(async |transaction| episode::apply_episode(transaction, &me, commit).await)?;
-        if outcome == CommitOutcome::Stale {
+        let finished =
+            matches!(outcome, CommitOutcome::Committed(_)) && commit.updated.status.is_terminal();
+        if outcome == CommitOutcome::Stale || finished {
             // Perhaps no longer ours: claim it again before the next try.
+            // (Or finished: not kept in memory for nothing.)
             self.membership.disowned(&commit.read.id);
         }
         Ok(outcome)
@@ -780,6 +803,9 @@ impl Store for PostgresStore {
     }
 
     fn claim(&self, id: &str) -> anyhow::Result<bool> {
+        if self.membership.leaving() {
+            return Ok(false);
+        }
         if self.membership.owns(id) {
             return Ok(true);
         }
@@ -854,7 +880,7 @@ impl Store for PostgresStore {
                          ON w.instance_id = i.instance_id
                          WHERE i.owner IS NULL OR i.owner = $1 OR i.owner NOT IN
                            (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
-                         LIMIT $2"
+                         ORDER BY random() LIMIT $2"
                 ),
                 &[&me, &i64::try_from(limit).unwrap_or(i64::MAX)],
             )
@@ -874,6 +900,8 @@ impl Store for PostgresStore {
     }
 
     fn leave(&self) -> anyhow::Result<()> {
+        // No more claims, and no heartbeat to register again.
+        self.membership.leave();
         let me = self.membership.id();
         self.write(async |transaction| {
             rows::execute(

@@ -342,6 +342,11 @@ impl TestHost {
         self.signal("-CONT");
     }
 
+    /// SIGTERM: the clean shutdown a supervisor asks for.
+    pub fn stop(&self) {
+        self.signal("-TERM");
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.pid().expect("the host runs");
         let status = Command::new("kill")

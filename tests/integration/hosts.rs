@@ -231,3 +231,32 @@ async fn a_frozen_host_that_thaws_after_its_lease_commits_nothing_stale() {
     let history: Value = other.history(&id).await;
     assert!(taken_over["runtimeStatus"] == "Running", "{history}");
 }
+
+/// A host stopped with SIGTERM hands its instances over at once, without
+/// the others waiting for its lease (a minute, here) to run out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_stopped_cleanly_hands_its_work_over_at_once() {
+    if on_sqlite() {
+        return;
+    }
+    let files: &[&Path] = &[&components().counter];
+    let minute = &["--lease-ttl-secs", "60"];
+    let mut leaving = TestHost::prepare(files).with_args(minute).started().await;
+    let staying = TestHost::prepare(files)
+        .with_args(minute)
+        .sharing_database_with(&leaving)
+        .started()
+        .await;
+    let id = leaving.start_instance("E3_Counter", Some("c"), "0").await;
+    leaving.stop();
+    assert_eq!(
+        leaving.wait_for_exit(Duration::from_secs(30)).await,
+        Some(0)
+    );
+    let reply = staying.raise(&id, "operation", "\"incr\"").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    // Well within the lease: taken over, not waited out.
+    staying
+        .wait_for(&id, Duration::from_secs(30), |body| body["input"] == 1)
+        .await;
+}
