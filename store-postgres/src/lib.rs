@@ -102,20 +102,10 @@ impl PostgresStore {
             .keepalives_interval(Duration::from_secs(2))
             .keepalives_retries(3)
             .tcp_user_timeout(Duration::from_secs(15));
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .context("cannot configure the PostgreSQL connection pool")?;
+        let pool = connection_pool(&config, POOL_SIZE)?;
+        // The lease's own connection: episodes holding every pooled one
+        // (waiting on a row lock, say) must not cost this host its lease.
+        let lease_pool = connection_pool(&config, 1)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("reprise-postgres")
@@ -139,14 +129,11 @@ impl PostgresStore {
                     .await
                     .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;
                 schema::migrate(&mut client).await?;
-                hosts::register(&store.pool, &store.membership).await
+                hosts::register(&lease_pool, &store.membership).await
             })
             .map_err(classified)?;
         let runtime = store.runtime.as_ref().expect("set above");
-        runtime.spawn(hosts::heartbeat(
-            store.pool.clone(),
-            Arc::clone(&store.membership),
-        ));
+        runtime.spawn(hosts::heartbeat(lease_pool, Arc::clone(&store.membership)));
         runtime.spawn(hosts::listen(config, Arc::clone(&store.membership)));
         Ok(store)
     }
@@ -211,6 +198,24 @@ impl PostgresStore {
         })
         .map_err(classified)
     }
+}
+
+/// A pool of at most `size` connections to the database `config` names.
+fn connection_pool(config: &tokio_postgres::Config, size: usize) -> anyhow::Result<Pool> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .context("cannot configure the PostgreSQL connection pool")
 }
 
 /// The PostgreSQL error in `error`'s chain, if any.
