@@ -609,7 +609,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` instances with queued messages or pending effects
     /// that no live host owns (a dead host's, or one never claimed), or
-    /// that this host owns: what to schedule in case a wake-up was lost.
+    /// that this host owns (but not a suspended one whose messages all
+    /// wait for a resume): what to schedule in case a wake-up was lost.
     /// Empty for a store only one host uses.
     fn unowned_work(&self, _limit: usize) -> anyhow::Result<Vec<String>> {
         Ok(Vec::new())

@@ -883,8 +883,14 @@ impl Store for PostgresStore {
                            SELECT DISTINCT instance_id FROM inbox
                            UNION SELECT instance_id FROM instances WHERE outbox IS NOT NULL) w
                          ON w.instance_id = i.instance_id
-                         WHERE i.owner IS NULL OR i.owner = $1 OR i.owner NOT IN
-                           (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
+                         WHERE i.owner IS NULL
+                            OR i.owner NOT IN (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
+                            -- Its own, unless suspended with nothing but held
+                            -- messages: those wait for a resume, and reading
+                            -- them every poll would cost a replay each time.
+                            OR i.owner = $1 AND (i.status <> 'Suspended' OR i.outbox IS NOT NULL
+                              OR EXISTS (SELECT 1 FROM inbox m WHERE m.instance_id = i.instance_id
+                                AND m.message::jsonb ->> 'type' IN ('Resume', 'Terminate')))
                          ORDER BY random() LIMIT $2"
                 ),
                 &[&me, &i64::try_from(limit).unwrap_or(i64::MAX)],

@@ -23,7 +23,7 @@ mod hosts {
     use std::time::Duration;
 
     use reprise_core::conformance::new_instance;
-    use reprise_core::model::RuntimeStatus;
+    use reprise_core::model::{Message, RuntimeStatus};
     use reprise_core::store::{CommitOutcome, EpisodeCommit, StartOutcome, Store, WorkRead};
     use reprise_testing_postgres::PostgresServer;
 
@@ -87,5 +87,27 @@ mod hosts {
         // The old owner's plan stays refused (its revision is gone too).
         assert_eq!(a.commit_episode(&planned).unwrap(), CommitOutcome::Stale);
         assert!(!a.claim("x").unwrap(), "now the other host's");
+    }
+
+    #[test]
+    fn a_suspended_instance_is_polled_only_once_something_can_wake_it() {
+        let (a, b) = two_hosts();
+        a.start_instance(&new_instance("x"), None).unwrap();
+        let mut suspend = episode(&a, "x");
+        suspend.updated.status = RuntimeStatus::Suspended;
+        assert!(matches!(
+            a.commit_episode(&suspend).unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        a.raise_event("x", "held", "1", 3).unwrap();
+        // Held for a resume: not worth an episode on every poll.
+        assert!(a.unowned_work(10).unwrap().is_empty());
+        let resume = Message::Resume {
+            reason: "go".into(),
+        };
+        a.deliver("x", &resume, None).unwrap();
+        assert_eq!(a.unowned_work(10).unwrap(), ["x"]);
+        // Another live host's instance is never the other's work.
+        assert!(b.unowned_work(10).unwrap().is_empty());
     }
 }
