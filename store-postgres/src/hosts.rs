@@ -203,20 +203,20 @@ pub(crate) async fn heartbeat(pool: Pool, membership: Arc<Membership>) {
 /// Extends the lease if it has not expired; `false` if it had.
 async fn renew(pool: &Pool, membership: &Membership) -> anyhow::Result<bool> {
     let client = pool.get().await?;
-    let renewed = client
-        .execute(
-            &format!(
-                "UPDATE hosts SET alive_until = {DB_NOW} + $2 WHERE host_id = $1 AND alive_until > {DB_NOW}"
-            ),
-            &[&membership.id(), &membership.ttl_millis()],
-        )
-        .await?;
-    client
-        .execute(
-            &format!("DELETE FROM hosts WHERE alive_until < {DB_NOW} - $1"),
-            &[&(FORGET_AFTER.as_millis() as i64)],
-        )
-        .await?;
+    let renewed = rows::execute(
+        &client,
+        &format!(
+            "UPDATE hosts SET alive_until = {DB_NOW} + $2 WHERE host_id = $1 AND alive_until > {DB_NOW}"
+        ),
+        &[&membership.id(), &membership.ttl_millis()],
+    )
+    .await?;
+    rows::execute(
+        &client,
+        &format!("DELETE FROM hosts WHERE alive_until < {DB_NOW} - $1"),
+        &[&(FORGET_AFTER.as_millis() as i64)],
+    )
+    .await?;
     Ok(renewed == 1)
 }
 

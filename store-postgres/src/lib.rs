@@ -25,7 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
+};
 use reprise_core::model::{HistoryEntry, Instance, Message, Millis, QueuedMessage};
 use reprise_core::store::{
     ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect, EpisodeCommit,
@@ -43,6 +45,9 @@ use crate::rows::{FINISHED, INSTANCE_COLUMN_COUNT, INSTANCE_COLUMNS, refs};
 const POOL_SIZE: usize = 32;
 /// How often the engine looks for work no live host owns.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a transaction that lost a serialization race or a deadlock
+/// is tried again before the error is returned.
+const RETRIES: usize = 8;
 
 /// How this host takes part among the hosts of one database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,10 +65,6 @@ impl Default for Options {
         }
     }
 }
-/// How often a transaction that lost a serialization race or a deadlock
-/// is tried again before the error is returned.
-const RETRIES: usize = 8;
-
 pub struct PostgresStore {
     pool: Pool,
     membership: Arc<Membership>,
@@ -160,13 +161,7 @@ impl PostgresStore {
                     let mut client = self.pool.get().await?;
                     let transaction = client.transaction().await?;
                     let value = work(&transaction).await?;
-                    // Lost in the commit, the connection leaves its outcome
-                    // unknown: not "nothing was written" (not Unavailable).
-                    transaction.commit().await.map_err(|error| {
-                        anyhow::anyhow!(
-                            "the commit's outcome is unknown (it may have been applied): {error}"
-                        )
-                    })?;
+                    transaction.commit().await.map_err(commit_failed)?;
                     anyhow::Ok(value)
                 }
                 .await;
@@ -176,6 +171,20 @@ impl PostgresStore {
                 }
             }
         })
+    }
+
+    /// Runs `work`, one statement, on a connection of the pool, outside any
+    /// transaction: consistent by itself, and one round trip rather than
+    /// the three of `BEGIN`, the statement and `COMMIT`.
+    fn statement<T>(
+        &self,
+        work: impl AsyncFn(&deadpool_postgres::Client) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.block(async {
+            let client = self.pool.get().await?;
+            work(&client).await
+        })
+        .map_err(classified)
     }
 
     /// Runs `work` in one read-only REPEATABLE READ transaction: every
@@ -216,6 +225,16 @@ fn connection_pool(config: &tokio_postgres::Config, size: usize) -> anyhow::Resu
         .create_timeout(Some(Duration::from_secs(10)))
         .build()
         .context("cannot configure the PostgreSQL connection pool")
+}
+
+/// A failed `COMMIT`. Refused by the server, nothing was written (and the
+/// error says why, to classify); lost with the connection, the outcome is
+/// unknown: an error, but never "nothing was written" (`Unavailable`).
+fn commit_failed(error: tokio_postgres::Error) -> anyhow::Error {
+    if error.code().is_some() {
+        return error.into();
+    }
+    anyhow::anyhow!("the commit's outcome is unknown (it may have been applied): {error}")
 }
 
 /// The PostgreSQL error in `error`'s chain, if any.
@@ -285,16 +304,11 @@ fn classified(error: anyhow::Error) -> anyhow::Error {
 }
 
 async fn select_instance(
-    transaction: &Transaction<'_>,
+    client: &impl GenericClient,
     id: &str,
 ) -> anyhow::Result<Option<Instance>> {
-    let statement = transaction
-        .prepare_cached(&format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = $1"
-        ))
-        .await?;
-    transaction
-        .query_opt(&statement, &[&id])
+    let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = $1");
+    rows::query_opt(client, &sql, &[&id])
         .await?
         .as_ref()
         .map(rows::instance)
@@ -392,7 +406,7 @@ impl Store for PostgresStore {
     }
 
     fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>> {
-        self.read(async |transaction| select_instance(transaction, id).await)
+        self.statement(async |client| select_instance(client, id).await)
     }
 
     fn instance_with_history(
@@ -448,9 +462,8 @@ impl Store for PostgresStore {
              ORDER BY created_at, instance_id LIMIT ${}",
             params.len()
         );
-        self.read(async |transaction| {
-            transaction
-                .query(&sql, &refs(&params))
+        self.statement(async |client| {
+            rows::query(client, &sql, &refs(&params))
                 .await?
                 .iter()
                 .map(rows::instance)
@@ -566,9 +579,9 @@ impl Store for PostgresStore {
     }
 
     fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>> {
-        self.read(async |transaction| {
+        self.statement(async |client| {
             Ok(rows::query(
-                transaction,
+                client,
                 "SELECT seq FROM inbox WHERE instance_id = $1 ORDER BY seq",
                 &[&id],
             )
@@ -617,11 +630,9 @@ impl Store for PostgresStore {
     }
 
     fn next_timer_due(&self) -> anyhow::Result<Option<Millis>> {
-        self.read(async |transaction| {
-            let due: Option<i64> = transaction
-                .query_one("SELECT MIN(fire_at) FROM timers", &[])
-                .await?
-                .get(0);
+        self.statement(async |client| {
+            let due: Option<i64> =
+                rows::query(client, "SELECT MIN(fire_at) FROM timers", &[]).await?[0].get(0);
             Ok(due.map(|due| due as Millis))
         })
     }
@@ -771,9 +782,9 @@ impl Store for PostgresStore {
     }
 
     fn component(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        self.read(async |transaction| {
+        self.statement(async |client| {
             Ok(rows::query_opt(
-                transaction,
+                client,
                 "SELECT bytes FROM components WHERE version = $1",
                 &[&version],
             )
@@ -875,9 +886,9 @@ impl Store for PostgresStore {
 
     fn unowned_work(&self, limit: usize) -> anyhow::Result<Vec<String>> {
         let me = self.membership.id();
-        self.read(async |transaction| {
+        self.statement(async |client| {
             Ok(rows::query(
-                transaction,
+                client,
                 &format!(
                     "SELECT i.instance_id FROM instances i JOIN (
                            SELECT DISTINCT instance_id FROM inbox

@@ -1,7 +1,7 @@
 //! Rows to model types and back.
 
 use anyhow::Context as _;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use reprise_core::model::{Instance, Millis, ParentTask, RuntimeStatus};
 use reprise_core::store::InstanceFilter;
 use tokio_postgres::Row;
@@ -92,32 +92,33 @@ pub(crate) fn filter_clause(filter: &InstanceFilter) -> (String, Params) {
     (conditions.join(" AND "), params)
 }
 
-/// Runs `sql`, prepared once per connection (a statement prepared anew
+/// Runs `sql` on `client` (a transaction, or a connection for a statement
+/// on its own), prepared once per connection (a statement prepared anew
 /// costs a round trip of its own).
 pub(crate) async fn execute(
-    transaction: &Transaction<'_>,
+    client: &impl GenericClient,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> anyhow::Result<u64> {
-    let statement = transaction.prepare_cached(sql).await?;
-    Ok(transaction.execute(&statement, params).await?)
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.execute(&statement, params).await?)
 }
 
 /// [`execute`] for a query: its rows.
 pub(crate) async fn query(
-    transaction: &Transaction<'_>,
+    client: &impl GenericClient,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> anyhow::Result<Vec<Row>> {
-    let statement = transaction.prepare_cached(sql).await?;
-    Ok(transaction.query(&statement, params).await?)
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, params).await?)
 }
 
 /// [`query`] for at most one row.
 pub(crate) async fn query_opt(
-    transaction: &Transaction<'_>,
+    client: &impl GenericClient,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> anyhow::Result<Option<Row>> {
-    Ok(query(transaction, sql, params).await?.into_iter().next())
+    Ok(query(client, sql, params).await?.into_iter().next())
 }
