@@ -29,12 +29,89 @@ pub(crate) async fn start_generation(
     new: &NewInstance,
     direct: Option<&DirectEpisode>,
 ) -> anyhow::Result<(StartOutcome, Applied)> {
+    if let Some(direct) = direct
+        && let Some(follow_up) = insert_started(transaction, me, direct).await?
+    {
+        return Ok((StartOutcome::Started, Applied::Directly(follow_up)));
+    }
     let outcome = insert_instance(transaction, me, new).await?;
     if outcome != StartOutcome::Started {
         return Ok((outcome, Applied::Queued));
     }
     let applied = apply_or_queue(transaction, me, &new.id, &Message::Start, direct).await?;
     Ok((outcome, applied))
+}
+
+/// Writes a fresh ID's row as the first episode `direct` leaves it, and
+/// the episode's other writes: a start applied directly in one insert,
+/// with no lock to take and nothing to read back. `None` (nothing written)
+/// if the ID has a row (the caller then starts it as usual), messages
+/// queued (a purged instance's, say), or `direct` was not planned on a
+/// fresh row.
+async fn insert_started(
+    transaction: &Transaction<'_>,
+    me: &str,
+    direct: &DirectEpisode,
+) -> anyhow::Result<Option<FollowUp>> {
+    let commit = &direct.commit;
+    let fresh = commit.read.generation == 0 && commit.read.revision == 0 && direct.history_len == 0;
+    if !fresh || commit.staging.is_some() {
+        return Ok(None);
+    }
+    let updated = &commit.updated;
+    let history_len = match &commit.history {
+        HistoryChange::Append(entries) | HistoryChange::Replace(entries) => entries.len(),
+    };
+    let parent = updated.parent.as_ref();
+    let inserted = rows::query_opt(
+        transaction,
+        "INSERT INTO instances
+           (instance_id, name, status, generation, input, output, custom_status, created_at,
+            updated_at, parent_instance_id, parent_generation, parent_task_id, original_input,
+            version, owner, history_len, revision)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17
+          WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE instance_id = $1)
+         ON CONFLICT (instance_id) DO NOTHING
+         RETURNING 1",
+        &[
+            &updated.id,
+            &updated.name,
+            &updated.status.as_str(),
+            &(updated.generation as i32),
+            &updated.input,
+            &updated.output,
+            &updated.custom_status,
+            &(updated.created_at as i64),
+            &(updated.updated_at as i64),
+            &parent.map(|parent| parent.instance_id.as_str()),
+            &parent.map(|parent| parent.generation as i32),
+            &parent.map(|parent| parent.task_id as i64),
+            &updated.original_input,
+            &updated.version,
+            &me,
+            &(history_len as i32),
+            &(updated.revision as i64),
+        ],
+    )
+    .await?;
+    if inserted.is_none() {
+        return Ok(None);
+    }
+    // Boxed: an episode may start children, which is a start again.
+    match Box::pin(write_episode(
+        transaction,
+        me,
+        commit,
+        0,
+        RowWrite::Inserted,
+    ))
+    .await?
+    {
+        CommitOutcome::Committed(follow_up) => Ok(Some(follow_up)),
+        CommitOutcome::Stale | CommitOutcome::LateMessages => {
+            unreachable!("writing an episode only commits")
+        }
+    }
 }
 
 /// Writes the row of a new generation under `new.id`, owned by host `me`,
@@ -252,7 +329,14 @@ pub(crate) async fn apply_episode(
     if commit.updated.status.is_terminal() && late_messages(transaction, commit).await? {
         return Ok(CommitOutcome::LateMessages);
     }
-    write_episode(transaction, me, commit, locked.history_len).await
+    write_episode(
+        transaction,
+        me,
+        commit,
+        locked.history_len,
+        RowWrite::Update,
+    )
+    .await
 }
 
 /// An instance row locked for a commit.
@@ -289,12 +373,23 @@ async fn lock(
         }))
 }
 
-/// Writes `commit` on its locked row, whose history has `existing` entries.
+/// How [`write_episode`] treats the instance's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowWrite {
+    /// Locked: to be updated as the commit says.
+    Update,
+    /// Inserted by this transaction as the commit leaves it: nothing of an
+    /// earlier generation is left to drop.
+    Inserted,
+}
+
+/// Writes `commit` on its row, whose history has `existing` entries.
 async fn write_episode(
     transaction: &Transaction<'_>,
     me: &str,
     commit: &EpisodeCommit,
     existing: usize,
+    row: RowWrite,
 ) -> anyhow::Result<CommitOutcome> {
     let id = commit.read.id.as_str();
     let history_len = match &commit.history {
@@ -304,11 +399,13 @@ async fn write_episode(
     // The row first: effects may read it (an event an instance sends
     // itself). Then the independent writes, pipelined on the connection:
     // one round trip for them all rather than one each.
-    update_row(transaction, commit, history_len).await?;
+    if row == RowWrite::Update {
+        update_row(transaction, commit, history_len).await?;
+    }
     let (history, consumed, tasks, effects) = futures::join!(
         write_history(transaction, commit, existing),
         consume(transaction, commit),
-        queue_tasks(transaction, me, commit),
+        queue_tasks(transaction, me, commit, row),
         effects_on_others(transaction, me, commit),
     );
     let (leased, mut notify) = match (history, consumed, tasks, effects) {
@@ -330,7 +427,7 @@ async fn write_episode(
 /// a statement fails, every later one fails with "the transaction is
 /// aborted" (25P02), and whichever future is polled first may hold that
 /// one. The cause decides whether the transaction is retried (a deadlock).
-fn first_cause(errors: impl Iterator<Item = anyhow::Error>) -> anyhow::Error {
+pub(crate) fn first_cause(errors: impl Iterator<Item = anyhow::Error>) -> anyhow::Error {
     let mut aborted = None;
     for error in errors {
         let consequence = error
@@ -471,10 +568,11 @@ async fn queue_tasks(
     transaction: &Transaction<'_>,
     me: &str,
     commit: &EpisodeCommit,
+    row: RowWrite,
 ) -> anyhow::Result<Vec<ActivityWork>> {
     let (id, updated) = (&commit.updated.id, &commit.updated);
     let live_generation = (!updated.status.is_terminal()).then_some(updated.generation as i32);
-    if live_generation != Some(commit.read.generation as i32) {
+    if live_generation != Some(commit.read.generation as i32) && row == RowWrite::Update {
         let statement = transaction
             .prepare_cached(
                 "WITH timers AS (
@@ -664,6 +762,7 @@ async fn apply_direct(
         me,
         &direct.commit,
         locked.history_len,
+        RowWrite::Update,
     ))
     .await?
     {

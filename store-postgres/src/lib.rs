@@ -12,6 +12,7 @@
 //! retried here; a database that cannot be reached, is shutting down, is
 //! read-only or out of disk is [`Unavailable`].
 
+mod batch;
 mod effects;
 mod episode;
 mod hosts;
@@ -19,6 +20,7 @@ mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,7 +39,8 @@ use reprise_core::store::{
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use crate::episode::{RowLock, apply_or_queue, check_deliverable, delete_instance};
+use crate::batch::Batcher;
+use crate::episode::delete_instance;
 use crate::hosts::{DB_NOW, Membership};
 use crate::rows::{FINISHED, INSTANCE_COLUMN_COUNT, INSTANCE_COLUMNS, refs};
 
@@ -67,6 +70,8 @@ impl Default for Options {
 }
 pub struct PostgresStore {
     pool: Pool,
+    /// The hot writes go through it, several in a transaction.
+    batcher: Batcher,
     membership: Arc<Membership>,
     /// Runs the connections' I/O; calls block on it. Always `Some` but in
     /// `drop`, which shuts it down without waiting (a store may be
@@ -90,9 +95,11 @@ impl PostgresStore {
             .parse()
             .with_context(|| format!("{url} is not a PostgreSQL connection URL"))?;
         // A host that dies mid-transaction must not hold rows for long.
+        // And no JIT: its compiling costs short statements tens of
+        // milliseconds each, when the planner misjudges a table's size.
         let given = config.get_options().unwrap_or_default().to_owned();
         config.options(format!(
-            "{given} -c idle_in_transaction_session_timeout=30s -c lock_timeout=30s"
+            "{given} -c idle_in_transaction_session_timeout=30s -c lock_timeout=30s -c jit=off"
         ));
         config.connect_timeout(Duration::from_secs(5));
         // A connection to a server that vanished (no reset, no answer) is
@@ -117,9 +124,11 @@ impl PostgresStore {
             options.lease_ttl >= Duration::from_millis(300),
             "the lease must last at least 300 ms"
         );
+        let membership = Membership::new(options.lease_ttl);
         let store = PostgresStore {
+            batcher: Batcher::start(&runtime, pool.clone(), Arc::clone(&membership)),
             pool,
-            membership: Membership::new(options.lease_ttl),
+            membership,
             runtime: Some(runtime),
         };
         store
@@ -152,25 +161,9 @@ impl PostgresStore {
     /// trying again after a serialization failure or a deadlock.
     fn write<T>(
         &self,
-        work: impl AsyncFn(&Transaction<'_>) -> anyhow::Result<T>,
+        work: impl AsyncFnMut(&Transaction<'_>) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        self.block(async {
-            let mut attempt = 0;
-            loop {
-                let result = async {
-                    let mut client = self.pool.get().await?;
-                    let transaction = client.transaction().await?;
-                    let value = work(&transaction).await?;
-                    transaction.commit().await.map_err(commit_failed)?;
-                    anyhow::Ok(value)
-                }
-                .await;
-                match result {
-                    Err(error) if retryable(&error) && attempt < RETRIES => attempt += 1,
-                    result => return result.map_err(classified),
-                }
-            }
-        })
+        self.block(transact(&self.pool, work))
     }
 
     /// Runs `work`, one statement, on a connection of the pool, outside any
@@ -209,6 +202,38 @@ impl PostgresStore {
     }
 }
 
+/// Runs `work` in one READ COMMITTED transaction on a connection of `pool`
+/// and commits it, trying again after a serialization failure or a
+/// deadlock; the error, if any, is [`classified`].
+async fn transact<T>(
+    pool: &Pool,
+    mut work: impl AsyncFnMut(&Transaction<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut attempts = 0;
+    loop {
+        let result = async {
+            let mut client = pool.get().await?;
+            let transaction = client.transaction().await?;
+            let value = work(&transaction).await?;
+            transaction.commit().await.map_err(commit_failed)?;
+            anyhow::Ok(value)
+        }
+        .await;
+        match result {
+            Err(error) if try_again(&mut attempts, &error) => {}
+            result => return result.map_err(classified),
+        }
+    }
+}
+
+/// Whether a transaction that failed with `error` is tried again, after
+/// `attempts` tries again so far (counted here).
+fn try_again(attempts: &mut usize, error: &anyhow::Error) -> bool {
+    let again = retryable(error) && *attempts < RETRIES;
+    *attempts += usize::from(again);
+    again
+}
+
 /// A pool of at most `size` connections to the database `config` names.
 fn connection_pool(config: &tokio_postgres::Config, size: usize) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
@@ -234,8 +259,13 @@ fn commit_failed(error: tokio_postgres::Error) -> anyhow::Error {
     if error.code().is_some() {
         return error.into();
     }
-    anyhow::anyhow!("the commit's outcome is unknown (it may have been applied): {error}")
+    OutcomeUnknown(error.to_string()).into()
 }
+
+/// A `COMMIT` lost with its connection: it may have been applied.
+#[derive(Debug, thiserror::Error)]
+#[error("the commit's outcome is unknown (it may have been applied): {0}")]
+pub(crate) struct OutcomeUnknown(String);
 
 /// The PostgreSQL error in `error`'s chain, if any.
 fn database_error(error: &anyhow::Error) -> Option<&tokio_postgres::Error> {
@@ -373,9 +403,9 @@ impl Store for PostgresStore {
         new: &NewInstance,
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<(StartOutcome, Applied)> {
-        let me = self.membership.id();
-        let started = self.write(async |transaction| {
-            episode::start_generation(transaction, &me, new, direct.as_ref()).await
+        let started = self.batcher.apply(writes::Start {
+            new: new.clone(),
+            direct,
         })?;
         if started.0 == StartOutcome::Started {
             self.membership.owned(&new.id);
@@ -389,19 +419,10 @@ impl Store for PostgresStore {
         message: &Message,
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<(DeliveryOutcome, Applied)> {
-        let lock = if direct.is_some() || matches!(message, Message::Terminate { .. }) {
-            RowLock::Update
-        } else {
-            RowLock::Share
-        };
-        let me = self.membership.id();
-        self.write(async |transaction| {
-            let outcome = check_deliverable(transaction, id, lock).await?;
-            if outcome != DeliveryOutcome::Accepted {
-                return Ok((outcome, Applied::Queued));
-            }
-            let applied = apply_or_queue(transaction, &me, id, message, direct.as_ref()).await?;
-            Ok((outcome, applied))
+        self.batcher.apply(writes::Delivery {
+            id: id.to_owned(),
+            message: message.clone(),
+            direct,
         })
     }
 
@@ -536,9 +557,7 @@ impl Store for PostgresStore {
     }
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
-        let me = self.membership.id();
-        let outcome =
-            self.write(async |transaction| episode::apply_episode(transaction, &me, commit).await)?;
+        let outcome = self.batcher.apply(writes::Commit(commit.clone()))?;
         let finished =
             matches!(outcome, CommitOutcome::Committed(_)) && commit.updated.status.is_terminal();
         if outcome == CommitOutcome::Stale || finished {
@@ -683,31 +702,10 @@ impl Store for PostgresStore {
         result: Result<String, String>,
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<Option<Applied>> {
-        let me = self.membership.id();
-        self.write(async |transaction| {
-            let removed = rows::execute(
-                transaction,
-                "DELETE FROM activities WHERE key = $1",
-                &[&work.key],
-            )
-            .await?;
-            if removed == 0 {
-                return Ok(None);
-            }
-            let message = Message::ActivityDone {
-                generation: work.generation,
-                id: work.task_id,
-                result: result.clone(),
-            };
-            let applied = apply_or_queue(
-                transaction,
-                &me,
-                &work.instance_id,
-                &message,
-                direct.as_ref(),
-            )
-            .await?;
-            Ok(Some(applied))
+        self.batcher.apply(writes::ActivityResult {
+            work: work.clone(),
+            result,
+            direct,
         })
     }
 

@@ -1,0 +1,237 @@
+//! Group commit: writes to different instances share one transaction.
+//!
+//! A write of its own costs PostgreSQL a transaction (`BEGIN`, `COMMIT`,
+//! a WAL flush) and the host and the server a round trip per statement.
+//! So the hot writes (starts, deliveries, episode commits, activity
+//! results) queue here, and a batcher applies what is queued, up to
+//! [`MAX_BATCH`] writes to distinct instances, in one transaction, their
+//! statements pipelined on one connection. Up to [`BATCHES`] batches run
+//! at once. Nothing waits for a batch to fill: a lone write goes at once,
+//! and batches grow only while others are running.
+//!
+//! A batch is as good as a transaction per write because:
+//! - a write that decides against writing (stale, conflict, not found)
+//!   has written nothing when it says so: the others are not affected;
+//! - a batch holds at most one write per instance (the one whose row the
+//!   write locks), since row locks, which order writes to an instance
+//!   across transactions (`episode.rs`), cannot order two writes in one;
+//! - writes are sorted by instance ID and take their row lock in their
+//!   first statement, which the pipeline sends in that order: batches lock
+//!   rows in one order and do not deadlock one another (a deadlock that
+//!   still happens is retried, as any);
+//! - when a write fails, the batch is rolled back and each write runs
+//!   again in a transaction of its own, so an error stays its write's own.
+//!   Only a `COMMIT` whose outcome is unknown fails the whole batch.
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use deadpool_postgres::{Pool, Transaction};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::episode::first_cause;
+use crate::hosts::Membership;
+use crate::{OutcomeUnknown, classified, commit_failed, try_again};
+
+/// Writes in one transaction, at most.
+const MAX_BATCH: usize = 32;
+/// Batches (transactions, connections) running at once, at most.
+const BATCHES: usize = 4;
+
+/// A write that can share a transaction with writes to other instances.
+pub(crate) trait Write: Send + Sync + 'static {
+    type Output: Send + 'static;
+
+    /// The instance whose row the write locks first.
+    fn instance(&self) -> &str;
+
+    /// Applies the write in `transaction` for host `me`. Must write
+    /// nothing when it returns an outcome that says nothing was written.
+    fn apply<'a>(
+        &'a self,
+        transaction: &'a Transaction<'_>,
+        me: &'a str,
+    ) -> impl Future<Output = anyhow::Result<Self::Output>> + Send + 'a;
+}
+
+/// Queues writes for the batchers, and waits for their outcomes.
+pub(crate) struct Batcher {
+    queue: mpsc::UnboundedSender<Box<dyn Queued>>,
+}
+
+impl Batcher {
+    /// Starts batching on `runtime`, with connections of `pool`.
+    pub(crate) fn start(
+        runtime: &tokio::runtime::Runtime,
+        pool: Pool,
+        membership: Arc<Membership>,
+    ) -> Batcher {
+        let (queue, queued) = mpsc::unbounded_channel();
+        runtime.spawn(dispatch(queued, pool, membership));
+        Batcher { queue }
+    }
+
+    /// Applies `write` (in a batch, or alone) and returns its outcome.
+    /// Blocks: call it from a thread that may block, never from async code.
+    pub(crate) fn apply<W: Write>(&self, write: W) -> anyhow::Result<W::Output> {
+        let (reply, outcome) = oneshot::channel();
+        let pending = Pending {
+            write,
+            output: None,
+            reply,
+        };
+        self.queue
+            .send(Box::new(pending))
+            .map_err(|_| anyhow::anyhow!("the PostgreSQL store has shut down"))?;
+        outcome
+            .blocking_recv()
+            .map_err(|_| anyhow::anyhow!("the PostgreSQL store shut down during a write"))?
+    }
+}
+
+/// Forms batches from the queue and runs them, up to [`BATCHES`] at once.
+async fn dispatch(
+    mut queued: mpsc::UnboundedReceiver<Box<dyn Queued>>,
+    pool: Pool,
+    membership: Arc<Membership>,
+) {
+    let running = Arc::new(Semaphore::new(BATCHES));
+    // Queued writes not yet in a batch, oldest first.
+    let mut waiting = VecDeque::new();
+    loop {
+        let Ok(permit) = Arc::clone(&running).acquire_owned().await else {
+            return;
+        };
+        if waiting.is_empty() {
+            match queued.recv().await {
+                Some(write) => waiting.push_back(write),
+                None => return,
+            }
+        }
+        while let Ok(write) = queued.try_recv() {
+            waiting.push_back(write);
+        }
+        let batch = next_batch(&mut waiting);
+        let (pool, me) = (pool.clone(), membership.id());
+        tokio::spawn(async move {
+            run(batch, pool, me).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Takes from `waiting`, oldest first, up to [`MAX_BATCH`] writes to
+/// distinct instances; a later write to an instance already taken waits
+/// for a later batch, in its place.
+fn next_batch(waiting: &mut VecDeque<Box<dyn Queued>>) -> Vec<Box<dyn Queued>> {
+    let mut batch: Vec<Box<dyn Queued>> = Vec::new();
+    let mut taken = HashSet::new();
+    let mut left = VecDeque::new();
+    while let Some(write) = waiting.pop_front() {
+        if batch.len() < MAX_BATCH && taken.insert(write.instance().to_owned()) {
+            batch.push(write);
+        } else {
+            left.push_back(write);
+        }
+        if batch.len() == MAX_BATCH {
+            break;
+        }
+    }
+    left.append(waiting);
+    *waiting = left;
+    batch
+}
+
+/// Runs `batch` in one transaction; if that fails (but for an unknown
+/// outcome), each write alone.
+async fn run(mut batch: Vec<Box<dyn Queued>>, pool: Pool, me: String) {
+    if batch.len() > 1 {
+        batch.sort_by(|a, b| a.instance().cmp(b.instance()));
+        match together(&mut batch, &pool, &me).await {
+            Ok(()) => {
+                for write in batch {
+                    write.reply(Ok(()));
+                }
+                return;
+            }
+            Err(error) if error.downcast_ref::<OutcomeUnknown>().is_some() => {
+                for write in batch {
+                    write.reply(Err(anyhow::anyhow!("{error:#}")));
+                }
+                return;
+            }
+            // Rolled back: each alone, so each gets its own outcome.
+            Err(_) => {}
+        }
+    }
+    for mut write in batch {
+        let outcome = alone(&mut write, &pool, &me).await;
+        write.reply(outcome);
+    }
+}
+
+/// Applies `write` in a transaction of its own, tried again as
+/// [`transact`](crate::transact) does.
+async fn alone(write: &mut Box<dyn Queued>, pool: &Pool, me: &str) -> anyhow::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match together(std::slice::from_mut(write), pool, me).await {
+            Err(error) if try_again(&mut attempts, &error) => {}
+            outcome => return outcome.map_err(classified),
+        }
+    }
+}
+
+/// Applies every write of `batch` in one transaction and commits it; if
+/// one fails, rolls back and returns the error that caused it.
+async fn together(batch: &mut [Box<dyn Queued>], pool: &Pool, me: &str) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let applied =
+        futures::future::join_all(batch.iter_mut().map(|write| write.apply(&transaction, me)))
+            .await;
+    if applied.iter().any(Result::is_err) {
+        return Err(first_cause(applied.into_iter().filter_map(Result::err)));
+    }
+    transaction.commit().await.map_err(commit_failed)
+}
+
+type Applying<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// A queued [`Write`], its type erased.
+trait Queued: Send {
+    fn instance(&self) -> &str;
+    /// Applies the write, keeping its output for [`Queued::reply`].
+    fn apply<'a>(&'a mut self, transaction: &'a Transaction<'_>, me: &'a str) -> Applying<'a>;
+    /// Sends the write's output, or `failed`, to whoever queued it.
+    fn reply(self: Box<Self>, failed: anyhow::Result<()>);
+}
+
+struct Pending<W: Write> {
+    write: W,
+    output: Option<W::Output>,
+    reply: oneshot::Sender<anyhow::Result<W::Output>>,
+}
+
+impl<W: Write> Queued for Pending<W> {
+    fn instance(&self) -> &str {
+        self.write.instance()
+    }
+
+    fn apply<'a>(&'a mut self, transaction: &'a Transaction<'_>, me: &'a str) -> Applying<'a> {
+        Box::pin(async move {
+            self.output = Some(self.write.apply(transaction, me).await?);
+            Ok(())
+        })
+    }
+
+    fn reply(self: Box<Self>, outcome: anyhow::Result<()>) {
+        let Pending { output, reply, .. } = *self;
+        let outcome = outcome
+            .and_then(|()| output.ok_or_else(|| anyhow::anyhow!("a batched write has no outcome")));
+        // Its caller may have gone; the write stands anyway.
+        let _ = reply.send(outcome);
+    }
+}

@@ -1,0 +1,141 @@
+//! The writes that are batched (`batch.rs`): each owns what it writes,
+//! and applies it with `episode.rs`.
+
+use std::future::Future;
+
+use deadpool_postgres::Transaction;
+use reprise_core::model::Message;
+use reprise_core::store::{
+    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit,
+    NewInstance, StartOutcome,
+};
+
+use crate::batch::Write;
+use crate::episode::{self, RowLock};
+use crate::rows;
+
+/// A start: a new generation under an ID, its start message applied by
+/// `direct` or queued.
+pub(crate) struct Start {
+    pub(crate) new: NewInstance,
+    pub(crate) direct: Option<DirectEpisode>,
+}
+
+impl Write for Start {
+    type Output = (StartOutcome, Applied);
+
+    fn instance(&self) -> &str {
+        &self.new.id
+    }
+
+    fn apply<'a>(
+        &'a self,
+        transaction: &'a Transaction<'_>,
+        me: &'a str,
+    ) -> impl Future<Output = anyhow::Result<Self::Output>> + Send + 'a {
+        episode::start_generation(transaction, me, &self.new, self.direct.as_ref())
+    }
+}
+
+/// A message from the API to an instance.
+pub(crate) struct Delivery {
+    pub(crate) id: String,
+    pub(crate) message: Message,
+    pub(crate) direct: Option<DirectEpisode>,
+}
+
+impl Write for Delivery {
+    type Output = (DeliveryOutcome, Applied);
+
+    fn instance(&self) -> &str {
+        &self.id
+    }
+
+    fn apply<'a>(
+        &'a self,
+        transaction: &'a Transaction<'_>,
+        me: &'a str,
+    ) -> impl Future<Output = anyhow::Result<Self::Output>> + Send + 'a {
+        async move {
+            let terminates = matches!(self.message, Message::Terminate { .. });
+            let lock = if self.direct.is_some() || terminates {
+                RowLock::Update
+            } else {
+                RowLock::Share
+            };
+            let outcome = episode::check_deliverable(transaction, &self.id, lock).await?;
+            if outcome != DeliveryOutcome::Accepted {
+                return Ok((outcome, Applied::Queued));
+            }
+            let direct = self.direct.as_ref();
+            let applied =
+                episode::apply_or_queue(transaction, me, &self.id, &self.message, direct).await?;
+            Ok((outcome, applied))
+        }
+    }
+}
+
+/// An episode's outcome.
+pub(crate) struct Commit(pub(crate) EpisodeCommit);
+
+impl Write for Commit {
+    type Output = CommitOutcome;
+
+    fn instance(&self) -> &str {
+        &self.0.read.id
+    }
+
+    fn apply<'a>(
+        &'a self,
+        transaction: &'a Transaction<'_>,
+        me: &'a str,
+    ) -> impl Future<Output = anyhow::Result<Self::Output>> + Send + 'a {
+        episode::apply_episode(transaction, me, &self.0)
+    }
+}
+
+/// An activity's result, for the instance that scheduled it; `None` if
+/// the activity is no longer queued (another host recorded it, or its
+/// generation ended).
+pub(crate) struct ActivityResult {
+    pub(crate) work: ActivityWork,
+    pub(crate) result: Result<String, String>,
+    pub(crate) direct: Option<DirectEpisode>,
+}
+
+impl Write for ActivityResult {
+    type Output = Option<Applied>;
+
+    fn instance(&self) -> &str {
+        &self.work.instance_id
+    }
+
+    fn apply<'a>(
+        &'a self,
+        transaction: &'a Transaction<'_>,
+        me: &'a str,
+    ) -> impl Future<Output = anyhow::Result<Self::Output>> + Send + 'a {
+        async move {
+            let work = &self.work;
+            let removed = rows::execute(
+                transaction,
+                "DELETE FROM activities WHERE key = $1",
+                &[&work.key],
+            )
+            .await?;
+            if removed == 0 {
+                return Ok(None);
+            }
+            let message = Message::ActivityDone {
+                generation: work.generation,
+                id: work.task_id,
+                result: self.result.clone(),
+            };
+            let direct = self.direct.as_ref();
+            let applied =
+                episode::apply_or_queue(transaction, me, &work.instance_id, &message, direct)
+                    .await?;
+            Ok(Some(applied))
+        }
+    }
+}
