@@ -160,6 +160,11 @@ impl Counted {
             postgres()
                 .query(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 .expect("pg_stat_statements is loaded (Debian's postgresql has it)");
+            if std::env::var_os("REPRISE_BENCH_STATEMENTS").is_some() {
+                postgres()
+                    .query(url, "SELECT pg_stat_statements_reset()")
+                    .unwrap();
+            }
         }
         let start = url.as_deref().map_or((0.0, 0.0), totals);
         Counted { url, start }
@@ -167,12 +172,50 @@ impl Counted {
 
     /// Statements and transactions per one of `items`, since the start.
     fn per(&self, items: usize) -> Option<(f64, f64)> {
-        let (statements, transactions) = totals(self.url.as_deref()?);
+        let url = self.url.as_deref()?;
+        if std::env::var_os("REPRISE_BENCH_STATEMENTS").is_some() {
+            print_statements(url);
+        }
+        let (statements, transactions) = totals(url);
         Some((
             (statements - self.start.0) / items as f64,
             (transactions - self.start.1) / items as f64,
         ))
     }
+}
+
+/// The most called statements since the scenario's start, with their time (set
+/// `REPRISE_BENCH_STATEMENTS` to see where the database's time goes).
+fn print_statements(url: &str) {
+    let rows = postgres()
+        .query(
+            url,
+            "SELECT calls || ' calls, ' || round(total_exec_time::numeric, 1) || ' ms: ' ||
+                    regexp_replace(left(query, 110), '\\s+', ' ', 'g')
+             FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY calls DESC LIMIT 25",
+        )
+        .unwrap();
+    eprintln!("statements so far:\n  {}", rows.join("\n  "));
+    let plan = postgres()
+        .query(
+            url,
+            "EXPLAIN ANALYZE SELECT i.instance_id FROM instances i JOIN (
+                           SELECT DISTINCT instance_id FROM inbox
+                           UNION SELECT instance_id FROM instances WHERE outbox IS NOT NULL) w
+                         ON w.instance_id = i.instance_id
+                         WHERE i.owner IS NULL
+                            OR i.owner NOT IN (SELECT host_id FROM hosts WHERE alive_until > 0)
+                            OR i.owner = 'x' AND (i.status <> 'Suspended' OR i.outbox IS NOT NULL
+                              OR EXISTS (SELECT 1 FROM inbox m WHERE m.instance_id = i.instance_id
+                                AND m.message::jsonb ->> 'type' IN ('Resume', 'Terminate')))
+                         ORDER BY random() LIMIT 100",
+        )
+        .unwrap();
+    eprintln!("{}", plan.join("\n"));
+    let sizes = postgres().query(url, "SELECT relname || ' ' || n_live_tup || ' live ' || n_dead_tup || ' dead' FROM pg_stat_user_tables").unwrap();
+    eprintln!("{}", sizes.join("\n"));
 }
 
 fn totals(url: &str) -> (f64, f64) {

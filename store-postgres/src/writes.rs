@@ -51,27 +51,21 @@ impl Write for Delivery {
         &self.id
     }
 
-    fn apply<'a>(
-        &'a self,
-        transaction: &'a Transaction<'_>,
-        me: &'a str,
-    ) -> impl Future<Output = anyhow::Result<Self::Output>> + Send + 'a {
-        async move {
-            let terminates = matches!(self.message, Message::Terminate { .. });
-            let lock = if self.direct.is_some() || terminates {
-                RowLock::Update
-            } else {
-                RowLock::Share
-            };
-            let outcome = episode::check_deliverable(transaction, &self.id, lock).await?;
-            if outcome != DeliveryOutcome::Accepted {
-                return Ok((outcome, Applied::Queued));
-            }
-            let direct = self.direct.as_ref();
-            let applied =
-                episode::apply_or_queue(transaction, me, &self.id, &self.message, direct).await?;
-            Ok((outcome, applied))
+    async fn apply(&self, transaction: &Transaction<'_>, me: &str) -> anyhow::Result<Self::Output> {
+        let terminates = matches!(self.message, Message::Terminate { .. });
+        let lock = if self.direct.is_some() || terminates {
+            RowLock::Update
+        } else {
+            RowLock::Share
+        };
+        let outcome = episode::check_deliverable(transaction, &self.id, lock).await?;
+        if outcome != DeliveryOutcome::Accepted {
+            return Ok((outcome, Applied::Queued));
         }
+        let direct = self.direct.as_ref();
+        let applied =
+            episode::apply_or_queue(transaction, me, &self.id, &self.message, direct).await?;
+        Ok((outcome, applied))
     }
 }
 
@@ -110,32 +104,25 @@ impl Write for ActivityResult {
         &self.work.instance_id
     }
 
-    fn apply<'a>(
-        &'a self,
-        transaction: &'a Transaction<'_>,
-        me: &'a str,
-    ) -> impl Future<Output = anyhow::Result<Self::Output>> + Send + 'a {
-        async move {
-            let work = &self.work;
-            let removed = rows::execute(
-                transaction,
-                "DELETE FROM activities WHERE key = $1",
-                &[&work.key],
-            )
-            .await?;
-            if removed == 0 {
-                return Ok(None);
-            }
-            let message = Message::ActivityDone {
-                generation: work.generation,
-                id: work.task_id,
-                result: self.result.clone(),
-            };
-            let direct = self.direct.as_ref();
-            let applied =
-                episode::apply_or_queue(transaction, me, &work.instance_id, &message, direct)
-                    .await?;
-            Ok(Some(applied))
+    async fn apply(&self, transaction: &Transaction<'_>, me: &str) -> anyhow::Result<Self::Output> {
+        let work = &self.work;
+        let removed = rows::execute(
+            transaction,
+            "DELETE FROM activities WHERE key = $1",
+            &[&work.key],
+        )
+        .await?;
+        if removed == 0 {
+            return Ok(None);
         }
+        let message = Message::ActivityDone {
+            generation: work.generation,
+            id: work.task_id,
+            result: self.result.clone(),
+        };
+        let direct = self.direct.as_ref();
+        let applied =
+            episode::apply_or_queue(transaction, me, &work.instance_id, &message, direct).await?;
+        Ok(Some(applied))
     }
 }
