@@ -22,11 +22,17 @@
 //! - when a write fails, the batch is rolled back and each write runs
 //!   again in a transaction of its own, so an error stays its write's own.
 //!   Only a `COMMIT` whose outcome is unknown fails the whole batch.
+//!
+//! One instance must not hold up the others: a batch gives up waiting for
+//! a row lock (held by another host's transaction, say) after
+//! [`LOCK_TIMEOUT`], and its writes run alone, all at once, on the
+//! store's other connections, where they wait as long as any write does.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -38,7 +44,18 @@ use crate::{OutcomeUnknown, classified, commit_failed, try_again};
 /// Writes in one transaction, at most.
 const MAX_BATCH: usize = 32;
 /// Batches (transactions, connections) running at once, at most.
-const BATCHES: usize = 4;
+pub(crate) const BATCHES: usize = 2;
+/// How long a batch waits for a row lock before its writes run alone.
+pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The connections writes run on.
+pub(crate) struct Pools {
+    /// [`BATCHES`] connections that give up on a row lock after
+    /// [`LOCK_TIMEOUT`].
+    pub(crate) batches: Pool,
+    /// The store's others, for writes that run alone.
+    pub(crate) alone: Pool,
+}
 
 /// A write that can share a transaction with writes to other instances.
 pub(crate) trait Write: Send + Sync + 'static {
@@ -65,11 +82,11 @@ impl Batcher {
     /// Starts batching on `runtime`, with connections of `pool`.
     pub(crate) fn start(
         runtime: &tokio::runtime::Runtime,
-        pool: Pool,
+        pools: Pools,
         membership: Arc<Membership>,
     ) -> Batcher {
         let (queue, queued) = mpsc::unbounded_channel();
-        runtime.spawn(dispatch(queued, pool, membership));
+        runtime.spawn(dispatch(queued, Arc::new(pools), membership));
         Batcher { queue }
     }
 
@@ -94,7 +111,7 @@ impl Batcher {
 /// Forms batches from the queue and runs them, up to [`BATCHES`] at once.
 async fn dispatch(
     mut queued: mpsc::UnboundedReceiver<Box<dyn Queued>>,
-    pool: Pool,
+    pools: Arc<Pools>,
     membership: Arc<Membership>,
 ) {
     let running = Arc::new(Semaphore::new(BATCHES));
@@ -114,9 +131,16 @@ async fn dispatch(
             waiting.push_back(write);
         }
         let batch = next_batch(&mut waiting);
-        let (pool, me) = (pool.clone(), membership.id());
+        let (pools, me) = (Arc::clone(&pools), membership.id());
         tokio::spawn(async move {
-            run(batch, pool, me).await;
+            if let Some(failed) = run(batch, &pools, &me).await {
+                // Alone, each at once, without the permit: one that waits
+                // for a row lock holds up neither the others nor batches.
+                for write in failed {
+                    let (pools, me) = (Arc::clone(&pools), me.clone());
+                    tokio::spawn(async move { alone(write, &pools.alone, &me).await });
+                }
+            }
             drop(permit);
         });
     }
@@ -144,44 +168,43 @@ fn next_batch(waiting: &mut VecDeque<Box<dyn Queued>>) -> Vec<Box<dyn Queued>> {
     batch
 }
 
-/// Runs `batch` in one transaction; if that fails (but for an unknown
-/// outcome), each write alone.
-async fn run(mut batch: Vec<Box<dyn Queued>>, pool: Pool, me: String) {
-    if batch.len() > 1 {
-        batch.sort_by(|a, b| a.instance().cmp(b.instance()));
-        match together(&mut batch, &pool, &me).await {
-            Ok(()) => {
-                for write in batch {
-                    write.reply(Ok(()));
-                }
-                return;
+/// Runs `batch` in one transaction and answers its writes; returns them,
+/// unanswered, if it failed and each must run alone (but for an unknown
+/// outcome: then each is told).
+async fn run(
+    mut batch: Vec<Box<dyn Queued>>,
+    pools: &Pools,
+    me: &str,
+) -> Option<Vec<Box<dyn Queued>>> {
+    batch.sort_by(|a, b| a.instance().cmp(b.instance()));
+    match together(&mut batch, &pools.batches, me).await {
+        Ok(()) => {
+            for write in batch {
+                write.reply(Ok(()));
             }
-            Err(error) if error.downcast_ref::<OutcomeUnknown>().is_some() => {
-                for write in batch {
-                    write.reply(Err(anyhow::anyhow!("{error:#}")));
-                }
-                return;
-            }
-            // Rolled back: each alone, so each gets its own outcome.
-            Err(_) => {}
+            None
         }
-    }
-    for mut write in batch {
-        let outcome = alone(&mut write, &pool, &me).await;
-        write.reply(outcome);
+        Err(error) if error.downcast_ref::<OutcomeUnknown>().is_some() => {
+            for write in batch {
+                write.reply(Err(anyhow::anyhow!("{error:#}")));
+            }
+            None
+        }
+        Err(_) => Some(batch),
     }
 }
 
 /// Applies `write` in a transaction of its own, tried again as
-/// [`transact`](crate::transact) does.
-async fn alone(write: &mut Box<dyn Queued>, pool: &Pool, me: &str) -> anyhow::Result<()> {
+/// [`transact`](crate::transact) does, and answers it.
+async fn alone(mut write: Box<dyn Queued>, pool: &Pool, me: &str) {
     let mut attempts = 0;
-    loop {
-        match together(std::slice::from_mut(write), pool, me).await {
+    let outcome = loop {
+        match together(std::slice::from_mut(&mut write), pool, me).await {
             Err(error) if try_again(&mut attempts, &error) => {}
-            outcome => return outcome.map_err(classified),
+            outcome => break outcome.map_err(classified),
         }
-    }
+    };
+    write.reply(outcome);
 }
 
 /// Applies every write of `batch` in one transaction and commits it; if

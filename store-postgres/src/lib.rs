@@ -111,6 +111,15 @@ impl PostgresStore {
             .keepalives_retries(3)
             .tcp_user_timeout(Duration::from_secs(15));
         let pool = connection_pool(&config, POOL_SIZE)?;
+        // Batches wait briefly for a row lock: a batch stuck behind one
+        // instance would hold up writes to every other (see batch.rs).
+        let mut batch_config = config.clone();
+        batch_config.options(format!(
+            "{} -c lock_timeout={}ms",
+            config.get_options().unwrap_or_default(),
+            batch::LOCK_TIMEOUT.as_millis()
+        ));
+        let batch_pool = connection_pool(&batch_config, batch::BATCHES)?;
         // The lease's own connection: episodes holding every pooled one
         // (waiting on a row lock, say) must not cost this host its lease.
         let lease_pool = connection_pool(&config, 1)?;
@@ -126,7 +135,14 @@ impl PostgresStore {
         );
         let membership = Membership::new(options.lease_ttl);
         let store = PostgresStore {
-            batcher: Batcher::start(&runtime, pool.clone(), Arc::clone(&membership)),
+            batcher: Batcher::start(
+                &runtime,
+                batch::Pools {
+                    batches: batch_pool,
+                    alone: pool.clone(),
+                },
+                Arc::clone(&membership),
+            ),
             pool,
             membership,
             runtime: Some(runtime),

@@ -111,3 +111,145 @@ mod hosts {
         assert!(b.unowned_work(10).unwrap().is_empty());
     }
 }
+
+mod batches {
+    use std::sync::{Arc, Barrier};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use reprise_core::conformance::new_instance;
+    use reprise_core::model::RuntimeStatus;
+    use reprise_core::store::{CommitOutcome, DeliveryOutcome, EpisodeCommit, Store, WorkRead};
+    use reprise_testing_postgres::PostgresServer;
+
+    use crate::{Options, PostgresStore};
+
+    fn open() -> (String, Arc<PostgresStore>) {
+        let url = PostgresServer::shared().create_database().unwrap();
+        let store = PostgresStore::open(&url, Options::default()).unwrap();
+        (url, Arc::new(store))
+    }
+
+    /// Runs `work` on a thread; its outcome within `limit`, or `None`.
+    fn within<T: Send + 'static>(
+        limit: Duration,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (done, outcome) = std::sync::mpsc::channel();
+        thread::spawn(move || done.send(work()));
+        outcome.recv_timeout(limit).ok()
+    }
+
+    /// Statements of this database waiting for a lock.
+    fn lock_waits(url: &str) -> usize {
+        PostgresServer::shared()
+            .query(
+                url,
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .unwrap()[0]
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn writes_waiting_for_one_locked_row_hold_up_no_other_instance() {
+        let (url, store) = open();
+        for id in ["held", "free"] {
+            store.start_instance(&new_instance(id), None).unwrap();
+        }
+        // Another transaction holds the row, as a frozen host's would.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (client, connection) = runtime
+            .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
+            .unwrap();
+        runtime.spawn(connection);
+        runtime
+            .block_on(client.batch_execute(
+                "BEGIN; SELECT 1 FROM instances WHERE instance_id = 'held' FOR UPDATE",
+            ))
+            .unwrap();
+        // More writes to it than batches run at once.
+        let held: Vec<_> = (0..crate::batch::BATCHES + 1)
+            .map(|n| {
+                let store = Arc::clone(&store);
+                thread::spawn(move || store.raise_event("held", "e", &n.to_string(), 2))
+            })
+            .collect();
+        let waiting = Instant::now();
+        while lock_waits(&url) < crate::batch::BATCHES {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(30),
+                "no write waits"
+            );
+            thread::yield_now();
+        }
+        let free = Arc::clone(&store);
+        let delivered = within(Duration::from_secs(20), move || {
+            (0..10)
+                .map(|n| free.raise_event("free", "e", &n.to_string(), 2).unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            delivered,
+            Some(vec![DeliveryOutcome::Accepted; 10]),
+            "events to another instance went through while the row was held"
+        );
+        runtime.block_on(client.batch_execute("COMMIT")).unwrap();
+        for write in held {
+            assert_eq!(write.join().unwrap().unwrap(), DeliveryOutcome::Accepted);
+        }
+        // Its start, and each event.
+        let queued = store.queued_messages("held").unwrap().len();
+        assert_eq!(queued, crate::batch::BATCHES + 2);
+    }
+
+    #[test]
+    fn a_failing_write_fails_alone_and_writes_nothing() {
+        let (_url, store) = open();
+        let ids: Vec<String> = (0..16).map(|n| format!("i{n:02}")).collect();
+        let mut commits: Vec<EpisodeCommit> = ids
+            .iter()
+            .map(|id| {
+                store.start_instance(&new_instance(id), None).unwrap();
+                let work = store.load_work(id, WorkRead::ALL).unwrap().unwrap();
+                let mut updated = work.instance.successor(2);
+                updated.status = RuntimeStatus::Running;
+                let consumed = work.messages.iter().map(|queued| queued.seq).collect();
+                EpisodeCommit::consuming(work.instance, updated, Vec::new(), consumed)
+            })
+            .collect();
+        // Claims a message that is not queued: refused by the store.
+        commits[7].consumed.push(i64::MAX);
+        let start = Arc::new(Barrier::new(commits.len()));
+        let outcomes: Vec<_> = commits
+            .into_iter()
+            .map(|commit| {
+                let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+                thread::spawn(move || {
+                    start.wait();
+                    store.commit_episode(&commit)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|thread| thread.join().unwrap())
+            .collect();
+        for (id, outcome) in ids.iter().zip(outcomes) {
+            let status = store.instance(id).unwrap().unwrap().status;
+            if id == "i07" {
+                let error = outcome.unwrap_err();
+                assert!(format!("{error:#}").contains("consumed"), "{error:#}");
+                assert_eq!(status, RuntimeStatus::Pending, "nothing written");
+                assert_eq!(store.queued_messages(id).unwrap().len(), 1);
+            } else {
+                assert!(matches!(outcome.unwrap(), CommitOutcome::Committed(_)));
+                assert_eq!(status, RuntimeStatus::Running);
+            }
+        }
+    }
+}
