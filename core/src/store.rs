@@ -400,6 +400,9 @@ pub enum Applied {
     Queued,
     /// Applied by the direct episode, which committed.
     Directly(FollowUp),
+    /// Queued for an instance another live host runs, which the store
+    /// has told: nothing to schedule here (a backend of several hosts).
+    Elsewhere,
 }
 
 /// An activity to run, leased to one worker.

@@ -38,7 +38,8 @@ use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::episode::first_cause;
-use crate::hosts::Membership;
+use crate::hosts::{self, Membership};
+use crate::rows;
 use crate::{OutcomeUnknown, classified, commit_failed, try_again};
 
 /// Writes in one transaction, at most.
@@ -71,6 +72,12 @@ pub(crate) trait Write: Send + Sync + 'static {
         transaction: &'a Transaction<'_>,
         me: &'a str,
     ) -> impl Future<Output = anyhow::Result<Self::Output>> + Send + 'a;
+
+    /// The live host that runs the write's instance, if another, to be
+    /// told once `output` is committed.
+    fn owner_to_tell(_output: &Self::Output) -> Option<&str> {
+        None
+    }
 }
 
 /// Queues writes for the batchers, and waits for their outcomes.
@@ -179,9 +186,11 @@ async fn run(
     batch.sort_by(|a, b| a.instance().cmp(b.instance()));
     match together(&mut batch, &pools.batches, me).await {
         Ok(()) => {
+            let owners: Vec<_> = batch.iter().filter_map(|write| write.owner_to_tell()).collect();
             for write in batch {
                 write.reply(Ok(()));
             }
+            tell_owners(&pools.batches, owners).await;
             None
         }
         Err(error) if error.downcast_ref::<OutcomeUnknown>().is_some() => {
@@ -204,7 +213,35 @@ async fn alone(mut write: Box<dyn Queued>, pool: &Pool, me: &str) {
             outcome => break outcome.map_err(classified),
         }
     };
+    let owner = outcome.as_ref().ok().and_then(|()| write.owner_to_tell());
     write.reply(outcome);
+    tell_owners(pool, owner.into_iter().collect()).await;
+}
+
+/// Tells each host of `owners` (host, instance) that its instance has new
+/// messages, in one statement of its own after the commit. Only a hint: a
+/// host that misses it finds the work at its next poll.
+async fn tell_owners(pool: &Pool, owners: Vec<(String, String)>) {
+    if owners.is_empty() {
+        return;
+    }
+    let (channels, ids): (Vec<String>, Vec<String>) = owners
+        .into_iter()
+        .map(|(owner, id)| (hosts::channel(&owner), id))
+        .unzip();
+    let told = async {
+        let client = pool.get().await?;
+        rows::execute(
+            &client,
+            "SELECT pg_notify(c, i) FROM unnest($1::text[], $2::text[]) AS w(c, i)",
+            &[&channels, &ids],
+        )
+        .await
+    }
+    .await;
+    if let Err(error) = told {
+        tracing::debug!("cannot tell hosts of their new messages (their polls will): {error:#}");
+    }
 }
 
 /// Applies every write of `batch` in one transaction and commits it; if
@@ -226,6 +263,9 @@ type Applying<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>
 /// A queued [`Write`], its type erased.
 trait Queued: Send {
     fn instance(&self) -> &str;
+    /// After a commit: the host to tell and the instance, if any (see
+    /// [`Write::owner_to_tell`]).
+    fn owner_to_tell(&self) -> Option<(String, String)>;
     /// Applies the write, keeping its output for [`Queued::reply`].
     fn apply<'a>(&'a mut self, transaction: &'a Transaction<'_>, me: &'a str) -> Applying<'a>;
     /// Sends the write's output, or `failed`, to whoever queued it.
@@ -241,6 +281,11 @@ struct Pending<W: Write> {
 impl<W: Write> Queued for Pending<W> {
     fn instance(&self) -> &str {
         self.write.instance()
+    }
+
+    fn owner_to_tell(&self) -> Option<(String, String)> {
+        let owner = W::owner_to_tell(self.output.as_ref()?)?;
+        Some((owner.to_owned(), self.instance().to_owned()))
     }
 
     fn apply<'a>(&'a mut self, transaction: &'a Transaction<'_>, me: &'a str) -> Applying<'a> {

@@ -195,26 +195,32 @@ pub(crate) async fn insert_instance(
 }
 
 /// Whether `id` can take a message: it exists, has not finished and has
-/// no termination queued. Locks its row (see the module docs).
+/// no termination queued; and the live host other than `me` that owns it,
+/// if one does. Locks its row (see the module docs).
 pub(crate) async fn check_deliverable(
     transaction: &Transaction<'_>,
+    me: &str,
     id: &str,
     lock: RowLock,
-) -> anyhow::Result<DeliveryOutcome> {
-    let sql = match lock {
-        RowLock::Share => {
-            "SELECT status, terminating FROM instances WHERE instance_id = $1 FOR SHARE"
-        }
-        RowLock::Update => {
-            "SELECT status, terminating FROM instances WHERE instance_id = $1 FOR UPDATE"
-        }
+) -> anyhow::Result<(DeliveryOutcome, Option<String>)> {
+    let locking = match lock {
+        RowLock::Share => "FOR SHARE",
+        RowLock::Update => "FOR UPDATE",
     };
-    let row = transaction
-        .query_opt(&transaction.prepare_cached(sql).await?, &[&id])
-        .await?;
-    let Some(row) = row else {
-        return Ok(DeliveryOutcome::NotFound);
+    let sql = format!(
+        "SELECT status, terminating,
+           CASE WHEN owner <> $2 AND EXISTS (
+             SELECT 1 FROM hosts WHERE host_id = owner AND alive_until > {DB_NOW}) THEN owner END
+         FROM instances WHERE instance_id = $1 {locking}"
+    );
+    let Some(row) = rows::query_opt(transaction, &sql, &[&id, &me]).await? else {
+        return Ok((DeliveryOutcome::NotFound, None));
     };
+    Ok((deliverable(id, &row)?, row.get(2)))
+}
+
+/// Whether the instance `id` of `row` (status, terminating) takes messages.
+fn deliverable(id: &str, row: &tokio_postgres::Row) -> anyhow::Result<DeliveryOutcome> {
     let status: String = row.get(0);
     let status = RuntimeStatus::parse(&status)
         .with_context(|| format!("instance {id} has an unknown status {status:?}"))?;

@@ -435,11 +435,12 @@ impl Store for PostgresStore {
         message: &Message,
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<(DeliveryOutcome, Applied)> {
-        self.batcher.apply(writes::Delivery {
+        let delivered = self.batcher.apply(writes::Delivery {
             id: id.to_owned(),
             message: message.clone(),
             direct,
-        })
+        })?;
+        Ok((delivered.outcome, delivered.applied))
     }
 
     fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>> {

@@ -24,7 +24,9 @@ mod hosts {
 
     use reprise_core::conformance::new_instance;
     use reprise_core::model::{Message, RuntimeStatus};
-    use reprise_core::store::{CommitOutcome, EpisodeCommit, StartOutcome, Store, WorkRead};
+    use reprise_core::store::{
+        Applied, CommitOutcome, DeliveryOutcome, EpisodeCommit, StartOutcome, Store, WorkRead,
+    };
     use reprise_testing_postgres::PostgresServer;
 
     use crate::{Options, PostgresStore};
@@ -87,6 +89,29 @@ mod hosts {
         // The old owner's plan stays refused (its revision is gone too).
         assert_eq!(a.commit_episode(&planned).unwrap(), CommitOutcome::Stale);
         assert!(!a.claim("x").unwrap(), "now the other host's");
+    }
+
+    #[test]
+    fn an_event_for_another_hosts_instance_is_queued_and_that_host_told() {
+        let (a, b) = two_hosts();
+        let (told, wakes) = std::sync::mpsc::channel();
+        let told = std::sync::Mutex::new(told);
+        b.on_wake(Box::new(move |id| {
+            let _ = told.lock().unwrap().send(id.to_owned());
+        }));
+        b.start_instance(&new_instance("x"), None).unwrap();
+        let event = Message::Event {
+            name: "e".into(),
+            payload: "1".into(),
+            accepted_at: 2,
+        };
+        let delivered = a.deliver("x", &event, None).unwrap();
+        assert_eq!(delivered, (DeliveryOutcome::Accepted, Applied::Elsewhere));
+        assert_eq!(wakes.recv_timeout(Duration::from_secs(30)).unwrap(), "x");
+        assert_eq!(b.queued_messages("x").unwrap().len(), 2, "start and event");
+        // Its own instance: queued, for it to run.
+        let delivered = b.deliver("x", &event, None).unwrap();
+        assert_eq!(delivered, (DeliveryOutcome::Accepted, Applied::Queued));
     }
 
     #[test]

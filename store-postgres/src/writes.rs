@@ -44,8 +44,17 @@ pub(crate) struct Delivery {
     pub(crate) direct: Option<DirectEpisode>,
 }
 
+/// What became of a [`Delivery`].
+pub(crate) struct Delivered {
+    pub(crate) outcome: DeliveryOutcome,
+    pub(crate) applied: Applied,
+    /// The live host that runs the instance and must be told (queued
+    /// for another host's instance: [`Applied::Elsewhere`]).
+    owner: Option<String>,
+}
+
 impl Write for Delivery {
-    type Output = (DeliveryOutcome, Applied);
+    type Output = Delivered;
 
     fn instance(&self) -> &str {
         &self.id
@@ -58,14 +67,33 @@ impl Write for Delivery {
         } else {
             RowLock::Share
         };
-        let outcome = episode::check_deliverable(transaction, &self.id, lock).await?;
+        let (outcome, owner) = episode::check_deliverable(transaction, me, &self.id, lock).await?;
         if outcome != DeliveryOutcome::Accepted {
-            return Ok((outcome, Applied::Queued));
+            return Ok(Delivered {
+                outcome,
+                applied: Applied::Queued,
+                owner: None,
+            });
         }
         let direct = self.direct.as_ref();
         let applied =
             episode::apply_or_queue(transaction, me, &self.id, &self.message, direct).await?;
-        Ok((outcome, applied))
+        Ok(match (applied, owner) {
+            (Applied::Queued, Some(owner)) => Delivered {
+                outcome,
+                applied: Applied::Elsewhere,
+                owner: Some(owner),
+            },
+            (applied, _) => Delivered {
+                outcome,
+                applied,
+                owner: None,
+            },
+        })
+    }
+
+    fn owner_to_tell(output: &Delivered) -> Option<&str> {
+        output.owner.as_deref()
     }
 }
 

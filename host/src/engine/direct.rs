@@ -160,7 +160,7 @@ struct Leftover {
 /// instance, and only then starts the activities its commit leased (so
 /// their results find the execution back and the instance free) and
 /// schedules the instances it notified. For a queued message: schedules
-/// `id`.
+/// `id`, unless another host runs it.
 pub(super) fn settle(shared: &Arc<Shared>, id: &str, mut claim: Option<Claim>, applied: Applied) {
     let leftover = claim.as_mut().and_then(|claim| claim.leftover.take());
     match (applied, leftover) {
@@ -176,6 +176,7 @@ pub(super) fn settle(shared: &Arc<Shared>, id: &str, mut claim: Option<Claim>, a
                 schedule(shared, &other);
             }
         }
+        (Applied::Elsewhere, _) => drop(claim),
         _ => {
             drop(claim);
             schedule(shared, id);
