@@ -186,7 +186,10 @@ async fn run(
     batch.sort_by(|a, b| a.instance().cmp(b.instance()));
     match together(&mut batch, &pools.batches, me).await {
         Ok(()) => {
-            let owners: Vec<_> = batch.iter().filter_map(|write| write.owner_to_tell()).collect();
+            let owners: Vec<_> = batch
+                .iter()
+                .filter_map(|write| write.owner_to_tell())
+                .collect();
             for write in batch {
                 write.reply(Ok(()));
             }

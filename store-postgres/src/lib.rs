@@ -361,56 +361,137 @@ async fn select_instance(
         .transpose()
 }
 
+/// The current generation's history of `id`, as long as its row says
+/// (staged entries beyond are left out).
 async fn select_history(
-    transaction: &Transaction<'_>,
+    client: &impl GenericClient,
     id: &str,
 ) -> anyhow::Result<Vec<HistoryEntry>> {
-    let statement = transaction
-        .prepare_cached(
-            "SELECT h.entry FROM history h JOIN instances i
-               ON i.instance_id = h.instance_id AND i.generation = h.generation
-             WHERE h.instance_id = $1 AND h.seq < i.history_len ORDER BY h.seq",
-        )
-        .await?;
-    transaction
-        .query(&statement, &[&id])
-        .await?
-        .iter()
-        .map(|row| {
-            let entry: &str = row.get(0);
-            serde_json::from_str(entry).with_context(|| {
-                format!("instance {id} has a history entry this host cannot read: {entry}")
-            })
-        })
-        .collect()
+    rows::query(
+        client,
+        "SELECT h.entry FROM history h JOIN instances i
+           ON i.instance_id = h.instance_id AND i.generation = h.generation
+         WHERE h.instance_id = $1 AND h.seq < i.history_len ORDER BY h.seq",
+        &[&id],
+    )
+    .await?
+    .iter()
+    .map(|row| history_entry(id, row.get(0)))
+    .collect()
+}
+
+/// What [`read_work`] found.
+enum Loaded {
+    /// The work, if any.
+    Work(Option<Box<WorkItem>>),
+    /// The row moved on while it was read (outside a snapshot only).
+    Moved,
+}
+
+/// The work of `id` ([`Store::load_work`]). Outside a snapshot, consistent
+/// enough: the row first, pipelined with the messages, which may be newer
+/// than the row but never older (a commit that lands in between leaves the
+/// row's revision old, so the episode's commit is refused as stale); then
+/// the history the row names (its generation, its length), which is
+/// [`Loaded::Moved`] if it is no longer all there.
+async fn read_work(
+    client: &impl GenericClient,
+    id: &str,
+    read: WorkRead,
+) -> anyhow::Result<Loaded> {
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS}, history_len, outbox IS NOT NULL, terminating
+         FROM instances WHERE instance_id = $1"
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+    let (row, messages) = futures::join!(
+        rows::query_opt(client, &sql, &params),
+        select_messages(client, id, read.max_messages)
+    );
+    let (row, mut messages) = (row?, messages?);
+    let Some(row) = row else {
+        anyhow::ensure!(
+            messages.is_empty(),
+            "instance {id} has queued messages but no instance row"
+        );
+        return Ok(Loaded::Work(None));
+    };
+    let instance = rows::instance(&row)?;
+    let history_len = row.get::<_, i32>(INSTANCE_COLUMN_COUNT) as usize;
+    let effects_pending: bool = row.get(INSTANCE_COLUMN_COUNT + 1);
+    let terminating: bool = row.get(INSTANCE_COLUMN_COUNT + 2);
+    if messages.is_empty() && !effects_pending {
+        return Ok(Loaded::Work(None));
+    }
+    if messages.len() == read.max_messages && terminating {
+        messages = select_messages(client, id, usize::MAX).await?;
+    }
+    let history = match read.history {
+        true => select_history_of(client, id, instance.generation, history_len).await?,
+        false => Vec::new(),
+    };
+    if history.len() < history_len && read.history {
+        return Ok(Loaded::Moved);
+    }
+    Ok(Loaded::Work(Some(Box::new(WorkItem {
+        instance,
+        history,
+        history_len,
+        messages,
+        effects_pending,
+    }))))
+}
+
+/// The first `len` entries of `id`'s history in generation `generation`
+/// (fewer if they are gone: a later generation replaced them).
+async fn select_history_of(
+    client: &impl GenericClient,
+    id: &str,
+    generation: u32,
+    len: usize,
+) -> anyhow::Result<Vec<HistoryEntry>> {
+    rows::query(
+        client,
+        "SELECT entry FROM history WHERE instance_id = $1 AND generation = $2 AND seq < $3
+         ORDER BY seq",
+        &[&id, &(generation as i32), &(len as i32)],
+    )
+    .await?
+    .iter()
+    .map(|row| history_entry(id, row.get(0)))
+    .collect()
+}
+
+fn history_entry(id: &str, entry: &str) -> anyhow::Result<HistoryEntry> {
+    serde_json::from_str(entry).with_context(|| {
+        format!("instance {id} has a history entry this host cannot read: {entry}")
+    })
 }
 
 /// The oldest `limit` messages queued for `id`.
 async fn select_messages(
-    transaction: &Transaction<'_>,
+    client: &impl GenericClient,
     id: &str,
     limit: usize,
 ) -> anyhow::Result<Vec<QueuedMessage>> {
-    let statement = transaction
-        .prepare_cached(
-            "SELECT seq, message FROM inbox WHERE instance_id = $1 ORDER BY seq LIMIT $2",
-        )
-        .await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    transaction
-        .query(&statement, &[&id, &limit])
-        .await?
-        .iter()
-        .map(|row| {
-            let message: &str = row.get(1);
-            Ok(QueuedMessage {
-                seq: row.get(0),
-                message: serde_json::from_str(message).with_context(|| {
-                    format!("instance {id} has a message this host cannot read: {message}")
-                })?,
-            })
+    rows::query(
+        client,
+        "SELECT seq, message FROM inbox WHERE instance_id = $1 ORDER BY seq LIMIT $2",
+        &[&id, &limit],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        let message: &str = row.get(1);
+        Ok(QueuedMessage {
+            seq: row.get(0),
+            message: serde_json::from_str(message).with_context(|| {
+                format!("instance {id} has a message this host cannot read: {message}")
+            })?,
         })
-        .collect()
+    })
+    .collect()
 }
 
 impl Store for PostgresStore {
@@ -532,45 +613,21 @@ impl Store for PostgresStore {
         })
     }
 
+    /// Not in one snapshot (a transaction costs two more round trips), but
+    /// in an order that makes a mix harmless (see [`read_work`]); if the
+    /// history it names is gone meanwhile, again in one snapshot.
     fn load_work(&self, id: &str, read: WorkRead) -> anyhow::Result<Option<WorkItem>> {
-        self.read(async |transaction| {
-            let statement = transaction
-                .prepare_cached(&format!(
-                    "SELECT {INSTANCE_COLUMNS}, history_len, outbox IS NOT NULL, terminating
-                     FROM instances WHERE instance_id = $1"
-                ))
-                .await?;
-            let mut messages = select_messages(transaction, id, read.max_messages).await?;
-            let Some(row) = transaction.query_opt(&statement, &[&id]).await? else {
-                anyhow::ensure!(
-                    messages.is_empty(),
-                    "instance {id} has queued messages but no instance row"
-                );
-                return Ok(None);
-            };
-            let instance = rows::instance(&row)?;
-            let history_len = row.get::<_, i32>(INSTANCE_COLUMN_COUNT) as usize;
-            let effects_pending: bool = row.get(INSTANCE_COLUMN_COUNT + 1);
-            let terminating: bool = row.get(INSTANCE_COLUMN_COUNT + 2);
-            if messages.is_empty() && !effects_pending {
-                return Ok(None);
+        match self.statement(async |client| read_work(client, id, read).await)? {
+            Loaded::Work(work) => Ok(work.map(|work| *work)),
+            Loaded::Moved => {
+                match self.read(async |transaction| read_work(transaction, id, read).await)? {
+                    Loaded::Work(work) => Ok(work.map(|work| *work)),
+                    Loaded::Moved => {
+                        anyhow::bail!("instance {id}: its history and row differ in one snapshot")
+                    }
+                }
             }
-            if messages.len() == read.max_messages && terminating {
-                messages = select_messages(transaction, id, usize::MAX).await?;
-            }
-            let history = if read.history {
-                select_history(transaction, id).await?
-            } else {
-                Vec::new()
-            };
-            Ok(Some(WorkItem {
-                instance,
-                history,
-                history_len,
-                messages,
-                effects_pending,
-            }))
-        })
+        }
     }
 
     fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
