@@ -198,24 +198,6 @@ fn print_statements(url: &str) {
         )
         .unwrap();
     eprintln!("statements so far:\n  {}", rows.join("\n  "));
-    let plan = postgres()
-        .query(
-            url,
-            "EXPLAIN ANALYZE SELECT i.instance_id FROM instances i JOIN (
-                           SELECT DISTINCT instance_id FROM inbox
-                           UNION SELECT instance_id FROM instances WHERE outbox IS NOT NULL) w
-                         ON w.instance_id = i.instance_id
-                         WHERE i.owner IS NULL
-                            OR i.owner NOT IN (SELECT host_id FROM hosts WHERE alive_until > 0)
-                            OR i.owner = 'x' AND (i.status <> 'Suspended' OR i.outbox IS NOT NULL
-                              OR EXISTS (SELECT 1 FROM inbox m WHERE m.instance_id = i.instance_id
-                                AND m.message::jsonb ->> 'type' IN ('Resume', 'Terminate')))
-                         ORDER BY random() LIMIT 100",
-        )
-        .unwrap();
-    eprintln!("{}", plan.join("\n"));
-    let sizes = postgres().query(url, "SELECT relname || ' ' || n_live_tup || ' live ' || n_dead_tup || ' dead' FROM pg_stat_user_tables").unwrap();
-    eprintln!("{}", sizes.join("\n"));
 }
 
 fn totals(url: &str) -> (f64, f64) {
