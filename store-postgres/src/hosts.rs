@@ -139,8 +139,11 @@ fn new_id() -> String {
 
 /// The channel a host listens on: its incarnation's.
 pub(crate) fn channel(host: &str) -> String {
-    format!("reprise_{host}")
+    format!("{CHANNEL_PREFIX}{host}")
 }
+
+/// What a host's channel is named: this, then its ID.
+pub(crate) const CHANNEL_PREFIX: &str = "reprise_";
 
 /// Registers the current incarnation (alive for one lease from now) and
 /// the versions it serves.

@@ -706,16 +706,25 @@ impl Store for PostgresStore {
             )
             .await?;
             let mut instances = Vec::new();
+            let mut messages = Vec::new();
             for row in &due {
-                let instance_id: String = row.get(0);
                 let message = Message::TimerFired {
                     generation: row.get::<_, i32>(1) as u32,
                     id: row.get::<_, i64>(2) as u64,
                     fire_at: row.get::<_, i64>(3) as Millis,
                 };
-                episode::insert_messages(transaction, &instance_id, &[message]).await?;
-                instances.push(instance_id);
+                instances.push(row.get::<_, String>(0));
+                messages.push(serde_json::to_string(&message)?);
             }
+            // One statement for them all, in the order they came due.
+            rows::execute(
+                transaction,
+                "INSERT INTO inbox (instance_id, message)
+                 SELECT i, m FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(i, m, o)
+                 ORDER BY o",
+                &[&instances, &messages],
+            )
+            .await?;
             instances.sort();
             instances.dedup();
             Ok(instances)
@@ -898,42 +907,23 @@ impl Store for PostgresStore {
             return Ok(true);
         }
         let me = self.membership.id();
-        let claimed = self.write(async |transaction| {
-            let live = format!("SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}");
-            let claimed = rows::execute(
-                transaction,
-                &format!(
-                    "UPDATE instances SET owner = $2
-                         WHERE instance_id = $1 AND $2 IN ({live})
-                           AND (owner IS NULL OR owner = $2 OR owner NOT IN ({live}))"
-                ),
-                &[&id, &me],
-            )
-            .await?;
-            if claimed == 1 {
-                return Ok(true);
-            }
-            // Another live host owns it (or it is gone): wake the owner.
-            let owner = rows::query_opt(
-                transaction,
-                "SELECT owner FROM instances WHERE instance_id = $1 AND owner <> $2",
-                &[&id, &me],
-            )
-            .await?;
-            match owner.and_then(|row| row.get::<_, Option<String>>(0)) {
-                Some(owner) => {
-                    rows::execute(
-                        transaction,
-                        "SELECT pg_notify($1, $2)",
-                        &[&hosts::channel(&owner), &id],
-                    )
-                    .await?;
-                    Ok(false)
-                }
-                // No such instance, or this host's lease lapsed: nothing
-                // to do; a commit would be refused anyway.
-                None => Ok(false),
-            }
+        // One statement: it takes the instance if no live host holds it,
+        // and otherwise wakes the host that does.
+        let sql = format!(
+            "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}),
+             claimed AS (
+               UPDATE instances SET owner = $2
+                WHERE instance_id = $1 AND $2 IN (SELECT host_id FROM live)
+                  AND (owner IS NULL OR owner = $2 OR owner NOT IN (SELECT host_id FROM live))
+                RETURNING 1),
+             told AS (
+               SELECT pg_notify('{prefix}' || owner, $1) FROM instances
+                WHERE instance_id = $1 AND owner <> $2 AND NOT EXISTS (SELECT 1 FROM claimed))
+             SELECT EXISTS (SELECT 1 FROM claimed), (SELECT count(*) FROM told)",
+            prefix = hosts::CHANNEL_PREFIX
+        );
+        let claimed = self.statement(async |client| {
+            Ok(rows::query(client, &sql, &[&id, &me]).await?[0].get::<_, bool>(0))
         })?;
         if claimed {
             self.membership.owned(id);

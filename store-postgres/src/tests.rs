@@ -109,6 +109,9 @@ mod hosts {
         assert_eq!(delivered, (DeliveryOutcome::Accepted, Applied::Elsewhere));
         assert_eq!(wakes.recv_timeout(Duration::from_secs(30)).unwrap(), "x");
         assert_eq!(b.queued_messages("x").unwrap().len(), 2, "start and event");
+        // A claim of it by the other host wakes its owner too.
+        assert!(!a.claim("x").unwrap());
+        assert_eq!(wakes.recv_timeout(Duration::from_secs(30)).unwrap(), "x");
         // Its own instance: queued, for it to run.
         let delivered = b.deliver("x", &event, None).unwrap();
         assert_eq!(delivered, (DeliveryOutcome::Accepted, Applied::Queued));
