@@ -101,6 +101,8 @@ impl Batcher {
     /// Blocks: call it from a thread that may block, never from async code.
     pub(crate) fn apply<W: Write>(&self, write: W) -> anyhow::Result<W::Output> {
         let (reply, outcome) = oneshot::channel();
+        let began = std::time::Instant::now();
+        let instance = write.instance().to_owned();
         let pending = Pending {
             write,
             output: None,
@@ -109,9 +111,13 @@ impl Batcher {
         self.queue
             .send(Box::new(pending))
             .map_err(|_| anyhow::anyhow!("the PostgreSQL store has shut down"))?;
-        outcome
+        let outcome = outcome
             .blocking_recv()
-            .map_err(|_| anyhow::anyhow!("the PostgreSQL store shut down during a write"))?
+            .map_err(|_| anyhow::anyhow!("the PostgreSQL store shut down during a write"))?;
+        if began.elapsed() > Duration::from_secs(2) {
+            tracing::debug!(%instance, "a write took {:?}", began.elapsed());
+        }
+        outcome
     }
 }
 
@@ -202,13 +208,20 @@ async fn run(
             }
             None
         }
-        Err(_) => Some(batch),
+        Err(error) => {
+            tracing::debug!(
+                "a batch of {} writes was rolled back; each runs alone: {error:#}",
+                batch.len()
+            );
+            Some(batch)
+        }
     }
 }
 
 /// Applies `write` in a transaction of its own, tried again as
 /// [`transact`](crate::transact) does, and answers it.
 async fn alone(mut write: Box<dyn Queued>, pool: &Pool, me: &str) {
+    let began = std::time::Instant::now();
     let mut attempts = 0;
     let outcome = loop {
         match together(std::slice::from_mut(&mut write), pool, me).await {
@@ -216,6 +229,13 @@ async fn alone(mut write: Box<dyn Queued>, pool: &Pool, me: &str) {
             outcome => break outcome.map_err(classified),
         }
     };
+    if began.elapsed() > Duration::from_secs(1) {
+        tracing::debug!(
+            instance = write.instance(),
+            "a write alone took {:?} ({attempts} retries): {outcome:?}",
+            began.elapsed()
+        );
+    }
     let owner = outcome.as_ref().ok().and_then(|()| write.owner_to_tell());
     write.reply(outcome);
     tell_owners(pool, owner.into_iter().collect()).await;

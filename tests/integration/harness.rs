@@ -408,7 +408,11 @@ impl TestHost {
             .arg(self.functions_dir())
             .args(&self.args)
             .envs(self.env.iter().map(|(name, value)| (name, value)))
-            .env("REPRISE_LOG", "info")
+            // More to see when a test fails: `REPRISE_TEST_LOG=debug`.
+            .env(
+                "REPRISE_LOG",
+                std::env::var("REPRISE_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
