@@ -4,7 +4,8 @@
 //! a WAL flush) and the host and the server a round trip per statement.
 //! So the hot writes (starts, deliveries, episode commits, activity
 //! results) queue here, and a batcher applies what is queued, up to
-//! [`MAX_BATCH`] writes to distinct instances, in one transaction, their
+//! [`MAX_BATCH`] writes (one per instance, but for events queued), in one
+//! transaction, their
 //! statements pipelined on one connection. Up to [`BATCHES`] batches run
 //! at once. Nothing waits for a batch to fill: a lone write goes at once,
 //! and batches grow only while others are running.
@@ -13,8 +14,10 @@
 //! - a write that decides against writing (stale, conflict, not found)
 //!   has written nothing when it says so: the others are not affected;
 //! - a batch holds at most one write per instance (the one whose row the
-//!   write locks), since row locks, which order writes to an instance
-//!   across transactions (`episode.rs`), cannot order two writes in one;
+//!   write locks) that may change its row, since row locks, which order
+//!   writes to an instance across transactions (`episode.rs`), cannot
+//!   order two writes in one; writes that only read the row (events
+//!   queued) may share a batch, which keeps their order;
 //! - writes are sorted by instance ID and take their row lock in their
 //!   first statement, which the pipeline sends in that order: batches lock
 //!   rows in one order and do not deadlock one another (a deadlock that
@@ -28,7 +31,7 @@
 //! [`LOCK_TIMEOUT`], and its writes run alone, all at once, on the
 //! store's other connections, where they wait as long as any write does.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -65,6 +68,11 @@ pub(crate) trait Write: Send + Sync + 'static {
     /// The instance whose row the write locks first.
     fn instance(&self) -> &str;
 
+    /// How the write locks that row.
+    fn access(&self) -> Access {
+        Access::Exclusive
+    }
+
     /// Applies the write in `transaction` for host `me`. Must write
     /// nothing when it returns an outcome that says nothing was written.
     fn apply<'a>(
@@ -80,13 +88,24 @@ pub(crate) trait Write: Send + Sync + 'static {
     }
 }
 
+/// How a write locks its instance's row, which decides what may share
+/// its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Reads it and writes only elsewhere (an event queued): writes that
+    /// share the row may share a batch, in their order.
+    Shared,
+    /// May change it: alone in its batch for that instance.
+    Exclusive,
+}
+
 /// Queues writes for the batchers, and waits for their outcomes.
 pub(crate) struct Batcher {
     queue: mpsc::UnboundedSender<Box<dyn Queued>>,
 }
 
 impl Batcher {
-    /// Starts batching on `runtime`, with connections of `pool`.
+    /// Starts batching on `runtime`, with connections of `pools`.
     pub(crate) fn start(
         runtime: &tokio::runtime::Runtime,
         pools: Pools,
@@ -159,17 +178,27 @@ async fn dispatch(
     }
 }
 
-/// Takes from `waiting`, oldest first, up to [`MAX_BATCH`] writes to
-/// distinct instances; a later write to an instance already taken waits
-/// for a later batch, in its place.
+/// Takes from `waiting`, oldest first, up to [`MAX_BATCH`] writes, of
+/// which only [`Access::Shared`] ones may share an instance; a write that
+/// does not fit waits for a later batch, in its place, and so do the later
+/// writes to its instance (an instance's writes keep their order).
 fn next_batch(waiting: &mut VecDeque<Box<dyn Queued>>) -> Vec<Box<dyn Queued>> {
     let mut batch: Vec<Box<dyn Queued>> = Vec::new();
-    let mut taken = HashSet::new();
+    let mut taken = HashMap::new();
+    let mut deferred = HashSet::new();
     let mut left = VecDeque::new();
     while let Some(write) = waiting.pop_front() {
-        if batch.len() < MAX_BATCH && taken.insert(write.instance().to_owned()) {
+        let access = write.access();
+        let fits = !deferred.contains(write.instance())
+            && match taken.get(write.instance()) {
+                None => true,
+                Some(taken) => *taken == Access::Shared && access == Access::Shared,
+            };
+        if batch.len() < MAX_BATCH && fits {
+            taken.insert(write.instance().to_owned(), access);
             batch.push(write);
         } else {
+            deferred.insert(write.instance().to_owned());
             left.push_back(write);
         }
         if batch.len() == MAX_BATCH {
@@ -286,6 +315,7 @@ type Applying<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>
 /// A queued [`Write`], its type erased.
 trait Queued: Send {
     fn instance(&self) -> &str;
+    fn access(&self) -> Access;
     /// After a commit: the host to tell and the instance, if any (see
     /// [`Write::owner_to_tell`]).
     fn owner_to_tell(&self) -> Option<(String, String)>;
@@ -306,6 +336,10 @@ impl<W: Write> Queued for Pending<W> {
         self.write.instance()
     }
 
+    fn access(&self) -> Access {
+        self.write.access()
+    }
+
     fn owner_to_tell(&self) -> Option<(String, String)> {
         let owner = W::owner_to_tell(self.output.as_ref()?)?;
         Some((owner.to_owned(), self.instance().to_owned()))
@@ -324,5 +358,68 @@ impl<W: Write> Queued for Pending<W> {
             .and_then(|()| output.ok_or_else(|| anyhow::anyhow!("a batched write has no outcome")));
         // Its caller may have gone; the write stands anyway.
         let _ = reply.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queued write that is only looked at, never applied.
+    struct Seen(&'static str, Access);
+
+    impl Queued for Seen {
+        fn instance(&self) -> &str {
+            self.0
+        }
+        fn access(&self) -> Access {
+            self.1
+        }
+        fn owner_to_tell(&self) -> Option<(String, String)> {
+            None
+        }
+        fn apply<'a>(&'a mut self, _: &'a Transaction<'_>, _: &'a str) -> Applying<'a> {
+            unreachable!("only batched")
+        }
+        fn reply(self: Box<Self>, _: anyhow::Result<()>) {}
+    }
+
+    fn queue(writes: Vec<Seen>) -> VecDeque<Box<dyn Queued>> {
+        writes
+            .into_iter()
+            .map(|write| Box::new(write) as Box<dyn Queued>)
+            .collect()
+    }
+
+    fn ids(writes: &[Box<dyn Queued>]) -> Vec<(&str, Access)> {
+        writes
+            .iter()
+            .map(|write| (write.instance(), write.access()))
+            .collect()
+    }
+
+    #[test]
+    fn events_for_one_instance_share_a_batch_but_a_change_of_it_waits_its_turn() {
+        use Access::{Exclusive, Shared};
+        let mut waiting = queue(vec![
+            Seen("a", Shared),
+            Seen("b", Exclusive),
+            Seen("a", Shared),
+            Seen("a", Exclusive),
+            Seen("b", Shared),
+            Seen("a", Shared),
+        ]);
+        let batch = next_batch(&mut waiting);
+        assert_eq!(
+            ids(&batch),
+            [("a", Shared), ("b", Exclusive), ("a", Shared)]
+        );
+        let left = [("a", Exclusive), ("b", Shared), ("a", Shared)];
+        assert_eq!(ids(waiting.make_contiguous()), left);
+        let batch = next_batch(&mut waiting);
+        assert_eq!(ids(&batch), [("a", Exclusive), ("b", Shared)]);
+        let batch = next_batch(&mut waiting);
+        assert_eq!(ids(&batch), [("a", Shared)]);
+        assert!(waiting.is_empty());
     }
 }

@@ -10,7 +10,7 @@ use reprise_core::store::{
     NewInstance, StartOutcome,
 };
 
-use crate::batch::Write;
+use crate::batch::{Access, Write};
 use crate::episode::{self, RowLock};
 use crate::rows;
 
@@ -44,6 +44,18 @@ pub(crate) struct Delivery {
     pub(crate) direct: Option<DirectEpisode>,
 }
 
+impl Delivery {
+    /// Share for an event queued; update for what may change the row (a
+    /// termination, a direct episode).
+    fn lock(&self) -> RowLock {
+        let terminates = matches!(self.message, Message::Terminate { .. });
+        match self.direct.is_some() || terminates {
+            true => RowLock::Update,
+            false => RowLock::Share,
+        }
+    }
+}
+
 /// What became of a [`Delivery`].
 pub(crate) struct Delivered {
     pub(crate) outcome: DeliveryOutcome,
@@ -60,13 +72,15 @@ impl Write for Delivery {
         &self.id
     }
 
+    fn access(&self) -> Access {
+        match self.lock() {
+            RowLock::Share => Access::Shared,
+            RowLock::Update => Access::Exclusive,
+        }
+    }
+
     async fn apply(&self, transaction: &Transaction<'_>, me: &str) -> anyhow::Result<Self::Output> {
-        let terminates = matches!(self.message, Message::Terminate { .. });
-        let lock = if self.direct.is_some() || terminates {
-            RowLock::Update
-        } else {
-            RowLock::Share
-        };
+        let lock = self.lock();
         let (outcome, owner) = episode::check_deliverable(transaction, me, &self.id, lock).await?;
         if outcome != DeliveryOutcome::Accepted {
             return Ok(Delivered {
