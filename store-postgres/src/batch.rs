@@ -97,6 +97,10 @@ pub(crate) enum Access {
     Shared,
     /// May change it: alone in its batch for that instance.
     Exclusive,
+    /// Decides on other instances too (starts or terminates children,
+    /// whose rows the batch's other writes may lock): in a batch of its
+    /// own.
+    Alone,
 }
 
 /// Queues writes for the batchers, and waits for their outcomes.
@@ -132,7 +136,11 @@ impl Batcher {
             .map_err(|_| anyhow::anyhow!("the PostgreSQL store has shut down"))?;
         let outcome = outcome
             .blocking_recv()
-            .map_err(|_| anyhow::anyhow!("the PostgreSQL store shut down during a write"))?;
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the PostgreSQL store dropped a write before its commit (it shut down, or its batch failed unexpectedly)"
+                )
+            })?;
         if began.elapsed() > Duration::from_secs(2) {
             tracing::debug!(%instance, "a write took {:?}", began.elapsed());
         }
@@ -179,7 +187,8 @@ async fn dispatch(
 }
 
 /// Takes from `waiting`, oldest first, up to [`MAX_BATCH`] writes, of
-/// which only [`Access::Shared`] ones may share an instance; a write that
+/// which only [`Access::Shared`] ones may share an instance, and an
+/// [`Access::Alone`] one only an empty batch, which it ends; a write that
 /// does not fit waits for a later batch, in its place, and so do the later
 /// writes to its instance (an instance's writes keep their order).
 fn next_batch(waiting: &mut VecDeque<Box<dyn Queued>>) -> Vec<Box<dyn Queued>> {
@@ -191,12 +200,15 @@ fn next_batch(waiting: &mut VecDeque<Box<dyn Queued>>) -> Vec<Box<dyn Queued>> {
         let access = write.access();
         let fits = !deferred.contains(write.instance())
             && match taken.get(write.instance()) {
-                None => true,
+                None => access != Access::Alone || batch.is_empty(),
                 Some(taken) => *taken == Access::Shared && access == Access::Shared,
             };
         if batch.len() < MAX_BATCH && fits {
             taken.insert(write.instance().to_owned(), access);
             batch.push(write);
+            if access == Access::Alone {
+                break;
+            }
         } else {
             deferred.insert(write.instance().to_owned());
             left.push_back(write);
@@ -228,7 +240,9 @@ async fn run(
             for write in batch {
                 write.reply(Ok(()));
             }
-            tell_owners(&pools.batches, owners).await;
+            // Not on the batches' connections: their short lock timeout
+            // would fail a NOTIFY waiting for its turn to commit.
+            tell_owners(&pools.alone, owners).await;
             None
         }
         Err(error) if error.downcast_ref::<OutcomeUnknown>().is_some() => {
@@ -420,6 +434,20 @@ mod tests {
         assert_eq!(ids(&batch), [("a", Exclusive), ("b", Shared)]);
         let batch = next_batch(&mut waiting);
         assert_eq!(ids(&batch), [("a", Shared)]);
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_write_that_decides_on_other_instances_has_a_batch_to_itself() {
+        use Access::{Alone, Exclusive};
+        let mut waiting = queue(vec![
+            Seen("a", Exclusive),
+            Seen("p", Alone),
+            Seen("b", Exclusive),
+        ]);
+        let batch = next_batch(&mut waiting);
+        assert_eq!(ids(&batch), [("a", Exclusive), ("b", Exclusive)]);
+        assert_eq!(ids(&next_batch(&mut waiting)), [("p", Alone)]);
         assert!(waiting.is_empty());
     }
 }

@@ -46,8 +46,8 @@ pub(crate) async fn start_generation(
 /// the episode's other writes: a start applied directly in one insert,
 /// with no lock to take and nothing to read back. `None` (nothing written)
 /// if the ID has a row (the caller then starts it as usual), messages
-/// queued (a purged instance's, say), or `direct` was not planned on a
-/// fresh row.
+/// queued (a purged instance's, say), `me`'s lease has expired (fencing),
+/// or `direct` was not planned on a fresh row.
 async fn insert_started(
     transaction: &Transaction<'_>,
     me: &str,
@@ -63,16 +63,21 @@ async fn insert_started(
         HistoryChange::Append(entries) | HistoryChange::Replace(entries) => entries.len(),
     };
     let parent = updated.parent.as_ref();
-    let inserted = rows::query_opt(
-        transaction,
+    // Fenced as any commit: only while this host's lease lasts.
+    let sql = format!(
         "INSERT INTO instances
            (instance_id, name, status, generation, input, output, custom_status, created_at,
             updated_at, parent_instance_id, parent_generation, parent_task_id, original_input,
             version, owner, history_len, revision)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17
           WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE instance_id = $1)
+            AND EXISTS (SELECT 1 FROM hosts WHERE host_id = $15 AND alive_until > {DB_NOW})
          ON CONFLICT (instance_id) DO NOTHING
-         RETURNING 1",
+         RETURNING 1"
+    );
+    let inserted = rows::query_opt(
+        transaction,
+        &sql,
         &[
             &updated.id,
             &updated.name,

@@ -389,37 +389,38 @@ enum Loaded {
 }
 
 /// The work of `id` ([`Store::load_work`]). Outside a snapshot, consistent
-/// enough: the row first, pipelined with the messages, which may be newer
-/// than the row but never older (a commit that lands in between leaves the
-/// row's revision old, so the episode's commit is refused as stale); then
-/// the history the row names (its generation, its length), which is
-/// [`Loaded::Moved`] if it is no longer all there.
+/// enough: the row and its oldest messages in one statement, then (only
+/// for a termination behind many messages) the rest of the messages, which
+/// may be newer than the row but never older (a commit that lands in
+/// between leaves the row's revision old, so the episode's commit is
+/// refused as stale), and the history the row names (its generation, its
+/// length), which is [`Loaded::Moved`] if it is no longer all there.
 async fn read_work(
     client: &impl GenericClient,
     id: &str,
     read: WorkRead,
 ) -> anyhow::Result<Loaded> {
     let sql = format!(
-        "SELECT {INSTANCE_COLUMNS}, history_len, outbox IS NOT NULL, terminating
+        "SELECT {INSTANCE_COLUMNS}, history_len, outbox IS NOT NULL, terminating,
+           ARRAY(SELECT seq FROM inbox WHERE instance_id = $1 ORDER BY seq LIMIT $2),
+           ARRAY(SELECT message FROM inbox WHERE instance_id = $1 ORDER BY seq LIMIT $2)
          FROM instances WHERE instance_id = $1"
     );
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
-    let (row, messages) = futures::join!(
-        rows::query_opt(client, &sql, &params),
-        select_messages(client, id, read.max_messages)
-    );
-    let (row, mut messages) = (row?, messages?);
-    let Some(row) = row else {
-        anyhow::ensure!(
-            messages.is_empty(),
-            "instance {id} has queued messages but no instance row"
-        );
+    let limit = i64::try_from(read.max_messages).unwrap_or(i64::MAX);
+    let Some(row) = rows::query_opt(client, &sql, &[&id, &limit]).await? else {
         return Ok(Loaded::Work(None));
     };
     let instance = rows::instance(&row)?;
     let history_len = row.get::<_, i32>(INSTANCE_COLUMN_COUNT) as usize;
     let effects_pending: bool = row.get(INSTANCE_COLUMN_COUNT + 1);
     let terminating: bool = row.get(INSTANCE_COLUMN_COUNT + 2);
+    let seqs: Vec<i64> = row.get(INSTANCE_COLUMN_COUNT + 3);
+    let texts: Vec<String> = row.get(INSTANCE_COLUMN_COUNT + 4);
+    let mut messages = seqs
+        .into_iter()
+        .zip(&texts)
+        .map(|(seq, text)| queued_message(id, seq, text))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if messages.is_empty() && !effects_pending {
         return Ok(Loaded::Work(None));
     }
@@ -482,16 +483,17 @@ async fn select_messages(
     )
     .await?
     .iter()
-    .map(|row| {
-        let message: &str = row.get(1);
-        Ok(QueuedMessage {
-            seq: row.get(0),
-            message: serde_json::from_str(message).with_context(|| {
-                format!("instance {id} has a message this host cannot read: {message}")
-            })?,
-        })
-    })
+    .map(|row| queued_message(id, row.get(0), row.get(1)))
     .collect()
+}
+
+fn queued_message(id: &str, seq: i64, message: &str) -> anyhow::Result<QueuedMessage> {
+    Ok(QueuedMessage {
+        seq,
+        message: serde_json::from_str(message).with_context(|| {
+            format!("instance {id} has a message this host cannot read: {message}")
+        })?,
+    })
 }
 
 impl Store for PostgresStore {

@@ -25,7 +25,8 @@ mod hosts {
     use reprise_core::conformance::new_instance;
     use reprise_core::model::{Message, RuntimeStatus};
     use reprise_core::store::{
-        Applied, CommitOutcome, DeliveryOutcome, EpisodeCommit, StartOutcome, Store, WorkRead,
+        Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit, StartOutcome, Store,
+        WorkRead,
     };
     use reprise_testing_postgres::PostgresServer;
 
@@ -89,6 +90,26 @@ mod hosts {
         // The old owner's plan stays refused (its revision is gone too).
         assert_eq!(a.commit_episode(&planned).unwrap(), CommitOutcome::Stale);
         assert!(!a.claim("x").unwrap(), "now the other host's");
+    }
+
+    #[test]
+    fn a_host_taken_for_dead_starts_nothing_directly() {
+        let (a, _b) = two_hosts();
+        let new = new_instance("x");
+        let mut updated = new.started(0).successor(2);
+        updated.status = RuntimeStatus::Completed;
+        let direct = DirectEpisode {
+            commit: EpisodeCommit::consuming(new.started(0), updated, Vec::new(), Vec::new()),
+            history_len: 0,
+        };
+        expire(&a);
+        let started = a.start_instance(&new, Some(direct)).unwrap();
+        // Started (any host may accept it), but not run by a fenced host.
+        assert_eq!(started, (StartOutcome::Started, Applied::Queued));
+        assert_eq!(
+            a.instance("x").unwrap().unwrap().status,
+            RuntimeStatus::Pending
+        );
     }
 
     #[test]

@@ -14,6 +14,20 @@ use crate::batch::{Access, Write};
 use crate::episode::{self, RowLock};
 use crate::rows;
 
+/// `access`, or [`Access::Alone`] if `commit` decides on other instances
+/// (starts or terminates children).
+fn committing(commit: &EpisodeCommit, access: Access) -> Access {
+    match !commit.children.is_empty() || commit.terminates_children().is_some() {
+        true => Access::Alone,
+        false => access,
+    }
+}
+
+/// [`committing`] for a write that may carry a direct episode.
+fn directly(direct: Option<&DirectEpisode>, access: Access) -> Access {
+    direct.map_or(access, |direct| committing(&direct.commit, access))
+}
+
 /// A start: a new generation under an ID, its start message applied by
 /// `direct` or queued.
 pub(crate) struct Start {
@@ -26,6 +40,10 @@ impl Write for Start {
 
     fn instance(&self) -> &str {
         &self.new.id
+    }
+
+    fn access(&self) -> Access {
+        directly(self.direct.as_ref(), Access::Exclusive)
     }
 
     fn apply<'a>(
@@ -73,10 +91,11 @@ impl Write for Delivery {
     }
 
     fn access(&self) -> Access {
-        match self.lock() {
+        let access = match self.lock() {
             RowLock::Share => Access::Shared,
             RowLock::Update => Access::Exclusive,
-        }
+        };
+        directly(self.direct.as_ref(), access)
     }
 
     async fn apply(&self, transaction: &Transaction<'_>, me: &str) -> anyhow::Result<Self::Output> {
@@ -121,6 +140,10 @@ impl Write for Commit {
         &self.0.read.id
     }
 
+    fn access(&self) -> Access {
+        committing(&self.0, Access::Exclusive)
+    }
+
     fn apply<'a>(
         &'a self,
         transaction: &'a Transaction<'_>,
@@ -144,6 +167,10 @@ impl Write for ActivityResult {
 
     fn instance(&self) -> &str {
         &self.work.instance_id
+    }
+
+    fn access(&self) -> Access {
+        directly(self.direct.as_ref(), Access::Exclusive)
     }
 
     async fn apply(&self, transaction: &Transaction<'_>, me: &str) -> anyhow::Result<Self::Output> {
