@@ -29,7 +29,8 @@ pub(crate) async fn start_generation(
     new: &NewInstance,
     direct: Option<&DirectEpisode>,
 ) -> anyhow::Result<(StartOutcome, Applied)> {
-    if let Some(direct) = direct
+    let fresh = direct.filter(|direct| planned_on_a_fresh_row(direct));
+    if let Some(direct) = fresh
         && let Some(follow_up) = insert_started(transaction, me, direct).await?
     {
         return Ok((StartOutcome::Started, Applied::Directly(follow_up)));
@@ -38,26 +39,36 @@ pub(crate) async fn start_generation(
     if outcome != StartOutcome::Started {
         return Ok((outcome, Applied::Queued));
     }
+    // A plan on a fresh row that `insert_started` refused fits no row the
+    // upsert leaves (another generation, messages queued, or this host
+    // fenced): it is not tried again.
+    let direct = direct.filter(|_| fresh.is_none());
     let applied = apply_or_queue(transaction, me, &new.id, &Message::Start, direct).await?;
     Ok((outcome, applied))
+}
+
+/// Whether `direct` was planned on the row a fresh ID's start writes
+/// (generation 0, revision 0, no history), and is not staged.
+fn planned_on_a_fresh_row(direct: &DirectEpisode) -> bool {
+    let read = &direct.commit.read;
+    read.generation == 0
+        && read.revision == 0
+        && direct.history_len == 0
+        && direct.commit.staging.is_none()
 }
 
 /// Writes a fresh ID's row as the first episode `direct` leaves it, and
 /// the episode's other writes: a start applied directly in one insert,
 /// with no lock to take and nothing to read back. `None` (nothing written)
 /// if the ID has a row (the caller then starts it as usual), messages
-/// queued (a purged instance's, say), `me`'s lease has expired (fencing),
-/// or `direct` was not planned on a fresh row.
+/// queued (a purged instance's, say), or `me`'s lease has expired
+/// (fencing). `direct` is [`planned_on_a_fresh_row`].
 async fn insert_started(
     transaction: &Transaction<'_>,
     me: &str,
     direct: &DirectEpisode,
 ) -> anyhow::Result<Option<FollowUp>> {
     let commit = &direct.commit;
-    let fresh = commit.read.generation == 0 && commit.read.revision == 0 && direct.history_len == 0;
-    if !fresh || commit.staging.is_some() {
-        return Ok(None);
-    }
     let updated = &commit.updated;
     let history_len = match &commit.history {
         HistoryChange::Append(entries) | HistoryChange::Replace(entries) => entries.len(),

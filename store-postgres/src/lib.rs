@@ -619,15 +619,15 @@ impl Store for PostgresStore {
     /// in an order that makes a mix harmless (see [`read_work`]); if the
     /// history it names is gone meanwhile, again in one snapshot.
     fn load_work(&self, id: &str, read: WorkRead) -> anyhow::Result<Option<WorkItem>> {
-        match self.statement(async |client| read_work(client, id, read).await)? {
+        if let Loaded::Work(work) =
+            self.statement(async |client| read_work(client, id, read).await)?
+        {
+            return Ok(work.map(|work| *work));
+        }
+        match self.read(async |transaction| read_work(transaction, id, read).await)? {
             Loaded::Work(work) => Ok(work.map(|work| *work)),
             Loaded::Moved => {
-                match self.read(async |transaction| read_work(transaction, id, read).await)? {
-                    Loaded::Work(work) => Ok(work.map(|work| *work)),
-                    Loaded::Moved => {
-                        anyhow::bail!("instance {id}: its history and row differ in one snapshot")
-                    }
-                }
+                anyhow::bail!("instance {id}: its history and row differ in one snapshot")
             }
         }
     }
