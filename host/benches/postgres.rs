@@ -4,14 +4,17 @@
 //! spread round robin); for each, the hosts' CPU and PostgreSQL's CPU (the
 //! server and its backends) per item, and the statements and transactions
 //! each item costs the database (`pg_stat_statements`, `pg_stat_database`).
-//! Then failover: the host that runs a counter is SIGKILLed, and an event
+//! Each setup first does a little unmeasured work (a warm-up), so fresh
+//! hosts and a fresh database are compared at their pace, not at their
+//! start. Then failover: the host that runs a counter is SIGKILLed, and an event
 //! accepted by another host is timed until it is applied.
 //!
 //! PostgreSQL is the tests' private server (`reprise-testing-postgres`),
 //! on the same 2 cores as the hosts and the load.
 //!
 //! Run with `cargo bench -p reprise-host --bench postgres`; name scenarios
-//! after `--` (`-- s1 failover`) to run only those.
+//! after `--` (`-- s1 failover`) to run only those, and setups (`sqlite`,
+//! `pg1`, `pg3`) to run only on those (`-- s1 pg3`).
 
 #[allow(dead_code)]
 mod support;
@@ -24,9 +27,26 @@ use support::load::{self, Measured, RUNS};
 const STARTS: usize = 5_000;
 const COUNTERS: usize = 1_000;
 const EVENTS: usize = 20_000;
+/// Work done before measuring, on each setup: a fresh host's first
+/// thousand items run slower (caches, pools, a fresh database's first
+/// pages), whatever the setup, and would only add noise.
+const WARM_UP_STARTS: usize = 1_000;
+const WARM_UP_EVENTS: usize = 2 * COUNTERS;
+
+const SCENARIOS: [&str; 4] = ["s1", "s7", "s2", "failover"];
+const SETUPS: [&str; 3] = ["sqlite", "pg1", "pg3"];
+
+fn wanted_scenario(tag: &str) -> bool {
+    support::wanted_among(tag, &SCENARIOS)
+}
+
+fn wanted_setup(tag: &str) -> bool {
+    support::wanted_among(tag, &SETUPS)
+}
 
 /// Hosts under test, and the processes whose CPU counts as the database's.
 struct Setup {
+    tag: &'static str,
     label: &'static str,
     hosts: Vec<TestHost>,
     database: Vec<u32>,
@@ -34,42 +54,60 @@ struct Setup {
 
 fn main() {
     support::run(async {
-        let setups = [
-            Setup {
+        let mut setups = Vec::new();
+        if wanted_setup("sqlite") {
+            setups.push(Setup {
+                tag: "sqlite",
                 label: "SQLite, 1 host",
                 hosts: vec![prepare().started().await],
                 database: Vec::new(),
-            },
-            Setup {
+            });
+        }
+        if wanted_setup("pg1") {
+            setups.push(Setup {
+                tag: "pg1",
                 label: "PostgreSQL, 1 host",
                 hosts: vec![prepare().on_postgres().started().await],
                 database: vec![postgres().pid()],
-            },
-            Setup {
+            });
+        }
+        if wanted_setup("pg3") {
+            setups.push(Setup {
+                tag: "pg3",
                 label: "PostgreSQL, 3 hosts",
                 hosts: several(3).await,
                 database: vec![postgres().pid()],
-            },
-        ];
+            });
+        }
         let mut rows = Vec::new();
-        for (index, setup) in setups.iter().enumerate() {
-            let tag = |scenario: &str| format!("{scenario}h{index}");
-            if support::wanted("s1") {
+        for setup in &setups {
+            let tag = |scenario: &str| format!("{scenario}{}", setup.tag);
+            if wanted_scenario("s1") {
                 let runs = starts(setup, &tag("s1"), "StartupProbe_0000", "").await;
                 rows.push(row("S1: trivial starts", setup, &runs));
             }
-            if support::wanted("s7") {
+            if wanted_scenario("s7") {
                 let input = r#"{"activity":"Echo","input":1}"#;
                 let runs = starts(setup, &tag("s7"), "CallActivity", input).await;
                 rows.push(row("S7: one activity", setup, &runs));
             }
-            if support::wanted("s2") {
+            if wanted_scenario("s2") {
                 let counters = tag("s2");
                 load::start_counters(&setup.hosts, &counters, COUNTERS).await;
+                let warm_up = load::count_events(
+                    &setup.hosts,
+                    &setup.database,
+                    &counters,
+                    COUNTERS,
+                    WARM_UP_EVENTS,
+                    (WARM_UP_EVENTS / COUNTERS) as u64,
+                )
+                .await;
+                eprintln!("{counters} warm-up: {warm_up:?}");
                 let counted = Counted::start(setup);
                 let mut runs = Vec::new();
                 for run in 0..RUNS {
-                    let expected = ((run + 1) * EVENTS / COUNTERS) as u64;
+                    let expected = ((WARM_UP_EVENTS + (run + 1) * EVENTS) / COUNTERS) as u64;
                     let measured = load::count_events(
                         &setup.hosts,
                         &setup.database,
@@ -94,8 +132,8 @@ fn main() {
         for row in rows {
             println!("{row}");
         }
-        if support::wanted("failover") {
-            let [.., several] = setups;
+        let several = setups.into_iter().find(|setup| setup.hosts.len() > 1);
+        if let Some(several) = several.filter(|_| wanted_scenario("failover")) {
             failover(several.hosts).await;
         }
     });
@@ -104,6 +142,10 @@ fn main() {
 /// `RUNS` runs of `STARTS` instances of `name` until all Completed, with
 /// the statements and transactions they cost the database.
 async fn starts(setup: &Setup, tag: &str, name: &str, input: &str) -> Counts {
+    let warm_up = format!("{tag}w-");
+    let (hosts, database) = (&setup.hosts, &setup.database);
+    let measured = load::complete(hosts, database, &warm_up, name, input, WARM_UP_STARTS).await;
+    eprintln!("{tag} warm-up: {measured:?}");
     let counted = Counted::start(setup);
     let runs = load::complete_runs(&setup.hosts, &setup.database, tag, name, input, STARTS).await;
     (runs, counted.per(RUNS * STARTS))

@@ -123,8 +123,12 @@ impl PostgresStore {
         // The lease's own connection: episodes holding every pooled one
         // (waiting on a row lock, say) must not cost this host its lease.
         let lease_pool = connection_pool(&config, 1)?;
+        // One worker: it only moves bytes between the connections and the
+        // calls, which are polled on their callers' threads. A second one
+        // competed with the engine's threads for the cores, and more so
+        // with several hosts on one machine.
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("reprise-postgres")
             .enable_all()
             .build()

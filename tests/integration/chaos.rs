@@ -15,7 +15,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestHost, components};
+use crate::harness::{TestHost, components, postgres};
 
 /// Counters (E3_Counter, continue-as-new per event) fed bursts of "incr".
 const COUNTERS: usize = 3;
@@ -114,6 +114,9 @@ struct Api {
     client: reqwest::Client,
     base: String,
     tally: Arc<Tally>,
+    /// The host's PostgreSQL database, if it has one: what its sessions
+    /// wait for is printed when a request hangs.
+    database: Option<String>,
 }
 
 impl Api {
@@ -146,6 +149,9 @@ impl Api {
                         sent_at.elapsed()
                     );
                 }
+                if error.is_timeout() {
+                    self.print_database_sessions().await;
+                }
                 Sent::CutOff
             }
         };
@@ -173,6 +179,18 @@ impl Api {
             Sent::Answered(..) => {}
         }
         outcome
+    }
+
+    /// What each session of the host's database is doing and waiting for.
+    async fn print_database_sessions(&self) {
+        let Some(url) = self.database.clone() else {
+            return;
+        };
+        let sql = "SELECT concat_ws(' | ', pid, state, wait_event_type, wait_event, \
+                   now() - xact_start, left(query, 200)) \
+                   FROM pg_stat_activity WHERE datname = current_database()";
+        let sessions = tokio::task::spawn_blocking(move || postgres().query(&url, sql)).await;
+        eprintln!("chaos: the database's sessions: {sessions:#?}");
     }
 }
 
@@ -491,6 +509,7 @@ async fn a_mixed_workload_survives_random_kills() {
             .unwrap(),
         base: base.clone(),
         tally: Arc::clone(&tally),
+        database: host.database_url().map(str::to_owned),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();

@@ -29,6 +29,17 @@ pub fn wanted(tag: &str) -> bool {
     named.is_empty() || named.iter().any(|arg| arg == tag)
 }
 
+/// [`wanted`] for one of a group of tags: `tag` unless the command line
+/// names another of `group` and not `tag` (`-- s1 pg3`: scenario S1, on
+/// setup `pg3` only).
+pub fn wanted_among(tag: &str, group: &[&str]) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| group.contains(&arg.as_str()))
+        .collect();
+    named.is_empty() || named.iter().any(|arg| arg == tag)
+}
+
 pub fn ms(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64() * 1000.0
 }
