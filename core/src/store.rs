@@ -432,6 +432,30 @@ pub enum CommitOutcome {
     Stale,
 }
 
+/// What a store holds that waits, counted at one moment (for metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Instances by status, for each status with any.
+    pub instances: Vec<(RuntimeStatus, u64)>,
+    /// Messages queued for instances, not applied yet.
+    pub messages: u64,
+    /// Durable timers not fired yet.
+    pub timers: u64,
+    /// Activities waiting for a worker.
+    pub activities_waiting: u64,
+    /// Activities a worker holds the lease of.
+    pub activities_leased: u64,
+}
+
+/// Told of each transaction a store commits for its hot writes (starts,
+/// deliveries, episode commits, activity results), several of which may
+/// share one (group commit). For metrics; called on the store's own
+/// threads, so it must be quick.
+pub trait CommitObserver: Send + Sync + 'static {
+    /// A transaction of `writes` writes committed `took` after it began.
+    fn committed(&self, writes: usize, took: std::time::Duration);
+}
+
 /// Durable storage for instances. See the module docs.
 pub trait Store: Send + Sync + 'static {
     /// Starts a generation under `new.id` and queues its start message, unless
@@ -641,4 +665,13 @@ pub trait Store: Send + Sync + 'static {
     /// `retired_before` that no instance may run again (one not finished,
     /// or failed, since a rewind replays it); returns them.
     fn collect_components(&self, retired_before: Millis) -> anyhow::Result<Vec<String>>;
+
+    /// What waits in the store now: instances by status, queued
+    /// messages, timers, activities (leased if their lease lasts past
+    /// `now`). Reads every instance row: for a scrape now and then, not
+    /// for every request.
+    fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts>;
+
+    /// Reports every group commit from now on to `observer`.
+    fn observe_commits(&self, observer: std::sync::Arc<dyn CommitObserver>);
 }

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod metrics;
 pub mod runtime;
 pub mod server;
 

@@ -34,10 +34,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Pool, Transaction};
+use reprise_core::store::CommitObserver;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::episode::first_cause;
@@ -59,6 +60,18 @@ pub(crate) struct Pools {
     pub(crate) batches: Pool,
     /// The store's others, for writes that run alone.
     pub(crate) alone: Pool,
+    /// Told of each transaction the writes commit, once one is set.
+    pub(crate) observer: Observer,
+}
+
+/// Where the batches find their [`CommitObserver`], set after they started.
+pub(crate) type Observer = Arc<OnceLock<Arc<dyn CommitObserver>>>;
+
+/// Tells `observer`, if one is set, of a transaction of `writes` writes.
+fn observe(observer: &Observer, writes: usize, began: Instant) {
+    if let Some(observer) = observer.get() {
+        observer.committed(writes, began.elapsed());
+    }
 }
 
 /// A write that can share a transaction with writes to other instances.
@@ -178,7 +191,7 @@ async fn dispatch(
                 // for a row lock holds up neither the others nor batches.
                 for write in failed {
                     let (pools, me) = (Arc::clone(&pools), me.clone());
-                    tokio::spawn(async move { alone(write, &pools.alone, &me).await });
+                    tokio::spawn(async move { alone(write, &pools, &me).await });
                 }
             }
             drop(permit);
@@ -231,8 +244,10 @@ async fn run(
     me: &str,
 ) -> Option<Vec<Box<dyn Queued>>> {
     batch.sort_by(|a, b| a.instance().cmp(b.instance()));
+    let began = Instant::now();
     match together(&mut batch, &pools.batches, me).await {
         Ok(()) => {
+            observe(&pools.observer, batch.len(), began);
             let owners: Vec<_> = batch
                 .iter()
                 .filter_map(|write| write.owner_to_tell())
@@ -263,13 +278,20 @@ async fn run(
 
 /// Applies `write` in a transaction of its own, tried again as
 /// [`transact`](crate::transact) does, and answers it.
-async fn alone(mut write: Box<dyn Queued>, pool: &Pool, me: &str) {
-    let began = std::time::Instant::now();
+async fn alone(mut write: Box<dyn Queued>, pools: &Pools, me: &str) {
+    let pool = &pools.alone;
+    let began = Instant::now();
     let mut attempts = 0;
     let outcome = loop {
+        let attempt = Instant::now();
         match together(std::slice::from_mut(&mut write), pool, me).await {
             Err(error) if try_again(&mut attempts, &error) => {}
-            outcome => break outcome.map_err(classified),
+            outcome => {
+                if outcome.is_ok() {
+                    observe(&pools.observer, 1, attempt);
+                }
+                break outcome.map_err(classified);
+            }
         }
     };
     if began.elapsed() > Duration::from_secs(1) {

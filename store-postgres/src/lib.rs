@@ -30,11 +30,11 @@ use anyhow::Context as _;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
 };
-use reprise_core::model::{HistoryEntry, Instance, Message, Millis, QueuedMessage};
+use reprise_core::model::{HistoryEntry, Instance, Message, Millis, QueuedMessage, RuntimeStatus};
 use reprise_core::store::{
-    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect, EpisodeCommit,
-    FollowUp, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome, Store,
-    Unavailable, WorkItem, WorkRead,
+    ActivityWork, Applied, CommitObserver, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect,
+    EpisodeCommit, FollowUp, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome,
+    Store, StoreCounts, Unavailable, WorkItem, WorkRead,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -77,6 +77,8 @@ pub struct PostgresStore {
     /// `drop`, which shuts it down without waiting (a store may be
     /// dropped on an async thread, where waiting is not allowed).
     runtime: Option<tokio::runtime::Runtime>,
+    /// Told of each transaction the hot writes commit, once one is set.
+    observer: batch::Observer,
 }
 
 impl Drop for PostgresStore {
@@ -138,12 +140,15 @@ impl PostgresStore {
             "the lease must last at least 300 ms"
         );
         let membership = Membership::new(options.lease_ttl);
+        let observer = batch::Observer::default();
         let store = PostgresStore {
+            observer: Arc::clone(&observer),
             batcher: Batcher::start(
                 &runtime,
                 batch::Pools {
                     batches: batch_pool,
                     alone: pool.clone(),
+                    observer: Arc::clone(&observer),
                 },
                 Arc::clone(&membership),
             ),
@@ -903,6 +908,42 @@ impl Store for PostgresStore {
             .map(|row| row.get(0))
             .collect())
         })
+    }
+
+    fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts> {
+        self.statement(async |client| {
+            let mut counts = StoreCounts::default();
+            let statuses = client
+                .query(
+                    "SELECT status, count(*) FROM instances GROUP BY status",
+                    &[],
+                )
+                .await?;
+            for row in statuses {
+                let status: &str = row.get(0);
+                let status = RuntimeStatus::parse(status)
+                    .with_context(|| format!("unknown status {status:?} in the database"))?;
+                counts.instances.push((status, row.get::<_, i64>(1) as u64));
+            }
+            let queues = client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM timers),
+                            (SELECT count(*) FROM activities WHERE lease_until <= $1),
+                            (SELECT count(*) FROM activities WHERE lease_until > $1)",
+                    &[&(now as i64)],
+                )
+                .await?;
+            let count = |column: usize| queues.get::<_, i64>(column) as u64;
+            counts.messages = count(0);
+            counts.timers = count(1);
+            counts.activities_waiting = count(2);
+            counts.activities_leased = count(3);
+            Ok(counts)
+        })
+    }
+
+    fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     fn claim(&self, id: &str) -> anyhow::Result<bool> {

@@ -11,8 +11,9 @@
 //! use their own connection, so they never wait for a write.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -21,9 +22,9 @@ use reprise_core::model::{
     HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
 use reprise_core::store::{
-    ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect, EpisodeCommit,
-    FollowUp, HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome,
-    Store, Unavailable, WorkItem, WorkRead,
+    ActivityWork, Applied, CommitObserver, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect,
+    EpisodeCommit, FollowUp, HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome,
+    StartOutcome, Store, StoreCounts, Unavailable, WorkItem, WorkRead,
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
@@ -125,7 +126,12 @@ pub struct SqliteStore {
     /// Reads go here, so a long write (a bulk purge batch) never holds up
     /// a status query: in WAL mode readers and the writer do not block.
     reader: Mutex<Connection>,
+    /// Told of each group the writer commits, once one is set.
+    observer: Observer,
 }
+
+/// Where the writer finds its [`CommitObserver`], set after it started.
+type Observer = Arc<OnceLock<Arc<dyn CommitObserver>>>;
 
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<SqliteStore> {
@@ -192,13 +198,16 @@ impl SqliteStore {
             .context("cannot configure SQLite")?;
         configure_statements(&reader)?;
         let (writer, jobs) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+        let observer = Observer::default();
+        let told = Arc::clone(&observer);
         std::thread::Builder::new()
             .name("reprise-writer".into())
-            .spawn(move || exit_if_it_dies(move || run_writer(connection, jobs)))
+            .spawn(move || exit_if_it_dies(move || run_writer(connection, jobs, &told)))
             .context("cannot start the database writer")?;
         Ok(SqliteStore {
             writer,
             reader: Mutex::new(reader),
+            observer,
         })
     }
 
@@ -405,7 +414,7 @@ fn injected_writer_panic(groups: u64) {
 /// Group commit: takes every job waiting (up to [`GROUP`]), runs them in
 /// one transaction, commits once, then answers each. Jobs that arrive
 /// during a commit's fsync make up the next group.
-fn run_writer(connection: Connection, jobs: Receiver<Job>) {
+fn run_writer(connection: Connection, jobs: Receiver<Job>, observer: &Observer) {
     let mut groups: u64 = 0;
     while let Ok(first) = jobs.recv() {
         groups += 1;
@@ -418,6 +427,8 @@ fn run_writer(connection: Connection, jobs: Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let began_at = Instant::now();
+        let writes = group.len();
         let mut began = connection.execute_batch("BEGIN IMMEDIATE");
         if began.is_err() && !connection.is_autocommit() {
             // A transaction left open by an earlier failure: end it, retry.
@@ -451,8 +462,13 @@ fn run_writer(connection: Connection, jobs: Receiver<Job>) {
                 GroupFailure::of(&error)
             }),
         };
-        if let Err(failure) = &committed {
-            tracing::error!("a database transaction failed: {}", failure.message);
+        match &committed {
+            Ok(()) => {
+                if let Some(observer) = observer.get() {
+                    observer.committed(writes, began_at.elapsed());
+                }
+            }
+            Err(failure) => tracing::error!("a database transaction failed: {}", failure.message),
         }
         for finish in finishes {
             finish(committed.clone());
@@ -1369,6 +1385,47 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             Ok(versions)
         })
+    }
+
+    fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts> {
+        self.read(|connection| {
+            let mut counts = StoreCounts::default();
+            let mut statuses = connection
+                .prepare_cached("SELECT status, count(*) FROM instances GROUP BY status")?;
+            let mut rows = statuses.query([])?;
+            while let Some(row) = rows.next()? {
+                let status: String = row.get(0)?;
+                let status = RuntimeStatus::parse(&status)
+                    .with_context(|| format!("unknown status {status:?} in the database"))?;
+                counts
+                    .instances
+                    .push((status, row.get::<_, i64>(1)? as u64));
+            }
+            let count = |sql: &str, now: Option<i64>| -> anyhow::Result<u64> {
+                let mut statement = connection.prepare_cached(sql)?;
+                let count: i64 = match now {
+                    Some(now) => statement.query_row([now], |row| row.get(0))?,
+                    None => statement.query_row([], |row| row.get(0))?,
+                };
+                Ok(count as u64)
+            };
+            counts.messages = count("SELECT count(*) FROM inbox", None)?;
+            counts.timers = count("SELECT count(*) FROM timers", None)?;
+            let now = Some(now as i64);
+            counts.activities_waiting = count(
+                "SELECT count(*) FROM activities WHERE lease_until <= ?1",
+                now,
+            )?;
+            counts.activities_leased = count(
+                "SELECT count(*) FROM activities WHERE lease_until > ?1",
+                now,
+            )?;
+            Ok(counts)
+        })
+    }
+
+    fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>> {

@@ -136,7 +136,7 @@ fn root() -> PathBuf {
 }
 
 /// `tests/clients/`: the scripts and what pins the clients.
-fn sources() -> PathBuf {
+pub(crate) fn sources() -> PathBuf {
     root().join("tests").join("clients")
 }
 
@@ -246,7 +246,7 @@ fn js_client() -> &'static Path {
 }
 
 /// `target/clients/python/bin/python`: a venv with the pinned Python client.
-fn python_client() -> &'static Path {
+pub(crate) fn python_client() -> &'static Path {
     static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         require_tool("python3", "it installs and runs the Python client", None);

@@ -20,6 +20,7 @@ mod hosts;
 mod instances;
 mod limits;
 mod management;
+mod metrics;
 mod openapi;
 mod outgoing_http;
 mod overload;

@@ -97,6 +97,7 @@ macro_rules! store_conformance_tests {
             activities_leased_in_their_commit_are_returned_and_left_to_no_one_else,
             an_activity_result_is_recorded_at_most_once_and_not_after_its_generation_ended,
             a_due_timer_fires_once_and_never_for_a_generation_that_ended,
+            counts_show_instances_by_status_and_what_waits,
             // staging.rs
             a_staged_commit_is_invisible_until_it_lands_and_its_effects_apply_once_in_batches,
         ] }

@@ -2,7 +2,9 @@
 
 use super::{episode, finish, new_instance, seqs, start, work};
 use crate::model::{HistoryEntry, Message, RuntimeStatus};
-use crate::store::{ActivityLease, Applied, CommitOutcome, HistoryChange, Store, WorkRead};
+use crate::store::{
+    ActivityLease, Applied, CommitOutcome, HistoryChange, Store, StoreCounts, WorkRead,
+};
 
 /// The first `lease.count` activities of a commit are leased as they are
 /// inserted and returned to it; a claim sees them only once the lease
@@ -159,4 +161,43 @@ pub fn a_due_timer_fires_once_and_never_for_a_generation_that_ended(store: &dyn 
     assert!(store.fire_due_timers(1_000).unwrap().is_empty());
     assert!(store.load_work("a", WorkRead::ALL).unwrap().is_none());
     assert!(store.load_work("b", WorkRead::ALL).unwrap().is_none());
+}
+
+/// `counts` sees instances by status, queued messages, pending timers,
+/// and activities, leased while their lease lasts.
+pub fn counts_show_instances_by_status_and_what_waits(store: &dyn Store) {
+    assert_eq!(store.counts(0).unwrap(), StoreCounts::default());
+    start(store, &new_instance("a"));
+    start(store, &new_instance("b"));
+    let read = work(store, "a");
+    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+    commit.timers = vec![(3, 100)];
+    commit.activities = vec![
+        (1, "First".into(), "1".into()),
+        (2, "Second".into(), "2".into()),
+    ];
+    commit.lease = ActivityLease {
+        count: 1,
+        until: 1_000,
+    };
+    let CommitOutcome::Committed(_) = store.commit_episode(&commit).unwrap() else {
+        panic!("the episode was refused");
+    };
+    let mut counts = store.counts(999).unwrap();
+    counts.instances.sort_by_key(|(status, _)| status.as_str());
+    assert_eq!(
+        counts,
+        StoreCounts {
+            instances: vec![(RuntimeStatus::Pending, 1), (RuntimeStatus::Running, 1)],
+            messages: 1,
+            timers: 1,
+            activities_waiting: 1,
+            activities_leased: 1,
+        }
+    );
+    let expired = store.counts(1_000).unwrap();
+    assert_eq!(
+        (expired.activities_waiting, expired.activities_leased),
+        (2, 0)
+    );
 }

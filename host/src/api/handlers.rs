@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ErrorBody;
@@ -547,4 +547,21 @@ pub(super) fn bool_param(query: &QueryMap, name: &str, default: bool) -> Result<
             "query parameter {name} must be true or false, not '{value}'"
         ))),
     }
+}
+
+/// `GET /metrics`: the host's Prometheus metrics (OpenMetrics text), with
+/// what waits in the store read now.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    description = "Reprise: Prometheus metrics in the OpenMetrics text format, every name prefixed reprise_ (listed in the README)",
+    responses(
+        (status = 200, description = "The metrics", content_type = "application/openmetrics-text", body = String),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    tag = "functions"
+)]
+pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let text = state.engine.scrape_metrics().await?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }

@@ -18,9 +18,10 @@ mod render;
 mod wait;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +32,7 @@ pub use self::openapi::{ApiDoc, document_text as openapi_document};
 pub use self::path::check_task_hub_name;
 pub use self::query::CONTINUATION_HEADER;
 use crate::engine::Engine;
+use crate::metrics::Metrics;
 
 /// Where the API lives, as in Durable Functions.
 pub const BASE_PATH: &str = "/runtime/webhooks/durabletask";
@@ -85,7 +87,9 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/instances/{instance_id}/resume", post(handlers::resume))
         .route("/instances/{instance_id}/restart", post(handlers::restart))
         .route("/instances/{instance_id}/rewind", post(handlers::rewind));
+    let metrics = engine.metrics();
     let router = Router::new()
+        .route("/metrics", get(handlers::metrics))
         .nest(BASE_PATH, routes)
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
@@ -113,11 +117,30 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         })),
         None => router,
     };
+    // Outermost of the routed layers: every answer counts, a refusal too.
+    let router = router.layer(middleware::from_fn(move |request: Request, next: Next| {
+        count_request(Arc::clone(&metrics), request, next)
+    }));
     // A layer of the router itself runs after routing; this one wraps a
     // router whose only route is the whole API, so it runs before.
     Router::new()
         .fallback_service(router)
         .layer(middleware::map_request(path::canonicalize))
+}
+
+/// Records the request's answer in the metrics, under its route template
+/// (never its path, which names instances and may carry the key).
+async fn count_request(metrics: Arc<Metrics>, request: Request, next: Next) -> Response {
+    let route = match request.extensions().get::<MatchedPath>() {
+        Some(route) => route.as_str().to_owned(),
+        None => "unmatched".to_owned(),
+    };
+    let method = request.method().clone();
+    let began = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    metrics.request_answered(&route, &method, status, began.elapsed());
+    response
 }
 
 async fn refuse_declared_oversize(limit: usize, request: Request, next: Next) -> Response {

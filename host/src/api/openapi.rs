@@ -31,6 +31,7 @@ use super::{handlers, query};
         query::purge,
         handlers::functions,
         handlers::client_binding,
+        handlers::metrics,
         document,
     ),
     components(schemas(CheckStatus, InstanceStatus, Purged, ErrorBody, Function, ClientBinding)),

@@ -16,11 +16,12 @@
 //! that records its result, and refuses a second result.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Shared, blocking, direct};
+use crate::metrics::{self, ActivityOutcome, FailureKind};
 use crate::model::{Message, Millis, now_millis};
 use crate::runtime::GuestError;
 use crate::store::{ActivityLease, ActivityWork, EpisodeCommit};
@@ -103,6 +104,26 @@ pub(super) async fn run_dispatcher(shared: Arc<Shared>) {
     }
 }
 
+/// Records an activity run in the metrics (a name no loaded component
+/// provides under [`metrics::UNKNOWN`]).
+fn record_run(
+    shared: &Shared,
+    name: &str,
+    result: &Result<String, String>,
+    failure: Option<FailureKind>,
+    took: Duration,
+) {
+    let label = match shared.runtime.serves_activity(name) {
+        true => name,
+        false => metrics::UNKNOWN,
+    };
+    let outcome = match result {
+        Ok(_) => ActivityOutcome::Completed,
+        Err(_) => ActivityOutcome::Failed(failure),
+    };
+    shared.metrics.activity_ran(label, outcome, took);
+}
+
 async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
     let timeout = shared.config.activity_timeout;
     let runtime = Arc::clone(&shared.runtime);
@@ -114,27 +135,34 @@ async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
         let wanted = version.clone();
         let _ = tokio::task::spawn_blocking(move || shared.ensure_version(wanted.as_deref())).await;
     }
+    let began = Instant::now();
     let run = tokio::task::spawn_blocking(move || {
         runtime.run_activity(&name, version.as_deref(), &input, timeout)
     });
     // The sandbox interrupts guest code at the timeout; this also covers
     // time spent blocked in the host on the guest's behalf.
-    let result = match tokio::time::timeout(timeout + Duration::from_secs(1), run).await {
-        Ok(Ok(Ok(outcome))) => outcome,
+    let (result, failure) = match tokio::time::timeout(timeout + Duration::from_secs(1), run).await
+    {
+        Ok(Ok(Ok(outcome))) => (outcome, None),
         Ok(Ok(Err(GuestError::Host(error)))) => {
             // Not the activity's fault: leave it leased; it runs again when
             // the lease expires.
             tracing::error!(activity = %work.name, instance = %work.instance_id, "cannot run the activity: {error:#}");
             return;
         }
-        Ok(Ok(Err(GuestError::TimedOut))) | Err(_) => Err(format!(
-            "the activity ran past its timeout of {}s",
-            timeout.as_secs_f64()
-        )),
-        Ok(Ok(Err(error @ GuestError::UnknownActivity(_)))) => Err(error.to_string()),
-        Ok(Ok(Err(error))) => Err(format!("the activity {error}")),
-        Ok(Err(panic)) => Err(format!("the activity could not run: {panic}")),
+        Ok(Ok(Err(GuestError::TimedOut))) | Err(_) => {
+            let seconds = timeout.as_secs_f64();
+            let failed = format!("the activity ran past its timeout of {seconds}s");
+            (Err(failed), Some(FailureKind::Timeout))
+        }
+        Ok(Ok(Err(error @ GuestError::UnknownActivity(_)))) => (Err(error.to_string()), None),
+        Ok(Ok(Err(error))) => (
+            Err(format!("the activity {error}")),
+            FailureKind::of(&error),
+        ),
+        Ok(Err(panic)) => (Err(format!("the activity could not run: {panic}")), None),
     };
+    record_run(shared, &work.name, &result, failure, began.elapsed());
     let result = shared
         .config
         .step_limits

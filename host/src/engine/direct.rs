@@ -22,6 +22,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::activities::Reserved;
 use super::warm::WarmExecution;
 use super::{Shared, background_work, episode, schedule, staging};
+use crate::metrics::{EpisodeEffect, EpisodeReport};
 use crate::model::{Message, QueuedMessage, now_millis};
 use crate::store::{Applied, DirectEpisode, NewInstance, WorkItem};
 
@@ -114,13 +115,19 @@ impl Claim {
         self.worker = None;
         match planned {
             // Too large for the request's transaction: a worker stages it.
-            Ok(Some((commit, _))) if staging::too_large(&commit) => None,
-            Ok(Some((mut commit, live))) => {
+            Ok(Some(planned)) if staging::too_large(&planned.commit) => None,
+            Ok(Some(episode::Planned {
+                mut commit,
+                live,
+                report,
+            })) => {
                 let workers = Reserved::for_commit(&self.shared, &mut commit);
                 self.leftover = Some(Leftover {
                     live,
                     wakes: background_work(&commit),
                     workers,
+                    effect: self.shared.episode_effect(&commit),
+                    report,
                 });
                 Some(DirectEpisode {
                     commit,
@@ -153,6 +160,9 @@ struct Leftover {
     wakes: (bool, bool),
     /// Workers for the activities the episode leases.
     workers: Reserved,
+    /// What the episode does and took, for the metrics.
+    effect: EpisodeEffect,
+    report: EpisodeReport,
 }
 
 /// Acts on the store's answer for a message to `id`, giving up the claim.
@@ -165,6 +175,8 @@ pub(super) fn settle(shared: &Arc<Shared>, id: &str, mut claim: Option<Claim>, a
     let leftover = claim.as_mut().and_then(|claim| claim.leftover.take());
     match (applied, leftover) {
         (Applied::Directly(follow_up), Some(leftover)) => {
+            let (effect, report) = (&leftover.effect, &leftover.report);
+            shared.metrics.episode_committed(effect, Some(report));
             if let Some(live) = leftover.live {
                 shared.warm.keep(id, live);
             }

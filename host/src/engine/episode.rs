@@ -10,6 +10,7 @@
 //! the calls it saw live, and checks that it takes the recorded actions again.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use crate::model::{
     HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
@@ -18,6 +19,7 @@ use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
 use crate::store::{ActivityLease, EpisodeCommit, HistoryChange, NewInstance, WorkItem};
 
 use super::warm::WarmExecution;
+use crate::metrics::{EpisodeReport, Execution, FailureKind};
 
 /// Consecutive generations that consume no event before an orchestrator is
 /// declared to be looping through continue-as-new forever.
@@ -168,7 +170,17 @@ pub(crate) fn plan(
     work: WorkItem,
     now: Millis,
     fuel: Option<u64>,
-) -> anyhow::Result<Option<(EpisodeCommit, Option<WarmExecution>)>> {
+) -> anyhow::Result<Option<Planned>> {
+    let began = Instant::now();
+    let mut report = EpisodeReport {
+        execution: match warm {
+            Some(_) => Execution::Warm,
+            None => Execution::Cold,
+        },
+        replayed: work.history.len(),
+        took: Default::default(),
+        failure: None,
+    };
     let WorkItem {
         instance,
         history,
@@ -193,7 +205,13 @@ pub(crate) fn plan(
         // leftover state; consume it so it cannot wedge the instance.
         tracing::warn!(instance = %instance.id, count = messages.len(), "dropping messages queued for a finished instance");
         let commit = EpisodeCommit::consuming(instance, updated, Vec::new(), read);
-        return Ok(Some((commit, None)));
+        report.execution = Execution::NoGuest;
+        report.took = began.elapsed();
+        return Ok(Some(Planned {
+            commit,
+            live: None,
+            report,
+        }));
     }
 
     // Events up to the first termination request; the store refuses
@@ -277,6 +295,7 @@ pub(crate) fn plan(
     let outcome = if nothing_for_the_guest && (termination.is_some() || generation.recorded_len > 0)
     {
         // Nothing for the guest to see: record the host's decisions only.
+        report.execution = Execution::NoGuest;
         generation.start_entries(&instance.name, now);
         generation.new_entries.append(&mut events);
         Outcome::Running
@@ -305,7 +324,9 @@ pub(crate) fn plan(
             }
             Err(GuestError::Host(error)) => return Err(error),
             Err(error @ GuestError::OverBudget(_)) => return Err(error.into()),
-            Err(error) => Outcome::Failed(format!("the orchestrator {error}")),
+            Err(error) => {
+                Outcome::Failed(format!("the orchestrator {error}"), FailureKind::of(&error))
+            }
         }
     };
 
@@ -349,11 +370,14 @@ pub(crate) fn plan(
     if let Some(value) = generation.custom_status.take() {
         updated.custom_status = Some(value);
     }
+    if let Outcome::Failed(_, failure) = &outcome {
+        report.failure = *failure;
+    }
     let (status, output, final_entry) = match outcome {
         Outcome::Running if suspended => (RuntimeStatus::Suspended, None, None),
         Outcome::Running => (RuntimeStatus::Running, None, None),
         Outcome::Completed(output) => (RuntimeStatus::Completed, Some(output), None),
-        Outcome::Failed(error) => (
+        Outcome::Failed(error, _) => (
             RuntimeStatus::Failed,
             Some(json_string(&error)),
             Some(HistoryEntry::ExecutionFailed {
@@ -414,7 +438,20 @@ pub(crate) fn plan(
         requeued: Vec::new(),
         staging: None,
     };
-    Ok(Some((commit, still_warm)))
+    report.took = began.elapsed();
+    Ok(Some(Planned {
+        commit,
+        live: still_warm,
+        report,
+    }))
+}
+
+/// A planned episode: its commit, the execution to keep warm if it
+/// commits (the orchestrator waits), and what planning took.
+pub(crate) struct Planned {
+    pub(crate) commit: EpisodeCommit,
+    pub(crate) live: Option<WarmExecution>,
+    pub(crate) report: EpisodeReport,
 }
 
 /// The history entry a queued event or result becomes; `None` for messages
@@ -478,7 +515,9 @@ fn event_entry(message: Message, generation: u32, now: Millis) -> Option<History
 enum Outcome {
     Running,
     Completed(String),
-    Failed(String),
+    /// The reason, and the kind of failure if it is the guest's fault
+    /// (not an error it returned).
+    Failed(String, Option<FailureKind>),
     Terminated(String),
 }
 
@@ -662,13 +701,16 @@ fn run_steps(
                 Some(execution) => execution,
                 None => match execution_for(runtime, instance, generation, warm.take())? {
                     Ok(execution) => started.insert(execution),
-                    Err(mismatch) => return Ok((Outcome::Failed(mismatch), None)),
+                    Err(mismatch) => {
+                        let failed = Outcome::Failed(mismatch, Some(FailureKind::NonDeterminism));
+                        return Ok((failed, None));
+                    }
                 },
             };
             let actions = execution.step_within(now, &episode, guest.fuel)?;
             let history_len = generation.recorded_len + generation.new_entries.len();
             if let Some(failure) = guest.limits.exceeded_by(&actions, history_len) {
-                return Ok((Outcome::Failed(failure), None));
+                return Ok((Outcome::Failed(failure, Some(FailureKind::Limits)), None));
             }
 
             for action in actions {
@@ -720,7 +762,7 @@ fn run_steps(
                             timestamp: now,
                             error: error.clone(),
                         });
-                        return Ok((Outcome::Failed(error), None));
+                        return Ok((Outcome::Failed(error, None), None));
                     }
                     wire::Action::ContinueAsNew(next) => {
                         let carried = next.carried_over_events.len();
@@ -731,9 +773,12 @@ fn run_steps(
                         };
                         if idle_generations >= MAX_IDLE_GENERATIONS {
                             return Ok((
-                                Outcome::Failed(format!(
-                                    "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
-                                )),
+                                Outcome::Failed(
+                                    format!(
+                                        "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
+                                    ),
+                                    Some(FailureKind::Limits),
+                                ),
                                 None,
                             ));
                         }

@@ -23,9 +23,12 @@ mod warm;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::{self, EpisodeEffect, EpisodeReport, Metrics, Snapshot};
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
-use crate::store::{CommitOutcome, EpisodeCommit, NewInstance, Store, WorkItem, WorkRead};
+use crate::store::{
+    CommitObserver, CommitOutcome, EpisodeCommit, NewInstance, Store, WorkItem, WorkRead,
+};
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor};
 pub use episode::StepLimits;
@@ -100,6 +103,7 @@ struct Shared {
     /// Guest executions kept alive between episodes.
     warm: warm::WarmCache,
     config: EngineConfig,
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -108,6 +112,23 @@ impl Shared {
     fn wake_background_work(&self, commit: &EpisodeCommit) {
         let (timers, activities) = background_work(commit);
         self.wake(timers, activities);
+    }
+
+    /// What `commit` does to its instance, for the metrics.
+    fn episode_effect(&self, commit: &EpisodeCommit) -> EpisodeEffect {
+        let name = &commit.updated.name;
+        let label = match self.runtime.serves_orchestrator(name) {
+            true => name.as_str(),
+            false => metrics::UNKNOWN,
+        };
+        EpisodeEffect::of(commit, label)
+    }
+
+    /// Records a committed episode in the metrics; `report` is its
+    /// planning's, unless the host decided it alone.
+    fn record_episode(&self, commit: &EpisodeCommit, report: Option<&EpisodeReport>) {
+        let effect = self.episode_effect(commit);
+        self.metrics.episode_committed(&effect, report);
     }
 
     /// Wakes the timer service, the activity dispatcher, or both.
@@ -132,8 +153,11 @@ fn background_work(commit: &EpisodeCommit) -> (bool, bool) {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>, config: EngineConfig) -> Engine {
+        let metrics = Arc::new(Metrics::new());
+        store.observe_commits(Arc::clone(&metrics) as Arc<dyn CommitObserver>);
         Engine {
             shared: Arc::new(Shared {
+                metrics,
                 store,
                 runtime,
                 scheduler: Scheduler::new(config.workers),
@@ -194,6 +218,29 @@ impl Engine {
     pub async fn leave(&self) -> anyhow::Result<()> {
         let store = Arc::clone(&self.shared.store);
         blocking(move || store.leave()).await
+    }
+
+    /// The host's metrics, to record requests in.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// The text of a metrics scrape: what the host did, and what waits
+    /// now (read from the store).
+    pub async fn scrape_metrics(&self) -> anyhow::Result<String> {
+        let store = Arc::clone(&self.shared.store);
+        let counts = blocking(move || store.counts(now_millis())).await?;
+        let runtime = &self.shared.runtime;
+        let files = runtime.files();
+        let snapshot = Snapshot {
+            store: counts,
+            backlog: self.shared.scheduler.backlog(),
+            warm_executions: self.shared.warm.len(),
+            orchestrators: files.iter().map(|file| file.orchestrators.len()).sum(),
+            activities: files.iter().map(|file| file.activities.len()).sum(),
+            component_versions: files.len(),
+        };
+        Ok(self.shared.metrics.encode(&snapshot))
     }
 
     /// The loaded component files and what each provides.
@@ -482,8 +529,11 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             };
             let more = work.messages.len() == max_messages;
             let history_len = work.history_len;
-            let Some((mut commit, live)) =
-                episode::plan(&runtime, &shared.config.step_limits, warm, work, now_millis(), None)?
+            let Some(episode::Planned {
+                mut commit,
+                live,
+                report,
+            }) = episode::plan(&runtime, &shared.config.step_limits, warm, work, now_millis(), None)?
             else {
                 if more {
                     // Held for a resume that may lie beyond these: look at all.
@@ -505,6 +555,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                         shared.warm.keep(&id, live);
                     }
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
+                    shared.record_episode(&commit, Some(&report));
                     if commit.staging.is_some() {
                         drain_effects(&shared, &id)?;
                     }

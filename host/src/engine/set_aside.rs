@@ -35,6 +35,7 @@ pub(super) async fn set_aside(
     tracing::error!(instance = %id, "setting aside its messages: {reason}");
     let store = Arc::clone(&shared.store);
     let target = id.clone();
+    let recorder = Arc::clone(&shared);
     let notify = blocking(move || {
         // Each retry means a message arrived meanwhile (it is set aside too).
         for _ in 0..100 {
@@ -47,7 +48,10 @@ pub(super) async fn set_aside(
             }
             let commit = failing(instance, queued, &reason, now_millis());
             match store.commit_episode(&commit)? {
-                CommitOutcome::Committed(follow_up) => return Ok(follow_up.notify),
+                CommitOutcome::Committed(follow_up) => {
+                    recorder.record_episode(&commit, None);
+                    return Ok(follow_up.notify);
+                }
                 CommitOutcome::LateMessages | CommitOutcome::Stale => continue,
             }
         }

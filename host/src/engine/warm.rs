@@ -125,8 +125,8 @@ impl<T> Lru<T> {
         drop(evicted);
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    /// The entries kept.
+    pub(super) fn len(&self) -> usize {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.entries.len()
     }

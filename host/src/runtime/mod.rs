@@ -385,6 +385,16 @@ impl Runtime {
             .map(str::to_owned)
     }
 
+    /// Whether a served file exports orchestrator `name`.
+    pub fn serves_orchestrator(&self, name: &str) -> bool {
+        self.catalog().current_orchestrator(name).is_some()
+    }
+
+    /// Whether a served file exports activity `name`.
+    pub fn serves_activity(&self, name: &str) -> bool {
+        self.catalog().current_activity(name).is_some()
+    }
+
     /// Whether `version` is in memory, ready to run.
     pub fn has_version(&self, version: &str) -> bool {
         self.catalog().versions.contains_key(version)
