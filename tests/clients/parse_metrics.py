@@ -1,6 +1,6 @@
 """Reads an OpenMetrics scrape on stdin with the official Prometheus Python
 client's parser (strict: it refuses text that breaks the format) and prints
-its samples as JSON: [{"name", "labels", "value"}, ...].
+its samples as JSON: [{"family", "name", "labels", "value"}, ...].
 
 Used by tests/integration/metrics.rs.
 """
@@ -16,7 +16,12 @@ def main():
     for family in text_string_to_metric_families(sys.stdin.read()):
         for sample in family.samples:
             samples.append(
-                {"name": sample.name, "labels": sample.labels, "value": sample.value}
+                {
+                    "family": family.name,
+                    "name": sample.name,
+                    "labels": sample.labels,
+                    "value": sample.value,
+                }
             )
     json.dump(samples, sys.stdout)
 

@@ -3,6 +3,7 @@
 //! its counters move with the work done, its labels never name an
 //! instance, and it keeps to the access key like the API.
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -31,6 +32,13 @@ impl Scrape {
                         .all(|(label, value)| sample["labels"][label] == *value)
             })
             .map_or(0.0, |sample| sample["value"].as_f64().unwrap())
+    }
+
+    fn families(&self) -> BTreeSet<&str> {
+        self.samples
+            .iter()
+            .map(|sample| sample["family"].as_str().unwrap())
+            .collect()
     }
 
     fn label_values(&self) -> impl Iterator<Item = &str> {
@@ -154,6 +162,39 @@ async fn metrics_parse_as_openmetrics_and_move_with_the_work_done() {
             "a label names an instance: {value}"
         );
     }
+    // The README lists every metric served; the dashboard uses only those.
+    let listed = metric_names("README.md");
+    for family in after.families() {
+        assert!(listed.contains(family), "{family} is not in the README");
+    }
+    let unknown: Vec<_> = metric_names("contrib/grafana/reprise.json")
+        .difference(&listed)
+        .cloned()
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard uses unlisted metrics {unknown:?}"
+    );
+}
+
+/// The metric families a file of the repository names (`reprise_...`,
+/// without the suffixes of a counter's or a histogram's samples).
+fn metric_names(file: &str) -> BTreeSet<String> {
+    let path = sources().join("../..").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut names = BTreeSet::new();
+    for (at, _) in text.match_indices("reprise_") {
+        let name: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .into_iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        names.insert(family.to_owned());
+    }
+    names
 }
 
 #[tokio::test]
