@@ -26,6 +26,43 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     connection: Connection,
+    /// How log lines (on stderr) are written: `text` for people, `json`
+    /// (one object per line, with the fields of the instance, orchestrator,
+    /// version and generation an episode's lines are about) for log stores.
+    #[arg(
+        long,
+        global = true,
+        env = "REPRISE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by `REPRISE_LOG` (an `EnvFilter`, default
+/// `info`), in `format`.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REPRISE_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        // The fields of the spans a line is in (an episode's instance,
+        // orchestrator...) next to its own, at the top level.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -147,13 +184,7 @@ struct ServeArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REPRISE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format);
     match cli.command {
         Command::Serve(args) => run_serve(&cli.connection, args),
         Command::Client(command) => run_client(&cli.connection, command),

@@ -407,12 +407,13 @@ impl TestHost {
             .arg("--functions")
             .arg(self.functions_dir())
             .args(&self.args)
-            .envs(self.env.iter().map(|(name, value)| (name, value)))
             // More to see when a test fails: `REPRISE_TEST_LOG=debug`.
             .env(
                 "REPRISE_LOG",
                 std::env::var("REPRISE_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
             )
+            // A test's own (`set_env`) last: they win.
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);

@@ -19,6 +19,7 @@ mod guest_isolation;
 mod hosts;
 mod instances;
 mod limits;
+mod logs;
 mod management;
 mod metrics;
 mod openapi;

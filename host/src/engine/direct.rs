@@ -104,6 +104,8 @@ impl Claim {
 
     fn plan(&mut self, warm: Option<WarmExecution>, work: WorkItem) -> Option<DirectEpisode> {
         let history_len = work.history_len;
+        let span = episode::span(&work.instance);
+        let _in_episode = span.enter();
         let planned = episode::plan(
             &self.shared.runtime,
             &self.shared.config.step_limits,

@@ -158,6 +158,18 @@ fn payload_name(action: &wire::Action) -> String {
     }
 }
 
+/// The span an episode of `instance` runs in: its log lines carry the
+/// instance, orchestrator, version and generation.
+pub(crate) fn span(instance: &Instance) -> tracing::Span {
+    tracing::info_span!(
+        "episode",
+        instance = %instance.id,
+        orchestrator = %instance.name,
+        version = instance.version.as_deref().unwrap_or(""),
+        generation = instance.generation,
+    )
+}
+
 /// Plans the commit for `work`. `None` leaves the messages queued: the
 /// instance's orchestrator is not loaded (it may be deployed again later).
 /// `Err` is a host failure (not the guest's): nothing is decided, retry later.
@@ -439,6 +451,12 @@ pub(crate) fn plan(
         staging: None,
     };
     report.took = began.elapsed();
+    tracing::debug!(
+        status = %commit.updated.status,
+        execution = ?report.execution,
+        took_us = report.took.as_micros() as u64,
+        "episode planned"
+    );
     Ok(Some(Planned {
         commit,
         live: still_warm,

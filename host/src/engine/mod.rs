@@ -527,6 +527,10 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 }
                 Loaded::Work(work, warm) => (work, warm),
             };
+            // What this episode logs says which instance, orchestrator,
+            // version and generation it is about.
+            let span = episode::span(&work.instance);
+            let _in_episode = span.enter();
             let more = work.messages.len() == max_messages;
             let history_len = work.history_len;
             let Some(episode::Planned {
