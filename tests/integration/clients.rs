@@ -118,6 +118,31 @@ async fn a_start_with_a_timeout_answers_the_output_or_the_check_status_payload()
     );
 }
 
+/// A malformed wait parameter is refused before anything starts, even one
+/// read only once the instance has finished.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_with_a_malformed_wait_parameter_starts_nothing() {
+    let host = client_host(&[]).await;
+    for query in [
+        "timeout=10&returnInternalServerErrorOnFailure=maybe",
+        "timeout=ten",
+        "pollingInterval=1",
+    ] {
+        let reply = host
+            .post(
+                &format!("/orchestrators/E1_HelloSequence/refused?{query}"),
+                "",
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}: {reply:?}");
+        assert_eq!(
+            host.status("refused").await.status,
+            StatusCode::NOT_FOUND,
+            "{query} started an instance"
+        );
+    }
+}
+
 /// A host with what the scripts use: E1_HelloSequence, E3_Counter, and
 /// FetchStatus, which fails since no outgoing host is allowed.
 async fn client_host(args: &[&str]) -> TestHost {

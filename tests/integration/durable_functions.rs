@@ -130,6 +130,11 @@ async fn statuses_and_codes_follow_durable_functions() {
         .await;
     assert_eq!(nothing.status, StatusCode::NOT_FOUND);
     assert_eq!(host.status("failing").await.status, StatusCode::OK);
+    // A malformed time is refused even when no status can match.
+    let malformed = host
+        .get("/instances?runtimeStatus=Canceled&createdTimeFrom=yesterday")
+        .await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST, "{malformed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -144,12 +144,15 @@ fn filter(query: &QueryMap) -> Result<Option<InstanceFilter>, ApiError> {
             None => return Err(unknown_status(name)),
         }
     }
+    // Every parameter is checked, even when no instance can match.
+    let created_from = time_param(query, "createdTimeFrom")?;
+    let created_to = time_param(query, "createdTimeTo")?;
     if !names.is_empty() && statuses.is_empty() {
         return Ok(None);
     }
     Ok(Some(InstanceFilter {
-        created_from: time_param(query, "createdTimeFrom")?,
-        created_to: time_param(query, "createdTimeTo")?,
+        created_from,
+        created_to,
         statuses,
         id_prefix: query.get("instanceIdPrefix").cloned(),
     }))

@@ -46,6 +46,9 @@ impl Wait {
     /// The wait the query asks for, if any; refused before anything starts
     /// when malformed.
     pub(super) fn from_query(query: &QueryMap) -> Result<Option<Wait>, ApiError> {
+        // Read only once the instance has finished: checked now, so a
+        // malformed one does not start an instance and then fail.
+        bool_param(query, "returnInternalServerErrorOnFailure", false)?;
         let Some(timeout) = seconds_param(query, "timeout")? else {
             if query.contains_key("pollingInterval") {
                 return Err(ApiError::bad_request(

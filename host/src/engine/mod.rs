@@ -310,7 +310,7 @@ impl Engine {
             payload,
             accepted_at: now_millis(),
         };
-        Ok(self.deliver(id, message, true).await?)
+        Ok(self.deliver(id, message, Delivery::MayApply).await?)
     }
 
     /// Queues a termination; durable once this returns `Accepted`.
@@ -319,7 +319,8 @@ impl Engine {
         id: &InstanceId,
         reason: String,
     ) -> anyhow::Result<DeliveryOutcome> {
-        self.deliver(id, Message::Terminate { reason }, false).await
+        self.deliver(id, Message::Terminate { reason }, Delivery::Queue)
+            .await
     }
 
     /// Queues a suspension: from the episode that applies it, events and
@@ -329,28 +330,29 @@ impl Engine {
         id: &InstanceId,
         reason: String,
     ) -> anyhow::Result<DeliveryOutcome> {
-        self.deliver(id, Message::Suspend { reason }, false).await
+        self.deliver(id, Message::Suspend { reason }, Delivery::Queue)
+            .await
     }
 
     /// Queues a resume of a suspended instance (a no-op for a running one).
     pub async fn resume(&self, id: &InstanceId, reason: String) -> anyhow::Result<DeliveryOutcome> {
-        self.deliver(id, Message::Resume { reason }, false).await
+        self.deliver(id, Message::Resume { reason }, Delivery::Queue)
+            .await
     }
 
-    /// Queues `message` for `id`, or (if `direct`, see `direct.rs`)
-    /// applies it in a direct episode.
+    /// Queues `message` for `id`, or (with [`Delivery::MayApply`], see
+    /// `direct.rs`) applies it in a direct episode.
     async fn deliver(
         &self,
         id: &InstanceId,
         message: Message,
-        direct: bool,
+        delivery: Delivery,
     ) -> anyhow::Result<DeliveryOutcome> {
         let shared = Arc::clone(&self.shared);
         let instance_id = id.as_str().to_owned();
-        let mut claim = if direct {
-            direct::Claim::for_message(&self.shared, &instance_id).await
-        } else {
-            None
+        let mut claim = match delivery {
+            Delivery::MayApply => direct::Claim::for_message(&self.shared, &instance_id).await,
+            Delivery::Queue => None,
         };
         blocking(move || {
             let episode = claim
@@ -491,6 +493,17 @@ impl Engine {
     fn notify(&self, id: &str) {
         schedule(&self.shared, id);
     }
+}
+
+/// How a message from the API reaches its instance.
+#[derive(Debug, Clone, Copy)]
+enum Delivery {
+    /// Applied in the transaction that accepts it, if the instance's
+    /// execution is warm (an event); queued otherwise.
+    MayApply,
+    /// Queued for the instance's next episode (a termination, a
+    /// suspension or a resume: host decisions that need no guest).
+    Queue,
 }
 
 /// Messages one episode applies at most. An instance flooded with events
