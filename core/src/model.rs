@@ -155,6 +155,9 @@ pub struct Instance {
     /// commit planned on an older revision is refused, whatever the rest
     /// of the row looks like and whatever any clock says.
     pub revision: u64,
+    /// Where the instance's trace spans go, if it is traced: opaque to the
+    /// store, which keeps it from the start (see [`NewInstance::trace`]).
+    pub trace: Option<String>,
 }
 
 impl Instance {

@@ -43,6 +43,9 @@ pub struct NewInstance {
     pub parent: Option<ParentTask>,
     /// The component version it runs on (see [`Instance::version`]).
     pub version: Option<String>,
+    /// Its trace context, if traced (the host's format; the store keeps
+    /// it in the row as it is, and a new start under the ID replaces it).
+    pub trace: Option<String>,
 }
 
 impl NewInstance {
@@ -65,6 +68,7 @@ impl NewInstance {
             // A new ID's; a new start under an old one continues its count
             // (see `Instance::revision`).
             revision: 0,
+            trace: self.trace.clone(),
         }
     }
 }
@@ -447,10 +451,12 @@ pub struct StoreCounts {
     pub activities_leased: u64,
 }
 
-/// Told of each transaction a store commits for its hot writes (starts,
-/// deliveries, episode commits, activity results), several of which may
-/// share one (group commit). For metrics; called on the store's own
-/// threads, so it must be quick.
+/// Told of each transaction a store commits for its writes, several of
+/// which may share one (group commit): with SQLite every write (all go
+/// through its writer), with PostgreSQL the hot ones (starts, deliveries,
+/// episode commits, activity results; the time includes waiting for a
+/// connection). For metrics; called on the store's own threads, so it
+/// must be quick.
 pub trait CommitObserver: Send + Sync + 'static {
     /// A transaction of `writes` writes committed `took` after it began.
     fn committed(&self, writes: usize, took: std::time::Duration);

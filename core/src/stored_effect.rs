@@ -30,6 +30,9 @@ enum StoredEffect {
         parent_instance_id: String,
         parent_generation: u32,
         parent_task_id: u64,
+        /// Absent in effects stored before traces (and when untraced).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace: Option<String>,
     },
     StartFailed {
         parent_instance_id: String,
@@ -70,6 +73,7 @@ impl StoredEffect {
                     parent_instance_id: parent.instance_id,
                     parent_generation: parent.generation,
                     parent_task_id: parent.task_id,
+                    trace: new.trace,
                 }
             }
             Effect::Child(Err((parent, error))) => StoredEffect::StartFailed {
@@ -123,6 +127,7 @@ impl StoredEffect {
                 parent_instance_id,
                 parent_generation,
                 parent_task_id,
+                trace,
             } => Effect::Child(Ok(NewInstance {
                 id,
                 name,
@@ -134,6 +139,7 @@ impl StoredEffect {
                     parent_task_id,
                 )),
                 version,
+                trace,
             })),
             StoredEffect::StartFailed {
                 parent_instance_id,

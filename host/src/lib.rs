@@ -10,5 +10,6 @@ pub mod engine;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod traces;
 
 pub use reprise_core::{model, store};

@@ -54,8 +54,8 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),
-        // The fields of the spans a line is in (an episode's instance,
-        // orchestrator...) next to its own, at the top level.
+        // The line's own fields at the top level, and under `span` those
+        // of the span it is in (an episode's instance, orchestrator...).
         LogFormat::Json => logs
             .json()
             .flatten_event(true)
@@ -177,6 +177,12 @@ struct ServeArgs {
     /// `taskHub` they send must be this one (or none).
     #[arg(long, env = "REPRISE_TASK_HUB", default_value = "reprise")]
     task_hub: String,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL
+    /// (`http://localhost:4318`): each instance's trace is exported there,
+    /// spans for its life, episodes, activities, timers and
+    /// sub-orchestrations. Without it, nothing is traced.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Memory one orchestrator instance may use, in MiB.
     #[arg(long, env = "REPRISE_GUEST_MEMORY_MIB", default_value_t = GuestLimits::default().memory_bytes >> 20)]
     guest_memory_mib: usize,
@@ -253,6 +259,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
         access_key: connection.key.clone(),
         task_hub: args.task_hub,
         compile_cache: args.compile_cache,
+        otlp_endpoint: args.otlp_endpoint.filter(|endpoint| !endpoint.is_empty()),
         guest_limits: GuestLimits {
             fuel_per_step: args.fuel_per_step,
             memory_bytes: args.guest_memory_mib << 20,

@@ -1,7 +1,9 @@
 //! Prometheus metrics, served at `GET /metrics`: what the host has done
-//! since it started (counters and histograms, recorded where the work is
-//! committed, so each instance, episode and activity run counts once), and
-//! at each scrape what waits (gauges read from the store and the engine).
+//! since it started (counters and histograms: an instance's start and end
+//! and an episode are recorded once their commit has landed, so a commit
+//! refused and planned again counts once; an activity counts each run, and
+//! activities run at least once), and at each scrape what waits (gauges
+//! read from the store and the engine).
 //!
 //! Every name starts with `reprise_`. Labels are bounded: function names
 //! (a name no loaded component provides counts as `(unknown)`, so a guest
@@ -128,6 +130,8 @@ impl FailureKind {
 pub enum Execution {
     /// One kept from the instance's last episode: nothing replayed.
     Warm,
+    /// A new one, with no history to replay (a generation's first episode).
+    New,
     /// A new one, replayed through the stored history.
     Cold,
     /// None: the episode only recorded the host's decisions (a
@@ -136,9 +140,10 @@ pub enum Execution {
 }
 
 impl Execution {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Execution::Warm => "warm",
+            Execution::New => "new",
             Execution::Cold => "cold",
             Execution::NoGuest => "none",
         }
@@ -149,6 +154,8 @@ impl Execution {
 #[derive(Debug, Clone, Copy)]
 pub struct EpisodeReport {
     pub execution: Execution,
+    /// When planning began.
+    pub began: std::time::SystemTime,
     /// History entries a cold execution replayed.
     pub replayed: usize,
     /// Planning's time: loading (or replaying) the guest and stepping it.
@@ -189,7 +196,8 @@ pub enum ActivityOutcome {
 /// What waits, read at a scrape.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub store: StoreCounts,
+    /// `None` if the store could not be read.
+    pub store: Option<StoreCounts>,
     /// Instances waiting for an episode worker.
     pub backlog: usize,
     pub warm_executions: usize,
@@ -198,8 +206,9 @@ pub struct Snapshot {
     pub component_versions: usize,
 }
 
-/// The host's metrics. Recording is a few atomic operations (a map lookup
-/// for labelled ones); encoding happens only at a scrape.
+/// The host's metrics. Recording is cheap (an atomic add, a map lookup for
+/// labelled ones, a short lock for a histogram); encoding happens only at
+/// a scrape.
 pub struct Metrics {
     registry: Registry,
     started: Family<OrchestratorLabel, Counter>,
@@ -224,6 +233,7 @@ pub struct Metrics {
     warm_executions: Gauge,
     functions: Family<KindLabel, Gauge>,
     component_versions: Gauge,
+    store_up: Gauge,
 }
 
 /// 100 µs to about 100 s, doubling.
@@ -268,6 +278,7 @@ impl Metrics {
             warm_executions: Gauge::default(),
             functions: Family::default(),
             component_versions: Gauge::default(),
+            store_up: Gauge::default(),
         };
         metrics.register();
         metrics
@@ -294,7 +305,7 @@ impl Metrics {
         );
         registry.register(
             "episodes",
-            "Episodes committed, by the execution that ran the orchestrator (warm, cold, none)",
+            "Episodes committed, by the execution that ran the orchestrator (warm, new, cold, none)",
             self.episodes.clone(),
         );
         registry.register_with_unit(
@@ -380,6 +391,11 @@ impl Metrics {
             "functions",
             "Functions loaded, by kind (orchestrator, activity)",
             self.functions.clone(),
+        );
+        registry.register(
+            "store_up",
+            "1 if the last scrape read the store's counts, 0 if it could not (they keep their last values)",
+            self.store_up.clone(),
         );
         registry.register(
             "component_versions",
@@ -486,7 +502,25 @@ impl Metrics {
     }
 
     fn set_gauges(&self, snapshot: &Snapshot) {
-        let store = &snapshot.store;
+        self.backlog.set(snapshot.backlog as i64);
+        self.warm_executions.set(snapshot.warm_executions as i64);
+        for (kind, count) in [
+            ("orchestrator", snapshot.orchestrators),
+            ("activity", snapshot.activities),
+        ] {
+            self.functions
+                .get_or_create(&KindLabel { kind })
+                .set(count as i64);
+        }
+        self.component_versions
+            .set(snapshot.component_versions as i64);
+        self.store_up.set(i64::from(snapshot.store.is_some()));
+        if let Some(store) = &snapshot.store {
+            self.set_store_gauges(store);
+        }
+    }
+
+    fn set_store_gauges(&self, store: &StoreCounts) {
         for status in RuntimeStatus::ALL {
             if status == RuntimeStatus::ContinuedAsNew {
                 continue;
@@ -512,18 +546,6 @@ impl Metrics {
                 .get_or_create(&StateLabel { state })
                 .set(count as i64);
         }
-        self.backlog.set(snapshot.backlog as i64);
-        self.warm_executions.set(snapshot.warm_executions as i64);
-        for (kind, count) in [
-            ("orchestrator", snapshot.orchestrators),
-            ("activity", snapshot.activities),
-        ] {
-            self.functions
-                .get_or_create(&KindLabel { kind })
-                .set(count as i64);
-        }
-        self.component_versions
-            .set(snapshot.component_versions as i64);
     }
 }
 

@@ -10,6 +10,7 @@ use crate::api::{self, ApiConfig};
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::{AllowedHosts, GuestLimits, Runtime};
 use crate::store::Store;
+use crate::traces::Traces;
 use reprise_store_postgres::PostgresStore;
 use reprise_store_sqlite::SqliteStore;
 
@@ -31,6 +32,9 @@ pub struct ServeConfig {
     /// Where compiled components are cached; default: beside the database
     /// (`reprise.db` → `reprise.compiled/`).
     pub compile_cache: Option<PathBuf>,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL: traces go there.
+    /// `None`: no tracing at all.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where the host keeps its state.
@@ -157,7 +161,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.http_hosts.clone(),
         Some(&compile_cache),
     )?;
-    let engine = Engine::new(store, Arc::new(runtime), config.engine.clone());
+    let traces = match &config.otlp_endpoint {
+        Some(endpoint) => Some(Traces::start(endpoint)?),
+        None => None,
+    };
+    let engine = Engine::new(store, Arc::new(runtime), config.engine.clone(), traces);
     // Watching first, so no change slips between the load and the watch.
     engine.watch_functions(&config.functions_dir);
     engine.load_functions(&config.functions_dir).await?;

@@ -79,8 +79,8 @@ async fn insert_started(
         "INSERT INTO instances
            (instance_id, name, status, generation, input, output, custom_status, created_at,
             updated_at, parent_instance_id, parent_generation, parent_task_id, original_input,
-            version, owner, history_len, revision)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17
+            version, owner, history_len, revision, trace)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18
           WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE instance_id = $1)
             AND EXISTS (SELECT 1 FROM hosts WHERE host_id = $15 AND alive_until > {DB_NOW})
          ON CONFLICT (instance_id) DO NOTHING
@@ -107,6 +107,7 @@ async fn insert_started(
             &me,
             &(history_len as i32),
             &(updated.revision as i64),
+            &updated.trace,
         ],
     )
     .await?;
@@ -144,8 +145,8 @@ pub(crate) async fn insert_instance(
             "INSERT INTO instances AS i
                (instance_id, name, status, generation, input, created_at, updated_at,
                 parent_instance_id, parent_generation, parent_task_id, original_input, version,
-                owner)
-             VALUES ($1, $2, 'Pending', 0, $3, $4, $4, $5, $6, $7, $3, $8, $9)
+                owner, trace)
+             VALUES ($1, $2, 'Pending', 0, $3, $4, $4, $5, $6, $7, $3, $8, $9, $10)
              ON CONFLICT (instance_id) DO UPDATE SET
                name = EXCLUDED.name, status = EXCLUDED.status, generation = i.generation + 1,
                input = EXCLUDED.input, output = NULL, custom_status = NULL,
@@ -155,7 +156,7 @@ pub(crate) async fn insert_instance(
                parent_task_id = EXCLUDED.parent_task_id,
                original_input = EXCLUDED.original_input, version = EXCLUDED.version,
                terminating = FALSE, history_len = 0, revision = i.revision + 1,
-               owner = EXCLUDED.owner
+               owner = EXCLUDED.owner, trace = EXCLUDED.trace
              WHERE i.status IN {FINISHED}
              RETURNING generation"
         ))
@@ -174,6 +175,7 @@ pub(crate) async fn insert_instance(
                 &parent.map(|parent| parent.task_id as i64),
                 &new.version,
                 &me,
+                &new.trace,
             ],
         )
         .await?;

@@ -925,11 +925,20 @@ impl Store for PostgresStore {
                     .with_context(|| format!("unknown status {status:?} in the database"))?;
                 counts.instances.push((status, row.get::<_, i64>(1) as u64));
             }
+            // Waiting as `claim_activities` sees it: free, expired, or
+            // leased to a host that is not alive.
             let queues = client
                 .query_one(
-                    "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM timers),
-                            (SELECT count(*) FROM activities WHERE lease_until <= $1),
-                            (SELECT count(*) FROM activities WHERE lease_until > $1)",
+                    &format!(
+                        "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}),
+                         waiting AS (
+                           SELECT lease_until <= $1 OR lease_owner IS NOT NULL
+                                    AND lease_owner NOT IN (SELECT host_id FROM live) AS free
+                           FROM activities)
+                         SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM timers),
+                                (SELECT count(*) FILTER (WHERE free) FROM waiting),
+                                (SELECT count(*) FILTER (WHERE NOT free) FROM waiting)"
+                    ),
                     &[&(now as i64)],
                 )
                 .await?;

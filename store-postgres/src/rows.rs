@@ -11,10 +11,10 @@ use tokio_postgres::types::ToSql;
 pub(crate) const INSTANCE_COLUMNS: &str =
     "instance_id, name, status, generation, input, output, custom_status,
     created_at, updated_at, parent_instance_id, parent_generation, parent_task_id, original_input,
-    version, revision";
+    version, revision, trace";
 
 /// How many columns [`INSTANCE_COLUMNS`] has: extra columns follow.
-pub(crate) const INSTANCE_COLUMN_COUNT: usize = 15;
+pub(crate) const INSTANCE_COLUMN_COUNT: usize = 16;
 
 /// The statuses of a finished instance, as SQL.
 pub(crate) const FINISHED: &str = "('Completed', 'Failed', 'Terminated')";
@@ -45,6 +45,7 @@ pub(crate) fn instance(row: &Row) -> anyhow::Result<Instance> {
         original_input: row.try_get(12)?,
         version: row.try_get(13)?,
         revision: row.try_get::<_, i64>(14)? as u64,
+        trace: row.try_get(15)?,
         id,
     })
 }

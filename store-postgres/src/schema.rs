@@ -7,7 +7,7 @@ use deadpool_postgres::Client;
 
 /// Bumped when the schema changes; a host refuses a database from the
 /// future.
-pub(crate) const VERSION: i32 = 1;
+pub(crate) const VERSION: i32 = 2;
 
 /// The advisory lock key migrations hold ("Reprise" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0052_6570_7269_7365;
@@ -40,7 +40,9 @@ CREATE TABLE instances (
     revision           BIGINT NOT NULL DEFAULT 0,
     -- The host that runs its episodes (hosts.host_id), while that host
     -- is alive; see hosts.rs.
-    owner              TEXT
+    owner              TEXT,
+    -- The instance's trace context, if traced (the host's format).
+    trace              TEXT
 );
 CREATE INDEX instances_by_created_time ON instances (created_at, instance_id);
 CREATE INDEX instances_by_parent ON instances (parent_instance_id)
@@ -112,6 +114,35 @@ CREATE TABLE outbox (
 );
 "#;
 
+/// The changes from each version to the next: `UPGRADES[n]` takes
+/// version `n + 1` to `n + 2`.
+const UPGRADES: [&str; 1] = [
+    // 2: trace contexts; older instances are not traced.
+    "ALTER TABLE instances ADD COLUMN trace TEXT",
+];
+
+/// Upgrades a schema of version `from` to [`VERSION`], in the caller's
+/// transaction (under the migration lock).
+async fn upgrade(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    from: i32,
+) -> anyhow::Result<()> {
+    for (to, change) in (2..).zip(UPGRADES) {
+        if from < to {
+            transaction
+                .batch_execute(change)
+                .await
+                .with_context(|| format!("cannot upgrade the schema to version {to}"))?;
+        }
+    }
+    if from < VERSION {
+        transaction
+            .execute("UPDATE reprise_schema SET version = $1", &[&VERSION])
+            .await?;
+    }
+    Ok(())
+}
+
 /// Creates the schema if the database has none, or checks its version.
 pub(crate) async fn migrate(client: &mut Client) -> anyhow::Result<()> {
     let transaction = client.transaction().await?;
@@ -142,7 +173,7 @@ pub(crate) async fn migrate(client: &mut Client) -> anyhow::Result<()> {
         Some(version) if version > VERSION => anyhow::bail!(
             "the database has schema version {version}, newer than this host understands ({VERSION}); use a newer reprise"
         ),
-        Some(_) => {}
+        Some(version) => upgrade(&transaction, version).await?,
     }
     transaction.commit().await?;
     Ok(())

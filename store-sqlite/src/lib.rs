@@ -28,7 +28,7 @@ use reprise_core::store::{
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS instances (
@@ -57,7 +57,9 @@ CREATE TABLE IF NOT EXISTS instances (
     -- The token of a staged commit whose effects are pending (outbox).
     outbox             INTEGER,
     -- Bumped by every commit: what a commit is checked against (fencing).
-    revision           INTEGER NOT NULL DEFAULT 0
+    revision           INTEGER NOT NULL DEFAULT 0,
+    -- The instance's trace context, if traced (the host's format).
+    trace              TEXT
 );
 CREATE INDEX IF NOT EXISTS instances_by_created_time ON instances (created_at, instance_id);
 CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_instance_id)
@@ -126,8 +128,25 @@ pub struct SqliteStore {
     /// Reads go here, so a long write (a bulk purge batch) never holds up
     /// a status query: in WAL mode readers and the writer do not block.
     reader: Mutex<Connection>,
+    /// [`Store::counts`] reads here: it scans every instance.
+    counter: Mutex<Connection>,
     /// Told of each group the writer commits, once one is set.
     observer: Observer,
+}
+
+/// A read-only connection to the database at `path`.
+fn open_reader(path: &Path) -> anyhow::Result<Connection> {
+    let reader = Connection::open(path)
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    // Every write from the writer empties the reader's page cache; with
+    // the file mapped, reading the pages again costs no system calls.
+    reader
+        .execute_batch(
+            "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA mmap_size = 1073741824;",
+        )
+        .context("cannot configure SQLite")?;
+    configure_statements(&reader)?;
+    Ok(reader)
 }
 
 /// Where the writer finds its [`CommitObserver`], set after it started.
@@ -173,6 +192,8 @@ impl SqliteStore {
                WHERE h.instance_id = instances.instance_id AND h.generation = instances.generation);
              ALTER TABLE instances ADD COLUMN outbox INTEGER;
              ALTER TABLE instances ADD COLUMN revision INTEGER NOT NULL DEFAULT 0",
+            // 5: trace contexts; older instances are not traced.
+            "ALTER TABLE instances ADD COLUMN trace TEXT",
         ];
         for (to, change) in (2..).zip(upgrades) {
             if (1..to).contains(&version) {
@@ -187,16 +208,9 @@ impl SqliteStore {
             .execute_batch(SCHEMA)
             .context("cannot create the schema")?;
         connection.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
-        let reader = Connection::open(path)
-            .with_context(|| format!("cannot open the database {}", path.display()))?;
-        // Every write from the writer empties the reader's page cache; with
-        // the file mapped, reading the pages again costs no system calls.
-        reader
-            .execute_batch(
-                "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA mmap_size = 1073741824;",
-            )
-            .context("cannot configure SQLite")?;
-        configure_statements(&reader)?;
+        let reader = open_reader(path)?;
+        // Its own: counting every instance must not hold up episodes' reads.
+        let counter = open_reader(path)?;
         let (writer, jobs) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
         let observer = Observer::default();
         let told = Arc::clone(&observer);
@@ -207,6 +221,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             reader: Mutex::new(reader),
+            counter: Mutex::new(counter),
             observer,
         })
     }
@@ -243,16 +258,23 @@ impl SqliteStore {
     /// Runs `work` on the reader connection in one read transaction: it
     /// sees every committed write and waits for none (WAL).
     fn read<T>(&self, work: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let mut connection = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let read = || {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let value = work(&transaction)?;
-            transaction.commit()?;
-            Ok(value)
-        };
-        read().map_err(classified)
+        read_on(&self.reader, work)
     }
+}
+
+/// Runs `work` on `connection` in one read transaction.
+fn read_on<T>(
+    connection: &Mutex<Connection>,
+    work: impl FnOnce(&Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
+    let read = || {
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let value = work(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    };
+    read().map_err(classified)
 }
 
 /// Why SQLite failed, when the cause lies outside the host (the disk, the
@@ -330,7 +352,7 @@ const STATEMENT_CACHE: usize = 128;
 const INSTANCE_COLUMNS: &str =
     "instance_id, name, status, generation, input, output, custom_status,
     created_at, updated_at, parent_instance_id, parent_generation, parent_task_id, original_input,
-    version, revision";
+    version, revision, trace";
 
 fn instance_from_row(row: &rusqlite::Row) -> anyhow::Result<Instance> {
     let id: String = row.get(0)?;
@@ -362,6 +384,7 @@ fn instance_from_row(row: &rusqlite::Row) -> anyhow::Result<Instance> {
         parent,
         version: row.get(13)?,
         revision: row.get::<_, i64>(14)? as u64,
+        trace: row.get(15)?,
         id,
     })
 }
@@ -592,8 +615,8 @@ fn insert_instance(transaction: &Connection, new: &NewInstance) -> anyhow::Resul
             "INSERT OR REPLACE INTO instances
                (instance_id, name, status, generation, input, output, custom_status, created_at, updated_at,
                 parent_instance_id, parent_generation, parent_task_id, original_input, version, outbox,
-                revision)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9, ?5, ?10, ?11, ?12)",
+                revision, trace)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?6, ?7, ?8, ?9, ?5, ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
             new.id,
@@ -608,6 +631,7 @@ fn insert_instance(transaction: &Connection, new: &NewInstance) -> anyhow::Resul
             new.version,
             pending,
             revision as i64,
+            new.trace,
         ])?;
     Ok(StartOutcome::Started)
 }
@@ -641,11 +665,11 @@ fn select_work_row(
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
-    let history_len: i64 = row.get(15)?;
+    let history_len: i64 = row.get(16)?;
     Ok(Some((
         instance_from_row(row)?,
         history_len as usize,
-        row.get(16)?,
+        row.get(17)?,
     )))
 }
 
@@ -1388,7 +1412,7 @@ impl Store for SqliteStore {
     }
 
     fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts> {
-        self.read(|connection| {
+        read_on(&self.counter, |connection| {
             let mut counts = StoreCounts::default();
             let mut statuses = connection
                 .prepare_cached("SELECT status, count(*) FROM instances GROUP BY status")?;

@@ -81,6 +81,8 @@ struct Tally {
     cut_off: AtomicU64,
     /// The slowest request so far: how long, what, and how it ended.
     slowest: std::sync::Mutex<(Duration, String, String)>,
+    /// Whether the database's sessions were printed (after a hang).
+    sessions_printed: AtomicBool,
 }
 
 impl Tally {
@@ -181,11 +183,15 @@ impl Api {
         outcome
     }
 
-    /// What each session of the host's database is doing and waiting for.
+    /// What each session of the host's database is doing and waiting for
+    /// (once: the first hang tells the story).
     async fn print_database_sessions(&self) {
         let Some(url) = self.database.clone() else {
             return;
         };
+        if self.tally.sessions_printed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let sql = "SELECT concat_ws(' | ', pid, state, wait_event_type, wait_event, \
                    now() - xact_start, left(query, 200)) \
                    FROM pg_stat_activity WHERE datname = current_database()";

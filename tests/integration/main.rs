@@ -31,4 +31,5 @@ mod singleton;
 mod sub_orchestrations;
 mod suspend;
 mod timers;
+mod traces;
 mod versions;

@@ -236,3 +236,39 @@ pub fn a_component_version_is_kept_while_an_instance_may_run_on_it_and_then_coll
     store.record_components(&[], &only_v1, 50).unwrap();
     assert_eq!(store.collect_components(40).unwrap(), only_v2);
 }
+
+/// The store keeps an instance's trace context as the start gave it, for
+/// a child too; a new start under a finished ID replaces it.
+pub fn a_start_keeps_its_trace_and_a_new_start_replaces_it(store: &dyn Store) {
+    let trace = |id: &str| store.instance(id).unwrap().unwrap().trace;
+    let traced = |id: &str, trace: &str| NewInstance {
+        trace: Some(trace.into()),
+        ..new_instance(id)
+    };
+    start(store, &traced("a", "first"));
+    assert_eq!(trace("a").as_deref(), Some("first"));
+    let read = work(store, "a");
+    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+    commit.children = vec![Ok(NewInstance {
+        parent: Some(ParentTask {
+            instance_id: "a".into(),
+            generation: 0,
+            task_id: 1,
+        }),
+        ..traced("a-child", "child")
+    })];
+    let CommitOutcome::Committed(_) = store.commit_episode(&commit).unwrap() else {
+        panic!("the episode was refused");
+    };
+    assert_eq!(trace("a-child").as_deref(), Some("child"));
+    assert_eq!(trace("a").as_deref(), Some("first"), "a commit keeps it");
+
+    finish(store, "a-child", RuntimeStatus::Completed);
+    assert_eq!(
+        start(store, &traced("a-child", "again")),
+        StartOutcome::Started
+    );
+    assert_eq!(trace("a-child").as_deref(), Some("again"));
+    start(store, &new_instance("untraced"));
+    assert_eq!(trace("untraced"), None);
+}

@@ -84,6 +84,7 @@ macro_rules! store_conformance_tests {
             queries_page_in_creation_order_and_bulk_purge_skips_live_instances,
             purge_refuses_an_unfinished_instance_and_removes_a_finished_one_with_its_messages,
             a_component_version_is_kept_while_an_instance_may_run_on_it_and_then_collected,
+            a_start_keeps_its_trace_and_a_new_start_replaces_it,
             // episodes.rs
             a_direct_first_episode_commits_with_its_start_or_the_start_is_queued,
             a_direct_episode_applies_only_to_the_state_it_was_planned_on,
@@ -133,6 +134,7 @@ pub fn new_instance(id: &str) -> NewInstance {
         now: 1,
         parent: None,
         version: Some("sha256:v1".into()),
+        trace: None,
     }
 }
 

@@ -46,7 +46,7 @@ struct ReasonQuery {
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/orchestrators/{functionName}",
-    params(("functionName" = String, Path, description = "A loaded orchestrator"), WaitQuery),
+    params(("functionName" = String, Path, description = "A loaded orchestrator"), WaitQuery, ("traceparent" = Option<String>, Header, description = "W3C trace context: with tracing on (--otlp-endpoint), the instance's trace follows it")),
     request_body(content = Option<serde_json::Value>, description = "The orchestrator's input, any JSON; empty means null", content_type = "application/json"),
     responses(
         (status = 202, description = "Started: the start is durably committed", body = CheckStatus, headers(("Location" = String, description = "The status URL"))),
@@ -75,7 +75,7 @@ pub(super) async fn start(
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/orchestrators/{functionName}/{instanceId}",
-    params(("functionName" = String, Path, description = "A loaded orchestrator"), InstancePath, WaitQuery),
+    params(("functionName" = String, Path, description = "A loaded orchestrator"), InstancePath, WaitQuery, ("traceparent" = Option<String>, Header, description = "W3C trace context: with tracing on (--otlp-endpoint), the instance's trace follows it")),
     request_body(content = Option<serde_json::Value>, description = "The orchestrator's input, any JSON; empty means null", content_type = "application/json"),
     responses(
         (status = 202, description = "Started: the start is durably committed", body = CheckStatus, headers(("Location" = String, description = "The status URL"))),
@@ -116,14 +116,18 @@ async fn start_instance(
     }
     let wait = Wait::from_query(&query)?;
     let input = json_body(&body, "the orchestrator input")?;
-    let started = state.engine.start(&function_name, id, input).await;
+    let traceparent = traceparent(&headers);
+    let started = state
+        .engine
+        .start(&function_name, id, input, traceparent)
+        .await;
     started_response(&state, &headers, started, wait, &query).await
 }
 
 #[utoipa::path(
     post,
     path = "/runtime/webhooks/durabletask/instances/{instanceId}/restart",
-    params(InstancePath, ("restartWithNewInstanceId" = Option<bool>, Query, description = "Default true; false reuses the ID of a finished instance"), WaitQuery),
+    params(InstancePath, ("restartWithNewInstanceId" = Option<bool>, Query, description = "Default true; false reuses the ID of a finished instance"), WaitQuery, ("traceparent" = Option<String>, Header, description = "W3C trace context: with tracing on (--otlp-endpoint), the instance's trace follows it")),
     responses(
         (status = 202, description = "The new run is durably committed", body = CheckStatus, headers(("Location" = String))),
         (status = 200, description = "With `timeout`: the new run completed in time; the body is its output", body = Object),
@@ -147,12 +151,20 @@ pub(super) async fn restart(
     let id = parse_instance_id(&instance_id)?;
     let new_id = bool_param(&query, "restartWithNewInstanceId", true)?;
     let wait = Wait::from_query(&query)?;
-    let started = match state.engine.restart(&id, new_id).await {
+    let traceparent = traceparent(&headers);
+    let started = match state.engine.restart(&id, new_id, traceparent).await {
         Ok(None) => return Err(ApiError::instance_not_found(id.as_str())),
         Ok(Some(started)) => Ok(started),
         Err(error) => Err(error),
     };
     started_response(&state, &headers, started, wait, &query).await
+}
+
+/// The W3C trace context the caller sent, if any (`traceparent`).
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
 }
 
 /// 202 with the check-status payload of a started instance, or the error;

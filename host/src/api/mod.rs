@@ -111,7 +111,9 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
             task_hub,
         });
     let router = match key {
-        // Nothing is looked at before the key is checked.
+        // Nothing is looked at before the key is checked (but for the
+        // request counter outside it, which reads only the matched route
+        // template and the method).
         Some(key) => router.layer(middleware::from_fn(move |request: Request, next: Next| {
             access::require_key(Arc::clone(&key), request, next)
         })),

@@ -16,7 +16,9 @@
 //! that records its result, and refuses a second result.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use opentelemetry::KeyValue;
 
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -25,6 +27,7 @@ use crate::metrics::{self, ActivityOutcome, FailureKind};
 use crate::model::{Message, Millis, now_millis};
 use crate::runtime::GuestError;
 use crate::store::{ActivityLease, ActivityWork, EpisodeCommit};
+use crate::traces::{InstanceTrace, Span, SpanOf, Traces};
 
 /// Extra lease time beyond the timeout, for recording the result.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
@@ -125,6 +128,49 @@ fn record_run(
 }
 
 async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
+    let (began_at, began) = (SystemTime::now(), Instant::now());
+    let Some((result, failure)) = execute(shared, &work).await else {
+        return;
+    };
+    let bounded = shared
+        .config
+        .step_limits
+        .bound_activity_result(&work.name, result.clone());
+    // An output over the limit fails the activity, as the orchestrator sees.
+    let failure = match (&result, &bounded) {
+        (Ok(_), Err(_)) => Some(FailureKind::Limits),
+        _ => failure,
+    };
+    record_run(shared, &work.name, &bounded, failure, began.elapsed());
+    let instance_id = work.instance_id.clone();
+    let ran = Ran {
+        name: work.name.clone(),
+        began: began_at,
+        error: bounded.as_ref().err().cloned(),
+    };
+    let recorded = record_result(shared, work, bounded).await;
+    match recorded {
+        Ok(Recorded { applied, trace }) => {
+            if !applied {
+                tracing::debug!(instance = %instance_id, "activity result discarded: its generation ended");
+            }
+            if let (Some(traces), Some(trace)) = (&shared.traces, trace) {
+                send_span(traces, &trace, &instance_id, ran);
+            }
+        }
+        Err(error) => {
+            tracing::error!(instance = %instance_id, "cannot record an activity result; it will run again: {error:#}")
+        }
+    }
+}
+
+/// Runs `work`'s activity: its result (the guest's own `Err` for a
+/// failure), and the kind of failure if it is the guest's fault; `None` if
+/// the host could not run it (it stays leased and runs again).
+async fn execute(
+    shared: &Arc<Shared>,
+    work: &ActivityWork,
+) -> Option<(Result<String, String>, Option<FailureKind>)> {
     let timeout = shared.config.activity_timeout;
     let runtime = Arc::clone(&shared.runtime);
     let (name, input, version) = (work.name.clone(), work.input.clone(), work.version.clone());
@@ -135,44 +181,54 @@ async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
         let wanted = version.clone();
         let _ = tokio::task::spawn_blocking(move || shared.ensure_version(wanted.as_deref())).await;
     }
-    let began = Instant::now();
     let run = tokio::task::spawn_blocking(move || {
         runtime.run_activity(&name, version.as_deref(), &input, timeout)
     });
     // The sandbox interrupts guest code at the timeout; this also covers
     // time spent blocked in the host on the guest's behalf.
-    let (result, failure) = match tokio::time::timeout(timeout + Duration::from_secs(1), run).await
-    {
-        Ok(Ok(Ok(outcome))) => (outcome, None),
-        Ok(Ok(Err(GuestError::Host(error)))) => {
-            // Not the activity's fault: leave it leased; it runs again when
-            // the lease expires.
-            tracing::error!(activity = %work.name, instance = %work.instance_id, "cannot run the activity: {error:#}");
-            return;
-        }
-        Ok(Ok(Err(GuestError::TimedOut))) | Err(_) => {
-            let seconds = timeout.as_secs_f64();
-            let failed = format!("the activity ran past its timeout of {seconds}s");
-            (Err(failed), Some(FailureKind::Timeout))
-        }
-        Ok(Ok(Err(error @ GuestError::UnknownActivity(_)))) => (Err(error.to_string()), None),
-        Ok(Ok(Err(error))) => (
-            Err(format!("the activity {error}")),
-            FailureKind::of(&error),
-        ),
-        Ok(Err(panic)) => (Err(format!("the activity could not run: {panic}")), None),
-    };
-    record_run(shared, &work.name, &result, failure, began.elapsed());
-    let result = shared
-        .config
-        .step_limits
-        .bound_activity_result(&work.name, result);
-    // With the instance warm, the result is applied in
-    // the transaction that records it (see `direct.rs`).
+    Some(
+        match tokio::time::timeout(timeout + Duration::from_secs(1), run).await {
+            Ok(Ok(Ok(outcome))) => (outcome, None),
+            Ok(Ok(Err(GuestError::Host(error)))) => {
+                // Not the activity's fault: leave it leased; it runs again when
+                // the lease expires.
+                tracing::error!(activity = %work.name, instance = %work.instance_id, "cannot run the activity: {error:#}");
+                return None;
+            }
+            Ok(Ok(Err(GuestError::TimedOut))) | Err(_) => {
+                let seconds = timeout.as_secs_f64();
+                let failed = format!("the activity ran past its timeout of {seconds}s");
+                (Err(failed), Some(FailureKind::Timeout))
+            }
+            Ok(Ok(Err(error @ GuestError::UnknownActivity(_)))) => (Err(error.to_string()), None),
+            Ok(Ok(Err(error))) => (
+                Err(format!("the activity {error}")),
+                FailureKind::of(&error),
+            ),
+            Ok(Err(panic)) => (Err(format!("the activity could not run: {panic}")), None),
+        },
+    )
+}
+
+/// What recording an activity's result came to.
+struct Recorded {
+    /// Applied or queued; `false`: its generation had ended.
+    applied: bool,
+    /// The instance's trace, with tracing on.
+    trace: Option<InstanceTrace>,
+}
+
+/// Records `result` for `work` (with the instance warm, applies it in the
+/// transaction that records it: see `direct.rs`).
+async fn record_result(
+    shared: &Arc<Shared>,
+    work: ActivityWork,
+    result: Result<String, String>,
+) -> anyhow::Result<Recorded> {
     let shared = Arc::clone(shared);
     let instance_id = work.instance_id.clone();
     let mut claim = direct::Claim::for_message(&shared, &instance_id).await;
-    let recorded = blocking(move || {
+    blocking(move || {
         let episode = claim.as_mut().and_then(|claim| {
             claim.plan_message(Message::ActivityDone {
                 generation: work.generation,
@@ -185,16 +241,42 @@ async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
         if let Some(applied) = applied {
             direct::settle(&shared, &work.instance_id, claim, applied);
         }
-        Ok(recorded)
+        // Only with tracing on: the span goes under the instance's.
+        let trace = match &shared.traces {
+            Some(_) => shared
+                .store
+                .instance(&work.instance_id)
+                .ok()
+                .flatten()
+                .and_then(|instance| InstanceTrace::of(instance.trace.as_deref())),
+            None => None,
+        };
+        Ok(Recorded {
+            applied: recorded,
+            trace,
+        })
     })
-    .await;
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::debug!(instance = %instance_id, "activity result discarded: its generation ended")
-        }
-        Err(error) => {
-            tracing::error!(instance = %instance_id, "cannot record an activity result; it will run again: {error:#}")
-        }
-    }
+    .await
+}
+
+/// An activity run, for its span.
+struct Ran {
+    name: String,
+    began: SystemTime,
+    error: Option<String>,
+}
+
+fn send_span(traces: &Traces, trace: &InstanceTrace, instance_id: &str, ran: Ran) {
+    let attributes = vec![
+        KeyValue::new("reprise.instance_id", instance_id.to_owned()),
+        KeyValue::new("reprise.activity", ran.name.clone()),
+    ];
+    let span = Span {
+        name: format!("activity {}", ran.name).into(),
+        start: ran.began,
+        end: SystemTime::now(),
+        attributes,
+        error: ran.error,
+    };
+    traces.send(trace, span, SpanOf::Step);
 }

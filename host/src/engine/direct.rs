@@ -20,9 +20,9 @@ use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::activities::Reserved;
+use super::record::EpisodeRecord;
 use super::warm::WarmExecution;
 use super::{Shared, background_work, episode, schedule, staging};
-use crate::metrics::{EpisodeEffect, EpisodeReport};
 use crate::model::{Message, QueuedMessage, now_millis};
 use crate::store::{Applied, DirectEpisode, NewInstance, WorkItem};
 
@@ -128,8 +128,7 @@ impl Claim {
                     live,
                     wakes: background_work(&commit),
                     workers,
-                    effect: self.shared.episode_effect(&commit),
-                    report,
+                    record: self.shared.record_of(&commit, Some(report)),
                 });
                 Some(DirectEpisode {
                     commit,
@@ -162,9 +161,8 @@ struct Leftover {
     wakes: (bool, bool),
     /// Workers for the activities the episode leases.
     workers: Reserved,
-    /// What the episode does and took, for the metrics.
-    effect: EpisodeEffect,
-    report: EpisodeReport,
+    /// What the episode tells the metrics and traces once committed.
+    record: EpisodeRecord,
 }
 
 /// Acts on the store's answer for a message to `id`, giving up the claim.
@@ -177,8 +175,7 @@ pub(super) fn settle(shared: &Arc<Shared>, id: &str, mut claim: Option<Claim>, a
     let leftover = claim.as_mut().and_then(|claim| claim.leftover.take());
     match (applied, leftover) {
         (Applied::Directly(follow_up), Some(leftover)) => {
-            let (effect, report) = (&leftover.effect, &leftover.report);
-            shared.metrics.episode_committed(effect, Some(report));
+            shared.record(&leftover.record);
             if let Some(live) = leftover.live {
                 shared.warm.keep(id, live);
             }

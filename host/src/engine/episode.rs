@@ -20,6 +20,7 @@ use crate::store::{ActivityLease, EpisodeCommit, HistoryChange, NewInstance, Wor
 
 use super::warm::WarmExecution;
 use crate::metrics::{EpisodeReport, Execution, FailureKind};
+use crate::traces::InstanceTrace;
 
 /// Consecutive generations that consume no event before an orchestrator is
 /// declared to be looping through continue-as-new forever.
@@ -187,9 +188,11 @@ pub(crate) fn plan(
     let mut report = EpisodeReport {
         execution: match warm {
             Some(_) => Execution::Warm,
+            None if work.history_len == 0 => Execution::New,
             None => Execution::Cold,
         },
         replayed: work.history.len(),
+        began: std::time::SystemTime::now(),
         took: Default::default(),
         failure: None,
     };
@@ -749,7 +752,9 @@ fn run_steps(
                             generation: generation.number,
                             task_id: child.id,
                         };
-                        let start = child_start(runtime, &child, parent, now);
+                        let trace = InstanceTrace::of(instance.trace.as_deref())
+                            .map(|trace| trace.child().to_text());
+                        let start = child_start(runtime, &child, parent, now, trace);
                         generation.children.push(start);
                         generation.new_entries.push(action_entry(
                             wire::Action::StartSubOrchestration(child),
@@ -1029,12 +1034,14 @@ fn describe(entry: Option<&HistoryEntry>) -> String {
     }
 }
 
-/// The start of a child instance, or why it cannot start.
+/// The start of a child instance (with `trace`, its place in its parent's
+/// trace, if that is traced), or why it cannot start.
 fn child_start(
     runtime: &Runtime,
     child: &wire::StartSubOrchestration,
     parent: ParentTask,
     now: Millis,
+    trace: Option<String>,
 ) -> Result<NewInstance, (ParentTask, String)> {
     let id = child.instance_id.clone().unwrap_or_else(|| {
         format!(
@@ -1056,6 +1063,7 @@ fn child_start(
         now,
         parent: Some(parent),
         version: Some(version),
+        trace,
     })
 }
 

@@ -12,6 +12,7 @@ mod direct;
 mod episode;
 mod functions;
 mod peers;
+mod record;
 mod replay_check;
 mod rewind;
 mod scheduler;
@@ -23,7 +24,7 @@ mod warm;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::{self, EpisodeEffect, EpisodeReport, Metrics, Snapshot};
+use crate::metrics::{Metrics, Snapshot};
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{
@@ -31,6 +32,7 @@ use crate::store::{
 };
 pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor};
+use crate::traces::{InstanceTrace, Traces};
 pub use episode::StepLimits;
 pub use replay_check::{RecordedGeneration, Verdict, check_replay};
 use warm::WarmExecution;
@@ -104,6 +106,8 @@ struct Shared {
     warm: warm::WarmCache,
     config: EngineConfig,
     metrics: Arc<Metrics>,
+    /// Where spans go, when tracing is on.
+    traces: Option<Traces>,
 }
 
 impl Shared {
@@ -112,23 +116,6 @@ impl Shared {
     fn wake_background_work(&self, commit: &EpisodeCommit) {
         let (timers, activities) = background_work(commit);
         self.wake(timers, activities);
-    }
-
-    /// What `commit` does to its instance, for the metrics.
-    fn episode_effect(&self, commit: &EpisodeCommit) -> EpisodeEffect {
-        let name = &commit.updated.name;
-        let label = match self.runtime.serves_orchestrator(name) {
-            true => name.as_str(),
-            false => metrics::UNKNOWN,
-        };
-        EpisodeEffect::of(commit, label)
-    }
-
-    /// Records a committed episode in the metrics; `report` is its
-    /// planning's, unless the host decided it alone.
-    fn record_episode(&self, commit: &EpisodeCommit, report: Option<&EpisodeReport>) {
-        let effect = self.episode_effect(commit);
-        self.metrics.episode_committed(&effect, report);
     }
 
     /// Wakes the timer service, the activity dispatcher, or both.
@@ -152,12 +139,19 @@ fn background_work(commit: &EpisodeCommit) -> (bool, bool) {
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>, config: EngineConfig) -> Engine {
+    /// `traces`: where spans go, if tracing is on.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<Runtime>,
+        config: EngineConfig,
+        traces: Option<Traces>,
+    ) -> Engine {
         let metrics = Arc::new(Metrics::new());
         store.observe_commits(Arc::clone(&metrics) as Arc<dyn CommitObserver>);
         Engine {
             shared: Arc::new(Shared {
                 metrics,
+                traces,
                 store,
                 runtime,
                 scheduler: Scheduler::new(config.workers),
@@ -229,7 +223,15 @@ impl Engine {
     /// now (read from the store).
     pub async fn scrape_metrics(&self) -> anyhow::Result<String> {
         let store = Arc::clone(&self.shared.store);
-        let counts = blocking(move || store.counts(now_millis())).await?;
+        // The host's own metrics are served even when the store cannot be
+        // read (then `reprise_store_up` is 0).
+        let counts = match blocking(move || store.counts(now_millis())).await {
+            Ok(counts) => Some(counts),
+            Err(error) => {
+                tracing::warn!("metrics without the store's counts: {error:#}");
+                None
+            }
+        };
         let runtime = &self.shared.runtime;
         let files = runtime.files();
         let snapshot = Snapshot {
@@ -254,11 +256,14 @@ impl Engine {
 
     /// Starts `name` under `id` (or a fresh ID); durable once this returns.
     /// Its first episode commits with the start, planned here (`direct.rs`).
+    /// With tracing on, the instance's trace follows the caller's
+    /// `traceparent` (W3C), if valid.
     pub async fn start(
         &self,
         name: &str,
         id: Option<InstanceId>,
         input: String,
+        traceparent: Option<&str>,
     ) -> Result<(InstanceId, StartOutcome), EngineError> {
         let Some(version) = self.shared.runtime.current_version(name) else {
             return Err(EngineError::UnknownOrchestrator(name.to_owned()));
@@ -272,6 +277,11 @@ impl Engine {
             now: now_millis(),
             parent: None,
             version: Some(version),
+            trace: self
+                .shared
+                .traces
+                .as_ref()
+                .map(|_| InstanceTrace::start(traceparent).to_text()),
         };
         let shared = Arc::clone(&self.shared);
         let mut claim = direct::Claim::new(&self.shared, id.as_str()).await;
@@ -439,6 +449,7 @@ impl Engine {
         &self,
         id: &InstanceId,
         new_id: bool,
+        traceparent: Option<&str>,
     ) -> Result<Option<(InstanceId, StartOutcome)>, EngineError> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
@@ -446,7 +457,8 @@ impl Engine {
             return Ok(None);
         };
         let target = if new_id { None } else { Some(id.clone()) };
-        self.start(&instance.name, target, instance.original_input)
+        let input = instance.original_input;
+        self.start(&instance.name, target, input, traceparent)
             .await
             .map(Some)
     }
@@ -572,7 +584,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                         shared.warm.keep(&id, live);
                     }
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
-                    shared.record_episode(&commit, Some(&report));
+                    shared.record(&shared.record_of(&commit, Some(report)));
                     if commit.staging.is_some() {
                         drain_effects(&shared, &id)?;
                     }

@@ -168,6 +168,7 @@ mod tests {
             parent: None,
             version: None,
             revision: 3,
+            trace: None,
         }
     }
 

@@ -49,7 +49,7 @@ pub(super) async fn set_aside(
             let commit = failing(instance, queued, &reason, now_millis());
             match store.commit_episode(&commit)? {
                 CommitOutcome::Committed(follow_up) => {
-                    recorder.record_episode(&commit, None);
+                    recorder.record(&recorder.record_of(&commit, None));
                     return Ok(follow_up.notify);
                 }
                 CommitOutcome::LateMessages | CommitOutcome::Stale => continue,
