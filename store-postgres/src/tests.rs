@@ -302,3 +302,38 @@ mod batches {
         }
     }
 }
+
+/// A database of schema version 1 (before trace contexts) is upgraded by
+/// the next host that opens it, and keeps its instances.
+#[test]
+fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
+    use reprise_core::conformance::new_instance;
+    use reprise_core::store::{NewInstance, Store};
+
+    let url = PostgresServer::shared().create_database().unwrap();
+    let store = PostgresStore::open(&url, super::Options::default()).unwrap();
+    store.start_instance(&new_instance("old"), None).unwrap();
+    drop(store);
+    PostgresServer::shared()
+        .query(
+            &url,
+            "ALTER TABLE instances DROP COLUMN trace; UPDATE reprise_schema SET version = 1",
+        )
+        .unwrap();
+
+    let store = PostgresStore::open(&url, super::Options::default()).unwrap();
+    assert_eq!(store.instance("old").unwrap().unwrap().trace, None);
+    let traced = NewInstance {
+        trace: Some("t".into()),
+        ..new_instance("new")
+    };
+    store.start_instance(&traced, None).unwrap();
+    assert_eq!(
+        store.instance("new").unwrap().unwrap().trace.as_deref(),
+        Some("t")
+    );
+    let version = PostgresServer::shared()
+        .query(&url, "SELECT version FROM reprise_schema")
+        .unwrap();
+    assert_eq!(version, ["2"]);
+}

@@ -121,8 +121,10 @@ fn a_version_1_database_is_upgraded_and_keeps_its_instances() {
         (old.input.as_str(), old.original_input.as_str()),
         ("7", "7")
     );
-    // Older instances have no version: they run on the current file.
+    // Older instances have no version: they run on the current file; and
+    // they are not traced.
     assert_eq!(old.version, None);
+    assert_eq!(old.trace, None);
     start(&store, &new_instance("new"));
     assert_eq!(
         store.instance("new").unwrap().unwrap().version.as_deref(),

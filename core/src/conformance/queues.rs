@@ -3,7 +3,7 @@
 use super::{episode, finish, new_instance, seqs, start, work};
 use crate::model::{HistoryEntry, Message, RuntimeStatus};
 use crate::store::{
-    ActivityLease, Applied, CommitOutcome, HistoryChange, Store, StoreCounts, WorkRead,
+    ActivityLease, Applied, CommitOutcome, FollowUp, HistoryChange, Store, StoreCounts, WorkRead,
 };
 
 /// The first `lease.count` activities of a commit are leased as they are
@@ -11,19 +11,7 @@ use crate::store::{
 /// expires.
 pub fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else(store: &dyn Store) {
     start(store, &new_instance("a"));
-    let read = work(store, "a");
-    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
-    commit.activities = vec![
-        (1, "First".into(), "1".into()),
-        (2, "Second".into(), "2".into()),
-    ];
-    commit.lease = ActivityLease {
-        count: 1,
-        until: 1_000,
-    };
-    let CommitOutcome::Committed(follow_up) = store.commit_episode(&commit).unwrap() else {
-        panic!("the episode was refused");
-    };
+    let follow_up = schedule_two_activities(store, "a", Vec::new());
     let [leased] = &follow_up.leased[..] else {
         panic!("expected one leased activity: {:?}", follow_up.leased);
     };
@@ -163,15 +151,12 @@ pub fn a_due_timer_fires_once_and_never_for_a_generation_that_ended(store: &dyn 
     assert!(store.load_work("b", WorkRead::ALL).unwrap().is_none());
 }
 
-/// `counts` sees instances by status, queued messages, pending timers,
-/// and activities, leased while their lease lasts.
-pub fn counts_show_instances_by_status_and_what_waits(store: &dyn Store) {
-    assert_eq!(store.counts(0).unwrap(), StoreCounts::default());
-    start(store, &new_instance("a"));
-    start(store, &new_instance("b"));
-    let read = work(store, "a");
+/// Commits `id`'s first episode: two activities, `First` leased until
+/// 1,000 and `Second` not, and `timers`.
+fn schedule_two_activities(store: &dyn Store, id: &str, timers: Vec<(u64, u64)>) -> FollowUp {
+    let read = work(store, id);
     let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
-    commit.timers = vec![(3, 100)];
+    commit.timers = timers;
     commit.activities = vec![
         (1, "First".into(), "1".into()),
         (2, "Second".into(), "2".into()),
@@ -180,9 +165,19 @@ pub fn counts_show_instances_by_status_and_what_waits(store: &dyn Store) {
         count: 1,
         until: 1_000,
     };
-    let CommitOutcome::Committed(_) = store.commit_episode(&commit).unwrap() else {
+    let CommitOutcome::Committed(follow_up) = store.commit_episode(&commit).unwrap() else {
         panic!("the episode was refused");
     };
+    follow_up
+}
+
+/// `counts` sees instances by status, queued messages, pending timers,
+/// and activities, leased while their lease lasts.
+pub fn counts_show_instances_by_status_and_what_waits(store: &dyn Store) {
+    assert_eq!(store.counts(0).unwrap(), StoreCounts::default());
+    start(store, &new_instance("a"));
+    start(store, &new_instance("b"));
+    schedule_two_activities(store, "a", vec![(3, 100)]);
     let mut counts = store.counts(999).unwrap();
     counts.instances.sort_by_key(|(status, _)| status.as_str());
     assert_eq!(
