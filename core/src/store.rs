@@ -422,6 +422,9 @@ pub struct ActivityWork {
     /// The scheduling instance's component version: the activity runs from
     /// it if it exports the activity.
     pub version: Option<String>,
+    /// The scheduling instance's trace context ([`Instance::trace`]): the
+    /// activity's span goes under the instance's.
+    pub trace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

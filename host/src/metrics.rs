@@ -27,7 +27,14 @@ use crate::runtime::GuestError;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The label of a function name no loaded component provides.
-pub const UNKNOWN: &str = "(unknown)";
+const UNKNOWN: &str = "(unknown)";
+
+/// The label of function `name`: itself if a loaded component provides it
+/// (`served`), else [`UNKNOWN`], so a guest inventing names cannot grow
+/// the series.
+pub fn function_label(name: &str, served: bool) -> &str {
+    if served { name } else { UNKNOWN }
+}
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 

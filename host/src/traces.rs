@@ -18,15 +18,18 @@
 //! (logged): tracing never slows or stops the work it describes.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use tokio::sync::mpsc;
 
@@ -114,27 +117,15 @@ fn new_span_id() -> SpanId {
     }
 }
 
-/// The trace and parent span of a W3C `traceparent` header
-/// (`00-TRACE-SPAN-FLAGS`), if it is valid.
+/// The trace and parent span of a W3C `traceparent` header, if it is
+/// valid (read by the SDK's W3C propagator).
 fn parse_traceparent(header: &str) -> Option<(TraceId, SpanId)> {
-    let mut parts = header.trim().split('-');
-    let version = parts.next()?;
-    let (trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?);
-    // Version 00 has exactly these fields; a later version may add more.
-    let valid = version.len() == 2
-        && version != "ff"
-        && u8::from_str_radix(version, 16).is_ok()
-        && (version != "00" || parts.next().is_none())
-        && trace.len() == 32
-        && span.len() == 16
-        && flags.len() == 2
-        && u8::from_str_radix(flags, 16).is_ok();
-    if !valid || trace.chars().any(|c| c.is_ascii_uppercase()) {
-        return None;
-    }
-    let trace_id = TraceId::from_hex(trace).ok()?;
-    let span_id = SpanId::from_hex(span).ok()?;
-    (trace_id != TraceId::INVALID && span_id != SpanId::INVALID).then_some((trace_id, span_id))
+    let carrier = HashMap::from([("traceparent".to_owned(), header.to_owned())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    let caller = context.span().span_context().clone();
+    caller
+        .is_valid()
+        .then(|| (caller.trace_id(), caller.span_id()))
 }
 
 /// One span to export, under `trace`'s instance span (or, for the

@@ -697,6 +697,7 @@ async fn insert_activities(
             name: row.get(2),
             input: row.get(3),
             version: updated.version.clone(),
+            trace: updated.trace.clone(),
         })
         .collect();
     leased.sort_by_key(|work| work.key);

@@ -768,7 +768,8 @@ impl Store for PostgresStore {
                             ORDER BY key LIMIT $3 FOR UPDATE SKIP LOCKED) c
                          WHERE a.key = c.key
                          RETURNING a.key, a.instance_id, a.generation, a.task_id, a.name, a.input,
-                           (SELECT version FROM instances i WHERE i.instance_id = a.instance_id)"
+                           (SELECT version FROM instances i WHERE i.instance_id = a.instance_id),
+                           (SELECT trace FROM instances i WHERE i.instance_id = a.instance_id)"
                     ),
                     &[&(now as i64), &((now + lease) as i64), &(limit as i64), &me],
                 )
@@ -783,6 +784,7 @@ impl Store for PostgresStore {
                     name: row.get(4),
                     input: row.get(5),
                     version: row.get(6),
+                    trace: row.get(7),
                 })
                 .collect();
             claimed.sort_by_key(|work| work.key);

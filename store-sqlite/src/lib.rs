@@ -1018,6 +1018,7 @@ fn insert_activities(
                 name: name.clone(),
                 input: input.clone(),
                 version: updated.version.clone(),
+                trace: updated.trace.clone(),
             });
         }
     }
@@ -1291,7 +1292,8 @@ impl Store for SqliteStore {
                     "UPDATE activities SET lease_until = ?2
                      WHERE key IN (SELECT key FROM activities WHERE lease_until <= ?1 ORDER BY key LIMIT ?3)
                      RETURNING key, instance_id, generation, task_id, name, input,
-                       (SELECT version FROM instances i WHERE i.instance_id = activities.instance_id)",
+                       (SELECT version FROM instances i WHERE i.instance_id = activities.instance_id),
+                       (SELECT trace FROM instances i WHERE i.instance_id = activities.instance_id)",
                 )?
                 .query_map(params![now as i64, (now + lease) as i64, limit as i64], |row| {
                     Ok(ActivityWork {
@@ -1302,6 +1304,7 @@ impl Store for SqliteStore {
                         name: row.get(4)?,
                         input: row.get(5)?,
                         version: row.get(6)?,
+                        trace: row.get(7)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
@@ -1425,25 +1428,20 @@ impl Store for SqliteStore {
                     .instances
                     .push((status, row.get::<_, i64>(1)? as u64));
             }
-            let count = |sql: &str, now: Option<i64>| -> anyhow::Result<u64> {
-                let mut statement = connection.prepare_cached(sql)?;
-                let count: i64 = match now {
-                    Some(now) => statement.query_row([now], |row| row.get(0))?,
-                    None => statement.query_row([], |row| row.get(0))?,
-                };
-                Ok(count as u64)
-            };
-            counts.messages = count("SELECT count(*) FROM inbox", None)?;
-            counts.timers = count("SELECT count(*) FROM timers", None)?;
-            let now = Some(now as i64);
-            counts.activities_waiting = count(
-                "SELECT count(*) FROM activities WHERE lease_until <= ?1",
-                now,
-            )?;
-            counts.activities_leased = count(
-                "SELECT count(*) FROM activities WHERE lease_until > ?1",
-                now,
-            )?;
+            let queues: [i64; 4] = connection
+                .prepare_cached(
+                    "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM timers),
+                            (SELECT count(*) FROM activities WHERE lease_until <= ?1),
+                            (SELECT count(*) FROM activities WHERE lease_until > ?1)",
+                )?
+                .query_row([now as i64], |row| {
+                    Ok([row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?])
+                })?;
+            let [messages, timers, waiting, leased] = queues.map(|count| count as u64);
+            counts.messages = messages;
+            counts.timers = timers;
+            counts.activities_waiting = waiting;
+            counts.activities_leased = leased;
             Ok(counts)
         })
     }

@@ -116,10 +116,7 @@ fn record_run(
     failure: Option<FailureKind>,
     took: Duration,
 ) {
-    let label = match shared.runtime.serves_activity(name) {
-        true => name,
-        false => metrics::UNKNOWN,
-    };
+    let label = metrics::function_label(name, shared.runtime.serves_activity(name));
     let outcome = match result {
         Ok(_) => ActivityOutcome::Completed,
         Err(_) => ActivityOutcome::Failed(failure),
@@ -143,14 +140,14 @@ async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
     };
     record_run(shared, &work.name, &bounded, failure, began.elapsed());
     let instance_id = work.instance_id.clone();
+    let trace = InstanceTrace::of(work.trace.as_deref());
     let ran = Ran {
         name: work.name.clone(),
         began: began_at,
         error: bounded.as_ref().err().cloned(),
     };
-    let recorded = record_result(shared, work, bounded).await;
-    match recorded {
-        Ok(Recorded { applied, trace }) => {
+    match record_result(shared, work, bounded).await {
+        Ok(applied) => {
             if !applied {
                 tracing::debug!(instance = %instance_id, "activity result discarded: its generation ended");
             }
@@ -210,21 +207,14 @@ async fn execute(
     )
 }
 
-/// What recording an activity's result came to.
-struct Recorded {
-    /// Applied or queued; `false`: its generation had ended.
-    applied: bool,
-    /// The instance's trace, with tracing on.
-    trace: Option<InstanceTrace>,
-}
-
 /// Records `result` for `work` (with the instance warm, applies it in the
-/// transaction that records it: see `direct.rs`).
+/// transaction that records it: see `direct.rs`); `false` if its
+/// generation had ended.
 async fn record_result(
     shared: &Arc<Shared>,
     work: ActivityWork,
     result: Result<String, String>,
-) -> anyhow::Result<Recorded> {
+) -> anyhow::Result<bool> {
     let shared = Arc::clone(shared);
     let instance_id = work.instance_id.clone();
     let mut claim = direct::Claim::for_message(&shared, &instance_id).await;
@@ -241,20 +231,7 @@ async fn record_result(
         if let Some(applied) = applied {
             direct::settle(&shared, &work.instance_id, claim, applied);
         }
-        // Only with tracing on: the span goes under the instance's.
-        let trace = match &shared.traces {
-            Some(_) => shared
-                .store
-                .instance(&work.instance_id)
-                .ok()
-                .flatten()
-                .and_then(|instance| InstanceTrace::of(instance.trace.as_deref())),
-            None => None,
-        };
-        Ok(Recorded {
-            applied: recorded,
-            trace,
-        })
+        Ok(recorded)
     })
     .await
 }

@@ -45,10 +45,7 @@ impl Shared {
         report: Option<EpisodeReport>,
     ) -> EpisodeRecord {
         let name = &commit.updated.name;
-        let label = match self.runtime.serves_orchestrator(name) {
-            true => name.as_str(),
-            false => metrics::UNKNOWN,
-        };
+        let label = metrics::function_label(name, self.runtime.serves_orchestrator(name));
         let trace = self.traces.as_ref().and_then(|_| episode_trace(commit));
         EpisodeRecord {
             effect: EpisodeEffect::of(commit, label),
