@@ -181,6 +181,14 @@ pub struct ParentTask {
     pub task_id: u64,
 }
 
+impl ParentTask {
+    /// The ID of the child this task starts when the orchestrator names
+    /// none: unique to the task, and the same on every replay.
+    pub fn default_child_id(&self) -> String {
+        format!("{}:{}:{}", self.instance_id, self.generation, self.task_id)
+    }
+}
+
 /// One entry of a generation's history: what happened to the instance
 /// (events, fed to the orchestrator) and what it did (actions, checked on replay).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -98,9 +98,14 @@ pub enum PurgeOutcome {
     NotFinished(RuntimeStatus),
 }
 
-/// Which instances a query or a bulk purge selects; every field narrows it.
+/// Which instances a query or a bulk purge selects; every field but
+/// `order` narrows it.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceFilter {
+    /// The orchestrator's name, exactly.
+    pub name: Option<String>,
+    /// The order of a query's pages (a purge ignores it).
+    pub order: PageOrder,
     /// Created at or after.
     pub created_from: Option<Millis>,
     /// Created at or before.
@@ -108,6 +113,27 @@ pub struct InstanceFilter {
     /// Any of these statuses; empty means any status.
     pub statuses: Vec<RuntimeStatus>,
     pub id_prefix: Option<String>,
+}
+
+/// Which way a query walks creation order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PageOrder {
+    #[default]
+    OldestFirst,
+    NewestFirst,
+}
+
+/// A stored component version and what still depends on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentVersion {
+    /// `sha256:` and the digest of its bytes.
+    pub version: String,
+    /// When it was first stored: since when it has been served.
+    pub stored_at: Millis,
+    /// When the functions folder stopped serving it, if it has.
+    pub retired_at: Option<Millis>,
+    /// Unfinished instances pinned to it.
+    pub live_instances: u64,
 }
 
 /// Where a page of a query ended. Queries are ordered by creation time,
@@ -531,6 +557,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> anyhow::Result<Vec<Instance>>;
 
+    /// How many instances match `filter`, counted no further than `cap`.
+    fn count_instances(&self, filter: &InstanceFilter, cap: u64) -> anyhow::Result<u64>;
+
+    /// How many instances there are of each status (each status with any),
+    /// from counts the store keeps as instances start, change status and
+    /// are purged, in the same transactions: cheap however many there are.
+    fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>>;
+
+    /// Every stored component version, with the unfinished instances
+    /// pinned to each, in the order they were stored.
+    fn component_versions(&self) -> anyhow::Result<Vec<ComponentVersion>>;
+
     /// Deletes up to `limit` finished instances matching `filter`, in one
     /// transaction; returns how many. Callers loop, so other requests get
     /// the database between batches.
@@ -675,10 +713,10 @@ pub trait Store: Send + Sync + 'static {
     /// or failed, since a rewind replays it); returns them.
     fn collect_components(&self, retired_before: Millis) -> anyhow::Result<Vec<String>>;
 
-    /// What waits in the store now: instances by status, queued
-    /// messages, timers, activities (leased if their lease lasts past
-    /// `now`). Reads every instance row: for a scrape now and then, not
-    /// for every request.
+    /// What waits in the store now: instances by status (as
+    /// [`Store::instance_counts`]), queued messages, timers, activities
+    /// (leased if their lease lasts past `now`). Counts every queued row:
+    /// for a scrape now and then, not for every request.
     fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts>;
 
     /// Reports every group commit from now on to `observer`.

@@ -32,9 +32,9 @@ use deadpool_postgres::{
 };
 use reprise_core::model::{HistoryEntry, Instance, Message, Millis, QueuedMessage, RuntimeStatus};
 use reprise_core::store::{
-    ActivityWork, Applied, CommitObserver, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect,
-    EpisodeCommit, FollowUp, InstanceFilter, NewInstance, PageCursor, PurgeOutcome, StartOutcome,
-    Store, StoreCounts, Unavailable, WorkItem, WorkRead,
+    ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
+    DirectEpisode, Effect, EpisodeCommit, FollowUp, InstanceFilter, NewInstance, PageCursor,
+    PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts, Unavailable, WorkItem, WorkRead,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -404,6 +404,27 @@ enum Loaded {
 /// between leaves the row's revision old, so the episode's commit is
 /// refused as stale), and the history the row names (its generation, its
 /// length), which is [`Loaded::Moved`] if it is no longer all there.
+/// The kept counts of instances by status (each status with any).
+async fn select_instance_counts(
+    client: &impl GenericClient,
+) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
+    let rows = client
+        .query(
+            "SELECT status, sum(total)::BIGINT FROM instance_counts
+             GROUP BY status HAVING sum(total) > 0",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let status: &str = row.get(0);
+            let status = RuntimeStatus::parse(status)
+                .with_context(|| format!("unknown status {status:?} in the database"))?;
+            Ok((status, row.get::<_, i64>(1) as u64))
+        })
+        .collect()
+}
+
 async fn read_work(
     client: &impl GenericClient,
     id: &str,
@@ -584,12 +605,22 @@ impl Store for PostgresStore {
             params.push(Box::new(cursor.created_at as i64));
             params.push(Box::new(cursor.instance_id.clone()));
             let (at, id) = (params.len() - 1, params.len());
-            condition.push_str(&format!(" AND (created_at, instance_id) > (${at}, ${id})"));
+            let beyond = match filter.order {
+                PageOrder::OldestFirst => ">",
+                PageOrder::NewestFirst => "<",
+            };
+            condition.push_str(&format!(
+                " AND (created_at, instance_id) {beyond} (${at}, ${id})"
+            ));
         }
         params.push(Box::new(limit as i64));
+        let direction = match filter.order {
+            PageOrder::OldestFirst => "ASC",
+            PageOrder::NewestFirst => "DESC",
+        };
         let sql = format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}
-             ORDER BY created_at, instance_id LIMIT ${}",
+             ORDER BY created_at {direction}, instance_id {direction} LIMIT ${}",
             params.len()
         );
         self.statement(async |client| {
@@ -598,6 +629,63 @@ impl Store for PostgresStore {
                 .iter()
                 .map(rows::instance)
                 .collect()
+        })
+    }
+
+    fn count_instances(&self, filter: &InstanceFilter, cap: u64) -> anyhow::Result<u64> {
+        let (condition, mut params) = rows::filter_clause(filter);
+        params.push(Box::new(i64::try_from(cap).unwrap_or(i64::MAX)));
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM instances WHERE {condition} LIMIT ${}) AS matching",
+            params.len()
+        );
+        self.statement(async |client| {
+            let row = client.query_one(&sql, &refs(&params)).await?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
+        self.write(async |transaction| {
+            let folding: bool = transaction
+                .query_one(
+                    "SELECT pg_try_advisory_xact_lock($1)",
+                    &[&schema::FOLD_LOCK],
+                )
+                .await?
+                .get(0);
+            if folding {
+                transaction
+                    .execute(schema::FOLD_INSTANCE_COUNTS, &[])
+                    .await
+                    .context("cannot fold the instance counts of closed connections")?;
+            }
+            select_instance_counts(transaction).await
+        })
+    }
+
+    fn component_versions(&self) -> anyhow::Result<Vec<ComponentVersion>> {
+        self.statement(async |client| {
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT c.version, c.stored_at, c.retired_at,
+                                (SELECT count(*) FROM instances i WHERE i.version = c.version
+                                   AND i.status NOT IN {FINISHED})
+                         FROM components c ORDER BY c.stored_at, c.version"
+                    ),
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|row| ComponentVersion {
+                    version: row.get(0),
+                    stored_at: row.get::<_, i64>(1) as Millis,
+                    retired_at: row.get::<_, Option<i64>>(2).map(|at| at as Millis),
+                    live_instances: row.get::<_, i64>(3) as u64,
+                })
+                .collect())
         })
     }
 
@@ -913,20 +1001,12 @@ impl Store for PostgresStore {
     }
 
     fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts> {
+        let instances = self.instance_counts()?;
         self.statement(async |client| {
-            let mut counts = StoreCounts::default();
-            let statuses = client
-                .query(
-                    "SELECT status, count(*) FROM instances GROUP BY status",
-                    &[],
-                )
-                .await?;
-            for row in statuses {
-                let status: &str = row.get(0);
-                let status = RuntimeStatus::parse(status)
-                    .with_context(|| format!("unknown status {status:?} in the database"))?;
-                counts.instances.push((status, row.get::<_, i64>(1) as u64));
-            }
+            let mut counts = StoreCounts {
+                instances: instances.clone(),
+                ..StoreCounts::default()
+            };
             // Waiting as `claim_activities` sees it: free, expired, or
             // leased to a host that is not alive.
             let queues = client

@@ -65,6 +65,10 @@ pub(crate) fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
 pub(crate) fn filter_clause(filter: &InstanceFilter) -> (String, Params) {
     let mut conditions = vec!["TRUE".to_owned()];
     let mut params: Params = Vec::new();
+    if let Some(name) = &filter.name {
+        params.push(Box::new(name.clone()));
+        conditions.push(format!("name = ${}", params.len()));
+    }
     if let Some(from) = filter.created_from {
         params.push(Box::new(from as i64));
         conditions.push(format!("created_at >= ${}", params.len()));

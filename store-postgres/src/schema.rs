@@ -7,7 +7,7 @@ use deadpool_postgres::Client;
 
 /// Bumped when the schema changes; a host refuses a database from the
 /// future.
-pub(crate) const VERSION: i32 = 2;
+pub(crate) const VERSION: i32 = 3;
 
 /// The advisory lock key migrations hold ("Reprise" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0052_6570_7269_7365;
@@ -114,11 +114,65 @@ CREATE TABLE outbox (
 );
 "#;
 
+/// How many instances have each status, kept by triggers in the
+/// transaction that starts, changes or deletes an instance. Each server
+/// process (connection) counts in rows of its own, so concurrent
+/// transactions never wait on one another's counts; the rows of
+/// connections that are gone are folded into shard 0 now and then
+/// ([`FOLD_INSTANCE_COUNTS`]). A count is the sum over shards.
+const INSTANCE_COUNTS: &str = r#"
+CREATE TABLE instance_counts (
+    status TEXT NOT NULL,
+    -- The pg_backend_pid() of the counting connection, or 0.
+    shard  INTEGER NOT NULL,
+    total  BIGINT NOT NULL,
+    PRIMARY KEY (status, shard)
+);
+CREATE FUNCTION reprise_count_instances() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        INSERT INTO instance_counts VALUES (OLD.status, pg_backend_pid(), -1)
+            ON CONFLICT (status, shard) DO UPDATE SET total = instance_counts.total - 1;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        INSERT INTO instance_counts VALUES (NEW.status, pg_backend_pid(), 1)
+            ON CONFLICT (status, shard) DO UPDATE SET total = instance_counts.total + 1;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER count_inserted_or_deleted AFTER INSERT OR DELETE ON instances
+    FOR EACH ROW EXECUTE FUNCTION reprise_count_instances();
+CREATE TRIGGER count_changed AFTER UPDATE OF status ON instances
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION reprise_count_instances();
+"#;
+
+/// Moves the counts of connections that are gone into shard 0, so the
+/// rows stay as many as the connections. Run under
+/// [`FOLD_LOCK`], taken without waiting: one fold at a time.
+pub(crate) const FOLD_INSTANCE_COUNTS: &str = "
+WITH gone AS (
+    DELETE FROM instance_counts
+    WHERE shard <> 0 AND shard NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+    RETURNING status, total)
+INSERT INTO instance_counts
+SELECT status, 0, sum(total) FROM gone GROUP BY status
+ON CONFLICT (status, shard) DO UPDATE SET total = instance_counts.total + EXCLUDED.total";
+
+/// The advisory lock key a fold of instance counts holds ("Rcounts").
+pub(crate) const FOLD_LOCK: i64 = 0x0052_636f_756e_7473;
+
 /// The changes from each version to the next: `UPGRADES[n]` takes
-/// version `n + 1` to `n + 2`.
-const UPGRADES: [&str; 1] = [
+/// version `n + 1` to `n + 2`, one batch after another.
+const UPGRADES: [&[&str]; 2] = [
     // 2: trace contexts; older instances are not traced.
-    "ALTER TABLE instances ADD COLUMN trace TEXT",
+    &["ALTER TABLE instances ADD COLUMN trace TEXT"],
+    // 3: instances by status, counted once here and kept from then on.
+    &[
+        INSTANCE_COUNTS,
+        "INSERT INTO instance_counts SELECT status, 0, count(*) FROM instances GROUP BY status",
+    ],
 ];
 
 /// Upgrades a schema of version `from` to [`VERSION`], in the caller's
@@ -127,12 +181,14 @@ async fn upgrade(
     transaction: &deadpool_postgres::Transaction<'_>,
     from: i32,
 ) -> anyhow::Result<()> {
-    for (to, change) in (2..).zip(UPGRADES) {
+    for (to, changes) in (2..).zip(UPGRADES) {
         if from < to {
-            transaction
-                .batch_execute(change)
-                .await
-                .with_context(|| format!("cannot upgrade the schema to version {to}"))?;
+            for change in changes {
+                transaction
+                    .batch_execute(change)
+                    .await
+                    .with_context(|| format!("cannot upgrade the schema to version {to}"))?;
+            }
         }
     }
     if from < VERSION {
@@ -159,10 +215,12 @@ pub(crate) async fn migrate(client: &mut Client) -> anyhow::Result<()> {
         .map(|row| row.get(0));
     match found {
         None => {
-            transaction
-                .batch_execute(SCHEMA)
-                .await
-                .context("cannot create the schema")?;
+            for part in [SCHEMA, INSTANCE_COUNTS] {
+                transaction
+                    .batch_execute(part)
+                    .await
+                    .context("cannot create the schema")?;
+            }
             transaction
                 .execute(
                     "INSERT INTO reprise_schema (version) VALUES ($1)",

@@ -303,11 +303,13 @@ mod batches {
     }
 }
 
-/// A database of schema version 1 (before trace contexts) is upgraded by
+/// A database of schema version 1 (before trace contexts and kept instance
+/// counts) is upgraded by
 /// the next host that opens it, and keeps its instances.
 #[test]
 fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
     use reprise_core::conformance::new_instance;
+    use reprise_core::model::RuntimeStatus;
     use reprise_core::store::{NewInstance, Store};
 
     let url = PostgresServer::shared().create_database().unwrap();
@@ -317,12 +319,18 @@ fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
     PostgresServer::shared()
         .query(
             &url,
-            "ALTER TABLE instances DROP COLUMN trace; UPDATE reprise_schema SET version = 1",
+            "ALTER TABLE instances DROP COLUMN trace; DROP TABLE instance_counts;
+             DROP FUNCTION reprise_count_instances CASCADE; UPDATE reprise_schema SET version = 1",
         )
         .unwrap();
 
     let store = PostgresStore::open(&url, super::Options::default()).unwrap();
     assert_eq!(store.instance("old").unwrap().unwrap().trace, None);
+    // The instances there were are counted, and the ones after too.
+    assert_eq!(
+        store.instance_counts().unwrap(),
+        [(RuntimeStatus::Pending, 1)]
+    );
     let traced = NewInstance {
         trace: Some("t".into()),
         ..new_instance("new")
@@ -335,5 +343,57 @@ fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
     let version = PostgresServer::shared()
         .query(&url, "SELECT version FROM reprise_schema")
         .unwrap();
-    assert_eq!(version, ["2"]);
+    assert_eq!(version, ["3"]);
+    assert_eq!(
+        store.instance_counts().unwrap(),
+        [(RuntimeStatus::Pending, 2)]
+    );
+}
+
+/// Counts kept in the rows of a connection that is gone are folded into
+/// shard 0 when counts are read, and the total stays right; with several
+/// stores (hosts) counting at once, the sum is every instance.
+#[test]
+fn the_counts_of_closed_connections_are_folded_and_stay_right() {
+    use reprise_core::conformance::new_instance;
+    use reprise_core::model::RuntimeStatus;
+    use reprise_core::store::Store;
+
+    let url = PostgresServer::shared().create_database().unwrap();
+    let hosts = [
+        PostgresStore::open(&url, super::Options::default()).unwrap(),
+        PostgresStore::open(&url, super::Options::default()).unwrap(),
+    ];
+    std::thread::scope(|scope| {
+        for (n, host) in hosts.iter().enumerate() {
+            scope.spawn(move || {
+                for i in 0..20 {
+                    let id = format!("host-{n}-{i}");
+                    host.start_instance(&new_instance(&id), None).unwrap();
+                }
+            });
+        }
+    });
+    // A connection no server process has any more left 5 behind.
+    PostgresServer::shared()
+        .query(
+            &url,
+            "INSERT INTO instance_counts VALUES ('Pending', 2147483000, 5)",
+        )
+        .unwrap();
+    assert_eq!(
+        hosts[0].instance_counts().unwrap(),
+        [(RuntimeStatus::Pending, 45)]
+    );
+    let gone = PostgresServer::shared()
+        .query(
+            &url,
+            "SELECT count(*) FROM instance_counts WHERE shard = 2147483000",
+        )
+        .unwrap();
+    assert_eq!(gone, ["0"]);
+    assert_eq!(
+        hosts[1].instance_counts().unwrap(),
+        [(RuntimeStatus::Pending, 45)]
+    );
 }

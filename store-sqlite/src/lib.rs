@@ -22,13 +22,14 @@ use reprise_core::model::{
     HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
 use reprise_core::store::{
-    ActivityWork, Applied, CommitObserver, CommitOutcome, DeliveryOutcome, DirectEpisode, Effect,
-    EpisodeCommit, FollowUp, HistoryChange, InstanceFilter, NewInstance, PageCursor, PurgeOutcome,
-    StartOutcome, Store, StoreCounts, Unavailable, WorkItem, WorkRead,
+    ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
+    DirectEpisode, Effect, EpisodeCommit, FollowUp, HistoryChange, InstanceFilter, NewInstance,
+    PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts, Unavailable, WorkItem,
+    WorkRead,
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS instances (
@@ -119,6 +120,25 @@ CREATE TABLE IF NOT EXISTS outbox (
     effect      TEXT NOT NULL,
     PRIMARY KEY (instance_id, staging, seq)
 ) WITHOUT ROWID;
+-- How many instances have each status, kept by the triggers below in the
+-- transaction that starts, changes or deletes an instance.
+CREATE TABLE IF NOT EXISTS instance_counts (
+    status    TEXT PRIMARY KEY NOT NULL,
+    total     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS count_inserted AFTER INSERT ON instances BEGIN
+    INSERT INTO instance_counts VALUES (NEW.status, 1)
+        ON CONFLICT (status) DO UPDATE SET total = total + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS count_deleted AFTER DELETE ON instances BEGIN
+    UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status;
+END;
+CREATE TRIGGER IF NOT EXISTS count_changed AFTER UPDATE OF status ON instances
+    WHEN OLD.status <> NEW.status BEGIN
+    UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status;
+    INSERT INTO instance_counts VALUES (NEW.status, 1)
+        ON CONFLICT (status) DO UPDATE SET total = total + 1;
+END;
 ";
 
 pub struct SqliteStore {
@@ -194,6 +214,11 @@ impl SqliteStore {
              ALTER TABLE instances ADD COLUMN revision INTEGER NOT NULL DEFAULT 0",
             // 5: trace contexts; older instances are not traced.
             "ALTER TABLE instances ADD COLUMN trace TEXT",
+            // 6: instances by status, counted once here and kept by
+            // triggers (created with the schema, below) from then on.
+            "CREATE TABLE instance_counts (
+                status TEXT PRIMARY KEY NOT NULL, total INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO instance_counts SELECT status, count(*) FROM instances GROUP BY status",
         ];
         for (to, change) in (2..).zip(upgrades) {
             if (1..to).contains(&version) {
@@ -545,6 +570,10 @@ fn filter_clause(filter: &InstanceFilter) -> (String, Vec<rusqlite::types::Value
     use rusqlite::types::Value;
     let mut conditions = vec!["1".to_owned()];
     let mut values = Vec::new();
+    if let Some(name) = &filter.name {
+        values.push(Value::Text(name.clone()));
+        conditions.push(format!("name = ?{}", values.len()));
+    }
     if let Some(from) = filter.created_from {
         values.push(Value::Integer(from as i64));
         conditions.push(format!("created_at >= ?{}", values.len()));
@@ -571,6 +600,21 @@ fn filter_clause(filter: &InstanceFilter) -> (String, Vec<rusqlite::types::Value
         conditions.push(format!("instance_id >= ?{low} AND instance_id < ?{high}"));
     }
     (conditions.join(" AND "), values)
+}
+
+/// The kept counts of instances by status (each status with any).
+fn select_instance_counts(connection: &Connection) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
+    let mut statement =
+        connection.prepare_cached("SELECT status, total FROM instance_counts WHERE total > 0")?;
+    let mut rows = statement.query([])?;
+    let mut counts = Vec::new();
+    while let Some(row) = rows.next()? {
+        let status: String = row.get(0)?;
+        let status = RuntimeStatus::parse(&status)
+            .with_context(|| format!("unknown status {status:?} in the database"))?;
+        counts.push((status, row.get::<_, i64>(1)? as u64));
+    }
+    Ok(counts)
 }
 
 /// Starts a generation under `new.id` unless an unfinished instance holds
@@ -609,10 +653,14 @@ fn insert_instance(transaction: &Connection, new: &NewInstance) -> anyhow::Resul
         .query_row([&new.id], |row| row.get(0))
         .optional()?
         .flatten();
+    // Deleted, not replaced: a replace would not tell the count triggers.
+    transaction
+        .prepare_cached("DELETE FROM instances WHERE instance_id = ?1")?
+        .execute([&new.id])?;
     let parent = new.parent.as_ref();
     transaction
         .prepare_cached(
-            "INSERT OR REPLACE INTO instances
+            "INSERT INTO instances
                (instance_id, name, status, generation, input, output, custom_status, created_at, updated_at,
                 parent_instance_id, parent_generation, parent_task_id, original_input, version, outbox,
                 revision, trace)
@@ -746,7 +794,7 @@ fn insert_history(
 
 /// The tables of a Reprise database (and SQLite's own): those `SCHEMA`
 /// creates; a table added there is added here.
-const OUR_TABLES: [&str; 8] = [
+const OUR_TABLES: [&str; 9] = [
     "instances",
     "history",
     "inbox",
@@ -754,6 +802,7 @@ const OUR_TABLES: [&str; 8] = [
     "activities",
     "components",
     "outbox",
+    "instance_counts",
     "sqlite_sequence",
 ];
 
@@ -1161,12 +1210,22 @@ impl Store for SqliteStore {
             values.push(Value::Integer(cursor.created_at as i64));
             values.push(Value::Text(cursor.instance_id.clone()));
             let (at, id) = (values.len() - 1, values.len());
-            condition.push_str(&format!(" AND (created_at, instance_id) > (?{at}, ?{id})"));
+            let beyond = match filter.order {
+                PageOrder::OldestFirst => ">",
+                PageOrder::NewestFirst => "<",
+            };
+            condition.push_str(&format!(
+                " AND (created_at, instance_id) {beyond} (?{at}, ?{id})"
+            ));
         }
         values.push(Value::Integer(limit as i64));
+        let direction = match filter.order {
+            PageOrder::OldestFirst => "ASC",
+            PageOrder::NewestFirst => "DESC",
+        };
         let sql = format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}
-             ORDER BY created_at, instance_id LIMIT ?{}",
+             ORDER BY created_at {direction}, instance_id {direction} LIMIT ?{}",
             values.len()
         );
         self.read(|connection| {
@@ -1177,6 +1236,46 @@ impl Store for SqliteStore {
                 instances.push(instance_from_row(row)?);
             }
             Ok(instances)
+        })
+    }
+
+    fn count_instances(&self, filter: &InstanceFilter, cap: u64) -> anyhow::Result<u64> {
+        use rusqlite::types::Value;
+        let (condition, mut values) = filter_clause(filter);
+        values.push(Value::Integer(cap.min(i64::MAX as u64) as i64));
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM instances WHERE {condition} LIMIT ?{})",
+            values.len()
+        );
+        read_on(&self.counter, |connection| {
+            let count: i64 = connection
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(values), |row| row.get(0))?;
+            Ok(count as u64)
+        })
+    }
+
+    fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
+        self.read(select_instance_counts)
+    }
+
+    fn component_versions(&self) -> anyhow::Result<Vec<ComponentVersion>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT c.version, c.stored_at, c.retired_at,
+                        (SELECT count(*) FROM instances i WHERE i.version = c.version
+                           AND i.status NOT IN ('Completed', 'Failed', 'Terminated'))
+                 FROM components c ORDER BY c.stored_at, c.version",
+            )?;
+            let versions = statement.query_map([], |row| {
+                Ok(ComponentVersion {
+                    version: row.get(0)?,
+                    stored_at: row.get::<_, i64>(1)? as Millis,
+                    retired_at: row.get::<_, Option<i64>>(2)?.map(|at| at as Millis),
+                    live_instances: row.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            Ok(versions.collect::<Result<_, _>>()?)
         })
     }
 
@@ -1416,18 +1515,10 @@ impl Store for SqliteStore {
 
     fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts> {
         read_on(&self.counter, |connection| {
-            let mut counts = StoreCounts::default();
-            let mut statuses = connection
-                .prepare_cached("SELECT status, count(*) FROM instances GROUP BY status")?;
-            let mut rows = statuses.query([])?;
-            while let Some(row) = rows.next()? {
-                let status: String = row.get(0)?;
-                let status = RuntimeStatus::parse(&status)
-                    .with_context(|| format!("unknown status {status:?} in the database"))?;
-                counts
-                    .instances
-                    .push((status, row.get::<_, i64>(1)? as u64));
-            }
+            let mut counts = StoreCounts {
+                instances: select_instance_counts(connection)?,
+                ..StoreCounts::default()
+            };
             let queues: [i64; 4] = connection
                 .prepare_cached(
                     "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM timers),

@@ -125,6 +125,11 @@ fn a_version_1_database_is_upgraded_and_keeps_its_instances() {
     // they are not traced.
     assert_eq!(old.version, None);
     assert_eq!(old.trace, None);
+    // The instances there were are counted, and the ones after too.
+    assert_eq!(
+        store.instance_counts().unwrap(),
+        [(RuntimeStatus::Running, 2)]
+    );
     start(&store, &new_instance("new"));
     assert_eq!(
         store.instance("new").unwrap().unwrap().version.as_deref(),

@@ -33,12 +33,15 @@ async fn a_parent_gets_its_childs_output() {
             .any(|kind| kind == "SubOrchestrationInstanceCreated"),
         "{types:?}"
     );
-    assert!(
-        types
-            .iter()
-            .any(|kind| kind == "SubOrchestrationInstanceCompleted"),
-        "{types:?}"
-    );
+    // And it names the child, for whoever wants to follow it there.
+    let history = host.history("parent").await;
+    let completed = history["historyEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["EventType"] == "SubOrchestrationInstanceCompleted")
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(completed["InstanceId"], "parent:0:0", "{completed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,8 +3,8 @@
 use super::{episode, finish, history_len, new_instance, seqs, start, work};
 use crate::model::{Message, Millis, ParentTask, RuntimeStatus};
 use crate::store::{
-    CommitOutcome, DeliveryOutcome, DirectEpisode, FollowUp, InstanceFilter, NewInstance,
-    PageCursor, PurgeOutcome, StartOutcome, Store, WorkRead,
+    CommitOutcome, ComponentVersion, DeliveryOutcome, DirectEpisode, FollowUp, InstanceFilter,
+    NewInstance, PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, WorkRead,
 };
 
 /// `start_instance` checks that no unfinished instance holds the ID.
@@ -271,4 +271,124 @@ pub fn a_start_keeps_its_trace_and_a_new_start_replaces_it(store: &dyn Store) {
     assert_eq!(trace("a-child").as_deref(), Some("again"));
     start(store, &new_instance("untraced"));
     assert_eq!(trace("untraced"), None);
+}
+
+/// The kept counts of instances by status follow every start, status
+/// change, new start under a finished ID and purge, and are what `counts`
+/// reports.
+pub fn instance_counts_follow_starts_status_changes_restarts_and_purges(store: &dyn Store) {
+    let counts = || {
+        let mut counts = store.instance_counts().unwrap();
+        counts.sort_by_key(|(status, _)| status.as_str());
+        counts
+    };
+    assert_eq!(counts(), []);
+    start(store, &new_instance("a"));
+    start(store, &new_instance("b"));
+    assert_eq!(counts(), [(RuntimeStatus::Pending, 2)]);
+    finish(store, "a", RuntimeStatus::Completed);
+    assert_eq!(
+        counts(),
+        [(RuntimeStatus::Completed, 1), (RuntimeStatus::Pending, 1)]
+    );
+    start(store, &new_instance("a"));
+    assert_eq!(counts(), [(RuntimeStatus::Pending, 2)]);
+    finish(store, "a", RuntimeStatus::Failed);
+    assert_eq!(store.purge("a").unwrap(), PurgeOutcome::Purged);
+    finish(store, "b", RuntimeStatus::Terminated);
+    assert_eq!(counts(), [(RuntimeStatus::Terminated, 1)]);
+    assert_eq!(
+        store
+            .purge_finished(&InstanceFilter::default(), 10)
+            .unwrap(),
+        1
+    );
+    assert_eq!(counts(), []);
+    start(store, &new_instance("c"));
+    assert_eq!(store.counts(0).unwrap().instances, counts());
+}
+
+/// Queries narrow by orchestrator name and page newest first as well as
+/// oldest first; a count stops at its cap.
+pub fn queries_filter_by_name_page_newest_first_and_count_up_to_a_cap(store: &dyn Store) {
+    for (n, (id, name)) in [("b", "Counter"), ("a", "Counter"), ("c", "Other")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut new = new_instance(id);
+        new.name = name.into();
+        new.now = 10 + n as Millis;
+        start(store, &new);
+    }
+    let ids = |filter: &InstanceFilter, after: Option<&PageCursor>, limit| {
+        let page = store.query_instances(filter, after, limit).unwrap();
+        page.into_iter().map(|i| i.id).collect::<Vec<_>>()
+    };
+    let counters = InstanceFilter {
+        name: Some("Counter".into()),
+        ..InstanceFilter::default()
+    };
+    assert_eq!(ids(&counters, None, 10), ["b", "a"]);
+    let newest = InstanceFilter {
+        order: PageOrder::NewestFirst,
+        ..InstanceFilter::default()
+    };
+    assert_eq!(ids(&newest, None, 2), ["c", "a"]);
+    let a = store.instance("a").unwrap().unwrap();
+    let cursor = PageCursor {
+        created_at: a.created_at,
+        instance_id: a.id,
+    };
+    assert_eq!(ids(&newest, Some(&cursor), 2), ["b"]);
+
+    let everything = InstanceFilter::default();
+    assert_eq!(store.count_instances(&everything, 10).unwrap(), 3);
+    assert_eq!(store.count_instances(&everything, 2).unwrap(), 2);
+    assert_eq!(store.count_instances(&counters, 10).unwrap(), 2);
+    let pending_others = InstanceFilter {
+        name: Some("Other".into()),
+        statuses: vec![RuntimeStatus::Pending],
+        ..InstanceFilter::default()
+    };
+    assert_eq!(store.count_instances(&pending_others, 10).unwrap(), 1);
+}
+
+/// `component_versions` lists every stored version, oldest first, with
+/// when it was stored and retired and the unfinished instances on it.
+pub fn component_versions_show_when_each_was_served_and_its_live_instances(store: &dyn Store) {
+    let (v1, v2) = ("sha256:v1".to_owned(), "sha256:v2".to_owned());
+    store
+        .record_components(
+            &[(v1.clone(), b"one".to_vec())],
+            std::slice::from_ref(&v1),
+            10,
+        )
+        .unwrap();
+    start(store, &new_instance("live"));
+    start(store, &new_instance("done"));
+    finish(store, "done", RuntimeStatus::Completed);
+    store
+        .record_components(
+            &[(v2.clone(), b"two".to_vec())],
+            std::slice::from_ref(&v2),
+            20,
+        )
+        .unwrap();
+    assert_eq!(
+        store.component_versions().unwrap(),
+        [
+            ComponentVersion {
+                version: v1,
+                stored_at: 10,
+                retired_at: Some(20),
+                live_instances: 1,
+            },
+            ComponentVersion {
+                version: v2,
+                stored_at: 20,
+                retired_at: None,
+                live_instances: 0,
+            },
+        ]
+    );
 }

@@ -85,6 +85,9 @@ macro_rules! store_conformance_tests {
             purge_refuses_an_unfinished_instance_and_removes_a_finished_one_with_its_messages,
             a_component_version_is_kept_while_an_instance_may_run_on_it_and_then_collected,
             a_start_keeps_its_trace_and_a_new_start_replaces_it,
+            instance_counts_follow_starts_status_changes_restarts_and_purges,
+            queries_filter_by_name_page_newest_first_and_count_up_to_a_cap,
+            component_versions_show_when_each_was_served_and_its_live_instances,
             // episodes.rs
             a_direct_first_episode_commits_with_its_start_or_the_start_is_queued,
             a_direct_episode_applies_only_to_the_state_it_was_planned_on,

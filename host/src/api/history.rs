@@ -11,12 +11,18 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::render::{format_millis, json_value};
-use crate::model::{HistoryEntry, Millis};
+use crate::model::{HistoryEntry, Instance, Millis, ParentTask};
 
-/// The `historyEvents` of a status. Without `show_input`, no `Input`
-/// fields; without `show_output`, no `Result` fields (outputs can be large).
-pub(super) fn events(history: &[HistoryEntry], show_input: bool, show_output: bool) -> Vec<Value> {
-    let steps = Steps::of(history);
+/// The `historyEvents` of `instance`'s current generation. Without
+/// `show_input`, no `Input` fields; without `show_output`, no `Result`
+/// fields (outputs can be large).
+pub(super) fn events(
+    instance: &Instance,
+    history: &[HistoryEntry],
+    show_input: bool,
+    show_output: bool,
+) -> Vec<Value> {
+    let steps = Steps::of(instance, history);
     history
         .iter()
         .filter_map(|entry| event(entry, &steps))
@@ -43,10 +49,12 @@ struct Scheduled<'a> {
     name: &'a str,
     input: &'a str,
     at: Millis,
+    /// A sub-orchestration's instance.
+    child: Option<String>,
 }
 
 impl<'a> Steps<'a> {
-    fn of(history: &'a [HistoryEntry]) -> Steps<'a> {
+    fn of(instance: &Instance, history: &'a [HistoryEntry]) -> Steps<'a> {
         let mut steps = Steps {
             scheduled: HashMap::new(),
             finished: HashSet::new(),
@@ -58,18 +66,28 @@ impl<'a> Steps<'a> {
                     name,
                     input,
                     timestamp,
+                } => {
+                    let scheduled = Scheduled {
+                        name,
+                        input,
+                        at: *timestamp,
+                        child: None,
+                    };
+                    steps.scheduled.insert(*id, scheduled);
                 }
-                | HistoryEntry::SubOrchestrationCreated {
+                HistoryEntry::SubOrchestrationCreated {
                     id,
                     name,
                     input,
                     timestamp,
+                    instance_id,
                     ..
                 } => {
                     let scheduled = Scheduled {
                         name,
                         input,
                         at: *timestamp,
+                        child: Some(child_id(instance, *id, instance_id.as_deref())),
                     };
                     steps.scheduled.insert(*id, scheduled);
                 }
@@ -91,7 +109,25 @@ impl<'a> Steps<'a> {
             fields.insert("FunctionName".into(), scheduled.name.into());
             fields.insert("ScheduledTime".into(), timestamp(scheduled.at).into());
             fields.insert("Input".into(), json_value(scheduled.input));
+            // Reprise's: which instance the finished child was.
+            if let Some(child) = &scheduled.child {
+                fields.insert("InstanceId".into(), child.clone().into());
+            }
         }
+    }
+}
+
+/// The instance a sub-orchestration task `task_id` of `instance` started:
+/// the one its orchestrator named, or the one the host made up.
+fn child_id(instance: &Instance, task_id: u64, named: Option<&str>) -> String {
+    match named {
+        Some(named) => named.to_owned(),
+        None => ParentTask {
+            instance_id: instance.id.clone(),
+            generation: instance.generation,
+            task_id,
+        }
+        .default_child_id(),
     }
 }
 
@@ -142,7 +178,8 @@ fn event(entry: &HistoryEntry, steps: &Steps) -> Option<Map<String, Value>> {
         } => {
             add("TaskScheduledId", (*id).into());
             add("FunctionName", name.clone().into());
-            add("InstanceId", instance_id.clone().into());
+            let child = steps.scheduled.get(id).and_then(|step| step.child.clone());
+            add("InstanceId", child.or_else(|| instance_id.clone()).into());
             add("Input", json_value(input));
         }
         HistoryEntry::TaskCompleted { id, output, .. }
@@ -205,6 +242,59 @@ fn timestamp(millis: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::RuntimeStatus;
+
+    /// The instance whose history the tests render.
+    fn instance() -> Instance {
+        Instance {
+            id: "parent".into(),
+            name: "Parent".into(),
+            status: RuntimeStatus::Running,
+            generation: 2,
+            input: "null".into(),
+            original_input: "null".into(),
+            output: None,
+            custom_status: None,
+            created_at: 0,
+            updated_at: 0,
+            parent: None,
+            version: None,
+            revision: 0,
+            trace: None,
+        }
+    }
+
+    /// A child's entries name its instance, as the orchestrator named it
+    /// or as the host made it up, whether it runs or finished.
+    #[test]
+    fn a_sub_orchestration_names_its_child_running_or_finished() {
+        let created = |id, instance_id: Option<&str>| HistoryEntry::SubOrchestrationCreated {
+            id,
+            name: "Child".into(),
+            instance_id: instance_id.map(str::to_owned),
+            input: "1".into(),
+            timestamp: 1,
+        };
+        let history = [
+            created(0, None),
+            created(1, Some("named")),
+            HistoryEntry::SubOrchestrationCompleted {
+                id: 0,
+                output: "2".into(),
+                timestamp: 3,
+            },
+        ];
+        let events = events(&instance(), &history, true, true);
+        assert_eq!(
+            types(&events),
+            [
+                "SubOrchestrationInstanceCreated",
+                "SubOrchestrationInstanceCompleted"
+            ]
+        );
+        assert_eq!(events[0]["InstanceId"], "named");
+        assert_eq!(events[1]["InstanceId"], "parent:2:0");
+    }
 
     fn types(events: &[Value]) -> Vec<&str> {
         events
@@ -243,7 +333,7 @@ mod tests {
                 timestamp: 1_501,
             },
         ];
-        let events = events(&history, true, true);
+        let events = events(&instance(), &history, true, true);
         assert_eq!(
             types(&events),
             ["ExecutionStarted", "TaskCompleted", "TaskScheduled"]
@@ -255,7 +345,7 @@ mod tests {
         assert_eq!(completed["ScheduledTime"], "1970-01-01T00:00:01.001Z");
         assert_eq!(events[2]["Input"], "London");
 
-        let trimmed = super::events(&history, false, false);
+        let trimmed = super::events(&instance(), &history, false, false);
         assert!(trimmed.iter().all(|event| event.get("Input").is_none()));
         assert!(trimmed.iter().all(|event| event.get("Result").is_none()));
     }
@@ -270,7 +360,7 @@ mod tests {
             input: "3".into(),
             timestamp: 6,
         };
-        let events = events(&[failed, continued], true, true);
+        let events = events(&instance(), &[failed, continued], true, true);
         assert_eq!(types(&events), ["ExecutionCompleted", "ExecutionCompleted"]);
         assert_eq!(events[0]["OrchestrationStatus"], "Failed");
         assert_eq!(events[0]["Result"], "boom");

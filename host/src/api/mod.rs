@@ -12,6 +12,7 @@ mod error;
 mod handlers;
 mod history;
 mod openapi;
+mod overview;
 mod path;
 mod query;
 mod render;
@@ -71,6 +72,10 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/durableClient", get(handlers::client_binding))
         .route("/entities/{*entity}", any(handlers::entities))
         .route("/instances", get(query::list).merge(delete(query::purge)))
+        .route("/counts", get(overview::counts))
+        .route("/versions", get(overview::versions))
+        .route("/bulk", post(overview::start_bulk))
+        .route("/bulk/{job_id}", get(overview::bulk_progress))
         .route(
             "/instances/{instance_id}",
             get(handlers::status).merge(delete(handlers::purge)),

@@ -7,8 +7,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
+use super::overview::{BulkError, BulkJob, Counts, Matching, Version};
 use super::render::{CheckStatus, ClientBinding, Function, InstanceStatus, Purged};
-use super::{handlers, query};
+use super::{handlers, overview, query};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,11 +31,27 @@ use super::{handlers, query};
         query::list,
         query::purge,
         handlers::functions,
+        overview::counts,
+        overview::versions,
+        overview::start_bulk,
+        overview::bulk_progress,
         handlers::client_binding,
         handlers::metrics,
         document,
     ),
-    components(schemas(CheckStatus, InstanceStatus, Purged, ErrorBody, Function, ClientBinding)),
+    components(schemas(
+        CheckStatus,
+        InstanceStatus,
+        Purged,
+        ErrorBody,
+        Function,
+        ClientBinding,
+        Counts,
+        Matching,
+        Version,
+        BulkJob,
+        BulkError
+    )),
     modifiers(&AccessKeys),
     tags(
         (name = "orchestrators", description = "Starting instances"),

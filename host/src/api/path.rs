@@ -14,13 +14,16 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, BASE_PATH};
 
 /// The first segment after the base path of every route.
-const ROUTES: [&str; 6] = [
+const ROUTES: [&str; 9] = [
     "orchestrators",
     "instances",
     "functions",
     "entities",
     "durableClient",
     "openapi.json",
+    "counts",
+    "versions",
+    "bulk",
 ];
 
 /// What may follow `instances/{instanceId}/`.

@@ -14,7 +14,7 @@ use super::error::ErrorBody;
 use super::handlers::{ApiResult, QueryMap, bool_param};
 use super::render::{InstanceStatus, Purged, status_body};
 use super::{ApiError, ApiState};
-use crate::engine::{InstanceFilter, PageCursor};
+use crate::engine::{InstanceFilter, PageCursor, PageOrder};
 use crate::model::{Millis, RuntimeStatus};
 
 /// The header carrying the position of the next page, both ways.
@@ -31,6 +31,8 @@ const MAX_PAGE_SIZE: usize = 1000;
         ("createdTimeTo" = Option<String>, Query, description = "ISO 8601; created at or before"),
         ("runtimeStatus" = Option<String>, Query, description = "Comma-separated statuses (any case; Canceled matches none)"),
         ("instanceIdPrefix" = Option<String>, Query),
+        ("name" = Option<String>, Query, description = "The orchestrator's name, exactly (Reprise)"),
+        ("order" = Option<String>, Query, description = "oldest (the default) or newest first (Reprise)"),
         ("top" = Option<u32>, Query, description = "Page size, 1 to 1000, default 100"),
         ("showInput" = Option<bool>, Query, description = "Default true"),
         ("x-ms-continuation-token" = Option<String>, Header, description = "From the previous page"),
@@ -122,9 +124,19 @@ pub(super) async fn purge(
     Ok((StatusCode::OK, Json(Purged::new(deleted))).into_response())
 }
 
-/// The instances the query selects; `None` when it can select none (it
-/// asks only for statuses Reprise never reports, such as `Canceled`).
-fn filter(query: &QueryMap) -> Result<Option<InstanceFilter>, ApiError> {
+/// The parameters [`filter`] reads.
+pub(super) const FILTER_PARAMETERS: [&str; 5] = [
+    "runtimeStatus",
+    "name",
+    "instanceIdPrefix",
+    "createdTimeFrom",
+    "createdTimeTo",
+];
+
+/// The instances the query selects, and in which order (`order=newest`
+/// for newest first); `None` when it can select none (it asks only for
+/// statuses Reprise never reports, such as `Canceled`).
+pub(super) fn filter(query: &QueryMap) -> Result<Option<InstanceFilter>, ApiError> {
     let names: Vec<&str> = query
         .get("runtimeStatus")
         .map(|list| {
@@ -147,6 +159,15 @@ fn filter(query: &QueryMap) -> Result<Option<InstanceFilter>, ApiError> {
     // Every parameter is checked, even when no instance can match.
     let created_from = time_param(query, "createdTimeFrom")?;
     let created_to = time_param(query, "createdTimeTo")?;
+    let order = match query.get("order").map(String::as_str) {
+        None | Some("oldest") => PageOrder::OldestFirst,
+        Some("newest") => PageOrder::NewestFirst,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "order must be oldest or newest, not '{other}'"
+            )));
+        }
+    };
     if !names.is_empty() && statuses.is_empty() {
         return Ok(None);
     }
@@ -155,6 +176,8 @@ fn filter(query: &QueryMap) -> Result<Option<InstanceFilter>, ApiError> {
         created_to,
         statuses,
         id_prefix: query.get("instanceIdPrefix").cloned(),
+        name: query.get("name").cloned(),
+        order,
     }))
 }
 

@@ -340,8 +340,8 @@ pub(super) fn status_body(
         generation: None,
         replay_history: None,
     };
-    body.history_events =
-        history.map(|history| super::history::events(history, show_input, show_history_output));
+    body.history_events = history
+        .map(|history| super::history::events(instance, history, show_input, show_history_output));
     body
 }
 
@@ -351,7 +351,7 @@ pub(super) fn json_value(text: &str) -> Value {
 }
 
 /// `2017-06-29T18:58:01Z`, the format Durable Functions uses for instance times.
-fn timestamp(millis: Millis) -> String {
+pub(super) fn timestamp(millis: Millis) -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     format_millis(millis, format)

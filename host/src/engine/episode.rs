@@ -1043,12 +1043,10 @@ fn child_start(
     now: Millis,
     trace: Option<String>,
 ) -> Result<NewInstance, (ParentTask, String)> {
-    let id = child.instance_id.clone().unwrap_or_else(|| {
-        format!(
-            "{}:{}:{}",
-            parent.instance_id, parent.generation, parent.task_id
-        )
-    });
+    let id = child
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| parent.default_child_id());
     if let Err(error) = InstanceId::parse(&id) {
         return Err((parent, format!("cannot start a sub-orchestration: {error}")));
     }

@@ -8,6 +8,7 @@
 //! `scheduler::Scheduler::notify` and `episode::plan`.
 
 mod activities;
+mod bulk;
 mod direct;
 mod episode;
 mod functions;
@@ -24,14 +25,15 @@ mod warm;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::bulk::{BulkAction, BulkProgress};
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{
     CommitObserver, CommitOutcome, EpisodeCommit, NewInstance, Store, WorkItem, WorkRead,
 };
-pub use crate::store::{DeliveryOutcome, PurgeOutcome, StartOutcome};
-pub use crate::store::{InstanceFilter, PageCursor};
+pub use crate::store::{ComponentVersion, DeliveryOutcome, PurgeOutcome, StartOutcome};
+pub use crate::store::{InstanceFilter, PageCursor, PageOrder};
 use crate::traces::{InstanceTrace, Traces};
 pub use episode::StepLimits;
 pub use replay_check::{RecordedGeneration, Verdict, check_replay};
@@ -108,6 +110,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Where spans go, when tracing is on.
     traces: Option<Traces>,
+    /// Bulk actions running or recently done on this host.
+    bulk: bulk::BulkJobs,
 }
 
 impl Shared {
@@ -150,6 +154,7 @@ impl Engine {
         store.observe_commits(Arc::clone(&metrics) as Arc<dyn CommitObserver>);
         Engine {
             shared: Arc::new(Shared {
+                bulk: bulk::BulkJobs::default(),
                 metrics,
                 traces,
                 store,
@@ -419,6 +424,24 @@ impl Engine {
             None
         };
         Ok((page, next))
+    }
+
+    /// How many instances match `filter`, counted no further than `cap`.
+    pub async fn count_instances(&self, filter: InstanceFilter, cap: u64) -> anyhow::Result<u64> {
+        let store = Arc::clone(&self.shared.store);
+        blocking(move || store.count_instances(&filter, cap)).await
+    }
+
+    /// Instances by status (each status with any), as the store keeps them.
+    pub async fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
+        let store = Arc::clone(&self.shared.store);
+        blocking(move || store.instance_counts()).await
+    }
+
+    /// Every stored component version, with its unfinished instances.
+    pub async fn component_versions(&self) -> anyhow::Result<Vec<ComponentVersion>> {
+        let store = Arc::clone(&self.shared.store);
+        blocking(move || store.component_versions()).await
     }
 
     /// Deletes every finished instance matching `filter`, a batch per

@@ -1,0 +1,252 @@
+//! Bulk actions: terminate, purge or rewind everything a filter selects
+//! (the dashboard's bulk buttons). A background task walks the selection a
+//! page at a time and acts on each instance through the same operations a
+//! single request uses, so each is checked as that request would be; a
+//! page's instances are acted on together (their writes share group
+//! commits) and the task yields between pages, so a huge selection never
+//! holds up the host. Progress lives in memory on the host that runs the
+//! job, for the caller to poll; what was done is durable instance by
+//! instance, and a job cut short by a restart is simply started again.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use super::{Engine, InstanceFilter, PageCursor, RewindOutcome};
+use crate::model::{InstanceId, RuntimeStatus};
+use crate::store::{DeliveryOutcome, PageOrder};
+
+/// Instances acted on at once, between two yields.
+const PAGE: usize = 100;
+/// Finished jobs kept for their callers to read.
+const KEPT_JOBS: usize = 32;
+/// Failures a job's progress lists (it counts them all).
+const LISTED_ERRORS: usize = 20;
+
+/// What a bulk job does to each instance it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    /// Live instances; others are skipped.
+    Terminate,
+    /// Finished instances (with their histories).
+    Purge,
+    /// Failed instances; others are skipped.
+    Rewind,
+}
+
+impl BulkAction {
+    pub fn parse(name: &str) -> Option<BulkAction> {
+        [BulkAction::Terminate, BulkAction::Purge, BulkAction::Rewind]
+            .into_iter()
+            .find(|action| action.as_str().eq_ignore_ascii_case(name))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulkAction::Terminate => "terminate",
+            BulkAction::Purge => "purge",
+            BulkAction::Rewind => "rewind",
+        }
+    }
+
+    /// The statuses it acts on.
+    fn statuses(self) -> Vec<RuntimeStatus> {
+        RuntimeStatus::ALL
+            .into_iter()
+            .filter(|status| match self {
+                BulkAction::Terminate => !status.is_terminal(),
+                BulkAction::Purge => status.is_terminal(),
+                BulkAction::Rewind => *status == RuntimeStatus::Failed,
+            })
+            .collect()
+    }
+}
+
+/// Where a bulk job stands.
+#[derive(Debug, Clone)]
+pub struct BulkProgress {
+    pub id: String,
+    pub action: BulkAction,
+    pub done: bool,
+    /// Instances looked at so far.
+    pub processed: u64,
+    pub succeeded: u64,
+    /// Selected but not in a state the action applies to (any more).
+    pub skipped: u64,
+    pub failed: u64,
+    /// The first failures: instance ID and why.
+    pub errors: Vec<(String, String)>,
+    /// Why the walk through the selection stopped before its end (the
+    /// store could not be read), if it did.
+    pub stopped: Option<String>,
+}
+
+impl BulkProgress {
+    fn record(&mut self, id: String, outcome: anyhow::Result<Acted>) {
+        self.processed += 1;
+        match outcome {
+            Ok(Acted::Done) => self.succeeded += 1,
+            Ok(Acted::Skipped) => self.skipped += 1,
+            Err(error) => {
+                self.failed += 1;
+                if self.errors.len() < LISTED_ERRORS {
+                    self.errors.push((id, format!("{error:#}")));
+                }
+            }
+        }
+    }
+}
+
+/// What acting on one instance came to.
+enum Acted {
+    Done,
+    Skipped,
+}
+
+/// The jobs of this host, newest last.
+#[derive(Default)]
+pub(super) struct BulkJobs {
+    jobs: Mutex<VecDeque<Arc<Mutex<BulkProgress>>>>,
+}
+
+impl BulkJobs {
+    fn add(&self, progress: BulkProgress) -> Arc<Mutex<BulkProgress>> {
+        let job = Arc::new(Mutex::new(progress));
+        let mut jobs = self.jobs.lock().unwrap();
+        // Finished jobs make room; running ones are never dropped.
+        while jobs.len() >= KEPT_JOBS {
+            let Some(at) = jobs.iter().position(|job| job.lock().unwrap().done) else {
+                break;
+            };
+            jobs.remove(at);
+        }
+        jobs.push_back(Arc::clone(&job));
+        job
+    }
+
+    fn get(&self, id: &str) -> Option<BulkProgress> {
+        let jobs = self.jobs.lock().unwrap();
+        jobs.iter()
+            .map(|job| job.lock().unwrap())
+            .find(|job| job.id == id)
+            .map(|job| job.clone())
+    }
+}
+
+impl Engine {
+    /// Starts `action` on every instance `filter` selects (narrowed to the
+    /// statuses the action applies to; `None` selects none), in the
+    /// background; returns its progress so far (nothing done yet).
+    pub fn start_bulk(
+        &self,
+        action: BulkAction,
+        filter: Option<InstanceFilter>,
+        reason: String,
+    ) -> BulkProgress {
+        let applicable = action.statuses();
+        let filter = filter.map(|mut filter| {
+            filter.statuses = if filter.statuses.is_empty() {
+                applicable
+            } else {
+                filter
+                    .statuses
+                    .into_iter()
+                    .filter(|status| applicable.contains(status))
+                    .collect()
+            };
+            filter.order = PageOrder::OldestFirst;
+            filter
+        });
+        let progress = BulkProgress {
+            id: InstanceId::generate().as_str().to_owned(),
+            action,
+            done: false,
+            processed: 0,
+            succeeded: 0,
+            skipped: 0,
+            failed: 0,
+            errors: Vec::new(),
+            stopped: None,
+        };
+        let job = self.shared.bulk.add(progress.clone());
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let filter = filter.filter(|filter| !filter.statuses.is_empty());
+            let walked = match filter {
+                Some(filter) => engine.run_bulk(action, filter, &reason, &job).await,
+                None => Ok(()),
+            };
+            let mut job = job.lock().unwrap();
+            if let Err(error) = walked {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "a bulk {} stopped",
+                    action.as_str()
+                );
+                job.stopped = Some(format!("{error:#}"));
+            }
+            job.done = true;
+            tracing::info!(
+                action = action.as_str(),
+                succeeded = job.succeeded,
+                skipped = job.skipped,
+                failed = job.failed,
+                "bulk action done"
+            );
+        });
+        progress
+    }
+
+    /// A bulk job's progress, if this host runs or ran it recently.
+    pub fn bulk_progress(&self, id: &str) -> Option<BulkProgress> {
+        self.shared.bulk.get(id)
+    }
+
+    async fn run_bulk(
+        &self,
+        action: BulkAction,
+        filter: InstanceFilter,
+        reason: &str,
+        job: &Mutex<BulkProgress>,
+    ) -> anyhow::Result<()> {
+        let mut after: Option<PageCursor> = None;
+        loop {
+            let (page, next) = self.query(filter.clone(), after, PAGE).await?;
+            let mut acting = tokio::task::JoinSet::new();
+            for instance in page {
+                let engine = self.clone();
+                let reason = reason.to_owned();
+                acting.spawn(async move {
+                    let outcome = engine.act(action, &instance.id, reason).await;
+                    (instance.id, outcome)
+                });
+            }
+            while let Some(joined) = acting.join_next().await {
+                let (id, outcome) = joined?;
+                job.lock().unwrap().record(id, outcome);
+            }
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn act(&self, action: BulkAction, id: &str, reason: String) -> anyhow::Result<Acted> {
+        let id = InstanceId::parse(id).map_err(anyhow::Error::msg)?;
+        Ok(match action {
+            BulkAction::Terminate => match self.terminate(&id, reason).await? {
+                DeliveryOutcome::Accepted => Acted::Done,
+                _ => Acted::Skipped,
+            },
+            BulkAction::Purge => match self.purge(&id).await? {
+                crate::store::PurgeOutcome::Purged => Acted::Done,
+                _ => Acted::Skipped,
+            },
+            BulkAction::Rewind => match self.rewind(&id, reason).await? {
+                RewindOutcome::Rewound => Acted::Done,
+                _ => Acted::Skipped,
+            },
+        })
+    }
+}
