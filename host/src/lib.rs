@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod dashboard;
 pub mod engine;
 pub mod metrics;
 pub mod runtime;

@@ -190,7 +190,7 @@ fn python_command(python: &Path, host: &TestHost) -> Command {
 
 /// Runs a client script against `host`; panics with its output, and the end
 /// of the host's log, unless it succeeds.
-async fn run_script(host: &TestHost, command: Command) {
+pub(crate) async fn run_script(host: &TestHost, command: Command) {
     let described = format!("{command:?}");
     let (status, stdout, stderr) = tokio::task::spawn_blocking(move || run(command))
         .await

@@ -9,6 +9,7 @@ mod chaos;
 mod cli;
 mod clients;
 mod counter;
+mod dashboard;
 mod direct;
 mod durability;
 mod durable_functions;

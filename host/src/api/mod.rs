@@ -130,7 +130,10 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
     }));
     // A layer of the router itself runs after routing; this one wraps a
     // router whose only route is the whole API, so it runs before.
+    // The dashboard's files carry no data; what they show, they read
+    // through the API, key and all.
     Router::new()
+        .merge(crate::dashboard::router())
         .fallback_service(router)
         .layer(middleware::map_request(path::canonicalize))
 }
