@@ -1,8 +1,10 @@
 //! Managing many instances, on the real `reprise` binary over HTTP:
 //!
 //! - listing one page out of 1,000,000 instances (first page, a page from
-//!   the middle by creation time, a status filter, an ID prefix), against
-//!   the baseline of a point lookup of one instance in the same run;
+//!   the middle by creation time, a status filter, an ID prefix, newest
+//!   first) and counting them (per status, and a filter's matches, as the
+//!   dashboard does), against the baseline of a point lookup of one
+//!   instance in the same run;
 //! - a bulk purge of 100,000 finished instances while a client keeps
 //!   reading a status: how many requests it gets served during the purge,
 //!   and how slow the slowest was, against the same client without a purge.
@@ -121,6 +123,19 @@ async fn listing() {
         (
             "broad ID prefix, 100,000 matches (instanceIdPrefix=inst-05)",
             "/instances?top=100&instanceIdPrefix=inst-05".to_owned(),
+        ),
+        (
+            "newest first (order=newest), as the dashboard lists",
+            "/instances?top=50&order=newest&showInput=false".to_owned(),
+        ),
+        ("counts per status (GET counts)", "/counts".to_owned()),
+        (
+            "counts and a filter's matches, 100 (instanceIdPrefix=inst-05000)",
+            "/counts?instanceIdPrefix=inst-05000".to_owned(),
+        ),
+        (
+            "counts and a filter's matches, capped at 10,000 (runtimeStatus=Running)",
+            "/counts?runtimeStatus=Running".to_owned(),
         ),
     ];
     println!("\nlisting one page out of {LISTED} instances, 20 requests each\n");

@@ -192,7 +192,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Serve(args) => run_serve(&cli.connection, args),
+        Command::Serve(args) => run_serve(&cli.connection, args, cli.log_format),
         Command::Client(command) => run_client(&cli.connection, command),
         Command::New(args) => finish(
             reprise_host::cli::new::run(&args).map(|report| (report, true)),
@@ -223,17 +223,35 @@ fn finish(result: Result<(String, bool), String>, cannot_run: u8) -> std::proces
     }
 }
 
+/// Why `reprise serve` cannot serve, as one line in the log's format (a
+/// log store reading JSON lines gets this one too); exit code 1.
+fn serve_failed(format: LogFormat, message: &str) -> std::process::ExitCode {
+    match format {
+        LogFormat::Text => eprintln!("error: {message}"),
+        LogFormat::Json => tracing::error!(error = message, "cannot serve"),
+    }
+    std::process::ExitCode::FAILURE
+}
+
 /// `reprise serve`.
-fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode {
+fn run_serve(
+    connection: &Connection,
+    args: ServeArgs,
+    format: LogFormat,
+) -> std::process::ExitCode {
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     let workers = args.workers.unwrap_or(4 * cores);
     let Ok(lease_ttl) = Duration::try_from_secs_f64(args.lease_ttl_secs) else {
-        eprintln!("error: --lease-ttl-secs must be a positive number of seconds");
-        return std::process::ExitCode::FAILURE;
+        return serve_failed(
+            format,
+            "--lease-ttl-secs must be a positive number of seconds",
+        );
     };
     let Ok(activity_timeout) = Duration::try_from_secs_f64(args.activity_timeout_secs) else {
-        eprintln!("error: --activity-timeout-secs must be a positive number of seconds");
-        return std::process::ExitCode::FAILURE;
+        return serve_failed(
+            format,
+            "--activity-timeout-secs must be a positive number of seconds",
+        );
     };
     let config = ServeConfig {
         functions_dir: args.functions,
@@ -274,8 +292,7 @@ fn run_serve(connection: &Connection, args: ServeArgs) -> std::process::ExitCode
         .and_then(|runtime| runtime.block_on(serve(config)));
     if let Err(error) = result {
         // One line a person can act on, causes included.
-        eprintln!("error: {error:#}");
-        return std::process::ExitCode::FAILURE;
+        return serve_failed(format, &format!("{error:#}"));
     }
     std::process::ExitCode::SUCCESS
 }

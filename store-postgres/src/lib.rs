@@ -668,12 +668,10 @@ impl Store for PostgresStore {
         self.statement(async |client| {
             let rows = client
                 .query(
-                    &format!(
-                        "SELECT c.version, c.stored_at, c.retired_at,
-                                (SELECT count(*) FROM instances i WHERE i.version = c.version
-                                   AND i.status NOT IN {FINISHED})
-                         FROM components c ORDER BY c.stored_at, c.version"
-                    ),
+                    "SELECT c.version, c.stored_at, c.retired_at,
+                            (SELECT count(*) FROM instances i WHERE i.version = c.version
+                               AND i.status IN ('Pending', 'Running', 'Suspended', 'ContinuedAsNew'))
+                     FROM components c ORDER BY c.stored_at, c.version",
                     &[],
                 )
                 .await?;

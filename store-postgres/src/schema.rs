@@ -129,14 +129,22 @@ CREATE TABLE instance_counts (
     PRIMARY KEY (status, shard)
 );
 CREATE FUNCTION reprise_count_instances() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    me INTEGER := pg_backend_pid();
 BEGIN
+    -- An update of the row this connection has (almost always there) is
+    -- cheaper than an upsert; no other connection writes it.
     IF TG_OP <> 'INSERT' THEN
-        INSERT INTO instance_counts VALUES (OLD.status, pg_backend_pid(), -1)
-            ON CONFLICT (status, shard) DO UPDATE SET total = instance_counts.total - 1;
+        UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status AND shard = me;
+        IF NOT FOUND THEN
+            INSERT INTO instance_counts VALUES (OLD.status, me, -1);
+        END IF;
     END IF;
     IF TG_OP <> 'DELETE' THEN
-        INSERT INTO instance_counts VALUES (NEW.status, pg_backend_pid(), 1)
-            ON CONFLICT (status, shard) DO UPDATE SET total = instance_counts.total + 1;
+        UPDATE instance_counts SET total = total + 1 WHERE status = NEW.status AND shard = me;
+        IF NOT FOUND THEN
+            INSERT INTO instance_counts VALUES (NEW.status, me, 1);
+        END IF;
     END IF;
     RETURN NULL;
 END

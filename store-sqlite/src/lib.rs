@@ -31,7 +31,30 @@ use reprise_core::store::{
 /// Bumped when the schema changes; `open` refuses files from the future.
 const SCHEMA_VERSION: i64 = 6;
 
-const SCHEMA: &str = "
+/// The triggers that keep `instance_counts`: in the schema, and in the
+/// upgrade that adds that table (so no write can come between the two).
+macro_rules! count_triggers {
+    () => {
+        "
+CREATE TRIGGER IF NOT EXISTS count_inserted AFTER INSERT ON instances BEGIN
+    INSERT INTO instance_counts VALUES (NEW.status, 1)
+        ON CONFLICT (status) DO UPDATE SET total = total + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS count_deleted AFTER DELETE ON instances BEGIN
+    UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status;
+END;
+CREATE TRIGGER IF NOT EXISTS count_changed AFTER UPDATE OF status ON instances
+    WHEN OLD.status <> NEW.status BEGIN
+    UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status;
+    INSERT INTO instance_counts VALUES (NEW.status, 1)
+        ON CONFLICT (status) DO UPDATE SET total = total + 1;
+END;
+"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    r#"
 CREATE TABLE IF NOT EXISTS instances (
     instance_id   TEXT PRIMARY KEY NOT NULL,
     name          TEXT NOT NULL,
@@ -120,26 +143,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     effect      TEXT NOT NULL,
     PRIMARY KEY (instance_id, staging, seq)
 ) WITHOUT ROWID;
--- How many instances have each status, kept by the triggers below in the
--- transaction that starts, changes or deletes an instance.
+-- How many instances have each status, kept by triggers (count_triggers!)
+-- in the transaction that starts, changes or deletes an instance.
 CREATE TABLE IF NOT EXISTS instance_counts (
     status    TEXT PRIMARY KEY NOT NULL,
     total     INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS count_inserted AFTER INSERT ON instances BEGIN
-    INSERT INTO instance_counts VALUES (NEW.status, 1)
-        ON CONFLICT (status) DO UPDATE SET total = total + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS count_deleted AFTER DELETE ON instances BEGIN
-    UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status;
-END;
-CREATE TRIGGER IF NOT EXISTS count_changed AFTER UPDATE OF status ON instances
-    WHEN OLD.status <> NEW.status BEGIN
-    UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status;
-    INSERT INTO instance_counts VALUES (NEW.status, 1)
-        ON CONFLICT (status) DO UPDATE SET total = total + 1;
-END;
-";
+"#,
+    count_triggers!()
+);
 
 pub struct SqliteStore {
     /// The writer thread's queue: it owns the writing connection and
@@ -215,10 +227,13 @@ impl SqliteStore {
             // 5: trace contexts; older instances are not traced.
             "ALTER TABLE instances ADD COLUMN trace TEXT",
             // 6: instances by status, counted once here and kept by
-            // triggers (created with the schema, below) from then on.
-            "CREATE TABLE instance_counts (
-                status TEXT PRIMARY KEY NOT NULL, total INTEGER NOT NULL) WITHOUT ROWID;
-             INSERT INTO instance_counts SELECT status, count(*) FROM instances GROUP BY status",
+            // triggers from then on.
+            concat!(
+                "CREATE TABLE instance_counts (
+                   status TEXT PRIMARY KEY NOT NULL, total INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO instance_counts SELECT status, count(*) FROM instances GROUP BY status;",
+                count_triggers!()
+            ),
         ];
         for (to, change) in (2..).zip(upgrades) {
             if (1..to).contains(&version) {
@@ -1264,7 +1279,7 @@ impl Store for SqliteStore {
             let mut statement = connection.prepare_cached(
                 "SELECT c.version, c.stored_at, c.retired_at,
                         (SELECT count(*) FROM instances i WHERE i.version = c.version
-                           AND i.status NOT IN ('Completed', 'Failed', 'Terminated'))
+                           AND i.status IN ('Pending', 'Running', 'Suspended', 'ContinuedAsNew'))
                  FROM components c ORDER BY c.stored_at, c.version",
             )?;
             let versions = statement.query_map([], |row| {

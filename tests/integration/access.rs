@@ -99,3 +99,78 @@ async fn with_a_key_every_request_must_carry_it_and_handed_out_urls_do() {
     )
     .await;
 }
+
+/// A web page of another site cannot change anything (its forms and
+/// scripts reach a host on loopback too), and a host without a key answers
+/// only requests addressed to a loopback name (against DNS rebinding); the
+/// host's own dashboard and clients outside a browser are unaffected.
+#[tokio::test(flavor = "multi_thread")]
+async fn other_sites_pages_cannot_change_anything_and_a_keyless_host_answers_only_loopback_names() {
+    let host = TestHost::start_with(&[&components().counter]).await;
+    let client = reqwest::Client::new();
+    let start = format!("{}/orchestrators/E3_Counter", host.base);
+    let own_origin = host.root_url().to_owned();
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("origin", "http://localhost:3000"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let reply = client
+            .post(&start)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+        let body: serde_json::Value = reply.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("another site"),
+            "{body}"
+        );
+    }
+    // Reading is not changing: a page may not read the answer anyway.
+    let reply = client
+        .get(format!("{}/instances", host.base))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert_eq!(reply.text().await.unwrap(), "[]", "nothing was created");
+
+    // The dashboard's own requests, and clients that are no browser.
+    let reply = client
+        .post(&start)
+        .header("origin", own_origin)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::ACCEPTED);
+    let reply = client.post(&start).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::ACCEPTED);
+
+    // Addressed by another name (a rebound DNS name): refused, even reads.
+    let reply = client
+        .get(format!("{}/instances", host.base))
+        .header("host", "evil.example:7071")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("--key"),
+        "{body}"
+    );
+    let port = host.root_url().rsplit(':').next().unwrap().to_owned();
+    let reply = client
+        .get(format!("{}/instances", host.base))
+        .header("host", format!("localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+}

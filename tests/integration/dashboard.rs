@@ -39,11 +39,15 @@ async fn the_root_serves_the_dashboard_and_only_its_data_needs_the_key() {
                 .starts_with(content_type),
             "{path}: {headers:?}"
         );
-        // Nothing from elsewhere: no CDN, no inline script.
+        // Nothing from elsewhere: no CDN, no inline script; the page's
+        // address (which may hold a key) is sent to no one.
         let policy = headers["content-security-policy"].to_str().unwrap();
         assert!(policy.contains("script-src 'self'"), "{policy}");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
         let text = reply.text().await.unwrap();
-        assert!(!text.contains("https://"), "{path} loads from elsewhere");
+        for elsewhere in ["https://", "http://", "src=\"//", "href=\"//", "url(//"] {
+            assert!(!text.contains(elsewhere), "{path} loads from elsewhere");
+        }
     }
     let page = client.get(format!("{root}/")).send().await.unwrap();
     let page = page.text().await.unwrap();

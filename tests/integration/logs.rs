@@ -50,3 +50,39 @@ async fn json_logs_are_one_object_per_line_with_the_fields_of_the_episode() {
         );
     }
 }
+
+/// A host that cannot start says why in the format asked for: with JSON
+/// logs, that line is a JSON object too. (Command-line mistakes are still
+/// told as text, by the argument parser, before any logging.)
+#[test]
+fn with_json_logs_a_failed_start_is_a_json_line_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("REPRISE_DB", "postgres://postgres@127.0.0.1:1/reprise")
+        .env_remove("REPRISE_LOG_FORMAT")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("not a JSON object ({error}): {line}"))
+        })
+        .collect();
+    let failed = lines
+        .iter()
+        .find(|line| line["message"] == "cannot serve")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(failed["level"], "ERROR", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to PostgreSQL"),
+        "{failed}"
+    );
+}

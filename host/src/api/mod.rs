@@ -12,6 +12,7 @@ mod error;
 mod handlers;
 mod history;
 mod openapi;
+mod origin;
 mod overview;
 mod path;
 mod query;
@@ -130,12 +131,20 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
     }));
     // A layer of the router itself runs after routing; this one wraps a
     // router whose only route is the whole API, so it runs before.
+    let keyed = if config.access_key.is_some() {
+        origin::Keyed::Yes
+    } else {
+        origin::Keyed::No
+    };
     // The dashboard's files carry no data; what they show, they read
     // through the API, key and all.
     Router::new()
         .merge(crate::dashboard::router())
         .fallback_service(router)
         .layer(middleware::map_request(path::canonicalize))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            origin::guard(keyed, request, next)
+        }))
 }
 
 /// Records the request's answer in the metrics, under its route template

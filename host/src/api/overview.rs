@@ -17,11 +17,11 @@ use super::handlers::{ApiResult, QueryMap};
 use super::query::{FILTER_PARAMETERS, filter};
 use super::render::timestamp;
 use super::{ApiError, ApiState, BASE_PATH};
-use crate::engine::{BulkAction, BulkProgress};
+use crate::engine::{BulkAction, BulkProgress, MAX_RUNNING_JOBS};
 use crate::model::RuntimeStatus;
 
-/// A filtered count stops here: enough to size a bulk action, bounded work
-/// however many instances there are.
+/// A filtered count stops here: enough to size a bulk action. (A filter by
+/// status alone is answered from the kept counts; others are counted.)
 const COUNT_CAP: u64 = 10_000;
 
 /// Instances by status, and how many match a filter.
@@ -85,6 +85,15 @@ pub(super) async fn counts(
             count: 0,
             at_least: false,
         }),
+        // By status alone: what the store keeps, exact and cheap.
+        (true, Some(selected)) if only_statuses(&selected) => Some(Matching {
+            count: selected
+                .statuses
+                .iter()
+                .map(|status| by_status[status.as_str()])
+                .sum(),
+            at_least: false,
+        }),
         (true, Some(selected)) => {
             let count = state.engine.count_instances(selected, COUNT_CAP).await?;
             Some(Matching {
@@ -99,6 +108,15 @@ pub(super) async fn counts(
         matching,
     };
     Ok(Json(body).into_response())
+}
+
+/// Whether `filter` narrows by status and by nothing else.
+fn only_statuses(filter: &crate::engine::InstanceFilter) -> bool {
+    !filter.statuses.is_empty()
+        && filter.name.is_none()
+        && filter.id_prefix.is_none()
+        && filter.created_from.is_none()
+        && filter.created_to.is_none()
 }
 
 /// A stored component version.
@@ -206,6 +224,7 @@ impl From<BulkProgress> for BulkJob {
     responses(
         (status = 202, description = "Started in the background; poll Location", body = BulkJob, headers(("Location" = String, description = "The job's progress"))),
         (status = 400, description = "No or an unknown action, or a malformed filter", body = ErrorBody),
+        (status = 429, description = "4 bulk jobs are running on this host already", body = ErrorBody),
     ),
     tag = "instances"
 )]
@@ -222,7 +241,14 @@ pub(super) async fn start_bulk(
     })?;
     let selected = filter(&query)?;
     let reason = query.get("reason").cloned().unwrap_or_default();
-    let progress = state.engine.start_bulk(action, selected, reason);
+    let Some(progress) = state.engine.start_bulk(action, selected, reason) else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{MAX_RUNNING_JOBS} bulk jobs are running on this host already; wait for one to finish"
+            ),
+        ));
+    };
     let location = format!("{BASE_PATH}/bulk/{}", progress.id);
     let mut response = (StatusCode::ACCEPTED, Json(BulkJob::from(progress))).into_response();
     if let Ok(location) = HeaderValue::from_str(&location) {

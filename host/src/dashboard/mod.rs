@@ -97,6 +97,11 @@ fn serve(asset: &Asset, text: String) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // A key in the page's address (`?code=`) goes nowhere else.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     // A new host may serve new files under the same names.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response

@@ -8,17 +8,22 @@
 //! job, for the caller to poll; what was done is durable instance by
 //! instance, and a job cut short by a restart is simply started again.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::{Engine, InstanceFilter, PageCursor, RewindOutcome};
 use crate::model::{InstanceId, RuntimeStatus};
 use crate::store::{DeliveryOutcome, PageOrder};
 
-/// Instances acted on at once, between two yields.
+/// Instances read per page, between two yields.
 const PAGE: usize = 100;
-/// Finished jobs kept for their callers to read.
+/// Instances of a page acted on at once: enough for their writes to share
+/// group commits, few enough to leave connections for everything else.
+const AT_ONCE: usize = 16;
+/// Jobs kept for their callers to read (finished ones make room).
 const KEPT_JOBS: usize = 32;
+/// Jobs running at once on a host; more are refused until one finishes.
+pub const MAX_RUNNING_JOBS: usize = 4;
 /// Failures a job's progress lists (it counts them all).
 const LISTED_ERRORS: usize = 20;
 
@@ -109,9 +114,14 @@ pub(super) struct BulkJobs {
 }
 
 impl BulkJobs {
-    fn add(&self, progress: BulkProgress) -> Arc<Mutex<BulkProgress>> {
+    /// Keeps `progress` as a new running job, unless too many run.
+    fn add(&self, progress: BulkProgress) -> Option<Arc<Mutex<BulkProgress>>> {
         let job = Arc::new(Mutex::new(progress));
         let mut jobs = self.jobs.lock().unwrap();
+        let running = jobs.iter().filter(|job| !job.lock().unwrap().done).count();
+        if running >= MAX_RUNNING_JOBS {
+            return None;
+        }
         // Finished jobs make room; running ones are never dropped.
         while jobs.len() >= KEPT_JOBS {
             let Some(at) = jobs.iter().position(|job| job.lock().unwrap().done) else {
@@ -120,7 +130,7 @@ impl BulkJobs {
             jobs.remove(at);
         }
         jobs.push_back(Arc::clone(&job));
-        job
+        Some(job)
     }
 
     fn get(&self, id: &str) -> Option<BulkProgress> {
@@ -135,13 +145,14 @@ impl BulkJobs {
 impl Engine {
     /// Starts `action` on every instance `filter` selects (narrowed to the
     /// statuses the action applies to; `None` selects none), in the
-    /// background; returns its progress so far (nothing done yet).
+    /// background; returns its progress so far (nothing done yet), or
+    /// `None` if [`MAX_RUNNING_JOBS`] run already.
     pub fn start_bulk(
         &self,
         action: BulkAction,
         filter: Option<InstanceFilter>,
         reason: String,
-    ) -> BulkProgress {
+    ) -> Option<BulkProgress> {
         let applicable = action.statuses();
         let filter = filter.map(|mut filter| {
             filter.statuses = if filter.statuses.is_empty() {
@@ -167,7 +178,7 @@ impl Engine {
             errors: Vec::new(),
             stopped: None,
         };
-        let job = self.shared.bulk.add(progress.clone());
+        let job = self.shared.bulk.add(progress.clone())?;
         let engine = self.clone();
         tokio::spawn(async move {
             let filter = filter.filter(|filter| !filter.statuses.is_empty());
@@ -193,7 +204,7 @@ impl Engine {
                 "bulk action done"
             );
         });
-        progress
+        Some(progress)
     }
 
     /// A bulk job's progress, if this host runs or ran it recently.
@@ -211,18 +222,24 @@ impl Engine {
         let mut after: Option<PageCursor> = None;
         loop {
             let (page, next) = self.query(filter.clone(), after, PAGE).await?;
-            let mut acting = tokio::task::JoinSet::new();
-            for instance in page {
-                let engine = self.clone();
-                let reason = reason.to_owned();
-                acting.spawn(async move {
-                    let outcome = engine.act(action, &instance.id, reason).await;
-                    (instance.id, outcome)
-                });
-            }
-            while let Some(joined) = acting.join_next().await {
-                let (id, outcome) = joined?;
-                job.lock().unwrap().record(id, outcome);
+            for chunk in page.chunks(AT_ONCE) {
+                let mut acting = tokio::task::JoinSet::new();
+                let mut acted_on = HashMap::new();
+                for instance in chunk {
+                    let (engine, id, reason) =
+                        (self.clone(), instance.id.clone(), reason.to_owned());
+                    let task = acting.spawn(async move { engine.act(action, &id, reason).await });
+                    acted_on.insert(task.id(), instance.id.clone());
+                }
+                // Each outcome is recorded against its instance, a panic too.
+                while let Some(joined) = acting.join_next_with_id().await {
+                    let (task, outcome) = match joined {
+                        Ok((task, outcome)) => (task, outcome),
+                        Err(error) => (error.id(), Err(anyhow::anyhow!("it panicked: {error}"))),
+                    };
+                    let id = acted_on.remove(&task).unwrap_or_default();
+                    job.lock().unwrap().record(id, outcome);
+                }
             }
             match next {
                 Some(next) => after = Some(next),
@@ -248,5 +265,62 @@ impl Engine {
                 _ => Acted::Skipped,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(id: &str) -> BulkProgress {
+        BulkProgress {
+            id: id.into(),
+            action: BulkAction::Purge,
+            done: false,
+            processed: 0,
+            succeeded: 0,
+            skipped: 0,
+            failed: 0,
+            errors: Vec::new(),
+            stopped: None,
+        }
+    }
+
+    /// At most [`MAX_RUNNING_JOBS`] run; finished ones make room, and are
+    /// kept (the newest [`KEPT_JOBS`]) for their callers to read.
+    #[test]
+    fn running_jobs_are_bounded_and_finished_ones_make_room() {
+        let jobs = BulkJobs::default();
+        let running: Vec<_> = (0..MAX_RUNNING_JOBS)
+            .map(|n| jobs.add(progress(&format!("running-{n}"))).unwrap())
+            .collect();
+        assert!(jobs.add(progress("one-too-many")).is_none());
+        running[0].lock().unwrap().done = true;
+        assert!(jobs.add(progress("next")).is_some());
+        assert!(jobs.get("running-0").unwrap().done);
+
+        for job in jobs.jobs.lock().unwrap().iter() {
+            job.lock().unwrap().done = true;
+        }
+        for n in 0..2 * KEPT_JOBS {
+            let job = jobs.add(progress(&format!("later-{n}"))).unwrap();
+            job.lock().unwrap().done = true;
+        }
+        assert_eq!(jobs.jobs.lock().unwrap().len(), KEPT_JOBS);
+        assert!(jobs.get("running-0").is_none());
+        assert!(jobs.get(&format!("later-{}", 2 * KEPT_JOBS - 1)).is_some());
+    }
+
+    #[test]
+    fn actions_parse_in_any_case_and_apply_to_their_statuses() {
+        assert_eq!(BulkAction::parse("Purge"), Some(BulkAction::Purge));
+        assert_eq!(BulkAction::parse("nuke"), None);
+        assert_eq!(BulkAction::Rewind.statuses(), [RuntimeStatus::Failed]);
+        assert!(
+            BulkAction::Terminate
+                .statuses()
+                .iter()
+                .all(|status| !status.is_terminal())
+        );
     }
 }

@@ -25,7 +25,7 @@ mod warm;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::bulk::{BulkAction, BulkProgress};
+pub use self::bulk::{BulkAction, BulkProgress, MAX_RUNNING_JOBS};
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
