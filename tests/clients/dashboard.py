@@ -12,15 +12,19 @@ what it created (through the dashboard) at the end.
 Test data may be created through the HTTP API (urllib); everything the
 dashboard is for is done through the page: signing in, starting an
 instance, filtering the list, going to an instance, raising an event,
-terminating, seeing a refused action's message, and a bulk purge. Every wait
-is on an observable condition, with a deadline.
+terminating, seeing a refused action's message, and a bulk purge. How the
+page follows a bulk job through failed polls, a new sign-in, a job the host
+lost and one that stopped early is checked with faked API answers
+(Playwright routes). Every wait is on an observable condition, with a
+deadline.
 
 With --screenshots DIR, saves instances-light.png, instance-dark.png and
 functions-light.png (1280x800) for the README.
 
 Prints one line per step; on failure prints the step, what went wrong, and
-the page's console errors, saves DIR/failure.png when DIR is given, and exits
-with code 1.
+the page's console errors, saves failure.png in a new temporary folder (not
+DIR: that is the README's screenshots folder) when DIR is given and prints
+its path, and exits with code 1.
 """
 
 import argparse
@@ -28,11 +32,12 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 import traceback
 import urllib.error
 import urllib.request
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
@@ -117,11 +122,21 @@ def ok(message):
     print(f"ok  {message}", flush=True)
 
 
+def count_of(locator):
+    """The number a count element shows, once it shows one (a placeholder
+    stands there until the counts load)."""
+    expect(locator).to_have_text(re.compile(r"^\d"), timeout=TIMEOUT_MS)
+    return int(re.sub(r"\D", "", locator.inner_text()))
+
+
 class Run:
-    def __init__(self, args, page, host):
+    def __init__(self, args, page, host, console_errors):
         self.args = args
         self.page = page
         self.host = host
+        # What the page logged; steps that provoke errors on purpose take
+        # theirs out.
+        self.console_errors = console_errors
         self.url = args.url.rstrip("/")
         self.prefix = "dash-{:x}-".format(int(time.time() * 1000))
         self.ids = {}
@@ -177,17 +192,37 @@ class Run:
         expect(self.t("sign-out")).to_be_visible()
         ok("the sign-in form appears on 401, refuses a wrong key and takes the right one")
 
-        step("a key in the URL (?code=) is taken and removed from the address bar")
+        step("a key in the URL (#code= or ?code=) is taken and removed from the address bar")
+        key = quote(self.args.key, safe="")
+        # (address, what it shows, how the address must end once the key is out)
+        cases = [
+            (f"/#code={key}", "status-chips", f"{self.url}/"),
+            (f"/?code={key}#/functions", "functions-table", "/#/functions"),
+            (f"/#/functions?code={key}", "functions-table", "/#/functions"),
+        ]
+        # How long a new tab's history is after one page load.
         other = self.page.context.new_page()
         try:
-            other.goto(f"{self.url}/?code={quote(self.args.key, safe='')}#/functions")
-            expect(other.locator(sel("functions-table"))).to_be_visible(timeout=TIMEOUT_MS)
-            address = other.evaluate("location.href")
-            if "code=" in address or not address.endswith("#/functions"):
-                raise Failed(f"the key stayed in the address bar, or the route was lost: {address}")
+            other.goto(f"{self.url}/#/functions")
+            expect(other.locator(sel("login-form"))).to_be_visible(timeout=TIMEOUT_MS)
+            expect(other.locator(sel("login-link-hint"))).to_contain_text("#code=")
+            one_load = other.evaluate("history.length")
         finally:
             other.close()
-        ok("?code=KEY signs in and leaves the address bar")
+        for path, shown, end in cases:
+            # A new tab: its sessionStorage has no key but the URL's.
+            other = self.page.context.new_page()
+            try:
+                other.goto(self.url + path)
+                expect(other.locator(sel(shown))).to_be_visible(timeout=TIMEOUT_MS)
+                address = other.evaluate("location.href")
+                if "code=" in address or not address.endswith(end):
+                    raise Failed(f"{path}: the key stayed in the address bar, or the route was lost: {address}")
+                if other.evaluate("history.length") != one_load:
+                    raise Failed(f"{path}: the address with the key was kept in the history")
+            finally:
+                other.close()
+        ok("#code=KEY and ?code=KEY sign in and leave the address bar")
 
     def make_data(self):
         step("create test data through the API")
@@ -253,7 +288,7 @@ class Run:
         self.t("nav-instances").click()
         expect(self.t("status-chip", status="Completed")).to_be_visible(timeout=TIMEOUT_MS)
         expect(self.t("status-chip", status="Running")).to_be_visible()
-        completed = int(self.t("status-chip", status="Completed").locator(sel("status-count")).inner_text().replace(",", "").replace("\u202f", "").replace("\xa0", ""))
+        completed = count_of(self.t("status-chip", status="Completed").locator(sel("status-count")))
         if completed < 4:
             raise Failed(f"the Completed chip counts {completed}, expected at least 4")
 
@@ -418,6 +453,8 @@ class Run:
         self.goto_hash("#/instances")
         expect(self.rows().first).to_be_visible(timeout=TIMEOUT_MS)
         expect(self.t("status-chip", status="Completed")).to_be_visible(timeout=TIMEOUT_MS)
+        count_of(self.t("status-chip", status="Completed").locator(sel("status-count")))
+        expect(self.t("matching-count")).to_have_text(re.compile(r"^\d"), timeout=TIMEOUT_MS)
         self.screenshot("instances-light.png")
         self.set_theme("dark")
         self.goto_hash("#/instance/" + quote(self.ids["approval"], safe=""))
@@ -438,14 +475,19 @@ class Run:
         expect(self.t("login-form")).to_be_visible(timeout=TIMEOUT_MS)
         ok("signing out forgets the key")
 
-    def bulk_action(self, action, expected):
-        """Runs a bulk action on the current filter; returns its panel."""
+    def confirm_bulk(self, action, expected):
+        """Opens a bulk action's dialog on the current filter, checks its
+        count and confirms it."""
         self.t(f"bulk-{action}").click()
         expect(self.t("dialog")).to_be_visible()
         expect(self.t("bulk-count")).to_have_text(str(expected), timeout=TIMEOUT_MS)
         expect(self.t("dialog-confirm")).to_be_enabled()
         self.t("dialog-confirm").click()
         expect(self.t("dialog")).to_be_hidden(timeout=TIMEOUT_MS)
+
+    def bulk_action(self, action, expected):
+        """Runs a bulk action on the current filter; returns its panel."""
+        self.confirm_bulk(action, expected)
         panel = self.page.locator(sel("bulk-status", action=action))
         expect(panel).to_have_attribute("data-state", "done", timeout=TIMEOUT_MS)
         expect(panel.locator(sel("bulk-succeeded"))).to_have_text(str(expected))
@@ -474,6 +516,7 @@ class Run:
             self.expect_hash(r"status=[A-Za-z,]*" + status)
         expected = len(self.host.created)
         expect(self.t("matching-count")).to_have_text(f"{expected} matching", timeout=TIMEOUT_MS)
+        self.bulk_faults(expected)
         self.bulk_action("purge", expected)
         expect(self.t("instances-empty")).to_be_visible(timeout=TIMEOUT_MS)
         expect(self.t("matching-count")).to_have_text("0 matching", timeout=TIMEOUT_MS)
@@ -483,6 +526,91 @@ class Run:
                 raise Failed(f"{instance_id} should be purged; got HTTP {code} {body}")
         ok(f"purged {expected} after confirming the count; the list is empty for the filter")
 
+
+    def bulk_faults(self, expected):
+        """How the page follows a bulk job when polling it goes wrong, with
+        the host's answers to POST bulk and GET bulk/{id} faked: nothing is
+        purged here."""
+        step("bulk job polling: failed polls, a new sign-in, an early stop, a lost job (faked answers)")
+        bulk_path = API + "/bulk"
+        fake = {"start": None, "polls": []}
+
+        def job(job_id, state, processed, **extra):
+            return {"id": job_id, "action": "purge", "state": state, "processed": processed,
+                    "succeeded": processed, "skipped": 0, "failed": 0, "errors": [], **extra}
+
+        def matches(url):
+            path = urlsplit(url).path
+            return path == bulk_path or path.startswith(bulk_path + "/")
+
+        def answer(route):
+            if route.request.method == "POST":
+                status, body = 202, fake["start"]
+            else:
+                # The last answer repeats.
+                status, body = fake["polls"].pop(0) if len(fake["polls"]) > 1 else fake["polls"][0]
+            route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
+
+        mark = len(self.console_errors)
+        self.page.route(matches, answer)
+        panel = self.page.locator(sel("bulk-status", action="purge"))
+        try:
+            # Two failed polls (retried), a 401 (sign in again), then the
+            # job goes on and stops early because the store failed.
+            stopped = "listing the selection failed: database is locked"
+            fake["start"] = job("fake-stopped", "running", 0)
+            fake["polls"] = [
+                (503, {"message": "the store is busy"}),
+                (503, {"message": "the store is busy"}),
+                (401, {"message": "an access key is required"}),
+                (200, job("fake-stopped", "running", 1)),
+                (200, job("fake-stopped", "done", 2, stopped=stopped)),
+            ]
+            self.confirm_bulk("purge", expected)
+            expect(panel).to_have_attribute("data-state", "running")
+            expect(panel.locator(sel("bulk-dismiss"))).to_be_visible()
+            expect(panel.locator(sel("bulk-retrying"))).to_contain_text("the store is busy", timeout=TIMEOUT_MS)
+            expect(self.t("login-form")).to_be_visible(timeout=TIMEOUT_MS)
+            self.t("login-key").fill(self.args.key)
+            self.t("login-key").press("Enter")
+            expect(panel).to_have_attribute("data-state", "done", timeout=TIMEOUT_MS)
+            expect(panel).to_have_attribute("data-outcome", "error")
+            expect(panel.locator(sel("bulk-state"))).to_have_text("stopped early")
+            expect(panel.locator(sel("bulk-stopped"))).to_contain_text(stopped)
+            expect(panel.locator(sel("bulk-processed"))).to_have_text("2")
+            expect(panel.locator(sel("bulk-retrying"))).to_have_count(0)
+            expect(self.t("toast").filter(has_text=stopped)).to_have_attribute("data-kind", "error")
+            panel.locator(sel("bulk-dismiss")).click()
+            expect(self.t("bulk-status")).to_be_hidden()
+            ok("failed polls are retried, polling resumes after signing in, an early stop is shown as an error")
+
+            # Dismissing a running job stops following it; then a job the
+            # host does not know (it restarted) ends as lost.
+            fake["start"] = job("fake-running", "running", 0)
+            fake["polls"] = [(200, job("fake-running", "running", 0))]
+            self.confirm_bulk("purge", expected)
+            expect(panel).to_have_attribute("data-state", "running")
+            panel.locator(sel("bulk-dismiss")).click()
+            expect(self.t("bulk-status")).to_be_hidden()
+            lost = "no bulk job fake-lost on this host"
+            fake["start"] = job("fake-lost", "running", 0)
+            fake["polls"] = [(404, {"message": lost})]
+            self.confirm_bulk("purge", expected)
+            expect(panel).to_have_attribute("data-state", "lost", timeout=TIMEOUT_MS)
+            expect(panel).to_have_attribute("data-outcome", "error")
+            expect(panel.locator(sel("bulk-lost"))).to_contain_text(lost)
+            expect(self.t("toast").filter(has_text="no longer knows")).to_have_attribute("data-kind", "error")
+            panel.locator(sel("bulk-dismiss")).click()
+            expect(self.t("bulk-status")).to_be_hidden()
+            ok("a running job can be dismissed; a job the host lost ends as lost, with its message")
+        finally:
+            self.page.unroute(matches, answer)
+        # The faked 503s were logged by the page, as they should be.
+        self.console_errors[mark:] = [e for e in self.console_errors[mark:] if "status of 503" not in e]
+        for instance_id in sorted(self.host.created):
+            code, body = self.host.status(instance_id)
+            if code not in (200, 202):
+                raise Failed(f"{instance_id} should still be there after the faked jobs; got HTTP {code} {body}")
 
 
 def parse_args():
@@ -502,13 +630,16 @@ def main():
     wanted = SCENARIOS if args.scenario == "all" else SCENARIOS[: SCENARIOS.index(args.scenario) + 1]
     console_errors = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args.chromium, headless=True)
+        # No sandbox: CI containers run as root, where Chromium's sandbox
+        # cannot start; /dev/shm is small there.
+        browser = p.chromium.launch(executable_path=args.chromium, headless=True, chromium_sandbox=False,
+                                    args=["--disable-dev-shm-usage"])
         context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="light")
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
         page.on("pageerror", lambda error: console_errors.append(f"page error: {error}"))
         page.on("console", lambda message: message.type == "error" and console_errors.append(f"console: {message.text}"))
-        run = Run(args, page, host)
+        run = Run(args, page, host, console_errors)
         steps = {
             "login": run.login,
             "start": lambda: (run.make_data(), run.start()),
@@ -540,8 +671,12 @@ def main():
             for line in console_errors[-20:]:
                 print(f"  {line}", file=sys.stderr)
             if args.screenshots:
-                os.makedirs(args.screenshots, exist_ok=True)
-                page.screenshot(path=os.path.join(args.screenshots, "failure.png"))
+                path = os.path.join(tempfile.mkdtemp(prefix="reprise-dashboard-"), "failure.png")
+                try:
+                    page.screenshot(path=path)
+                    print(f"screenshot of the failure: {path}", file=sys.stderr)
+                except PlaywrightError as shot_error:
+                    print(f"no screenshot of the failure: {shot_error}", file=sys.stderr)
             browser.close()
             sys.exit(1)
         browser.close()

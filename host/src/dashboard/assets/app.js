@@ -9,7 +9,44 @@
 //   #/instances?status=Running,Failed&name=X&prefix=Y&from=ISO&to=ISO
 //   #/instance/{encoded instance ID}
 //   #/functions
+//
+// A link can carry the access key as #code=KEY (preferred: a fragment is
+// never sent to the server) or ?code=KEY; it is taken out of the address
+// bar before anything else runs.
 'use strict';
+
+// ---- The access key in the URL --------------------------------------------
+
+// The key from #code=KEY, #/route?code=KEY or ?code=KEY, removed from the
+// address (history.replaceState) so it is neither kept in the history nor
+// copied with the address. Null when the URL carries none.
+function takeKeyFromUrl() {
+  let code = null;
+  const search = new URLSearchParams(location.search);
+  if (search.has('code')) {
+    code = search.get('code');
+    search.delete('code');
+  }
+  let hash = location.hash.replace(/^#/, '');
+  if (hash.startsWith('code=')) {
+    code = new URLSearchParams(hash).get('code');
+    hash = '';
+  } else if (hash.includes('?')) {
+    const [path, query] = hash.split(/\?(.*)/s);
+    const params = new URLSearchParams(query);
+    if (params.has('code')) {
+      code = params.get('code');
+      params.delete('code');
+      const others = params.toString();
+      hash = path + (others ? '?' + others : '');
+    }
+  }
+  if (code === null) return null;
+  const rest = search.toString();
+  history.replaceState(history.state, '', location.pathname + (rest ? '?' + rest : '') + (hash ? '#' + hash : ''));
+  return code;
+}
+const KEY_FROM_URL = takeKeyFromUrl();
 
 // ---- Constants and settings -----------------------------------------------
 
@@ -18,8 +55,12 @@ const PAGE_SIZE = 50;
 const LIST_REFRESH_MS = 5000;
 const INSTANCE_REFRESH_MS = 2000;
 const BULK_POLL_MS = 500;
+const BULK_POLL_MAX_MS = 5000;  // the longest wait between polls that fail
 const MAX_TIMELINE_ROWS = 400;
 const MAX_RAW_EVENTS = 2000;
+// A live instance with a longer history is refreshed without it (a button
+// reloads it): fetching and drawing it every 2 s would load host and browser.
+const MAX_LIVE_HISTORY = 2000;
 
 // The order statuses are shown in; ContinuedAsNew is transient and only
 // shown when the host counts some.
@@ -496,6 +537,8 @@ function loginView(message) {
   const form = h('form', { class: 'login card', test: 'login-form', onsubmit: (event) => signIn(event, input, submit) },
     h('h1', {}, 'Sign in to Reprise'),
     h('p', { class: 'muted' }, 'This host requires an access key: the one it was started with (--key).'),
+    h('p', { class: 'muted', test: 'login-link-hint' }, 'A link can carry it: ', h('code', {}, `${location.origin}/#code=KEY`),
+      ' signs in this tab (the part after # never reaches the server).'),
     field('Access key', input),
     error,
     h('div', { class: 'form-actions' }, submit));
@@ -521,6 +564,8 @@ async function signIn(event, input, submit) {
     state.functions = null;
     document.body.classList.remove('signed-out');
     route();
+    // A bulk job whose polling met the sign-in form is followed again.
+    if (bulk.job && !bulkFinished(bulk.job)) pollBulk();
   } catch (error) {
     setLoginError(`Cannot reach the host: ${error.message}`);
   } finally {
@@ -549,6 +594,18 @@ function filterFromParams(params) {
 
 function hasFilter(filter) {
   return Boolean(filter.status.length || filter.name || filter.prefix || filter.from || filter.to);
+}
+
+// Whether a filter selects by more than status: the host then counts its
+// matches by scanning them (up to 10,000), while the per-status counts it
+// keeps are cheap.
+function beyondStatus(filter) {
+  return Boolean(filter.name || filter.prefix || filter.from || filter.to);
+}
+
+// How many instances have one of `statuses`, from the per-status counts.
+function sumStatuses(byStatus, statuses) {
+  return statuses.reduce((sum, s) => sum + (byStatus[s] || 0), 0);
 }
 
 // The hash of a filter; commas and colons are left readable.
@@ -610,6 +667,12 @@ function instancesView(target) {
   let page = 0;
   let next = null;          // token of the next page, if any
   let seq = 0;              // discards answers to superseded requests
+  // The filter's count when it selects by more than status: made when the
+  // filter changes, a bulk action ends or on request, not on every refresh.
+  let matched = null;       // {count, atLeast, at} or null
+  let matchedError = '';
+  let countWanted = true;   // count the filter's matches on the next load
+  let lastCounts = null;    // the last per-status counts
 
   const chips = h('div', { class: 'chips', test: 'status-chips', role: 'group', 'aria-label': 'Filter by status' });
   const nameSelect = h('select', { test: 'filter-name', 'aria-label': 'Orchestrator', onchange: apply });
@@ -627,6 +690,10 @@ function instancesView(target) {
   prefixInput.addEventListener('change', apply);
 
   const matching = h('span', { class: 'matching', test: 'matching-count' });
+  const recount = h('button', {
+    type: 'button', class: 'ghost small', test: 'matching-recount', hidden: true, 'aria-label': 'Count the matching instances again',
+    onclick: () => { countWanted = true; recount.disabled = true; loop.now(); },
+  }, '↻');
   const bulkButtons = h('div', { class: 'bulk-buttons', role: 'group', 'aria-label': 'Act on every instance of the filter' },
     h('button', { type: 'button', test: 'bulk-terminate', onclick: () => startBulk('terminate', filter) }, 'Terminate…'),
     h('button', { type: 'button', test: 'bulk-purge', onclick: () => startBulk('purge', filter) }, 'Purge…'),
@@ -642,7 +709,7 @@ function instancesView(target) {
     chips,
     filterForm,
     bulkPanel,
-    h('div', { class: 'list-bar' }, matching, h('span', { class: 'muted bulk-label' }, 'For all matching:'), bulkButtons),
+    h('div', { class: 'list-bar' }, h('span', { class: 'matching-box' }, matching, recount), h('span', { class: 'muted bulk-label' }, 'For all matching:'), bulkButtons),
     tableBox,
     h('div', { class: 'pager' }, prev, pageLabel, nextButton));
 
@@ -698,11 +765,14 @@ function instancesView(target) {
     const mine = ++seq;
     const headers = pages[page] ? { 'x-ms-continuation-token': pages[page] } : {};
     const query = { ...apiFilter(filter), top: PAGE_SIZE, showInput: 'false', order: 'newest' };
-    const [list, counts] = await Promise.allSettled([
+    const counting = countWanted && beyondStatus(filter);
+    const [list, counts, match] = await Promise.allSettled([
       api('/instances', { query, headers }),
-      api('/counts', { query: apiFilter(filter) }),
+      api('/counts'),
+      counting ? api('/counts', { query: apiFilter(filter) }) : null,
     ]);
     if (mine !== seq) return;
+    if (counting) takeMatch(match);
     if (list.status === 'fulfilled') {
       next = list.value.headers.get('x-ms-continuation-token');
       renderTable(Array.isArray(list.value.data) ? list.value.data : []);
@@ -730,6 +800,22 @@ function instancesView(target) {
       test: 'status-chip', dataset: { status }, title: `Show ${status} instances (click again to leave them out)`,
     })), chipsError);
 
+  // Keeps the answer to a filtered count; one the host could not give
+  // (unreachable, 5xx) is asked again on the next refresh.
+  function takeMatch(match) {
+    if (match.status === 'fulfilled') {
+      const data = match.value.data || {};
+      matched = { ...(data.matching || { count: 0, atLeast: false }), at: new Date().toISOString() };
+      matchedError = '';
+      countWanted = false;
+    } else if (!(match.reason instanceof AuthRequired)) {
+      // A count made before (for this filter) stays shown.
+      matchedError = match.reason.message;
+      const status = match.reason instanceof ApiError ? match.reason.status : 0;
+      countWanted = status === 0 || status >= 500;
+    }
+  }
+
   function renderCounts(counts, error) {
     if (error instanceof AuthRequired) return;
     chipsError.hidden = Boolean(counts && counts.byStatus);
@@ -741,16 +827,33 @@ function instancesView(target) {
       // ContinuedAsNew is transient: shown only when there is some.
       button.hidden = status === 'ContinuedAsNew' && !n && !filter.status.includes(status);
     }
-    if (!counts || !counts.byStatus) {
-      matching.textContent = '';
-    } else if (counts.matching) {
-      const { count, atLeast } = counts.matching;
-      matching.textContent = `${atLeast ? 'at least ' : ''}${fmtNumber(count)} matching`;
-      matching.dataset.count = String(count);
-    } else {
-      matching.textContent = `${fmtNumber(counts.total ?? 0)} in total`;
-      matching.dataset.count = String(counts.total ?? 0);
+    if (counts && counts.byStatus) lastCounts = counts;
+    renderMatching(counts && counts.byStatus ? counts : null);
+  }
+
+  // "N matching": from the per-status counts when the filter is by status
+  // alone, else the count made when the filter was applied.
+  function renderMatching(counts) {
+    const scanned = beyondStatus(filter);
+    let count = null;
+    let atLeast = false;
+    if (scanned) {
+      if (matched) ({ count, atLeast } = matched);
+    } else if (counts) {
+      count = filter.status.length ? sumStatuses(counts.byStatus, filter.status) : counts.total ?? 0;
     }
+    recount.hidden = !scanned || (!matched && !matchedError);
+    recount.disabled = countWanted;
+    recount.title = matchedError ? `Counting failed: ${matchedError}` : matched ? `Counted at ${fmtTime(matched.at)}; click to count again` : 'Count again';
+    matching.classList.toggle('error', scanned && !matched && Boolean(matchedError));
+    if (count === null) {
+      matching.textContent = scanned && matchedError ? `Matching count unavailable: ${matchedError}` : '';
+      delete matching.dataset.count;
+      return;
+    }
+    const what = hasFilter(filter) ? 'matching' : 'in total';
+    matching.textContent = `${atLeast ? 'at least ' : ''}${fmtNumber(count)} ${what}`;
+    matching.dataset.count = String(count);
   }
 
   let shownItems = '';
@@ -791,7 +894,10 @@ function instancesView(target) {
   const loop = refresher(load, LIST_REFRESH_MS);
   const unsubscribe = watchBulk((job, done) => {
     renderBulk(bulkPanel, job);
-    if (done) loop.now();
+    if (done) {
+      countWanted = true;
+      loop.now();
+    }
   });
 
   showFilter();
@@ -807,7 +913,11 @@ function instancesView(target) {
       page = 0;
       next = null;
       seq += 1;
+      matched = null;
+      matchedError = '';
+      countWanted = true;
       showFilter();
+      renderMatching(lastCounts);
       loop.now();
       return true;
     },
@@ -833,8 +943,15 @@ const BULK = {
   },
 };
 
-// The job being followed (one at a time) and who shows it.
+// The job being followed (one at a time) and who shows it. A job is
+// `running`, `done`, or `lost`: the host no longer knows it (jobs live in
+// its memory, so a restart loses them).
 const bulk = { job: null, listeners: new Set(), polling: false };
+
+const bulkFinished = (job) => job.state === 'done' || job.state === 'lost';
+
+// Whether a job ended badly: lost, stopped early, or with failures.
+const bulkFailed = (job) => job.state === 'lost' || Boolean(job.stopped) || job.failed > 0;
 
 function watchBulk(listener) {
   bulk.listeners.add(listener);
@@ -850,16 +967,17 @@ function publishBulk(done) {
 async function countApplicable(filter, statuses) {
   const chosen = filter.status.length ? statuses.filter((s) => filter.status.includes(s)) : statuses;
   if (!chosen.length) return { count: 0, atLeast: false };
-  const { data } = await api('/counts', { query: { ...apiFilter(filter), runtimeStatus: chosen.join(',') } });
+  // By status alone: the cheap per-status counts say it.
+  const query = beyondStatus(filter) ? { ...apiFilter(filter), runtimeStatus: chosen.join(',') } : undefined;
+  const { data } = await api('/counts', { query });
   if (data && data.matching) return data.matching;
-  const byStatus = (data && data.byStatus) || {};
-  return { count: chosen.reduce((sum, s) => sum + (byStatus[s] || 0), 0), atLeast: false };
+  return { count: sumStatuses((data && data.byStatus) || {}, chosen), atLeast: false };
 }
 
 function startBulk(action, filter) {
   const spec = BULK[action];
-  if (bulk.job && bulk.job.state !== 'done') {
-    toast('A bulk action is still running; wait for it to finish.', 'error');
+  if (bulk.job && !bulkFinished(bulk.job)) {
+    toast('A bulk action is still running: wait for it to finish, or dismiss it to stop following it.', 'error');
     return;
   }
   const count = h('strong', { test: 'bulk-count' }, '…');
@@ -901,20 +1019,36 @@ function startBulk(action, filter) {
   });
 }
 
+// Follows the job until it is done. A failed poll is tried again, waiting
+// twice as long each time (up to 5 s); a 404 means the host lost the job;
+// a 401 stops polling until the user signs in again (signIn resumes it).
 async function pollBulk() {
   if (bulk.polling) return;
   bulk.polling = true;
+  let delay = BULK_POLL_MS;
   try {
-    while (bulk.job && bulk.job.state !== 'done') {
-      await new Promise((resolve) => setTimeout(resolve, BULK_POLL_MS));
-      const { data } = await api('/bulk/' + enc(bulk.job.id));
-      bulk.job = { ...bulk.job, ...data };
-      publishBulk(bulk.job.state === 'done');
-    }
-    const job = bulk.job;
-    if (job) {
-      toast(`${BULK[job.action].title}: ${job.succeeded} done, ${job.skipped} skipped, ${job.failed} failed.`,
-        job.failed ? 'error' : 'ok');
+    while (bulk.job && !bulkFinished(bulk.job)) {
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      const id = bulk.job && bulk.job.id;
+      if (!id || bulkFinished(bulk.job)) break;
+      let data;
+      try {
+        ({ data } = await api('/bulk/' + enc(id)));
+      } catch (error) {
+        if (error instanceof AuthRequired) return;
+        if (!bulk.job || bulk.job.id !== id) continue;
+        if (error instanceof ApiError && error.status === 404) {
+          updateBulk(id, { state: 'lost', lost: error.message, retrying: null });
+          bulkEnded(bulk.job);
+          return;
+        }
+        delay = Math.min(delay * 2, BULK_POLL_MAX_MS);
+        updateBulk(id, { retrying: `${error.message} (trying again in ${fmtDuration(delay, true)})` });
+        continue;
+      }
+      delay = BULK_POLL_MS;
+      updateBulk(id, { ...data, retrying: null });
+      if (bulk.job && bulk.job.id === id && bulkFinished(bulk.job)) bulkEnded(bulk.job);
     }
   } catch (error) {
     report(error);
@@ -923,27 +1057,61 @@ async function pollBulk() {
   }
 }
 
+// Merges news of a job into the followed one (unless it was dismissed or
+// replaced meanwhile) and shows it.
+function updateBulk(id, changes) {
+  if (!bulk.job || bulk.job.id !== id) return;
+  bulk.job = { ...bulk.job, ...changes };
+  publishBulk(bulkFinished(bulk.job));
+}
+
+// The toast for a finished job: an error when it did not do all it should.
+function bulkEnded(job) {
+  const title = (BULK[job.action] || { title: job.action }).title;
+  if (job.state === 'lost') {
+    toast(`${title}: the host no longer knows this job (it may have restarted); check the instances.`, 'error');
+    return;
+  }
+  let message = `${title}: ${job.succeeded} done, ${job.skipped} skipped, ${job.failed} failed.`;
+  if (job.stopped) message += ` Stopped early: ${job.stopped}`;
+  toast(message, bulkFailed(job) ? 'error' : 'ok');
+}
+
 function renderBulk(panel, job) {
   panel.hidden = !job;
   if (!job) return;
-  const done = job.state === 'done';
+  const finished = bulkFinished(job);
   panel.dataset.state = job.state;
+  panel.dataset.outcome = finished ? (bulkFailed(job) ? 'error' : 'ok') : '';
   panel.dataset.action = job.action;
   const spec = BULK[job.action] || { title: job.action };
   const stat = (label, value, test) => h('span', { class: 'stat' }, h('strong', { test }, fmtNumber(value || 0)), ' ', label);
   const errors = (job.errors || []).slice(0, 20).map((e) => h('li', {},
     h('a', { href: instanceHref(e.instanceId), class: 'mono' }, e.instanceId), ': ', e.message));
+  const stateText = { running: 'running…', done: job.stopped ? 'stopped early' : 'done', lost: 'lost' }[job.state] || job.state;
+  // Dismissing a running job stops following it; the host carries on.
+  const dismiss = h('button', {
+    type: 'button', class: 'ghost small', test: 'bulk-dismiss',
+    title: finished ? null : 'Stop following this job (the host carries on with it)',
+    onclick: () => { bulk.job = null; publishBulk(false); },
+  }, 'Dismiss');
   fill(panel,
     h('div', { class: 'bulk-head' },
       h('strong', {}, `${spec.title}`), h('span', { class: 'muted' }, ` · ${job.filter || ''}`),
-      h('span', { class: 'bulk-state', test: 'bulk-state' }, done ? 'done' : 'running…'),
-      done ? h('button', { type: 'button', class: 'ghost small', test: 'bulk-dismiss', onclick: () => { bulk.job = null; publishBulk(false); } }, 'Dismiss') : null),
-    done ? null : h('progress', { 'aria-label': 'Progress' }),
+      h('span', { class: 'bulk-state', test: 'bulk-state' }, stateText),
+      dismiss),
+    finished ? null : h('progress', { 'aria-label': 'Progress' }),
     h('div', { class: 'bulk-stats' },
       stat('processed', job.processed, 'bulk-processed'),
       stat('succeeded', job.succeeded, 'bulk-succeeded'),
       stat('skipped', job.skipped, 'bulk-skipped'),
       stat('failed', job.failed, 'bulk-failed')),
+    job.lost ? h('p', { class: 'bulk-problem', role: 'alert', test: 'bulk-lost' },
+      'The host no longer knows this job: jobs are kept in the memory of the host, so a restart loses them. ',
+      'Some instances may have been processed; the list shows where they stand. (', job.lost, ')') : null,
+    job.stopped ? h('p', { class: 'bulk-problem', role: 'alert', test: 'bulk-stopped' },
+      'Stopped before the end of the selection: ', job.stopped) : null,
+    job.retrying && !finished ? h('p', { class: 'muted', test: 'bulk-retrying' }, 'Cannot get the progress: ', job.retrying) : null,
     errors.length ? h('ul', { class: 'bulk-errors', test: 'bulk-errors' }, errors) : null);
 }
 
@@ -955,6 +1123,8 @@ function instanceView(target) {
   let lastJson = '';
   let alive = true;
   let missing = false;
+  let historyAt = '';       // when the shown history was loaded
+  let historyWanted = true; // the next load fetches the history too
 
   const title = h('h1', { class: 'mono instance-title', test: 'instance-id', title: id }, id);
   const badge = h('span', { test: 'instance-status' });
@@ -966,7 +1136,10 @@ function instanceView(target) {
   const historyCount = h('span', { class: 'muted' });
   const history = h('details', { class: 'card history', test: 'history', ontoggle: renderHistory },
     h('summary', { test: 'history-toggle' }, 'Raw history ', historyCount), historyPre);
-  const body = h('div', { class: 'instance-body' }, h('div', { class: 'two-col' }, summary, payloads), timeline, history);
+  const staleText = h('span', {});
+  const staleButton = h('button', { type: 'button', class: 'small', test: 'history-refresh', onclick: refreshHistory }, 'Refresh history');
+  const staleNote = h('div', { class: 'notice history-stale', test: 'history-stale', hidden: true }, staleText, staleButton);
+  const body = h('div', { class: 'instance-body' }, h('div', { class: 'two-col' }, summary, payloads), staleNote, timeline, history);
 
   const el = h('section', { class: 'page' },
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/instances', test: 'back-to-list' }, '← Instances')),
@@ -974,10 +1147,16 @@ function instanceView(target) {
     body);
   document.title = `${id} · Reprise`;
 
+  // A long history is loaded only when asked for (or once the instance
+  // has finished); other refreshes load the status alone.
+  const longHistory = () => Boolean(status && status.historyEvents && status.historyEvents.length > MAX_LIVE_HISTORY);
+
   async function load() {
+    const withHistory = historyWanted || !longHistory();
+    const query = withHistory ? { showHistory: 'true', showHistoryOutput: 'true', showInput: 'true' } : { showInput: 'true' };
     let response;
     try {
-      response = await api('/instances/' + enc(id), { query: { showHistory: 'true', showHistoryOutput: 'true', showInput: 'true' } });
+      response = await api('/instances/' + enc(id), { query });
     } catch (error) {
       if (!alive) return;
       if (error instanceof ApiError && error.status === 404) {
@@ -992,19 +1171,57 @@ function instanceView(target) {
       throw error;
     }
     if (!alive) return;
-    status = response.data;
     missing = false;
-    render();
+    if (!withHistory) {
+      const next = response.data;
+      // Just finished (its history no longer changes: show it as it ended),
+      // or a new generation (a restart): the shown history is the wrong one.
+      const finished = !isLive(next.runtimeStatus) &&
+        (next.runtimeStatus !== status.runtimeStatus || next.lastUpdatedTime !== status.lastUpdatedTime);
+      if (finished || next.createdTime !== status.createdTime) {
+        historyWanted = true;
+        return load();
+      }
+      status = { ...next, historyEvents: status.historyEvents };
+      renderStatus();
+      return;
+    }
+    status = response.data;
+    historyWanted = false;
+    historyAt = new Date().toISOString();
+    renderStatus();
+    renderHistoryParts();
   }
 
-  function render() {
+  function renderStatus() {
     fill(badge, statusBadge(status.runtimeStatus));
     renderActions();
     renderSummary();
     renderPayloads();
+    renderStaleNote();
+  }
+
+  function renderHistoryParts() {
     fill(timeline, ...renderTimeline(status));
     historyCount.textContent = `· ${fmtNumber((status.historyEvents || []).length)} events`;
     renderHistory();
+  }
+
+  // Says when a live instance's long history stops being refreshed (the
+  // button is made once, so it keeps focus across refreshes).
+  function renderStaleNote() {
+    staleNote.hidden = !(longHistory() && isLive(status.runtimeStatus));
+    if (staleNote.hidden) return;
+    fill(staleText, `This instance has ${fmtNumber(status.historyEvents.length)} history events: while it runs, `,
+      'only its status refreshes by itself. Timeline and raw history as loaded at ', timeEl(historyAt), '. ');
+    staleButton.disabled = historyWanted;
+  }
+
+  // "Refresh history": one full load now.
+  async function refreshHistory() {
+    historyWanted = true;
+    staleButton.disabled = true;
+    try { await loop.now(); } finally { staleButton.disabled = historyWanted; }
   }
 
   // The JSON is built only while it is shown (histories can be long), and
@@ -1169,6 +1386,20 @@ const KIND_LABEL = {
   suborchestration: 'sub-orchestration', event: 'event', sent: 'sent event',
 };
 
+// The smallest and largest finite numbers of a list (NaN when it has none).
+// A loop, not Math.min(...list): spreading a long list into the arguments
+// of a call overflows the stack (RangeError) past about 100,000 elements.
+function extent(values) {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of values) {
+    if (!Number.isFinite(v)) continue;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return min > max ? { min: NaN, max: NaN } : { min, max };
+}
+
 // Rows from the Durable Functions history: a finished activity or
 // sub-orchestration is one completion entry with its ScheduledTime; one
 // still running is its scheduling entry. A wait for an event has no entry
@@ -1221,7 +1452,7 @@ function timelineRows(status) {
   }
   const live = isLive(status.runtimeStatus);
   const now = Date.now();
-  const last = Math.max(previous || 0, ...rows.map((r) => r.to).filter(Number.isFinite));
+  const last = Math.max(previous || 0, extent(rows.map((r) => r.to)).max || 0);
   const end = Number.isFinite(ended) ? ended : live ? Math.max(now, last) : Math.max(last, at(status.lastUpdatedTime) || 0);
   // Steps still open when the instance finished were cut short.
   for (const row of rows) {
@@ -1231,7 +1462,7 @@ function timelineRows(status) {
     }
   }
   rows.sort((a, b) => a.from - b.from);
-  const begin = Number.isFinite(started) ? started : Math.min(at(status.createdTime), ...rows.map((r) => r.from));
+  const begin = Number.isFinite(started) ? started : extent([at(status.createdTime)].concat(rows.map((r) => r.from))).min;
   const orchestrationState = { Failed: 'failed', Suspended: 'suspended' }[status.runtimeStatus] || (live ? 'running' : 'done');
   rows.unshift({ kind: 'orchestration', name: status.name, from: begin, to: end, state: orchestrationState, status: status.runtimeStatus });
   return { rows, begin, end, live };
@@ -1501,24 +1732,10 @@ function setupHeader() {
 
 // ---- Start ----------------------------------------------------------------
 
-// A key in the URL (?code=KEY, as the host's own links carry it) is kept
-// for this tab and taken out of the address bar.
-function takeKeyFromUrl() {
-  const params = new URLSearchParams(location.search);
-  const code = params.get('code');
-  if (code !== null) {
-    params.delete('code');
-    const search = params.toString();
-    history.replaceState(null, '', location.pathname + (search ? '?' + search : '') + location.hash);
-    return code;
-  }
-  return null;
-}
-
 function boot() {
   setupDialog();
   setupHeader();
-  setKey(takeKeyFromUrl() || readStorage(sessionStorage, KEY_STORAGE));
+  setKey(KEY_FROM_URL || readStorage(sessionStorage, KEY_STORAGE));
   window.addEventListener('hashchange', route);
   route();
 }
