@@ -200,7 +200,23 @@ pub(crate) async fn heartbeat(pool: Pool, membership: Arc<Membership>) {
             }
             Err(error) => tracing::warn!("cannot renew this host's lease: {error:#}"),
         }
+        let folded = tokio::time::timeout(membership.ttl / 3, fold_counts(&pool))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in {:?}", membership.ttl / 3)));
+        if let Err(error) = folded {
+            tracing::warn!("cannot fold the instance counts: {error:#}");
+        }
     }
+}
+
+/// Folds the instance counts' changes (`counts.rs`), so they stay few
+/// however long nobody reads the counts.
+async fn fold_counts(pool: &Pool) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    crate::counts::fold(&transaction).await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// Extends the lease if it has not expired; `false` if it had.

@@ -13,6 +13,7 @@
 //! read-only or out of disk is [`Unavailable`].
 
 mod batch;
+mod counts;
 mod effects;
 mod episode;
 mod hosts;
@@ -404,27 +405,6 @@ enum Loaded {
 /// between leaves the row's revision old, so the episode's commit is
 /// refused as stale), and the history the row names (its generation, its
 /// length), which is [`Loaded::Moved`] if it is no longer all there.
-/// The kept counts of instances by status (each status with any).
-async fn select_instance_counts(
-    client: &impl GenericClient,
-) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
-    let rows = client
-        .query(
-            "SELECT status, sum(total)::BIGINT FROM instance_counts
-             GROUP BY status HAVING sum(total) > 0",
-            &[],
-        )
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let status: &str = row.get(0);
-            let status = RuntimeStatus::parse(status)
-                .with_context(|| format!("unknown status {status:?} in the database"))?;
-            Ok((status, row.get::<_, i64>(1) as u64))
-        })
-        .collect()
-}
-
 async fn read_work(
     client: &impl GenericClient,
     id: &str,
@@ -647,20 +627,8 @@ impl Store for PostgresStore {
 
     fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
         self.write(async |transaction| {
-            let folding: bool = transaction
-                .query_one(
-                    "SELECT pg_try_advisory_xact_lock($1)",
-                    &[&schema::FOLD_LOCK],
-                )
-                .await?
-                .get(0);
-            if folding {
-                transaction
-                    .execute(schema::FOLD_INSTANCE_COUNTS, &[])
-                    .await
-                    .context("cannot fold the instance counts of closed connections")?;
-            }
-            select_instance_counts(transaction).await
+            counts::fold(transaction).await?;
+            counts::read(transaction).await
         })
     }
 

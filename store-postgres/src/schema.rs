@@ -114,37 +114,28 @@ CREATE TABLE outbox (
 );
 "#;
 
-/// How many instances have each status, kept by triggers in the
-/// transaction that starts, changes or deletes an instance. Each server
-/// process (connection) counts in rows of its own, so concurrent
-/// transactions never wait on one another's counts; the rows of
-/// connections that are gone are folded into shard 0 now and then
-/// ([`FOLD_INSTANCE_COUNTS`]). A count is the sum over shards.
+/// How many instances have each status. The trigger appends each change
+/// (+1 or -1 for a status) to `instance_count_changes`, a table with no
+/// index that no two transactions ever update a row of: cheap, and never
+/// a wait. `counts.rs` folds the changes into `instance_counts` now and
+/// then; a count is the two summed.
 const INSTANCE_COUNTS: &str = r#"
 CREATE TABLE instance_counts (
+    status TEXT PRIMARY KEY,
+    total  BIGINT NOT NULL
+);
+CREATE TABLE instance_count_changes (
     status TEXT NOT NULL,
-    -- The pg_backend_pid() of the counting connection, or 0.
-    shard  INTEGER NOT NULL,
-    total  BIGINT NOT NULL,
-    PRIMARY KEY (status, shard)
+    change INTEGER NOT NULL
 );
 CREATE FUNCTION reprise_count_instances() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    me INTEGER := pg_backend_pid();
 BEGIN
-    -- An update of the row this connection has (almost always there) is
-    -- cheaper than an upsert; no other connection writes it.
-    IF TG_OP <> 'INSERT' THEN
-        UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status AND shard = me;
-        IF NOT FOUND THEN
-            INSERT INTO instance_counts VALUES (OLD.status, me, -1);
-        END IF;
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        UPDATE instance_counts SET total = total + 1 WHERE status = NEW.status AND shard = me;
-        IF NOT FOUND THEN
-            INSERT INTO instance_counts VALUES (NEW.status, me, 1);
-        END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO instance_count_changes VALUES (NEW.status, 1);
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO instance_count_changes VALUES (OLD.status, -1);
+    ELSE
+        INSERT INTO instance_count_changes VALUES (OLD.status, -1), (NEW.status, 1);
     END IF;
     RETURN NULL;
 END
@@ -156,21 +147,6 @@ CREATE TRIGGER count_changed AFTER UPDATE OF status ON instances
     EXECUTE FUNCTION reprise_count_instances();
 "#;
 
-/// Moves the counts of connections that are gone into shard 0, so the
-/// rows stay as many as the connections. Run under
-/// [`FOLD_LOCK`], taken without waiting: one fold at a time.
-pub(crate) const FOLD_INSTANCE_COUNTS: &str = "
-WITH gone AS (
-    DELETE FROM instance_counts
-    WHERE shard <> 0 AND shard NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
-    RETURNING status, total)
-INSERT INTO instance_counts
-SELECT status, 0, sum(total) FROM gone GROUP BY status
-ON CONFLICT (status, shard) DO UPDATE SET total = instance_counts.total + EXCLUDED.total";
-
-/// The advisory lock key a fold of instance counts holds ("Rcounts").
-pub(crate) const FOLD_LOCK: i64 = 0x0052_636f_756e_7473;
-
 /// The changes from each version to the next: `UPGRADES[n]` takes
 /// version `n + 1` to `n + 2`, one batch after another.
 const UPGRADES: [&[&str]; 2] = [
@@ -179,7 +155,7 @@ const UPGRADES: [&[&str]; 2] = [
     // 3: instances by status, counted once here and kept from then on.
     &[
         INSTANCE_COUNTS,
-        "INSERT INTO instance_counts SELECT status, 0, count(*) FROM instances GROUP BY status",
+        "INSERT INTO instance_counts SELECT status, count(*) FROM instances GROUP BY status",
     ],
 ];
 
