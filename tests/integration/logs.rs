@@ -21,13 +21,7 @@ async fn json_logs_are_one_object_per_line_with_the_fields_of_the_episode() {
     .await;
 
     let log = host.log();
-    let lines: Vec<Value> = log
-        .lines()
-        .map(|line| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|error| panic!("not a JSON object ({error}): {line}"))
-        })
-        .collect();
+    let lines = json_lines(&log);
     assert!(
         lines
             .iter()
@@ -66,13 +60,7 @@ fn with_json_logs_a_failed_start_is_a_json_line_too() {
         .unwrap();
     assert!(!output.status.success());
     let log = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<Value> = log
-        .lines()
-        .map(|line| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|error| panic!("not a JSON object ({error}): {line}"))
-        })
-        .collect();
+    let lines = json_lines(&log);
     let failed = lines
         .iter()
         .find(|line| line["message"] == "cannot serve")
@@ -85,4 +73,14 @@ fn with_json_logs_a_failed_start_is_a_json_line_too() {
             .contains("cannot connect to PostgreSQL"),
         "{failed}"
     );
+}
+
+/// Each line of `log` as a JSON object; panics at a line that is not one.
+fn json_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("not a JSON object ({error}): {line}"))
+        })
+        .collect()
 }

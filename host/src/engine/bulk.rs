@@ -86,6 +86,21 @@ pub struct BulkProgress {
 }
 
 impl BulkProgress {
+    /// A job with nothing done yet.
+    fn new(id: String, action: BulkAction) -> BulkProgress {
+        BulkProgress {
+            id,
+            action,
+            done: false,
+            processed: 0,
+            succeeded: 0,
+            skipped: 0,
+            failed: 0,
+            errors: Vec::new(),
+            stopped: None,
+        }
+    }
+
     fn record(&mut self, id: String, outcome: anyhow::Result<Acted>) {
         self.processed += 1;
         match outcome {
@@ -167,17 +182,7 @@ impl Engine {
             filter.order = PageOrder::OldestFirst;
             filter
         });
-        let progress = BulkProgress {
-            id: InstanceId::generate().as_str().to_owned(),
-            action,
-            done: false,
-            processed: 0,
-            succeeded: 0,
-            skipped: 0,
-            failed: 0,
-            errors: Vec::new(),
-            stopped: None,
-        };
+        let progress = BulkProgress::new(InstanceId::generate().as_str().to_owned(), action);
         let job = self.shared.bulk.add(progress.clone())?;
         let engine = self.clone();
         tokio::spawn(async move {
@@ -273,17 +278,7 @@ mod tests {
     use super::*;
 
     fn progress(id: &str) -> BulkProgress {
-        BulkProgress {
-            id: id.into(),
-            action: BulkAction::Purge,
-            done: false,
-            processed: 0,
-            succeeded: 0,
-            skipped: 0,
-            failed: 0,
-            errors: Vec::new(),
-            stopped: None,
-        }
+        BulkProgress::new(id.into(), BulkAction::Purge)
     }
 
     /// At most [`MAX_RUNNING_JOBS`] run; finished ones make room, and are
