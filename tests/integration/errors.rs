@@ -64,7 +64,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     // length before the body is read.
     let (status, body) = host.raw_request(
         "POST /runtime/webhooks/durabletask/orchestrators/E3_Counter/big HTTP/1.1\r\n\
-         Host: test\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n",
+         Host: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n",
     );
     assert_eq!(status, 413, "{body}");
     assert!(
