@@ -115,6 +115,18 @@ pub struct InstanceFilter {
     pub id_prefix: Option<String>,
 }
 
+impl InstanceFilter {
+    /// Whether it narrows by status and by nothing else (then the kept
+    /// counts of [`Store::instance_counts`] tell how many it selects).
+    pub fn by_status_only(&self) -> bool {
+        !self.statuses.is_empty()
+            && self.name.is_none()
+            && self.id_prefix.is_none()
+            && self.created_from.is_none()
+            && self.created_to.is_none()
+    }
+}
+
 /// Which way a query walks creation order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PageOrder {

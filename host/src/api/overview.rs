@@ -86,7 +86,7 @@ pub(super) async fn counts(
             at_least: false,
         }),
         // By status alone: what the store keeps, exact and cheap.
-        (true, Some(selected)) if only_statuses(&selected) => Some(Matching {
+        (true, Some(selected)) if selected.by_status_only() => Some(Matching {
             count: selected
                 .statuses
                 .iter()
@@ -108,15 +108,6 @@ pub(super) async fn counts(
         matching,
     };
     Ok(Json(body).into_response())
-}
-
-/// Whether `filter` narrows by status and by nothing else.
-fn only_statuses(filter: &crate::engine::InstanceFilter) -> bool {
-    !filter.statuses.is_empty()
-        && filter.name.is_none()
-        && filter.id_prefix.is_none()
-        && filter.created_from.is_none()
-        && filter.created_to.is_none()
 }
 
 /// A stored component version.

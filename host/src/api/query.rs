@@ -113,7 +113,7 @@ pub(super) async fn purge(
         ));
     }
     let deleted = match filter(&query)? {
-        Some(filter) => state.engine.purge_matching(filter).await?,
+        Some(filter) => state.engine.purge_matching(filter, |_| {}).await?,
         None => 0,
     };
     if deleted == 0 {

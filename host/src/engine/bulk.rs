@@ -53,6 +53,19 @@ impl BulkAction {
         }
     }
 
+    /// `filter` narrowed to the statuses the action applies to, walked in
+    /// creation order; `None` if it can select none of them.
+    fn narrow(self, mut filter: InstanceFilter) -> Option<InstanceFilter> {
+        let applicable = self.statuses();
+        if filter.statuses.is_empty() {
+            filter.statuses = applicable;
+        } else {
+            filter.statuses.retain(|status| applicable.contains(status));
+        }
+        filter.order = PageOrder::OldestFirst;
+        (!filter.statuses.is_empty()).then_some(filter)
+    }
+
     /// The statuses it acts on.
     fn statuses(self) -> Vec<RuntimeStatus> {
         RuntimeStatus::ALL
@@ -86,6 +99,12 @@ pub struct BulkProgress {
 }
 
 impl BulkProgress {
+    /// `deleted` instances purged together.
+    fn purged(&mut self, deleted: usize) {
+        self.processed += deleted as u64;
+        self.succeeded += deleted as u64;
+    }
+
     /// A job with nothing done yet.
     fn new(id: String, action: BulkAction) -> BulkProgress {
         BulkProgress {
@@ -168,25 +187,11 @@ impl Engine {
         filter: Option<InstanceFilter>,
         reason: String,
     ) -> Option<BulkProgress> {
-        let applicable = action.statuses();
-        let filter = filter.map(|mut filter| {
-            filter.statuses = if filter.statuses.is_empty() {
-                applicable
-            } else {
-                filter
-                    .statuses
-                    .into_iter()
-                    .filter(|status| applicable.contains(status))
-                    .collect()
-            };
-            filter.order = PageOrder::OldestFirst;
-            filter
-        });
+        let filter = filter.and_then(|filter| action.narrow(filter));
         let progress = BulkProgress::new(InstanceId::generate().as_str().to_owned(), action);
         let job = self.shared.bulk.add(progress.clone())?;
         let engine = self.clone();
         tokio::spawn(async move {
-            let filter = filter.filter(|filter| !filter.statuses.is_empty());
             let walked = match filter {
                 Some(filter) => engine.run_bulk(action, filter, &reason, &job).await,
                 None => Ok(()),
@@ -224,6 +229,11 @@ impl Engine {
         reason: &str,
         job: &Mutex<BulkProgress>,
     ) -> anyhow::Result<()> {
+        if action == BulkAction::Purge {
+            // Finished instances are deleted a batch per transaction.
+            let purged = |deleted| job.lock().unwrap().purged(deleted);
+            return self.purge_matching(filter, purged).await.map(drop);
+        }
         let mut after: Option<PageCursor> = None;
         loop {
             let (page, next) = self.query(filter.clone(), after, PAGE).await?;
@@ -261,14 +271,12 @@ impl Engine {
                 DeliveryOutcome::Accepted => Acted::Done,
                 _ => Acted::Skipped,
             },
-            BulkAction::Purge => match self.purge(&id).await? {
-                crate::store::PurgeOutcome::Purged => Acted::Done,
-                _ => Acted::Skipped,
-            },
             BulkAction::Rewind => match self.rewind(&id, reason).await? {
                 RewindOutcome::Rewound => Acted::Done,
                 _ => Acted::Skipped,
             },
+            // `run_bulk` purges a batch at a time, never one by one.
+            BulkAction::Purge => anyhow::bail!("purges are not done one by one"),
         })
     }
 }

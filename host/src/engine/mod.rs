@@ -445,14 +445,20 @@ impl Engine {
     }
 
     /// Deletes every finished instance matching `filter`, a batch per
-    /// transaction so that other requests are served in between.
-    pub async fn purge_matching(&self, filter: InstanceFilter) -> anyhow::Result<usize> {
+    /// transaction so that other requests are served in between; tells
+    /// `purged_batch` how many each batch deleted.
+    pub async fn purge_matching(
+        &self,
+        filter: InstanceFilter,
+        mut purged_batch: impl FnMut(usize),
+    ) -> anyhow::Result<usize> {
         const BATCH: usize = 500;
         let mut deleted = 0;
         loop {
             let store = Arc::clone(&self.shared.store);
             let batch_filter = filter.clone();
             let purged = blocking(move || store.purge_finished(&batch_filter, BATCH)).await?;
+            purged_batch(purged);
             deleted += purged;
             if purged < BATCH {
                 if deleted > 0 {
