@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::handlers::{ApiResult, QueryMap};
-use super::query::{FILTER_PARAMETERS, filter};
+use super::query::{FILTER_PARAMETERS, FilterQuery, filter};
 use super::render::timestamp;
 use super::{ApiError, ApiState, BASE_PATH};
 use crate::engine::{BulkAction, BulkProgress, MAX_RUNNING_JOBS};
@@ -49,13 +49,7 @@ pub struct Matching {
 #[utoipa::path(
     get,
     path = "/runtime/webhooks/durabletask/counts",
-    params(
-        ("runtimeStatus" = Option<String>, Query, description = "As for GET instances"),
-        ("name" = Option<String>, Query, description = "The orchestrator's name, exactly"),
-        ("instanceIdPrefix" = Option<String>, Query),
-        ("createdTimeFrom" = Option<String>, Query, description = "ISO 8601"),
-        ("createdTimeTo" = Option<String>, Query, description = "ISO 8601"),
-    ),
+    params(FilterQuery),
     responses(
         (status = 200, description = "Instances by status (kept by the store: cheap however many), and with a filter how many it selects (counted up to 10,000)", body = Counts),
         (status = 400, description = "A malformed parameter", body = ErrorBody),
@@ -206,11 +200,7 @@ impl From<BulkProgress> for BulkJob {
     params(
         ("action" = String, Query, description = "terminate (live instances), purge (finished ones) or rewind (failed ones)"),
         ("reason" = Option<String>, Query, description = "For terminate and rewind"),
-        ("runtimeStatus" = Option<String>, Query, description = "As for GET instances"),
-        ("name" = Option<String>, Query, description = "The orchestrator's name, exactly"),
-        ("instanceIdPrefix" = Option<String>, Query),
-        ("createdTimeFrom" = Option<String>, Query, description = "ISO 8601"),
-        ("createdTimeTo" = Option<String>, Query, description = "ISO 8601"),
+        FilterQuery,
     ),
     responses(
         (status = 202, description = "Started in the background; poll Location", body = BulkJob, headers(("Location" = String, description = "The job's progress"))),

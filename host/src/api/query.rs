@@ -27,11 +27,7 @@ const MAX_PAGE_SIZE: usize = 1000;
     get,
     path = "/runtime/webhooks/durabletask/instances",
     params(
-        ("createdTimeFrom" = Option<String>, Query, description = "ISO 8601; created at or after"),
-        ("createdTimeTo" = Option<String>, Query, description = "ISO 8601; created at or before"),
-        ("runtimeStatus" = Option<String>, Query, description = "Comma-separated statuses (any case; Canceled matches none)"),
-        ("instanceIdPrefix" = Option<String>, Query),
-        ("name" = Option<String>, Query, description = "The orchestrator's name, exactly (Reprise)"),
+        FilterQuery,
         ("order" = Option<String>, Query, description = "oldest (the default) or newest first (Reprise)"),
         ("top" = Option<u32>, Query, description = "Page size, 1 to 1000, default 100"),
         ("showInput" = Option<bool>, Query, description = "Default true"),
@@ -92,6 +88,7 @@ pub(super) async fn list(
         ("createdTimeFrom" = String, Query, description = "ISO 8601; required"),
         ("createdTimeTo" = Option<String>, Query, description = "ISO 8601"),
         ("runtimeStatus" = Option<String>, Query, description = "Comma-separated statuses (any case; Canceled matches none)"),
+        ("name" = Option<String>, Query, description = "The orchestrator's name, exactly (Reprise)"),
     ),
     responses(
         (status = 200, description = "Deleted", body = Purged),
@@ -122,6 +119,23 @@ pub(super) async fn purge(
         ));
     }
     Ok((StatusCode::OK, Json(Purged::new(deleted))).into_response())
+}
+
+/// The parameters that select instances, as [`filter`] reads them (for
+/// the OpenAPI document).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(super) struct FilterQuery {
+    /// ISO 8601; created at or after
+    created_time_from: Option<String>,
+    /// ISO 8601; created at or before
+    created_time_to: Option<String>,
+    /// Comma-separated statuses (any case; Canceled matches none)
+    runtime_status: Option<String>,
+    instance_id_prefix: Option<String>,
+    /// The orchestrator's name, exactly (Reprise)
+    name: Option<String>,
 }
 
 /// The parameters [`filter`] reads.
