@@ -6,6 +6,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod failure;
 pub mod model;
 pub mod store;
 pub mod stored_effect;

@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::failure::{Failure, FailureDetails};
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = u64;
 
@@ -222,6 +224,9 @@ pub enum HistoryEntry {
         timestamp: Millis,
         id: u64,
         error: String,
+        /// Absent in entries from before failure details.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<FailureDetails>,
     },
     SubOrchestrationCompleted {
         timestamp: Millis,
@@ -232,6 +237,9 @@ pub enum HistoryEntry {
         timestamp: Millis,
         id: u64,
         error: String,
+        /// Absent in entries from before failure details.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<FailureDetails>,
     },
     // Actions.
     CustomStatusSet {
@@ -245,6 +253,9 @@ pub enum HistoryEntry {
     ExecutionFailed {
         timestamp: Millis,
         error: String,
+        /// Set when the orchestrator failed with a failure of its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<FailureDetails>,
     },
     ContinuedAsNew {
         timestamp: Millis,
@@ -260,6 +271,10 @@ pub enum HistoryEntry {
         id: u64,
         name: String,
         input: String,
+        /// Which attempt of a call under a retry policy; absent for the
+        /// first (and in entries from before attempts were kept).
+        #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
+        attempt: u32,
     },
     SubOrchestrationCreated {
         timestamp: Millis,
@@ -274,6 +289,18 @@ pub enum HistoryEntry {
         instance_id: String,
         name: String,
         payload: String,
+    },
+    /// A timer the orchestrator dropped before it fired.
+    TimerCancelled {
+        timestamp: Millis,
+        id: u64,
+    },
+    /// An instance the orchestrator started on its own (not a child).
+    OrchestrationStarted {
+        timestamp: Millis,
+        name: String,
+        instance_id: String,
+        input: String,
     },
     // Host decisions, neither fed to nor produced by the guest.
     ExecutionTerminated {
@@ -296,6 +323,14 @@ pub enum HistoryEntry {
     },
 }
 
+fn first_attempt() -> u32 {
+    1
+}
+
+fn is_first_attempt(attempt: &u32) -> bool {
+    *attempt == 1
+}
+
 impl HistoryEntry {
     pub fn timestamp(&self) -> Millis {
         // One list of variants, in `timestamp_mut`.
@@ -315,6 +350,8 @@ impl HistoryEntry {
             | HistoryEntry::SubOrchestrationFailed { timestamp, .. }
             | HistoryEntry::SubOrchestrationCreated { timestamp, .. }
             | HistoryEntry::EventSent { timestamp, .. }
+            | HistoryEntry::TimerCancelled { timestamp, .. }
+            | HistoryEntry::OrchestrationStarted { timestamp, .. }
             | HistoryEntry::CustomStatusSet { timestamp, .. }
             | HistoryEntry::ExecutionCompleted { timestamp, .. }
             | HistoryEntry::ExecutionFailed { timestamp, .. }
@@ -342,6 +379,8 @@ impl HistoryEntry {
             HistoryEntry::SubOrchestrationCompleted { .. } => "SubOrchestrationInstanceCompleted",
             HistoryEntry::SubOrchestrationFailed { .. } => "SubOrchestrationInstanceFailed",
             HistoryEntry::EventSent { .. } => "EventSent",
+            HistoryEntry::TimerCancelled { .. } => "TimerCancelled",
+            HistoryEntry::OrchestrationStarted { .. } => "OrchestrationInstanceStarted",
             HistoryEntry::CustomStatusSet { .. } => "CustomStatusSet",
             HistoryEntry::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEntry::ExecutionFailed { .. } => "ExecutionFailed",
@@ -389,14 +428,14 @@ pub enum Message {
     ActivityDone {
         generation: u32,
         id: u64,
-        result: Result<String, String>,
+        result: Result<String, Failure>,
     },
     /// A sub-orchestration finished (or could not start). Ignored if its
     /// generation has ended.
     SubOrchestrationDone {
         generation: u32,
         id: u64,
-        result: Result<String, String>,
+        result: Result<String, Failure>,
     },
 }
 

@@ -12,7 +12,7 @@
 //! later (a full disk, a read-only file); any other is a fault.
 
 use crate::model::{
-    HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
+    Failure, HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
 
 /// The database cannot take writes now (its disk is full, its file or
@@ -226,19 +226,24 @@ pub struct EpisodeCommit {
     /// Durable timers created by the episode: (task ID, due time), in the
     /// generation of `updated`. Timers of any other generation are dropped.
     pub timers: Vec<(u64, Millis)>,
-    /// Activities scheduled by the episode: (task ID, name, JSON input), in
-    /// the generation of `updated`; likewise for other generations.
-    pub activities: Vec<(u64, String, String)>,
+    /// Activities scheduled by the episode, in the generation of
+    /// `updated`; likewise for other generations.
+    pub activities: Vec<ScheduledActivity>,
     /// The first `lease.count` of `activities` are leased as they are
     /// inserted, to the engine that committed them: it runs them as soon as
     /// the commit lands, with no dispatcher and no lease transaction.
     pub lease: ActivityLease,
-    /// Sub-orchestrations to start (`Ok`), or to report as failed to start
-    /// (`Err`, as a message to this instance).
-    pub children: Vec<Result<NewInstance, (ParentTask, String)>>,
+    /// Sub-orchestrations to start (`Ok`; with no parent, an instance the
+    /// orchestrator starts on its own, and nothing happens if its ID is
+    /// taken), or to report as failed to start (`Err`, as a message to this
+    /// instance).
+    pub children: Vec<Result<NewInstance, (ParentTask, Failure)>>,
     /// Events for other instances: (instance ID, name, JSON payload).
     /// Delivered if the target is live, dropped otherwise.
     pub sent_events: Vec<(String, String, String)>,
+    /// Timers of the generation of `updated` the episode cancelled (task
+    /// IDs): deleted, so they never fire.
+    pub cancelled_timers: Vec<u64>,
     /// Messages for this instance itself, queued after everything already
     /// in its inbox: what a rewind cut from the history, to apply again.
     pub requeued: Vec<Message>,
@@ -248,6 +253,18 @@ pub struct EpisodeCommit {
     /// commit makes the history visible and leaves the effects pending, for
     /// [`Store::apply_pending_effects`] to apply a batch per transaction.
     pub staging: Option<Staging>,
+}
+
+/// An activity an episode schedules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledActivity {
+    pub task_id: u64,
+    pub name: String,
+    /// JSON.
+    pub input: String,
+    /// Which attempt of a call under a retry policy (1 without one): the
+    /// activity is told.
+    pub attempt: u32,
 }
 
 /// How a large commit was written ahead (see [`EpisodeCommit::staging`]).
@@ -261,8 +278,9 @@ pub struct Staging {
 /// time: the rows of a staged commit's pending effects, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// A sub-orchestration to start, or its failure to start to report.
-    Child(Result<NewInstance, (ParentTask, String)>),
+    /// A sub-orchestration (or, with no parent, an instance started on
+    /// its own) to start, or a child's failure to start to report.
+    Child(Result<NewInstance, (ParentTask, Failure)>),
     /// An event for another instance, delivered if it is live then.
     Send {
         target: String,
@@ -276,6 +294,7 @@ pub enum Effect {
         task_id: u64,
         name: String,
         input: String,
+        attempt: u32,
     },
     /// A durable timer to set, if its generation still runs.
     Timer {
@@ -301,15 +320,13 @@ impl EpisodeCommit {
                 payload: payload.clone(),
                 accepted_at: now,
             });
-        let activities = self
-            .activities
-            .iter()
-            .map(|(task_id, name, input)| Effect::Activity {
-                generation,
-                task_id: *task_id,
-                name: name.clone(),
-                input: input.clone(),
-            });
+        let activities = self.activities.iter().map(|activity| Effect::Activity {
+            generation,
+            task_id: activity.task_id,
+            name: activity.name.clone(),
+            input: activity.input.clone(),
+            attempt: activity.attempt,
+        });
         let timers = self.timers.iter().map(|&(task_id, fire_at)| Effect::Timer {
             generation,
             task_id,
@@ -331,9 +348,14 @@ impl EpisodeCommit {
         }
         let parent = updated.parent.as_ref()?;
         let output = updated.output.clone().unwrap_or_else(|| "null".to_owned());
+        let message = |status| format!("{status}: {}", output.trim_matches('"'));
         let result = match updated.status {
-            RuntimeStatus::Completed => Ok(output),
-            status => Err(format!("{status}: {}", output.trim_matches('"'))),
+            RuntimeStatus::Completed => Ok(output.clone()),
+            RuntimeStatus::Terminated => Err(Failure::permanent(
+                Failure::TERMINATED,
+                message(RuntimeStatus::Terminated),
+            )),
+            status => Err(Failure::new(Failure::FAILED, message(status))),
         };
         let message = Message::SubOrchestrationDone {
             generation: parent.generation,
@@ -384,10 +406,20 @@ impl EpisodeCommit {
             lease: ActivityLease::default(),
             children: Vec::new(),
             sent_events: Vec::new(),
+            cancelled_timers: Vec::new(),
             requeued: Vec::new(),
             staging: None,
         }
     }
+}
+
+/// What follows when `new` cannot start because its ID belongs to an
+/// instance that has not finished (in `status`): a child's parent is told
+/// (see [`child_conflict`]); an instance an orchestrator started on its own
+/// simply does not start.
+pub fn start_conflict(new: &NewInstance, status: RuntimeStatus) -> Option<Message> {
+    let parent = new.parent.as_ref()?;
+    Some(child_conflict(parent, &new.id, status))
 }
 
 /// The message that tells `parent` its sub-orchestration `child` could
@@ -396,8 +428,9 @@ pub fn child_conflict(parent: &ParentTask, child: &str, status: RuntimeStatus) -
     Message::SubOrchestrationDone {
         generation: parent.generation,
         id: parent.task_id,
-        result: Err(format!(
-            "an instance with ID '{child}' already exists and is {status}"
+        result: Err(Failure::permanent(
+            Failure::CONFLICT,
+            format!("an instance with ID '{child}' already exists and is {status}"),
         )),
     }
 }
@@ -457,6 +490,9 @@ pub struct ActivityWork {
     pub task_id: u64,
     pub name: String,
     pub input: String,
+    /// Which attempt of a call under a retry policy (see
+    /// [`ScheduledActivity::attempt`]).
+    pub attempt: u32,
     /// The scheduling instance's component version: the activity runs from
     /// it if it exports the activity.
     pub version: Option<String>,
@@ -657,7 +693,7 @@ pub trait Store: Send + Sync + 'static {
     fn complete_activity(
         &self,
         work: &ActivityWork,
-        result: Result<String, String>,
+        result: Result<String, Failure>,
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<Option<Applied>>;
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Millis, ParentTask};
+use crate::model::{Failure, Millis, ParentTask};
 use crate::store::{Effect, NewInstance};
 
 /// `effect` as stored.
@@ -27,8 +27,12 @@ enum StoredEffect {
         input: String,
         now: Millis,
         version: Option<String>,
-        parent_instance_id: String,
+        /// Absent for an instance an orchestrator started on its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_instance_id: Option<String>,
+        #[serde(default)]
         parent_generation: u32,
+        #[serde(default)]
         parent_task_id: u64,
         /// Absent in effects stored before traces (and when untraced).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,7 +42,8 @@ enum StoredEffect {
         parent_instance_id: String,
         parent_generation: u32,
         parent_task_id: u64,
-        error: String,
+        /// A message alone in effects stored before failure details.
+        error: Failure,
     },
     Send {
         target: String,
@@ -51,6 +56,9 @@ enum StoredEffect {
         task_id: u64,
         name: String,
         input: String,
+        /// Absent in effects stored before attempts were kept.
+        #[serde(default = "first_attempt")]
+        attempt: u32,
     },
     Timer {
         generation: u32,
@@ -63,16 +71,19 @@ impl StoredEffect {
     fn from_effect(effect: Effect) -> StoredEffect {
         match effect {
             Effect::Child(Ok(new)) => {
-                let parent = new.parent.expect("children have a parent");
+                let (parent_instance_id, parent_generation, parent_task_id) = match new.parent {
+                    Some(parent) => (Some(parent.instance_id), parent.generation, parent.task_id),
+                    None => (None, 0, 0),
+                };
                 StoredEffect::Start {
                     id: new.id,
                     name: new.name,
                     input: new.input,
                     now: new.now,
                     version: new.version,
-                    parent_instance_id: parent.instance_id,
-                    parent_generation: parent.generation,
-                    parent_task_id: parent.task_id,
+                    parent_instance_id,
+                    parent_generation,
+                    parent_task_id,
                     trace: new.trace,
                 }
             }
@@ -98,11 +109,13 @@ impl StoredEffect {
                 task_id,
                 name,
                 input,
+                attempt,
             } => StoredEffect::Activity {
                 generation,
                 task_id,
                 name,
                 input,
+                attempt,
             },
             Effect::Timer {
                 generation,
@@ -133,11 +146,8 @@ impl StoredEffect {
                 name,
                 input,
                 now,
-                parent: Some(parent_task(
-                    parent_instance_id,
-                    parent_generation,
-                    parent_task_id,
-                )),
+                parent: parent_instance_id
+                    .map(|instance_id| parent_task(instance_id, parent_generation, parent_task_id)),
                 version,
                 trace,
             })),
@@ -166,11 +176,13 @@ impl StoredEffect {
                 task_id,
                 name,
                 input,
+                attempt,
             } => Effect::Activity {
                 generation,
                 task_id,
                 name,
                 input,
+                attempt,
             },
             StoredEffect::Timer {
                 generation,
@@ -183,6 +195,10 @@ impl StoredEffect {
             },
         }
     }
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 fn parent_task(instance_id: String, generation: u32, task_id: u64) -> ParentTask {

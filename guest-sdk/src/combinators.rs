@@ -74,7 +74,7 @@ impl<F: Future> Future for WhenAll<F> {
 
 /// Waits for the first of `futures` to finish; returns its index and output.
 /// The others are dropped: an abandoned event wait gives its event to the
-/// next wait, an abandoned timer is ignored when it fires.
+/// next wait, an abandoned timer is cancelled.
 ///
 /// # Panics
 ///

@@ -12,9 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::entity_calls::LockState;
+use crate::logging::LogSink;
 use crate::tasks::{RetryPolicy, TaskCall, TaskSlot, Timer};
 use crate::wire::{
-    Action, CreateTimer, EventRaised, ScheduleActivity, SendEvent, StartSubOrchestration,
+    Action, CreateTimer, EventRaised, Failure, ScheduleActivity, SendEvent, StartOrchestration,
+    StartSubOrchestration,
 };
 use crate::{Either, Error, when_either};
 
@@ -43,6 +46,17 @@ pub(crate) struct State {
     next_task: u64,
     /// Scheduled tasks whose completion someone still waits for.
     pub(crate) tasks: HashMap<u64, Rc<TaskSlot>>,
+    /// Whether the step in progress replays recorded episodes.
+    pub(crate) replaying: bool,
+    /// Set once the terminal action is taken (or the execution is dropped):
+    /// what handles do when dropped afterwards (cancel a timer, release a
+    /// lock) no longer concerns the host, which ends those with the
+    /// generation.
+    pub(crate) generation_ended: bool,
+    /// The lock task of `lock_entities`, while one is open.
+    pub(crate) lock: LockState,
+    /// Where replay-safe log lines go.
+    pub(crate) log_sink: LogSink,
 }
 
 impl State {
@@ -60,11 +74,15 @@ impl State {
             continue_as_new: None,
             next_task: 0,
             tasks: HashMap::new(),
+            replaying: false,
+            generation_ended: false,
+            lock: LockState::default(),
+            log_sink: LogSink::default(),
         }
     }
 
     /// Numbers a new task and registers where its completion goes.
-    fn schedule(&mut self) -> (u64, Rc<TaskSlot>) {
+    pub(crate) fn schedule(&mut self) -> (u64, Rc<TaskSlot>) {
         let id = self.next_task;
         self.next_task += 1;
         let slot = Rc::new(TaskSlot::default());
@@ -74,7 +92,7 @@ impl State {
 
     /// Records the host's completion of task `id`. Returns whether anyone
     /// waits for it (a dropped timer, say, is ignored).
-    pub(crate) fn complete_task(&mut self, id: u64, result: Result<String, String>) -> bool {
+    pub(crate) fn complete_task(&mut self, id: u64, result: Result<String, Failure>) -> bool {
         match self.tasks.remove(&id) {
             Some(slot) => {
                 *slot.result.borrow_mut() = Some(result);
@@ -136,7 +154,7 @@ pub(crate) struct Arrived {
 }
 
 /// Event names are case-insensitive, as in Durable Functions.
-fn names_match(a: &str, b: &str) -> bool {
+pub(crate) fn names_match(a: &str, b: &str) -> bool {
     a == b || a.to_lowercase() == b.to_lowercase()
 }
 
@@ -159,6 +177,12 @@ pub struct OrchestrationContext {
 impl OrchestrationContext {
     pub(crate) fn new(state: Rc<RefCell<State>>) -> OrchestrationContext {
         OrchestrationContext { state }
+    }
+
+    /// The state every handle shares, for the context's methods defined
+    /// in other modules.
+    pub(crate) fn state(&self) -> &Rc<RefCell<State>> {
+        &self.state
     }
 
     /// The input this generation was started with (the start request's body,
@@ -190,6 +214,15 @@ impl OrchestrationContext {
     /// The name this orchestrator was registered under.
     pub fn name(&self) -> String {
         self.state.borrow().name.clone()
+    }
+
+    /// True while the host replays recorded episodes to rebuild this
+    /// execution's state, false while it runs a new episode. Decisions must
+    /// not depend on it (replay must take the same actions); it is for
+    /// effects outside the history that should happen once, like logging:
+    /// see [`log`](Self::log).
+    pub fn is_replaying(&self) -> bool {
+        self.state.borrow().replaying
     }
 
     /// The replay-safe "now": when the host started the current episode.
@@ -276,8 +309,9 @@ impl OrchestrationContext {
     }
 
     /// Waits for the event `name` for at most `timeout`: `Some(payload)` if
-    /// it came first, `None` if the time ran out. An event that arrives after
-    /// the timeout stays buffered for the next wait.
+    /// it came first (its timer is then cancelled), `None` if the time ran
+    /// out. An event that arrives after the timeout stays buffered for the
+    /// next wait.
     ///
     /// ```no_run
     /// # async fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
@@ -315,11 +349,17 @@ impl OrchestrationContext {
         name: &str,
         input: impl Serialize,
     ) -> TaskCall<T> {
+        self.schedule_activity(name, input, 1)
+    }
+
+    /// Schedules attempt `attempt` (1-based) of a call of activity `name`.
+    fn schedule_activity<T>(&self, name: &str, input: impl Serialize, attempt: u32) -> TaskCall<T> {
         self.start_task(format!("activity '{name}'"), input, |id, input| {
             Action::ScheduleActivity(ScheduleActivity {
                 id,
                 name: name.to_owned(),
                 input,
+                attempt,
             })
         })
     }
@@ -351,7 +391,7 @@ impl OrchestrationContext {
     }
 
     /// Schedules a task whose action `action` builds from its ID and JSON input.
-    fn start_task<T>(
+    pub(crate) fn start_task<T>(
         &self,
         what: String,
         input: impl Serialize,
@@ -396,7 +436,10 @@ impl OrchestrationContext {
 
     /// Calls the activity `name`, retrying failures as `policy` says, with
     /// durable timers between attempts. The error of the last attempt is
-    /// returned if all fail.
+    /// returned if all fail, or at once if it is not retryable
+    /// ([`Error::is_retryable`]): trying again cannot help. Each attempt is
+    /// a task of its own, which the activity sees as its
+    /// [`attempt`](crate::ActivityContext::attempt).
     ///
     /// ```no_run
     /// # async fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
@@ -415,12 +458,11 @@ impl OrchestrationContext {
         let attempts = policy.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            match self.call_activity::<T>(name, &input).await {
+            match self.schedule_activity::<T>(name, &input, attempt).await {
                 Ok(output) => return Ok(output),
-                Err(error) if attempt >= attempts => {
-                    return Err(Error::new(format!(
-                        "{error} (attempt {attempt} of {attempts})"
-                    )));
+                Err(error) if attempt >= attempts || !error.is_retryable() => {
+                    let message = format!("{error} (attempt {attempt} of {attempts})");
+                    return Err(error.with_message(message));
                 }
                 Err(_) => {
                     self.sleep(policy.delay_after(attempt)).await;
@@ -428,6 +470,41 @@ impl OrchestrationContext {
                 }
             }
         }
+    }
+
+    /// Starts an instance of the orchestrator `name` on its own, fire and
+    /// forget: no result comes back, and it is not a child (terminating
+    /// this instance leaves it running). It starts when this episode
+    /// commits; nothing happens if an instance with that ID exists.
+    /// Returns the ID: `instance_id`, or by default a
+    /// [`new_uuid`](Self::new_uuid), the same on every replay.
+    ///
+    /// ```no_run
+    /// # fn example(ctx: reprise_sdk::OrchestrationContext) -> Result<(), reprise_sdk::Error> {
+    /// let report = ctx.start_orchestration("WeeklyReport", None, "2026-W02")?;
+    /// ctx.set_custom_status(format!("report started as {report}"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn start_orchestration(
+        &self,
+        name: &str,
+        instance_id: Option<&str>,
+        input: impl Serialize,
+    ) -> Result<String, Error> {
+        let input = serde_json::to_string(&input)?;
+        let instance_id = match instance_id {
+            Some(instance_id) => instance_id.to_owned(),
+            None => self.new_uuid().to_string(),
+        };
+        self.state
+            .borrow_mut()
+            .actions
+            .push(Action::StartOrchestration(StartOrchestration {
+                name: name.to_owned(),
+                instance_id: instance_id.clone(),
+                input,
+            }));
+        Ok(instance_id)
     }
 
     /// Ends this generation and starts a fresh one with `input` and an empty

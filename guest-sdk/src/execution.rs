@@ -17,13 +17,14 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use serde::Serialize;
 
-use crate::OrchestrationContext;
 use crate::bindings::exports::reprise::orchestration::orchestrator::GuestExecution;
 use crate::context::State;
-use crate::wire::{Action, ContinueAsNew, HistoryEvent};
+use crate::logging::LogSink;
+use crate::wire::{Action, ContinueAsNew, Failure, HistoryEvent};
+use crate::{Error, OrchestrationContext};
 
 /// An orchestrator function's future, with its output already JSON-encoded.
-pub type RunningOrchestrator = Pin<Box<dyn Future<Output = Result<String, String>>>>;
+pub type RunningOrchestrator = Pin<Box<dyn Future<Output = Result<String, Failure>>>>;
 
 /// The orchestrators a component exports; implemented by `export_orchestrators!`.
 pub trait Registry: 'static {
@@ -37,14 +38,18 @@ where
     F: FnOnce(OrchestrationContext) -> Fut,
     Fut: Future<Output = Result<T, E>> + 'static,
     T: Serialize,
-    E: std::fmt::Display,
+    E: std::fmt::Display + 'static,
 {
     let future = function(context);
     Box::pin(async move {
         match future.await {
-            Ok(output) => serde_json::to_string(&output)
-                .map_err(|error| format!("the orchestrator's output is not valid JSON: {error}")),
-            Err(error) => Err(error.to_string()),
+            Ok(output) => serde_json::to_string(&output).map_err(|error| {
+                Error::new(format!(
+                    "the orchestrator's output is not valid JSON: {error}"
+                ))
+                .into_failure()
+            }),
+            Err(error) => Err(Error::failure_of(error)),
         }
     })
 }
@@ -63,8 +68,8 @@ impl<R: Registry> GuestExecution for Execution<R> {
         }
     }
 
-    fn step(&self, events: Vec<HistoryEvent>) -> Vec<Action> {
-        self.inner.borrow_mut().step(events)
+    fn step(&self, events: Vec<HistoryEvent>, replaying: bool) -> Vec<Action> {
+        self.inner.borrow_mut().step(events, replaying)
     }
 }
 
@@ -74,7 +79,7 @@ enum Progress {
     Running(RunningOrchestrator),
     /// The function returned; its result becomes the terminal action at the
     /// end of the current step, so events later in the same step are carried over.
-    Returned(Result<String, String>),
+    Returned(Result<String, Failure>),
     /// The terminal action was emitted; nothing more happens.
     Finished,
 }
@@ -90,10 +95,14 @@ impl Executor {
     pub(crate) fn new<R: Registry>(name: String, instance_id: String, input: String) -> Executor {
         Executor::with_start(name, instance_id, input, |name, context| {
             R::start(name, context).ok_or_else(|| {
-                format!(
+                let message = format!(
                     "this component has no orchestrator named '{name}'; it has {:?}",
                     R::names()
-                )
+                );
+                Error::new(message)
+                    .with_kind("not-found")
+                    .non_retryable()
+                    .into_failure()
             })
         })
     }
@@ -104,7 +113,7 @@ impl Executor {
         name: String,
         instance_id: String,
         input: String,
-        start: impl FnOnce(&str, OrchestrationContext) -> Result<RunningOrchestrator, String>,
+        start: impl FnOnce(&str, OrchestrationContext) -> Result<RunningOrchestrator, Failure>,
     ) -> Executor {
         let state = Rc::new(RefCell::new(State::new(name.clone(), instance_id, input)));
         let context = OrchestrationContext::new(Rc::clone(&state));
@@ -119,36 +128,48 @@ impl Executor {
         }
     }
 
-    pub(crate) fn step(&mut self, events: Vec<HistoryEvent>) -> Vec<Action> {
+    /// Sends the execution's log lines to `sink` instead of stderr.
+    pub(crate) fn set_log_sink(&mut self, sink: LogSink) {
+        self.state.borrow_mut().log_sink = sink;
+    }
+
+    /// Applies `events` in order; returns the actions taken meanwhile.
+    /// `replaying` is what [`OrchestrationContext::is_replaying`] answers
+    /// during the step.
+    pub(crate) fn step(&mut self, events: Vec<HistoryEvent>, replaying: bool) -> Vec<Action> {
+        self.state.borrow_mut().replaying = replaying;
         for event in events {
-            let may_progress = match event {
-                HistoryEvent::ExecutionStarted(_) => false,
-                HistoryEvent::OrchestratorStarted(timestamp) => {
-                    self.state.borrow_mut().now_ms = timestamp;
-                    self.begin()
-                }
-                HistoryEvent::EventRaised(event) => self.state.borrow_mut().deliver(event),
-                HistoryEvent::TimerFired(id) => self
-                    .state
-                    .borrow_mut()
-                    .complete_task(id, Ok("null".to_owned())),
-                HistoryEvent::ActivityCompleted(done)
-                | HistoryEvent::SubOrchestrationCompleted(done) => self
-                    .state
-                    .borrow_mut()
-                    .complete_task(done.id, Ok(done.output)),
-                HistoryEvent::ActivityFailed(failed)
-                | HistoryEvent::SubOrchestrationFailed(failed) => self
-                    .state
-                    .borrow_mut()
-                    .complete_task(failed.id, Err(failed.error)),
-            };
-            if may_progress {
+            if self.apply(event) {
                 self.run_until_stalled();
             }
         }
         self.finish_if_returned();
         std::mem::take(&mut self.state.borrow_mut().actions)
+    }
+
+    /// Applies one event; true if the orchestrator may progress.
+    fn apply(&mut self, event: HistoryEvent) -> bool {
+        if let HistoryEvent::OrchestratorStarted(timestamp) = event {
+            self.state.borrow_mut().now_ms = timestamp;
+            return self.begin();
+        }
+        let mut state = self.state.borrow_mut();
+        match event {
+            HistoryEvent::ExecutionStarted(_) | HistoryEvent::OrchestratorStarted(_) => false,
+            HistoryEvent::EventRaised(event) => state.deliver(event),
+            HistoryEvent::TimerFired(id) => state.complete_task(id, Ok("null".to_owned())),
+            HistoryEvent::ActivityCompleted(done)
+            | HistoryEvent::SubOrchestrationCompleted(done)
+            | HistoryEvent::EntityCallCompleted(done) => {
+                state.complete_task(done.id, Ok(done.output))
+            }
+            HistoryEvent::ActivityFailed(failed)
+            | HistoryEvent::SubOrchestrationFailed(failed)
+            | HistoryEvent::EntityCallFailed(failed) => {
+                state.complete_task(failed.id, Err(failed.failure))
+            }
+            HistoryEvent::EntitiesLocked(id) => state.lock_granted(id),
+        }
     }
 
     /// Starts the orchestrator at its first episode; true if it was not running yet.
@@ -195,8 +216,9 @@ impl Executor {
             }
         };
         let mut state = self.state.borrow_mut();
+        state.generation_ended = true;
         let action = match result {
-            Err(error) => Action::Fail(error),
+            Err(failure) => Action::Fail(failure),
             Ok(output) => match state.continue_as_new.take() {
                 Some(input) => Action::ContinueAsNew(ContinueAsNew {
                     input,
@@ -213,6 +235,14 @@ impl Executor {
     }
 }
 
+impl Drop for Executor {
+    /// What the orchestrator's handles do as they are dropped with it no
+    /// longer concerns the host.
+    fn drop(&mut self) {
+        self.state.borrow_mut().generation_ended = true;
+    }
+}
+
 #[derive(Default)]
 struct Flag(AtomicBool);
 
@@ -222,5 +252,7 @@ impl Wake for Flag {
     }
 }
 
+#[cfg(test)]
+mod conformance;
 #[cfg(test)]
 mod tests;

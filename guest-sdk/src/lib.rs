@@ -1,9 +1,13 @@
-//! Write durable orchestrators for Reprise in Rust.
+//! Write durable orchestrators, activities and entities for Reprise in Rust.
 //!
 //! An orchestrator is an `async fn` that takes an [`OrchestrationContext`] and
 //! returns `Result<T, E>`, where `T` serializes to JSON and `E` displays as an
-//! error message. Compile the crate as a `cdylib` for `wasm32-wasip2`, drop the
-//! `.wasm` into the host's functions folder, and start instances over HTTP.
+//! error message (an [`Error`] also carries a kind and whether retrying can
+//! help). Activities are plain functions (see [`export_activities!`]);
+//! entities are functions of an [`EntityContext`] that apply one operation
+//! to a small stored state (see [`export_entities!`]). Compile the crate as
+//! a `cdylib` for `wasm32-wasip2`, drop the `.wasm` into the host's
+//! functions folder, and start instances over HTTP.
 //!
 //! ```no_run
 //! use reprise_sdk::{Error, OrchestrationContext};
@@ -32,7 +36,9 @@
 //! state, so the function must take the same decisions every time it sees the
 //! same events. Use [`OrchestrationContext::current_time`] and
 //! [`OrchestrationContext::new_uuid`] instead of the system clock and random
-//! numbers; do any I/O in activities (a later version), never in orchestrators.
+//! numbers, and [`OrchestrationContext::log`] instead of printing (it writes
+//! each line once, not at every replay); do any I/O in activities, never in
+//! orchestrators.
 //! The host enforces this: an orchestrator's clock reads the episode's recorded
 //! time, its randomness is seeded per instance, and it has no filesystem,
 //! network or environment.
@@ -45,7 +51,9 @@
 //! sub-orchestrations answered by the test (the real activity functions,
 //! closures or fixed results), events raised when the test says, and timers
 //! fired by a virtual clock the test moves; then assert on the outcome, the
-//! custom status and the actions taken.
+//! custom status and the actions taken. Entities run in the same test on
+//! states kept in memory, and [`testing::EntityTest`] tests one entity
+//! function on its own.
 //!
 //! ```
 //! use reprise_sdk::testing::OrchestrationTest;
@@ -70,20 +78,30 @@
 //! ```
 //!
 //! Where to read next: [`OrchestrationContext`] for everything an orchestrator
-//! can do, [`export_orchestrators!`] for registration, [`testing`] for tests.
+//! can do, [`EntityContext`] for entities, [`export!`] for registration,
+//! [`testing`] for tests.
 
 mod activity;
 mod combinators;
 mod context;
+mod entity;
+mod entity_calls;
+mod entity_id;
 mod error;
 mod execution;
+mod logging;
 mod payload;
 mod tasks;
 pub mod testing;
 
+pub use activity::ActivityContext;
 pub use combinators::{Either, when_all, when_any, when_either};
 pub use context::{EventFuture, OrchestrationContext};
+pub use entity::EntityContext;
+pub use entity_calls::{CriticalSection, LockFuture};
+pub use entity_id::EntityId;
 pub use error::Error;
+pub use logging::LogLevel;
 pub use tasks::{RetryPolicy, TaskCall, Timer};
 pub use uuid::Uuid;
 
@@ -102,15 +120,21 @@ pub mod bindings {
 
 /// The types the host and guest exchange, under shorter names.
 pub mod wire {
+    pub use crate::bindings::exports::reprise::orchestration::activity::ActivityContext;
+    pub use crate::bindings::exports::reprise::orchestration::entity::{
+        EntityAction, Operation as EntityOperation, Outcome as EntityOutcome,
+    };
     pub use crate::bindings::reprise::orchestration::types::{
-        Action, ContinueAsNew, CreateTimer, EventRaised, ExecutionStarted, HistoryEvent,
-        ScheduleActivity, SendEvent, StartSubOrchestration, TaskCompleted, TaskFailed, TaskId,
+        Action, CallEntity, ContinueAsNew, CreateTimer, EntityId, EventRaised, ExecutionStarted,
+        Failure, HistoryEvent, LockEntities, ScheduleActivity, SendEvent, SignalEntity,
+        StartOrchestration, StartSubOrchestration, TaskCompleted, TaskFailed, TaskId,
     };
 }
 
 /// Registers the orchestrators a component exports, one line each:
 /// `"Name" => function`. Use one registration macro per component crate:
-/// this one, [`export_activities!`], or [`export!`] for both kinds.
+/// this one, [`export_activities!`], [`export_entities!`], or [`export!`]
+/// for several kinds.
 ///
 /// Each function is an `async fn(OrchestrationContext) -> Result<T, E>` with
 /// `T: serde::Serialize` and `E: std::fmt::Display`.
@@ -149,7 +173,9 @@ macro_rules! export_orchestrators {
 /// An activity is a plain function `fn(T) -> Result<U, E>` with
 /// `T: DeserializeOwned`, `U: Serialize` and `E: Display`. Activities are
 /// not replayed: they may use the clock, randomness and (where the host
-/// allows) the network. They run at least once; make them idempotent.
+/// allows) the network. They run at least once; make them idempotent
+/// ([`ActivityContext::current`] gives an idempotency key). An [`Error`]
+/// they return keeps its kind and retryability for the orchestrator.
 ///
 /// ```no_run
 /// fn say_hello(city: String) -> Result<String, reprise_sdk::Error> {
@@ -171,15 +197,49 @@ macro_rules! export_activities {
     };
 }
 
-/// Registers orchestrators and activities of one component.
+/// Registers the entities a component exports, one line each:
+/// `"Name" => function`.
+///
+/// An entity function is `fn(&mut EntityContext) -> Result<T, E>` with
+/// `T: Serialize` and `E: Display`; see [`EntityContext`]. Entity names are
+/// case-insensitive: an operation for `@counter@x` runs the entity
+/// registered as `"Counter"`.
 ///
 /// ```no_run
-/// use reprise_sdk::{Error, OrchestrationContext};
+/// use reprise_sdk::{EntityContext, Error};
+///
+/// fn counter(ctx: &mut EntityContext) -> Result<i64, Error> {
+///     let value = ctx.state_or_default::<i64>()? + ctx.input::<Option<i64>>()?.unwrap_or(0);
+///     ctx.set_state(value)?;
+///     Ok(value)
+/// }
+///
+/// reprise_sdk::export_entities! {
+///     "Counter" => counter,
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_entities {
+    ($($name:literal => $function:path),* $(,)?) => {
+        $crate::export! {
+            entities { $($name => $function),* }
+        }
+    };
+}
+
+/// Registers the orchestrators, activities and entities of one component,
+/// in sections of one line per function; a section may be left out (but
+/// the ones given come in this order).
+///
+/// ```no_run
+/// use reprise_sdk::{EntityContext, EntityId, Error, OrchestrationContext};
 ///
 /// async fn greet_all(ctx: OrchestrationContext) -> Result<Vec<String>, Error> {
 ///     let mut greetings = Vec::new();
 ///     for city in ["Tokyo", "Seattle", "London"] {
 ///         greetings.push(ctx.call_activity("SayHello", city).await?);
+///         ctx.signal_entity(&EntityId::new("Greetings", "total"), "add", 1)?;
 ///     }
 ///     Ok(greetings)
 /// }
@@ -188,35 +248,43 @@ macro_rules! export_activities {
 ///     Ok(format!("Hello {city}!"))
 /// }
 ///
+/// fn greetings(ctx: &mut EntityContext) -> Result<u64, Error> {
+///     let total = ctx.state_or_default::<u64>()? + ctx.input::<u64>()?;
+///     ctx.set_state(total)?;
+///     Ok(total)
+/// }
+///
 /// reprise_sdk::export! {
 ///     orchestrators { "GreetAll" => greet_all }
 ///     activities { "SayHello" => say_hello }
+///     entities { "Greetings" => greetings }
 /// }
 /// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! export {
     (
-        orchestrators { $($orchestrator:literal => $orchestrator_fn:path),* $(,)? }
-        activities { $($activity:literal => $activity_fn:path),* $(,)? }
+        $(orchestrators { $($orchestrator:literal => $orchestrator_fn:path),* $(,)? })?
+        $(activities { $($activity:literal => $activity_fn:path),* $(,)? })?
+        $(entities { $($entity:literal => $entity_fn:path),* $(,)? })?
     ) => {
         #[doc(hidden)]
         pub struct __RepriseComponent;
 
         impl $crate::__private::Registry for __RepriseComponent {
             fn names() -> ::std::vec::Vec<::std::string::String> {
-                ::std::vec![$(::std::string::String::from($orchestrator)),*]
+                ::std::vec![$($(::std::string::String::from($orchestrator)),*)?]
             }
 
             fn start(
                 name: &str,
                 context: $crate::OrchestrationContext,
             ) -> ::std::option::Option<$crate::__private::RunningOrchestrator> {
-                $(
+                $($(
                     if name == $orchestrator {
                         return ::std::option::Option::Some($crate::__private::run($orchestrator_fn, context));
                     }
-                )*
+                )*)?
                 let _ = (name, context);
                 ::std::option::Option::None
             }
@@ -232,20 +300,42 @@ macro_rules! export {
 
         impl $crate::__private::ActivityGuest for __RepriseComponent {
             fn names() -> ::std::vec::Vec<::std::string::String> {
-                ::std::vec![$(::std::string::String::from($activity)),*]
+                ::std::vec![$($(::std::string::String::from($activity)),*)?]
             }
 
             fn run(
                 name: ::std::string::String,
                 input: ::std::string::String,
-            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
-                $(
+                context: $crate::wire::ActivityContext,
+            ) -> ::std::result::Result<::std::string::String, $crate::wire::Failure> {
+                let context = $crate::__private::activity_context(context);
+                $($(
                     if name == $activity {
-                        return $crate::__private::run_activity($activity_fn, &input);
+                        return $crate::__private::run_activity($activity_fn, &input, context);
                     }
-                )*
-                let _ = input;
-                ::std::result::Result::Err(::std::format!("this component has no activity named '{name}'"))
+                )*)?
+                let _ = (input, context);
+                ::std::result::Result::Err($crate::__private::no_such_activity(&name))
+            }
+        }
+
+        impl $crate::__private::EntityGuest for __RepriseComponent {
+            fn names() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec![$($(::std::string::String::from($entity)),*)?]
+            }
+
+            fn run(
+                id: $crate::wire::EntityId,
+                state: ::std::option::Option<::std::string::String>,
+                operation: $crate::wire::EntityOperation,
+            ) -> $crate::wire::EntityOutcome {
+                $($(
+                    if $crate::__private::entity_name_is(&id, $entity) {
+                        return $crate::__private::run_entity($entity_fn, id, state, operation);
+                    }
+                )*)?
+                let _ = operation;
+                $crate::__private::no_such_entity(id, state, &[$($($entity),*)?])
             }
         }
 
@@ -256,8 +346,10 @@ macro_rules! export {
 /// Support for the registration macros; not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::activity::run_activity;
+    pub use crate::activity::{activity_context, no_such_activity, run_activity};
     pub use crate::bindings::exports::reprise::orchestration::activity::Guest as ActivityGuest;
+    pub use crate::bindings::exports::reprise::orchestration::entity::Guest as EntityGuest;
     pub use crate::bindings::exports::reprise::orchestration::orchestrator::Guest;
+    pub use crate::entity::{entity_name_is, no_such_entity, run_entity};
     pub use crate::execution::{Execution, Registry, RunningOrchestrator, run};
 }

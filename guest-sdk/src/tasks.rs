@@ -1,5 +1,6 @@
 //! Durable tasks: work the orchestrator starts and the host completes later,
-//! matched by a deterministic sequence number: timers and activity calls.
+//! matched by a deterministic sequence number: timers, and calls of
+//! activities, sub-orchestrations and entities.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -13,18 +14,24 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::context::State;
+use crate::wire::{Action, Failure};
 
 /// Where the host's completion of one task lands.
 #[derive(Debug, Default)]
 pub(crate) struct TaskSlot {
-    /// `Ok(json)` or `Err(message)`, once completed.
-    pub(crate) result: RefCell<Option<Result<String, String>>>,
+    /// `Ok(json)` or `Err(failure)`, once completed.
+    pub(crate) result: RefCell<Option<Result<String, Failure>>>,
 }
 
 /// A durable timer; completes when the host fires it.
 ///
-/// Dropping it before it fires abandons it: the host still fires it, and
-/// the orchestrator ignores that.
+/// Dropping it before it fires cancels it: the orchestrator emits
+/// `cancel-timer` and the host never fires it (so a wait that an event won,
+/// like [`wait_for_event_with_timeout`], leaves no timer behind). Once its
+/// generation has ended there is nothing to cancel: the host drops the
+/// timers of an ended generation itself.
+///
+/// [`wait_for_event_with_timeout`]: crate::OrchestrationContext::wait_for_event_with_timeout
 #[must_use = "a timer does nothing unless awaited"]
 #[derive(Debug)]
 pub struct Timer {
@@ -53,12 +60,18 @@ impl Future for Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        self.state.borrow_mut().tasks.remove(&self.id);
+        let mut state = self.state.borrow_mut();
+        // Still registered: it has not fired.
+        let unfired = state.tasks.remove(&self.id).is_some();
+        if unfired && !state.generation_ended {
+            state.actions.push(Action::CancelTimer(self.id));
+        }
     }
 }
 
-/// An activity or sub-orchestration call in flight; resolves to its output,
-/// decoded as `T`, or to its error.
+/// An activity, sub-orchestration or entity call in flight; resolves to its
+/// output, decoded as `T`, or to its error (with the failure's kind and
+/// retryability).
 #[must_use = "a call does nothing unless awaited"]
 pub struct TaskCall<T> {
     call: Call,
@@ -120,8 +133,9 @@ impl<T: DeserializeOwned> Future for TaskCall<T> {
                     this.what
                 ))
             })),
-            Some(Err(message)) => {
-                Poll::Ready(Err(Error::new(format!("{} failed: {message}", this.what))))
+            Some(Err(failure)) => {
+                let message = format!("{} failed: {}", this.what, failure.message);
+                Poll::Ready(Err(Error::from_failure(failure).with_message(message)))
             }
         }
     }
@@ -146,7 +160,10 @@ impl<T> std::fmt::Debug for TaskCall<T> {
 /// How [`OrchestrationContext::call_activity_with_retry`] retries: up to
 /// `max_attempts` calls, waiting on durable timers in between, starting at
 /// `first_interval` and multiplying by `backoff_coefficient` each time, up
-/// to `max_interval`.
+/// to `max_interval`. A failure that is not retryable
+/// ([`Error::is_retryable`]) ends the retries at once.
+///
+/// [`OrchestrationContext::call_activity_with_retry`]: crate::OrchestrationContext::call_activity_with_retry
 ///
 /// ```
 /// use std::time::Duration;

@@ -7,6 +7,11 @@
 //!   name: the real activity function called in-process
 //!   ([`activity`](OrchestrationTest::activity)), a closure, a fixed output
 //!   or a fixed error. Their results arrive in a later episode, as on the host.
+//! - **Entities** are run in-process: the real entity function, or a
+//!   closure, registered per name ([`entity`](OrchestrationTest::entity)),
+//!   on states kept in memory. Calls are answered in a later episode,
+//!   signals applied in the order sent, and locks granted at the next
+//!   episode. [`EntityTest`] tests one entity function on its own.
 //! - **External events** are raised by the test when the orchestrator waits
 //!   ([`raise_event`](OrchestrationTest::raise_event)), at a virtual time
 //!   ([`raise_event_after`](OrchestrationTest::raise_event_after)), or queued
@@ -24,8 +29,11 @@
 //! orchestrator did: [`activities`](OrchestrationTest::activities),
 //! [`timers`](OrchestrationTest::timers),
 //! [`sub_orchestrations`](OrchestrationTest::sub_orchestrations),
-//! [`sent_events`](OrchestrationTest::sent_events), or every
-//! [action](OrchestrationTest::actions) in order.
+//! [`sent_events`](OrchestrationTest::sent_events),
+//! [`signals`](OrchestrationTest::signals),
+//! [`entity_calls`](OrchestrationTest::entity_calls), or every
+//! [action](OrchestrationTest::actions) in order; what it
+//! [logged](OrchestrationTest::logs) too.
 //!
 //! ```
 //! use std::time::Duration;
@@ -85,12 +93,14 @@
 //! episode never run.
 //!
 //! Misuse is reported by a panic that says what happened and what to do:
-//! an activity or sub-orchestration called with nothing scripted for its
+//! an activity, sub-orchestration or entity called with nothing scripted for its
 //! name, an event raised after the orchestration ended, a clock moved back,
 //! or an orchestrator that never waits for the test (more than
 //! [`max_episodes`](OrchestrationTest::max_episodes) episodes in a row).
 
 mod clock;
+mod entities;
+mod entity_test;
 mod episode;
 mod outcome;
 mod records;
@@ -103,17 +113,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::OrchestrationContext;
 use crate::execution::run;
 use crate::wire::{Action, EventRaised, HistoryEvent};
+use crate::{EntityContext, EntityId, Error, OrchestrationContext};
 
 use clock::{Clock, DEFAULT_START_MS, Due, to_millis, to_time};
+use entities::{Entities, entity_function};
 use episode::{ContinueAsNewPolicy, Generation, Inbox, Orchestrator};
 use records::Log;
 use script::{CallKind, Script};
 
+pub use entity_test::EntityTest;
 pub use outcome::Outcome;
-pub use records::{ActivityCall, CreatedTimer, RaisedEvent, SentEvent, SubOrchestrationCall};
+pub use records::{
+    ActivityCall, CreatedTimer, EntityCall, EntitySignal, RaisedEvent, SentEvent,
+    StartedOrchestration, SubOrchestrationCall,
+};
 
 /// Episodes in a row without waiting for the test, before a test is stopped.
 const DEFAULT_MAX_EPISODES: usize = 1_000;
@@ -129,6 +144,7 @@ pub struct OrchestrationTest {
     orchestrator: Orchestrator,
     activities: Script,
     sub_orchestrations: Script,
+    entities: Entities,
     continue_as_new_policy: ContinueAsNewPolicy,
     max_episodes: usize,
     clock: Clock,
@@ -150,16 +166,18 @@ impl OrchestrationTest {
         F: Fn(OrchestrationContext) -> Fut + 'static,
         Fut: Future<Output = Result<T, E>> + 'static,
         T: Serialize,
-        E: std::fmt::Display,
+        E: std::fmt::Display + 'static,
     {
         OrchestrationTest {
             orchestrator: Orchestrator {
                 name: "TestOrchestrator".to_owned(),
                 instance_id: "test-instance".to_owned(),
                 start: Box::new(move |context| run(&orchestrator, context)),
+                logs: Default::default(),
             },
             activities: Script::new(CallKind::Activity),
             sub_orchestrations: Script::new(CallKind::SubOrchestration),
+            entities: Entities::default(),
             continue_as_new_policy: ContinueAsNewPolicy::Stop,
             max_episodes: DEFAULT_MAX_EPISODES,
             clock: Clock::starting_at(DEFAULT_START_MS),
@@ -201,8 +219,11 @@ impl OrchestrationTest {
     /// Answers calls to activity `name` with `function`, called in-process
     /// as the host calls an activity: its input decoded from JSON (a
     /// mismatch fails the call, as on the host), its output encoded, its
-    /// error displayed. Pass the real activity, or a closure; an `FnMut`
-    /// can answer differently each time (fail, then succeed).
+    /// error a failure (an [`Error`] keeps its kind and retryability), and
+    /// its [`ActivityContext`](crate::ActivityContext) current while it
+    /// runs (idempotency key `{instance}/{generation}/{task}`). Pass the
+    /// real activity, or a closure; an `FnMut` can answer differently each
+    /// time (fail, then succeed).
     ///
     /// ```
     /// # use reprise_sdk::testing::OrchestrationTest;
@@ -218,7 +239,7 @@ impl OrchestrationTest {
         F: FnMut(I) -> Result<O, E> + 'static,
         I: DeserializeOwned,
         O: Serialize,
-        E: std::fmt::Display,
+        E: std::fmt::Display + 'static,
     {
         self.activities.function(name, function);
         self
@@ -232,7 +253,15 @@ impl OrchestrationTest {
 
     /// Fails every call to activity `name` with the error `message`.
     pub fn activity_error(mut self, name: &str, message: impl Into<String>) -> Self {
-        self.activities.error(name, message.into());
+        self.activities.error(name, Error::new(message));
+        self
+    }
+
+    /// Fails every call to activity `name` with `error`, whose kind and
+    /// retryability the orchestrator sees (e.g. kind `"timeout"`, as the
+    /// host reports an activity that ran out of time).
+    pub fn activity_failure(mut self, name: &str, error: Error) -> Self {
+        self.activities.error(name, error);
         self
     }
 
@@ -243,7 +272,7 @@ impl OrchestrationTest {
         F: FnMut(I) -> Result<O, E> + 'static,
         I: DeserializeOwned,
         O: Serialize,
-        E: std::fmt::Display,
+        E: std::fmt::Display + 'static,
     {
         self.sub_orchestrations.function(name, function);
         self
@@ -257,7 +286,49 @@ impl OrchestrationTest {
 
     /// Fails every sub-orchestration of orchestrator `name` with `message`.
     pub fn sub_orchestration_error(mut self, name: &str, message: impl Into<String>) -> Self {
-        self.sub_orchestrations.error(name, message.into());
+        self.sub_orchestrations.error(name, Error::new(message));
+        self
+    }
+
+    /// Fails every sub-orchestration of orchestrator `name` with `error`.
+    pub fn sub_orchestration_failure(mut self, name: &str, error: Error) -> Self {
+        self.sub_orchestrations.error(name, error);
+        self
+    }
+
+    /// Runs entities named `name` (case-insensitive) with `function`, an
+    /// entity function like the ones registered with
+    /// [`export_entities!`](crate::export_entities): the real one, or a
+    /// closure that stubs it. Each entity's state is kept in memory
+    /// (seed it with [`entity_state`](Self::entity_state)); calls,
+    /// signals (also those entities send each other) apply to it in the
+    /// order sent. Signals to entities with no function are only recorded.
+    ///
+    /// ```
+    /// # use reprise_sdk::testing::OrchestrationTest;
+    /// # use reprise_sdk::{EntityContext, EntityId, Error, OrchestrationContext};
+    /// async fn reads(ctx: OrchestrationContext) -> Result<i64, Error> {
+    ///     ctx.call_entity(&EntityId::new("Account", "alice"), "balance", ()).await
+    /// }
+    /// let mut test = OrchestrationTest::new(reads)
+    ///     .entity("Account", |ctx: &mut EntityContext| ctx.state_or_default::<i64>())
+    ///     .entity_state(&EntityId::new("Account", "alice"), 30);
+    /// assert_eq!(test.run().output(), Some(30));
+    /// ```
+    pub fn entity<F, T, E>(mut self, name: &str, function: F) -> Self
+    where
+        F: FnMut(&mut EntityContext) -> Result<T, E> + 'static,
+        T: Serialize,
+        E: std::fmt::Display + 'static,
+    {
+        self.entities.register(name, entity_function(function));
+        self
+    }
+
+    /// Sets the state of entity `id` before the orchestration runs.
+    pub fn entity_state(mut self, id: &EntityId, state: impl Serialize) -> Self {
+        let state = to_json(state, &format!("state of entity '{id}'"));
+        self.entities.set_state(id.clone(), state);
         self
     }
 
@@ -433,6 +504,44 @@ impl OrchestrationTest {
     /// The events the orchestrator sent to other instances, in order.
     pub fn sent_events(&self) -> &[SentEvent] {
         &self.log.sent_events
+    }
+
+    /// The instances the orchestrator started on its own, in order.
+    pub fn started_orchestrations(&self) -> &[StartedOrchestration] {
+        &self.log.started_orchestrations
+    }
+
+    /// The operations the orchestrator signalled to entities, in order.
+    pub fn signals(&self) -> &[EntitySignal] {
+        &self.log.signals
+    }
+
+    /// The operations the orchestrator called on entities, in order, with
+    /// their results.
+    pub fn entity_calls(&self) -> &[EntityCall] {
+        &self.log.entity_calls
+    }
+
+    /// The entities of each lock the orchestrator asked for, in order
+    /// (sorted and deduplicated, as the orchestrator sends them).
+    pub fn lock_requests(&self) -> &[Vec<EntityId>] {
+        &self.log.lock_requests
+    }
+
+    /// The state of entity `id` decoded as `T`; `None` if it has none.
+    ///
+    /// # Panics
+    ///
+    /// If the state does not decode as `T`.
+    pub fn entity_state_of<T: DeserializeOwned>(&self, id: &EntityId) -> Option<T> {
+        let state = self.entities.state(id)?;
+        Some(decode(&parse(state), &format!("state of entity '{id}'")))
+    }
+
+    /// The lines the orchestrator logged with
+    /// [`OrchestrationContext::log`], in order, as `LEVEL message`.
+    pub fn logs(&self) -> Vec<String> {
+        self.orchestrator.logs.borrow().clone()
     }
 
     /// The running generation: 0 at first, one more at each followed

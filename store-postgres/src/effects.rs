@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
-use reprise_core::model::{Message, Millis, ParentTask};
-use reprise_core::store::{Effect, FollowUp, NewInstance, StartOutcome, child_conflict};
+use reprise_core::model::{Failure, Message, Millis, ParentTask};
+use reprise_core::store::{Effect, FollowUp, NewInstance, StartOutcome, start_conflict};
 use reprise_core::stored_effect;
 
 use crate::episode::{insert_messages, start_generation};
@@ -46,7 +46,7 @@ impl<'t> Effects<'t> {
     /// Starts a child, or reports to `from` why it could not start.
     pub(crate) async fn start_child(
         &mut self,
-        child: &Result<NewInstance, (ParentTask, String)>,
+        child: &Result<NewInstance, (ParentTask, Failure)>,
     ) -> anyhow::Result<()> {
         let message = match child {
             Ok(new) => match start_generation(self.transaction, self.me, new, None)
@@ -57,10 +57,13 @@ impl<'t> Effects<'t> {
                     self.notify.push(new.id.clone());
                     return Ok(());
                 }
-                StartOutcome::Conflict(status) => {
-                    let parent = new.parent.as_ref().expect("children have a parent");
-                    child_conflict(parent, &new.id, status)
-                }
+                StartOutcome::Conflict(status) => match start_conflict(new, status) {
+                    Some(message) => message,
+                    None => {
+                        tracing::info!(from = self.from, id = %new.id, "instance not started: an instance with that ID has not finished");
+                        return Ok(());
+                    }
+                },
             },
             Err((parent, error)) => Message::SubOrchestrationDone {
                 generation: parent.generation,
@@ -260,16 +263,24 @@ async fn apply(effects: &mut Effects<'_>, id: &str, effect: Effect) -> anyhow::R
             task_id,
             name,
             input,
+            attempt,
         } => {
             rows::execute(
                 effects.transaction,
                 &format!(
-                    "INSERT INTO activities (instance_id, generation, task_id, name, input)
-                         SELECT $1, $2, $3, $4, $5 FROM instances
+                    "INSERT INTO activities (instance_id, generation, task_id, name, input, attempt)
+                         SELECT $1, $2, $3, $4, $5, $6 FROM instances
                           WHERE instance_id = $1 AND generation = $2 AND {live}
                          ON CONFLICT (instance_id, generation, task_id) DO NOTHING"
                 ),
-                &[&id, &(generation as i32), &(task_id as i64), &name, &input],
+                &[
+                    &id,
+                    &(generation as i32),
+                    &(task_id as i64),
+                    &name,
+                    &input,
+                    &(attempt as i32),
+                ],
             )
             .await?;
         }

@@ -611,6 +611,21 @@ async fn queue_tasks(
     let Some(generation) = live_generation else {
         return Ok(Vec::new());
     };
+    if !commit.cancelled_timers.is_empty() {
+        let tasks: Vec<i64> = commit
+            .cancelled_timers
+            .iter()
+            .map(|&task| task as i64)
+            .collect();
+        let statement = transaction
+            .prepare_cached(
+                "DELETE FROM timers WHERE instance_id = $1 AND generation = $2 AND task_id = ANY($3::bigint[])",
+            )
+            .await?;
+        transaction
+            .execute(&statement, &[id, &generation, &tasks])
+            .await?;
+    }
     if commit.staging.is_some() {
         return Ok(Vec::new());
     }
@@ -651,10 +666,12 @@ async fn insert_activities(
     let mut names = Vec::new();
     let mut inputs = Vec::new();
     let mut leases = Vec::new();
-    for (index, (task_id, name, input)) in commit.activities.iter().enumerate() {
-        tasks.push(*task_id as i64);
-        names.push(name.as_str());
-        inputs.push(input.as_str());
+    let mut attempts = Vec::new();
+    for (index, activity) in commit.activities.iter().enumerate() {
+        tasks.push(activity.task_id as i64);
+        names.push(activity.name.as_str());
+        inputs.push(activity.input.as_str());
+        attempts.push(activity.attempt as i32);
         let lease_until = if index < commit.lease.count {
             commit.lease.until
         } else {
@@ -664,12 +681,12 @@ async fn insert_activities(
     }
     let statement = transaction
         .prepare_cached(
-            "INSERT INTO activities (instance_id, generation, task_id, name, input, lease_until, lease_owner)
-             SELECT $1, $2, t, n, i, l, CASE WHEN l > 0 THEN $7 END
-               FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY AS u(t, n, i, l, o)
+            "INSERT INTO activities (instance_id, generation, task_id, name, input, lease_until, lease_owner, attempt)
+             SELECT $1, $2, t, n, i, l, CASE WHEN l > 0 THEN $7 END, a
+               FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $8::integer[]) WITH ORDINALITY AS u(t, n, i, l, a, o)
               ORDER BY o
              ON CONFLICT (instance_id, generation, task_id) DO NOTHING
-             RETURNING key, task_id, name, input, lease_until",
+             RETURNING key, task_id, name, input, lease_until, attempt",
         )
         .await?;
     let rows = transaction
@@ -683,6 +700,7 @@ async fn insert_activities(
                 &inputs,
                 &leases,
                 &me,
+                &attempts,
             ],
         )
         .await?;
@@ -696,6 +714,7 @@ async fn insert_activities(
             task_id: row.get::<_, i64>(1) as u64,
             name: row.get(2),
             input: row.get(3),
+            attempt: row.get::<_, i32>(5) as u32,
             version: updated.version.clone(),
             trace: updated.trace.clone(),
         })

@@ -31,7 +31,9 @@ use anyhow::Context as _;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
 };
-use reprise_core::model::{HistoryEntry, Instance, Message, Millis, QueuedMessage, RuntimeStatus};
+use reprise_core::model::{
+    Failure, HistoryEntry, Instance, Message, Millis, QueuedMessage, RuntimeStatus,
+};
 use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
     DirectEpisode, Effect, EpisodeCommit, FollowUp, InstanceFilter, NewInstance, PageCursor,
@@ -823,7 +825,8 @@ impl Store for PostgresStore {
                          WHERE a.key = c.key
                          RETURNING a.key, a.instance_id, a.generation, a.task_id, a.name, a.input,
                            (SELECT version FROM instances i WHERE i.instance_id = a.instance_id),
-                           (SELECT trace FROM instances i WHERE i.instance_id = a.instance_id)"
+                           (SELECT trace FROM instances i WHERE i.instance_id = a.instance_id),
+                           a.attempt"
                     ),
                     &[&(now as i64), &((now + lease) as i64), &(limit as i64), &me],
                 )
@@ -839,6 +842,7 @@ impl Store for PostgresStore {
                     input: row.get(5),
                     version: row.get(6),
                     trace: row.get(7),
+                    attempt: row.get::<_, i32>(8) as u32,
                 })
                 .collect();
             claimed.sort_by_key(|work| work.key);
@@ -849,7 +853,7 @@ impl Store for PostgresStore {
     fn complete_activity(
         &self,
         work: &ActivityWork,
-        result: Result<String, String>,
+        result: Result<String, Failure>,
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<Option<Applied>> {
         self.batcher.apply(writes::ActivityResult {

@@ -7,7 +7,7 @@ use deadpool_postgres::Client;
 
 /// Bumped when the schema changes; a host refuses a database from the
 /// future.
-pub(crate) const VERSION: i32 = 3;
+pub(crate) const VERSION: i32 = 4;
 
 /// The advisory lock key migrations hold ("Reprise" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0052_6570_7269_7365;
@@ -82,6 +82,7 @@ CREATE TABLE activities (
     lease_until BIGINT NOT NULL DEFAULT 0,
     -- The host that holds the lease: a dead host's lease is void.
     lease_owner TEXT,
+    attempt     INTEGER NOT NULL DEFAULT 1,
     UNIQUE (instance_id, generation, task_id)
 );
 CREATE INDEX activities_by_lease ON activities (lease_until, key);
@@ -149,7 +150,7 @@ CREATE TRIGGER count_changed AFTER UPDATE OF status ON instances
 
 /// The changes from each version to the next: `UPGRADES[n]` takes
 /// version `n + 1` to `n + 2`, one batch after another.
-const UPGRADES: [&[&str]; 2] = [
+const UPGRADES: [&[&str]; 3] = [
     // 2: trace contexts; older instances are not traced.
     &["ALTER TABLE instances ADD COLUMN trace TEXT"],
     // 3: instances by status, counted once here and kept from then on.
@@ -157,6 +158,8 @@ const UPGRADES: [&[&str]; 2] = [
         INSTANCE_COUNTS,
         "INSERT INTO instance_counts SELECT status, count(*) FROM instances GROUP BY status",
     ],
+    // 4: activities' attempt numbers; queued ones are first attempts.
+    &["ALTER TABLE activities ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"],
 ];
 
 /// Upgrades a schema of version `from` to [`VERSION`], in the caller's

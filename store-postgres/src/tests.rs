@@ -303,8 +303,8 @@ mod batches {
     }
 }
 
-/// A database of schema version 1 (before trace contexts and kept instance
-/// counts) is upgraded by
+/// A database of schema version 1 (before trace contexts, kept instance
+/// counts and activity attempts) is upgraded by
 /// the next host that opens it, and keeps its instances.
 #[test]
 fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
@@ -319,7 +319,8 @@ fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
     PostgresServer::shared()
         .query(
             &url,
-            "ALTER TABLE instances DROP COLUMN trace; DROP TABLE instance_counts, instance_count_changes;
+            "ALTER TABLE instances DROP COLUMN trace; ALTER TABLE activities DROP COLUMN attempt;
+             DROP TABLE instance_counts, instance_count_changes;
              DROP FUNCTION reprise_count_instances CASCADE; UPDATE reprise_schema SET version = 1",
         )
         .unwrap();
@@ -343,7 +344,7 @@ fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
     let version = PostgresServer::shared()
         .query(&url, "SELECT version FROM reprise_schema")
         .unwrap();
-    assert_eq!(version, ["3"]);
+    assert_eq!(version, ["4"]);
     assert_eq!(
         store.instance_counts().unwrap(),
         [(RuntimeStatus::Pending, 2)]

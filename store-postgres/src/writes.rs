@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use deadpool_postgres::Transaction;
-use reprise_core::model::Message;
+use reprise_core::model::{Failure, Message};
 use reprise_core::store::{
     ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit,
     NewInstance, StartOutcome,
@@ -158,7 +158,7 @@ impl Write for Commit {
 /// generation ended).
 pub(crate) struct ActivityResult {
     pub(crate) work: ActivityWork,
-    pub(crate) result: Result<String, String>,
+    pub(crate) result: Result<String, Failure>,
     pub(crate) direct: Option<DirectEpisode>,
 }
 

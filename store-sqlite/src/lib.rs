@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use reprise_core::model::{
-    HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
+    Failure, HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
 };
 use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
@@ -29,7 +29,7 @@ use reprise_core::store::{
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// The triggers that keep `instance_counts`: in the schema, and in the
 /// upgrade that adds that table (so no write can come between the two).
@@ -117,6 +117,7 @@ CREATE TABLE IF NOT EXISTS activities (
     name        TEXT NOT NULL,
     input       TEXT NOT NULL,
     lease_until INTEGER NOT NULL DEFAULT 0,
+    attempt     INTEGER NOT NULL DEFAULT 1,
     UNIQUE (instance_id, generation, task_id)
 );
 CREATE INDEX IF NOT EXISTS activities_by_lease ON activities (lease_until, key);
@@ -234,6 +235,14 @@ impl SqliteStore {
                  INSERT INTO instance_counts SELECT status, count(*) FROM instances GROUP BY status;",
                 count_triggers!()
             ),
+            // 7: activities' attempt numbers; queued ones are first attempts.
+            // (A file from before the activity queue has none: made as it was.)
+            "CREATE TABLE IF NOT EXISTS activities (
+               key INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL,
+               generation INTEGER NOT NULL, task_id INTEGER NOT NULL, name TEXT NOT NULL,
+               input TEXT NOT NULL, lease_until INTEGER NOT NULL DEFAULT 0,
+               UNIQUE (instance_id, generation, task_id));
+             ALTER TABLE activities ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
         ];
         for (to, change) in (2..).zip(upgrades) {
             if (1..to).contains(&version) {
@@ -1032,6 +1041,14 @@ fn apply_episode(
         }
         leased = insert_activities(transaction, commit, generation)?;
     }
+    if let Some(generation) = live_generation {
+        let mut cancel = transaction.prepare_cached(
+            "DELETE FROM timers WHERE instance_id = ?1 AND generation = ?2 AND task_id = ?3",
+        )?;
+        for task_id in &commit.cancelled_timers {
+            cancel.execute(params![id, generation, *task_id as i64])?;
+        }
+    }
     for message in &commit.requeued {
         insert_message(transaction, id, message)?;
     }
@@ -1052,11 +1069,11 @@ fn insert_activities(
 ) -> anyhow::Result<Vec<ActivityWork>> {
     let updated = &commit.updated;
     let mut insert = transaction.prepare_cached(
-        "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input, lease_until)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING key",
+        "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input, lease_until, attempt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING key",
     )?;
     let mut leased = Vec::new();
-    for (index, (task_id, name, input)) in commit.activities.iter().enumerate() {
+    for (index, activity) in commit.activities.iter().enumerate() {
         let lease_until = if index < commit.lease.count {
             commit.lease.until
         } else {
@@ -1065,10 +1082,11 @@ fn insert_activities(
         let mut inserted = insert.query(params![
             updated.id,
             generation,
-            *task_id as i64,
-            name,
-            input,
-            lease_until as i64
+            activity.task_id as i64,
+            activity.name,
+            activity.input,
+            lease_until as i64,
+            activity.attempt,
         ])?;
         let Some(row) = inserted.next()? else {
             continue;
@@ -1078,9 +1096,10 @@ fn insert_activities(
                 key: row.get(0)?,
                 instance_id: updated.id.clone(),
                 generation,
-                task_id: *task_id,
-                name: name.clone(),
-                input: input.clone(),
+                task_id: activity.task_id,
+                name: activity.name.clone(),
+                input: activity.input.clone(),
+                attempt: activity.attempt,
                 version: updated.version.clone(),
                 trace: updated.trace.clone(),
             });
@@ -1407,7 +1426,8 @@ impl Store for SqliteStore {
                      WHERE key IN (SELECT key FROM activities WHERE lease_until <= ?1 ORDER BY key LIMIT ?3)
                      RETURNING key, instance_id, generation, task_id, name, input,
                        (SELECT version FROM instances i WHERE i.instance_id = activities.instance_id),
-                       (SELECT trace FROM instances i WHERE i.instance_id = activities.instance_id)",
+                       (SELECT trace FROM instances i WHERE i.instance_id = activities.instance_id),
+                       attempt",
                 )?
                 .query_map(params![now as i64, (now + lease) as i64, limit as i64], |row| {
                     Ok(ActivityWork {
@@ -1419,6 +1439,7 @@ impl Store for SqliteStore {
                         input: row.get(5)?,
                         version: row.get(6)?,
                         trace: row.get(7)?,
+                        attempt: row.get(8)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
@@ -1431,7 +1452,7 @@ impl Store for SqliteStore {
     fn complete_activity(
         &self,
         work: &ActivityWork,
-        result: Result<String, String>,
+        result: Result<String, Failure>,
         direct: Option<DirectEpisode>,
     ) -> anyhow::Result<Option<Applied>> {
         let work = work.clone();

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{check_deliverable, insert_message, start_generation};
-use reprise_core::model::{Message, Millis, ParentTask};
+use reprise_core::model::{Failure, Message, Millis, ParentTask};
 use reprise_core::store::{
-    DeliveryOutcome, Effect, FollowUp, NewInstance, StartOutcome, child_conflict,
+    DeliveryOutcome, Effect, FollowUp, NewInstance, StartOutcome, start_conflict,
 };
 use reprise_core::stored_effect;
 
@@ -48,7 +48,7 @@ impl<'t> Effects<'t> {
     /// Starts a child, or reports to `from` why it could not start.
     pub(super) fn start_child(
         &mut self,
-        child: &Result<NewInstance, (ParentTask, String)>,
+        child: &Result<NewInstance, (ParentTask, Failure)>,
     ) -> anyhow::Result<()> {
         let message = match child {
             Ok(new) => match start_generation(self.transaction, new, None)?.0 {
@@ -56,10 +56,13 @@ impl<'t> Effects<'t> {
                     self.notify.push(new.id.clone());
                     return Ok(());
                 }
-                StartOutcome::Conflict(status) => {
-                    let parent = new.parent.as_ref().expect("children have a parent");
-                    child_conflict(parent, &new.id, status)
-                }
+                StartOutcome::Conflict(status) => match start_conflict(new, status) {
+                    Some(message) => message,
+                    None => {
+                        tracing::info!(from = self.from, id = %new.id, "instance not started: an instance with that ID has not finished");
+                        return Ok(());
+                    }
+                },
             },
             Err((parent, error)) => Message::SubOrchestrationDone {
                 generation: parent.generation,
@@ -225,15 +228,16 @@ fn apply(effects: &mut Effects, id: &str, effect: Effect) -> anyhow::Result<()> 
             task_id,
             name,
             input,
+            attempt,
         } => {
             effects
                 .transaction
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input)
-                     SELECT ?1, ?2, ?3, ?4, ?5 FROM instances WHERE instance_id = ?1 AND generation = ?2
+                    "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input, attempt)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM instances WHERE instance_id = ?1 AND generation = ?2
                        AND status NOT IN ('Completed', 'Failed', 'Terminated')",
                 )?
-                .execute(params![id, generation, task_id as i64, name, input])?;
+                .execute(params![id, generation, task_id as i64, name, input, attempt])?;
         }
         Effect::Timer {
             generation,

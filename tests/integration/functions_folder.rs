@@ -171,11 +171,11 @@ async fn loaded_functions_are_listed_with_their_versions_and_compiled_once() {
         listed.body,
         serde_json::json!([
             { "name": "E3_Counter", "kind": "orchestrator", "file": "counter.wasm",
-              "version": version(&components.counter) },
+              "version": version(&components.counter), "contract": "0.2.0" },
             { "name": "E1_HelloSequence", "kind": "orchestrator", "file": "hello_sequence.wasm",
-              "version": version(&components.hello_sequence) },
+              "version": version(&components.hello_sequence), "contract": "0.2.0" },
             { "name": "E1_SayHello", "kind": "activity", "file": "hello_sequence.wasm",
-              "version": version(&components.hello_sequence) },
+              "version": version(&components.hello_sequence), "contract": "0.2.0" },
         ])
     );
 

@@ -62,6 +62,10 @@ pub struct Components {
     pub misbehaving: PathBuf,
     pub changing_v1: PathBuf,
     pub changing_v2: PathBuf,
+    /// `tests/guests/legacy` built with today's SDK (its 0.1.0 build is a
+    /// fixture).
+    pub legacy: PathBuf,
+    pub contract_features: PathBuf,
     /// For the benches (`host/benches/`).
     #[allow(dead_code)]
     pub startup_probe: PathBuf,
@@ -114,6 +118,8 @@ pub fn components() -> &'static Components {
             misbehaving: wasm("misbehaving"),
             changing_v1: wasm("changing_v1"),
             changing_v2: wasm("changing_v2"),
+            legacy: wasm("legacy"),
+            contract_features: wasm("contract_features"),
             startup_probe: wasm("startup_probe"),
         }
     })

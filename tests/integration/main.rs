@@ -8,6 +8,8 @@ mod activities;
 mod chaos;
 mod cli;
 mod clients;
+mod contract_features;
+mod contract_versions;
 mod counter;
 mod dashboard;
 mod direct;

@@ -199,6 +199,28 @@ pub fn purge_refuses_an_unfinished_instance_and_removes_a_finished_one_with_its_
     assert_eq!(messages, [Message::Start]);
 }
 
+/// An instance an episode starts with no parent (an orchestrator's
+/// fire-and-forget start) starts like a child; if its ID is taken by an
+/// instance that has not finished, nothing happens and nobody is told.
+pub fn an_unparented_start_starts_or_leaves_a_live_instance_alone(store: &dyn Store) {
+    start(store, &new_instance("taken"));
+    start(store, &new_instance("starter"));
+    let read = work(store, "starter");
+    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+    commit.children = vec![Ok(new_instance("fresh")), Ok(new_instance("taken"))];
+    assert!(matches!(
+        store.commit_episode(&commit).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+
+    let fresh = store.instance("fresh").unwrap().expect("started");
+    assert_eq!((fresh.status, fresh.parent), (RuntimeStatus::Pending, None));
+    let taken = work(store, "taken");
+    let messages: Vec<Message> = taken.messages.into_iter().map(|q| q.message).collect();
+    assert_eq!(messages, [Message::Start], "left alone");
+    assert!(store.queued_messages("starter").unwrap().is_empty());
+}
+
 /// Component versions: stored once, retired when no longer served, and
 /// collected only once retired long enough and no instance may run on them
 /// again (one not finished, or failed, since a rewind replays it).

@@ -83,6 +83,7 @@ macro_rules! store_conformance_tests {
             a_refused_delivery_writes_nothing,
             queries_page_in_creation_order_and_bulk_purge_skips_live_instances,
             purge_refuses_an_unfinished_instance_and_removes_a_finished_one_with_its_messages,
+            an_unparented_start_starts_or_leaves_a_live_instance_alone,
             a_component_version_is_kept_while_an_instance_may_run_on_it_and_then_collected,
             a_start_keeps_its_trace_and_a_new_start_replaces_it,
             instance_counts_follow_starts_status_changes_restarts_and_purges,
@@ -101,6 +102,7 @@ macro_rules! store_conformance_tests {
             activities_leased_in_their_commit_are_returned_and_left_to_no_one_else,
             an_activity_result_is_recorded_at_most_once_and_not_after_its_generation_ended,
             a_due_timer_fires_once_and_never_for_a_generation_that_ended,
+            a_cancelled_timer_never_fires,
             counts_show_instances_by_status_and_what_waits,
             // staging.rs
             a_staged_commit_is_invisible_until_it_lands_and_its_effects_apply_once_in_batches,

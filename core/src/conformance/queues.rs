@@ -1,9 +1,10 @@
 //! Activities and timers.
 
 use super::{episode, finish, new_instance, seqs, start, work};
-use crate::model::{HistoryEntry, Message, RuntimeStatus};
+use crate::model::{Failure, HistoryEntry, Message, RuntimeStatus};
 use crate::store::{
-    ActivityLease, Applied, CommitOutcome, FollowUp, HistoryChange, Store, StoreCounts, WorkRead,
+    ActivityLease, Applied, CommitOutcome, FollowUp, HistoryChange, ScheduledActivity, Store,
+    StoreCounts, WorkRead,
 };
 
 /// The first `lease.count` activities of a commit are leased as they are
@@ -56,10 +57,7 @@ pub fn an_activity_result_is_recorded_at_most_once_and_not_after_its_generation_
     start(store, &new_instance("a"));
     let read = work(store, "a");
     let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
-    commit.activities = vec![
-        (1, "First".into(), "1".into()),
-        (2, "Second".into(), "2".into()),
-    ];
+    commit.activities = vec![activity(1, "First", 1), activity(2, "Second", 2)];
     store.commit_episode(&commit).unwrap();
     let mut claimed = store.claim_activities(10, 100, 10).unwrap();
     claimed.sort_by_key(|work| work.task_id);
@@ -67,6 +65,7 @@ pub fn an_activity_result_is_recorded_at_most_once_and_not_after_its_generation_
         panic!("expected both activities: {claimed:?}");
     };
     assert_eq!((first.task_id, second.task_id), (1, 2));
+    assert_eq!((first.attempt, second.attempt), (1, 2), "attempts are kept");
 
     assert_eq!(
         store
@@ -99,7 +98,7 @@ pub fn an_activity_result_is_recorded_at_most_once_and_not_after_its_generation_
     finish(store, "a", RuntimeStatus::Completed);
     assert_eq!(
         store
-            .complete_activity(second, Err("late".into()), None)
+            .complete_activity(second, Err(Failure::new(Failure::ERROR, "late")), None)
             .unwrap(),
         None
     );
@@ -151,16 +150,57 @@ pub fn a_due_timer_fires_once_and_never_for_a_generation_that_ended(store: &dyn 
     assert!(store.load_work("b", WorkRead::ALL).unwrap().is_none());
 }
 
+/// A commit's `cancelled_timers` deletes them: they never fire; the
+/// generation's other timers still do.
+pub fn a_cancelled_timer_never_fires(store: &dyn Store) {
+    start(store, &new_instance("a"));
+    let read = work(store, "a");
+    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+    commit.timers = vec![(1, 100), (2, 100)];
+    store.commit_episode(&commit).unwrap();
+
+    let read = work_or_row(store, "a");
+    let mut commit = episode(&read, RuntimeStatus::Running, Vec::new());
+    commit.cancelled_timers = vec![1];
+    store.commit_episode(&commit).unwrap();
+
+    assert_eq!(store.fire_due_timers(1_000).unwrap(), ["a"]);
+    let read = work(store, "a");
+    let messages: Vec<&Message> = read.messages.iter().map(|queued| &queued.message).collect();
+    assert_eq!(
+        messages,
+        [&Message::TimerFired {
+            generation: 0,
+            id: 2,
+            fire_at: 100,
+        }]
+    );
+}
+
+/// The instance row of `id` as an episode would read it with nothing
+/// queued.
+fn work_or_row(store: &dyn Store, id: &str) -> crate::model::Instance {
+    store.instance(id).unwrap().expect("the instance exists")
+}
+
+/// Activity `name` as task `task_id`, attempt `attempt`, its input the
+/// task ID.
+fn activity(task_id: u64, name: &str, attempt: u32) -> ScheduledActivity {
+    ScheduledActivity {
+        task_id,
+        name: name.into(),
+        input: task_id.to_string(),
+        attempt,
+    }
+}
+
 /// Commits `id`'s first episode: two activities, `First` leased until
 /// 1,000 and `Second` not, and `timers`.
 fn schedule_two_activities(store: &dyn Store, id: &str, timers: Vec<(u64, u64)>) -> FollowUp {
     let read = work(store, id);
     let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
     commit.timers = timers;
-    commit.activities = vec![
-        (1, "First".into(), "1".into()),
-        (2, "Second".into(), "2".into()),
-    ];
+    commit.activities = vec![activity(1, "First", 1), activity(2, "Second", 2)];
     commit.lease = ActivityLease {
         count: 1,
         until: 1_000,

@@ -95,7 +95,7 @@ fn executor(name: &str, input: &str) -> Executor {
 /// before each orchestrator-started), and checks both give `expected`: the
 /// warm/cold equivalence the host relies on.
 fn check(name: &str, input: &str, history: Vec<HistoryEvent>, expected: Vec<Action>) {
-    let all_at_once = executor(name, input).step(history.clone());
+    let all_at_once = executor(name, input).step(history.clone(), false);
     assert_eq!(all_at_once, expected, "{name}: whole history in one step");
 
     let mut episodes: Vec<Vec<HistoryEvent>> = vec![vec![]];
@@ -108,7 +108,7 @@ fn check(name: &str, input: &str, history: Vec<HistoryEvent>, expected: Vec<Acti
     let mut per_episode = executor(name, input);
     let actions: Vec<Action> = episodes
         .into_iter()
-        .flat_map(|episode| per_episode.step(episode))
+        .flat_map(|episode| per_episode.step(episode, false))
         .collect();
     assert_eq!(actions, expected, "{name}: one episode per step");
 }
@@ -219,18 +219,21 @@ fn an_error_result_fails_the_orchestration_with_its_message() {
         "Fails",
         "\"out of stock\"",
         vec![started("Fails", "\"out of stock\""), episode(1)],
-        vec![Action::Fail("out of stock".into())],
+        vec![Action::Fail(Error::new("out of stock").into_failure())],
     );
 }
 
 #[test]
 fn a_payload_of_the_wrong_shape_fails_with_the_event_name() {
-    let actions = executor("Counter", "0").step(vec![
-        started("Counter", "0"),
-        episode(1),
-        event("operation", "42"),
-    ]);
-    let [Action::Fail(message)] = actions.as_slice() else {
+    let actions = executor("Counter", "0").step(
+        vec![
+            started("Counter", "0"),
+            episode(1),
+            event("operation", "42"),
+        ],
+        false,
+    );
+    let [Action::Fail(crate::wire::Failure { message, .. })] = actions.as_slice() else {
         panic!("expected one fail action, got {actions:?}");
     };
     assert!(message.contains("event 'operation'"), "{message}");
@@ -238,8 +241,8 @@ fn a_payload_of_the_wrong_shape_fails_with_the_event_name() {
 
 #[test]
 fn an_unknown_orchestrator_name_fails_and_lists_the_known_ones() {
-    let actions = executor("Nope", "null").step(vec![started("Nope", "null"), episode(1)]);
-    let [Action::Fail(message)] = actions.as_slice() else {
+    let actions = executor("Nope", "null").step(vec![started("Nope", "null"), episode(1)], false);
+    let [Action::Fail(crate::wire::Failure { message, .. })] = actions.as_slice() else {
         panic!("expected one fail action, got {actions:?}");
     };
     assert!(
@@ -251,14 +254,17 @@ fn an_unknown_orchestrator_name_fails_and_lists_the_known_ones() {
 #[test]
 fn nothing_happens_after_the_terminal_action() {
     let mut execution = executor("Counter", "0");
-    let first = execution.step(vec![
-        started("Counter", "0"),
-        episode(1),
-        event("operation", "\"end\""),
-    ]);
+    let first = execution.step(
+        vec![
+            started("Counter", "0"),
+            episode(1),
+            event("operation", "\"end\""),
+        ],
+        false,
+    );
     assert_eq!(first, vec![Action::Complete("0".into())]);
     assert_eq!(
-        execution.step(vec![episode(2), event("operation", "\"incr\"")]),
+        execution.step(vec![episode(2), event("operation", "\"incr\"")], false),
         vec![]
     );
 }
@@ -279,11 +285,14 @@ fn a_dropped_wait_returns_its_event_to_the_buffer() {
         }
     }
     let mut execution = Executor::new::<Drops>("Drops".into(), "i".into(), "null".into());
-    let actions = execution.step(vec![
-        started("Drops", "null"),
-        event("x", "\"first\""),
-        episode(1),
-    ]);
+    let actions = execution.step(
+        vec![
+            started("Drops", "null"),
+            event("x", "\"first\""),
+            episode(1),
+        ],
+        false,
+    );
     assert_eq!(actions, vec![Action::Complete("\"first\"".into())]);
 }
 
@@ -311,11 +320,10 @@ fn a_dropped_wait_passes_its_event_to_the_next_waiter() {
         drop(first);
         second.await
     }
-    let actions = one_orchestrator!(passes_on).step(vec![
-        started("One", "null"),
-        event("x", "\"x1\""),
-        episode(1),
-    ]);
+    let actions = one_orchestrator!(passes_on).step(
+        vec![started("One", "null"), event("x", "\"x1\""), episode(1)],
+        false,
+    );
     assert_eq!(actions, vec![Action::Complete("\"x1\"".into())]);
 }
 
@@ -331,13 +339,16 @@ fn dropped_waits_return_their_events_in_arrival_order() {
         Ok(vec![first, again])
     }
     let mut execution = one_orchestrator!(drops_two);
-    let actions = execution.step(vec![
-        started("One", "null"),
-        event("x", "\"x1\""),
-        event("x", "\"x2\""),
-        event("x", "\"x3\""),
-        episode(1),
-    ]);
+    let actions = execution.step(
+        vec![
+            started("One", "null"),
+            event("x", "\"x1\""),
+            event("x", "\"x2\""),
+            event("x", "\"x3\""),
+            episode(1),
+        ],
+        false,
+    );
     assert_eq!(actions, vec![Action::Complete("[\"x1\",\"x2\"]".into())]);
 }
 
@@ -361,11 +372,11 @@ fn sleep_creates_a_durable_timer_and_resumes_when_it_fires() {
     }
     let mut execution = one_orchestrator!(naps);
     assert_eq!(
-        execution.step(vec![started("One", "null"), episode(1_000)]),
+        execution.step(vec![started("One", "null"), episode(1_000)], false),
         vec![timer(0, 1_500)]
     );
     assert_eq!(
-        execution.step(vec![episode(1_501), timer_fired(0)]),
+        execution.step(vec![episode(1_501), timer_fired(0)], false),
         vec![Action::Complete("1501".into())]
     );
 }
@@ -381,16 +392,19 @@ fn a_wait_with_timeout_returns_the_event_or_none_and_keeps_late_events() {
     let mut execution = one_orchestrator!(asks_twice);
     // The first wait times out; the answer arrives later and goes to the second.
     assert_eq!(
-        execution.step(vec![started("One", "null"), episode(0)]),
+        execution.step(vec![started("One", "null"), episode(0)], false),
         vec![timer(0, 10_000)]
     );
     assert_eq!(
-        execution.step(vec![
-            episode(10_000),
-            timer_fired(0),
-            event("answer", "\"late\"")
-        ]),
-        vec![timer(1, 20_000), Action::Complete("[null,\"late\"]".into())]
+        execution.step(
+            vec![episode(10_000), timer_fired(0), event("answer", "\"late\"")],
+            false
+        ),
+        vec![
+            timer(1, 20_000),
+            Action::CancelTimer(1),
+            Action::Complete("[null,\"late\"]".into())
+        ]
     );
 }
 
@@ -402,21 +416,21 @@ fn when_all_waits_for_every_timer_in_any_firing_order() {
     }
     let mut execution = one_orchestrator!(fans_out);
     assert_eq!(
-        execution.step(vec![started("One", "null"), episode(0)]),
+        execution.step(vec![started("One", "null"), episode(0)], false),
         vec![timer(0, 1), timer(1, 2), timer(2, 3)]
     );
     assert_eq!(
-        execution.step(vec![episode(5), timer_fired(2), timer_fired(0)]),
+        execution.step(vec![episode(5), timer_fired(2), timer_fired(0)], false),
         vec![]
     );
     assert_eq!(
-        execution.step(vec![episode(6), timer_fired(1)]),
+        execution.step(vec![episode(6), timer_fired(1)], false),
         vec![Action::Complete("3".into())]
     );
 }
 
 #[test]
-fn when_any_returns_the_first_to_finish_and_ignores_the_losers() {
+fn when_any_returns_the_first_to_finish_and_cancels_the_losers() {
     async fn races(ctx: OrchestrationContext) -> Result<usize, Error> {
         let timers = [30, 10, 20].map(|ms| ctx.sleep(std::time::Duration::from_millis(ms)));
         let (winner, ()) = crate::when_any(timers).await;
@@ -425,24 +439,35 @@ fn when_any_returns_the_first_to_finish_and_ignores_the_losers() {
         Ok(winner * 100 + next.len())
     }
     let mut execution = one_orchestrator!(races);
-    execution.step(vec![started("One", "null"), episode(0)]);
-    assert_eq!(execution.step(vec![episode(10), timer_fired(1)]), vec![]);
+    execution.step(vec![started("One", "null"), episode(0)], false);
     assert_eq!(
-        execution.step(vec![
-            episode(30),
-            timer_fired(2),
-            timer_fired(0),
-            event("next", "\"abc\"")
-        ]),
+        execution.step(vec![episode(10), timer_fired(1)], false),
+        vec![Action::CancelTimer(0), Action::CancelTimer(2)]
+    );
+    assert_eq!(
+        execution.step(
+            vec![
+                episode(30),
+                timer_fired(2),
+                timer_fired(0),
+                event("next", "\"abc\"")
+            ],
+            false
+        ),
         vec![Action::Complete("103".into())]
     );
 }
 
 fn scheduled(id: u64, name: &str, input: &str) -> Action {
+    attempt(id, name, input, 1)
+}
+
+fn attempt(id: u64, name: &str, input: &str, attempt: u32) -> Action {
     Action::ScheduleActivity(crate::wire::ScheduleActivity {
         id,
         name: name.into(),
         input: input.into(),
+        attempt,
     })
 }
 
@@ -456,7 +481,7 @@ fn activity_completed(id: u64, output: &str) -> HistoryEvent {
 fn activity_failed(id: u64, error: &str) -> HistoryEvent {
     HistoryEvent::ActivityFailed(crate::wire::TaskFailed {
         id,
-        error: error.into(),
+        failure: Error::new(error).into_failure(),
     })
 }
 
@@ -471,18 +496,21 @@ fn activities_are_scheduled_in_order_and_their_results_matched_by_task_id() {
     }
     let mut execution = one_orchestrator!(sequence);
     assert_eq!(
-        execution.step(vec![started("One", "null"), episode(0)]),
+        execution.step(vec![started("One", "null"), episode(0)], false),
         vec![scheduled(0, "SayHello", "\"Tokyo\"")]
     );
     assert_eq!(
-        execution.step(vec![episode(1), activity_completed(0, "\"Hello Tokyo!\"")]),
+        execution.step(
+            vec![episode(1), activity_completed(0, "\"Hello Tokyo!\"")],
+            false
+        ),
         vec![scheduled(1, "SayHello", "\"Seattle\"")]
     );
     assert_eq!(
-        execution.step(vec![
-            episode(2),
-            activity_completed(1, "\"Hello Seattle!\"")
-        ]),
+        execution.step(
+            vec![episode(2), activity_completed(1, "\"Hello Seattle!\"")],
+            false
+        ),
         vec![Action::Complete(
             "[\"Hello Tokyo!\",\"Hello Seattle!\"]".into()
         )]
@@ -498,9 +526,9 @@ fn a_failed_activity_is_an_error_the_orchestrator_sees() {
         }
     }
     let mut execution = one_orchestrator!(reports);
-    execution.step(vec![started("One", "null"), episode(0)]);
+    execution.step(vec![started("One", "null"), episode(0)], false);
     assert_eq!(
-        execution.step(vec![episode(1), activity_failed(0, "disk full")]),
+        execution.step(vec![episode(1), activity_failed(0, "disk full")], false),
         vec![Action::Complete(
             "\"caught: activity 'Flaky' failed: disk full\"".into()
         )]
@@ -515,30 +543,394 @@ fn retries_wait_on_durable_timers_with_backoff_then_give_up() {
     }
     let mut execution = one_orchestrator!(retries);
     assert_eq!(
-        execution.step(vec![started("One", "null"), episode(0)]),
+        execution.step(vec![started("One", "null"), episode(0)], false),
         vec![scheduled(0, "Flaky", "1")]
     );
     assert_eq!(
-        execution.step(vec![episode(10), activity_failed(0, "no")]),
+        execution.step(vec![episode(10), activity_failed(0, "no")], false),
         vec![timer(1, 110)]
     );
     assert_eq!(
-        execution.step(vec![episode(110), timer_fired(1)]),
-        vec![scheduled(2, "Flaky", "1")]
+        execution.step(vec![episode(110), timer_fired(1)], false),
+        vec![attempt(2, "Flaky", "1", 2)]
     );
     assert_eq!(
-        execution.step(vec![episode(120), activity_failed(2, "no")]),
+        execution.step(vec![episode(120), activity_failed(2, "no")], false),
         vec![timer(3, 320)]
     );
     assert_eq!(
-        execution.step(vec![episode(320), timer_fired(3)]),
-        vec![scheduled(4, "Flaky", "1")]
+        execution.step(vec![episode(320), timer_fired(3)], false),
+        vec![attempt(4, "Flaky", "1", 3)]
     );
-    let last = execution.step(vec![episode(330), activity_failed(4, "still no")]);
+    let last = execution.step(vec![episode(330), activity_failed(4, "still no")], false);
     assert_eq!(
         last,
         vec![Action::Fail(
-            "activity 'Flaky' failed: still no (attempt 3 of 3)".into()
+            Error::new("activity 'Flaky' failed: still no (attempt 3 of 3)").into_failure()
         )]
+    );
+}
+
+fn failure(kind: &str, message: &str, retryable: bool) -> crate::wire::Failure {
+    crate::wire::Failure {
+        kind: kind.into(),
+        message: message.into(),
+        retryable,
+    }
+}
+
+fn activity_failed_with(id: u64, failure: crate::wire::Failure) -> HistoryEvent {
+    HistoryEvent::ActivityFailed(crate::wire::TaskFailed { id, failure })
+}
+
+#[test]
+fn an_sdk_error_fails_the_orchestration_with_its_kind_and_retryability() {
+    async fn refuses(_: OrchestrationContext) -> Result<(), Error> {
+        Err(Error::new("no such customer")
+            .with_kind("validation")
+            .non_retryable())
+    }
+    let actions = one_orchestrator!(refuses).step(vec![started("One", "null"), episode(0)], false);
+    assert_eq!(
+        actions,
+        [Action::Fail(failure(
+            "validation",
+            "no such customer",
+            false
+        ))]
+    );
+}
+
+#[test]
+fn another_error_type_fails_as_a_retryable_error() {
+    async fn refuses(_: OrchestrationContext) -> Result<(), String> {
+        Err("plain".to_owned())
+    }
+    let actions = one_orchestrator!(refuses).step(vec![started("One", "null"), episode(0)], false);
+    assert_eq!(actions, [Action::Fail(failure("error", "plain", true))]);
+}
+
+#[test]
+fn an_unknown_orchestrator_fails_as_not_found() {
+    let actions = executor("Nope", "null").step(vec![started("Nope", "null"), episode(1)], false);
+    let [Action::Fail(failure)] = actions.as_slice() else {
+        panic!("expected one fail action, got {actions:?}");
+    };
+    assert_eq!(
+        (failure.kind.as_str(), failure.retryable),
+        ("not-found", false)
+    );
+}
+
+#[test]
+fn a_failed_task_is_an_error_of_the_failures_kind() {
+    async fn reports(ctx: OrchestrationContext) -> Result<(String, bool, bool), Error> {
+        let error = ctx.call_activity::<()>("Slow", ()).await.unwrap_err();
+        Ok((error.to_string(), error.is_timeout(), error.is_retryable()))
+    }
+    let mut execution = one_orchestrator!(reports);
+    execution.step(vec![started("One", "null"), episode(0)], false);
+    let actions = execution.step(
+        vec![
+            episode(1),
+            activity_failed_with(0, failure("timeout", "ran 30 s", false)),
+        ],
+        false,
+    );
+    assert_eq!(
+        actions,
+        [Action::Complete(
+            r#"["activity 'Slow' failed: ran 30 s",true,false]"#.into()
+        )]
+    );
+}
+
+#[test]
+fn retries_give_up_at_once_on_a_failure_that_is_not_retryable() {
+    async fn retries(ctx: OrchestrationContext) -> Result<String, Error> {
+        let policy = crate::RetryPolicy::new(5, std::time::Duration::from_millis(100));
+        ctx.call_activity_with_retry("Charge", 1, &policy).await
+    }
+    let mut execution = one_orchestrator!(retries);
+    execution.step(vec![started("One", "null"), episode(0)], false);
+    let actions = execution.step(
+        vec![
+            episode(10),
+            activity_failed_with(0, failure("declined", "card declined", false)),
+        ],
+        false,
+    );
+    assert_eq!(
+        actions,
+        [Action::Fail(failure(
+            "declined",
+            "activity 'Charge' failed: card declined (attempt 1 of 5)",
+            false
+        ))]
+    );
+}
+
+#[test]
+fn is_replaying_is_the_flag_of_the_step_and_logs_are_written_only_live() {
+    async fn logs(ctx: OrchestrationContext) -> Result<Vec<bool>, Error> {
+        let mut seen = vec![ctx.is_replaying()];
+        ctx.log(crate::LogLevel::Info, "started");
+        let _: () = ctx.wait_for_event("go").await?;
+        seen.push(ctx.is_replaying());
+        ctx.log(crate::LogLevel::Warn, "went\non");
+        Ok(seen)
+    }
+    let lines = Rc::new(RefCell::new(Vec::<String>::new()));
+    let mut execution = one_orchestrator!(logs);
+    let sink = Rc::clone(&lines);
+    execution.set_log_sink(crate::logging::LogSink::new(move |line| {
+        sink.borrow_mut().push(line.to_owned());
+    }));
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(0)], true),
+        []
+    );
+    assert_eq!(
+        execution.step(vec![episode(1), event("go", "null")], false),
+        [Action::Complete("[true,false]".into())]
+    );
+    assert_eq!(*lines.borrow(), ["WARN went", "WARN on"]);
+}
+
+#[test]
+fn dropping_an_unfired_timer_cancels_it_and_a_fired_one_does_not() {
+    async fn drops(ctx: OrchestrationContext) -> Result<(), Error> {
+        let fired = ctx.sleep(std::time::Duration::from_millis(1));
+        let unfired = ctx.sleep(std::time::Duration::from_millis(100));
+        fired.await;
+        drop(unfired);
+        let _: () = ctx.wait_for_event("end").await?;
+        Ok(())
+    }
+    let mut execution = one_orchestrator!(drops);
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(0)], false),
+        [timer(0, 1), timer(1, 100)]
+    );
+    assert_eq!(
+        execution.step(vec![episode(1), timer_fired(0)], false),
+        [Action::CancelTimer(1)]
+    );
+}
+
+#[test]
+fn a_timer_dropped_as_the_orchestrator_returns_is_cancelled_but_not_once_the_execution_is_gone() {
+    async fn leaves(ctx: OrchestrationContext) -> Result<(), Error> {
+        let timer = ctx.sleep(std::time::Duration::from_millis(5));
+        let _: () = ctx.wait_for_event("end").await?;
+        drop(timer);
+        Ok(())
+    }
+    let mut execution = one_orchestrator!(leaves);
+    execution.step(vec![started("One", "null"), episode(0)], false);
+    // Dropped as the function returns: cancelled before the terminal action.
+    assert_eq!(
+        execution.step(vec![episode(1), event("end", "null")], false),
+        [Action::CancelTimer(0), Action::Complete("null".into())]
+    );
+
+    async fn holds(ctx: OrchestrationContext) -> Result<(), Error> {
+        let _timer = ctx.sleep(std::time::Duration::from_millis(5));
+        let _: () = ctx.wait_for_event("never").await?;
+        Ok(())
+    }
+    let mut execution = one_orchestrator!(holds);
+    execution.step(vec![started("One", "null"), episode(0)], false);
+    let state = Rc::clone(&execution.state);
+    drop(execution);
+    assert_eq!(
+        state.borrow().actions,
+        [],
+        "nothing taken as the execution is dropped"
+    );
+}
+
+#[test]
+fn a_wait_with_timeout_whose_event_comes_first_cancels_its_timer() {
+    async fn waits(ctx: OrchestrationContext) -> Result<Option<u32>, Error> {
+        ctx.wait_for_event_with_timeout("answer", std::time::Duration::from_secs(1))
+            .await
+    }
+    let mut execution = one_orchestrator!(waits);
+    execution.step(vec![started("One", "null"), episode(0)], false);
+    assert_eq!(
+        execution.step(vec![episode(5), event("answer", "7")], false),
+        [Action::CancelTimer(0), Action::Complete("7".into())]
+    );
+}
+
+#[test]
+fn start_orchestration_is_fire_and_forget_with_the_given_or_a_new_id() {
+    async fn starts(ctx: OrchestrationContext) -> Result<(String, String), Error> {
+        let named = ctx.start_orchestration("Report", Some("weekly"), 2)?;
+        let generated = ctx.start_orchestration("Report", None, 3)?;
+        Ok((named, generated))
+    }
+    let actions = one_orchestrator!(starts).step(vec![started("One", "null"), episode(0)], false);
+    let [
+        Action::StartOrchestration(first),
+        Action::StartOrchestration(second),
+        Action::Complete(output),
+    ] = actions.as_slice()
+    else {
+        panic!("expected two starts and a completion, got {actions:?}");
+    };
+    assert_eq!(
+        (
+            first.name.as_str(),
+            first.instance_id.as_str(),
+            first.input.as_str()
+        ),
+        ("Report", "weekly", "2")
+    );
+    assert!(uuid::Uuid::parse_str(&second.instance_id).is_ok());
+    let ids: (String, String) = serde_json::from_str(output).unwrap();
+    assert_eq!(ids.1, second.instance_id);
+}
+
+fn entity(name: &str, key: &str) -> crate::EntityId {
+    crate::EntityId::new(name, key)
+}
+
+fn entity_call(id: u64, target: &str, operation: &str, input: &str) -> Action {
+    Action::CallEntity(crate::wire::CallEntity {
+        id,
+        target: target.parse::<crate::EntityId>().unwrap().to_wire(),
+        operation: operation.into(),
+        input: input.into(),
+    })
+}
+
+fn lock(id: u64, targets: &[&str]) -> Action {
+    Action::LockEntities(crate::wire::LockEntities {
+        id,
+        targets: targets
+            .iter()
+            .map(|target| target.parse::<crate::EntityId>().unwrap().to_wire())
+            .collect(),
+    })
+}
+
+#[test]
+fn entity_calls_are_tasks_completed_by_their_results() {
+    async fn calls(ctx: OrchestrationContext) -> Result<(i64, String), Error> {
+        ctx.signal_entity(&entity("Counter", "a"), "add", 1)?;
+        let value: i64 = ctx.call_entity(&entity("Counter", "a"), "get", ()).await?;
+        let error = ctx
+            .call_entity::<i64>(&entity("Counter", "b"), "explode", ())
+            .await
+            .unwrap_err();
+        Ok((value, format!("{}: {error}", error.kind())))
+    }
+    let mut execution = one_orchestrator!(calls);
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(0)], false),
+        [
+            Action::SignalEntity(crate::wire::SignalEntity {
+                target: entity("counter", "a").to_wire(),
+                operation: "add".into(),
+                input: "1".into(),
+            }),
+            entity_call(0, "@counter@a", "get", "null"),
+        ]
+    );
+    let completed = HistoryEvent::EntityCallCompleted(crate::wire::TaskCompleted {
+        id: 0,
+        output: "1".into(),
+    });
+    assert_eq!(
+        execution.step(vec![episode(1), completed], false),
+        [entity_call(1, "@counter@b", "explode", "null")]
+    );
+    let failed = HistoryEvent::EntityCallFailed(crate::wire::TaskFailed {
+        id: 1,
+        failure: failure("unknown-operation", "no", false),
+    });
+    assert_eq!(
+        execution.step(vec![episode(2), failed], false),
+        [Action::Complete(
+            r#"[1,"unknown-operation: operation 'explode' of entity '@counter@b' failed: no"]"#
+                .into()
+        )]
+    );
+}
+
+#[test]
+fn a_lock_sorts_and_dedupes_its_targets_and_its_release_unlocks() {
+    async fn locks(ctx: OrchestrationContext) -> Result<usize, Error> {
+        let targets = [entity("B", "1"), entity("a", "2"), entity("b", "1")];
+        let section = ctx.lock_entities(&targets).await?;
+        let locked = section.entities().len();
+        let _: i64 = ctx.call_entity(&entity("a", "2"), "get", ()).await?;
+        section.release();
+        Ok(locked)
+    }
+    let mut execution = one_orchestrator!(locks);
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(0)], false),
+        [lock(0, &["@a@2", "@b@1"])]
+    );
+    assert_eq!(
+        execution.step(vec![episode(1), HistoryEvent::EntitiesLocked(0)], false),
+        [entity_call(1, "@a@2", "get", "null")]
+    );
+    let completed = HistoryEvent::EntityCallCompleted(crate::wire::TaskCompleted {
+        id: 1,
+        output: "5".into(),
+    });
+    assert_eq!(
+        execution.step(vec![episode(2), completed], false),
+        [Action::UnlockEntities, Action::Complete("2".into())]
+    );
+}
+
+#[test]
+fn a_second_lock_while_one_is_open_is_an_error_and_a_dropped_section_unlocks() {
+    async fn locks_twice(ctx: OrchestrationContext) -> Result<String, Error> {
+        let _section = ctx.lock_entities(&[entity("a", "1")]).await?;
+        let error = ctx.lock_entities(&[entity("b", "1")]).await.unwrap_err();
+        let empty = ctx.lock_entities(&[]).await.unwrap_err();
+        let _: () = ctx.wait_for_event("end").await?;
+        Ok(format!("{} {}", error.kind(), empty.kind()))
+    }
+    let mut execution = one_orchestrator!(locks_twice);
+    execution.step(vec![started("One", "null"), episode(0)], false);
+    assert_eq!(
+        execution.step(vec![episode(1), HistoryEvent::EntitiesLocked(0)], false),
+        []
+    );
+    assert_eq!(
+        execution.step(vec![episode(2), event("end", "null")], false),
+        [
+            Action::UnlockEntities,
+            Action::Complete("\"invalid-operation invalid-operation\"".into())
+        ]
+    );
+}
+
+#[test]
+fn an_abandoned_lock_is_released_as_soon_as_it_is_granted() {
+    async fn gives_up(ctx: OrchestrationContext) -> Result<(), Error> {
+        let lock = ctx.lock_entities(&[entity("a", "1")]);
+        let deadline = ctx.sleep(std::time::Duration::from_millis(10));
+        if let crate::Either::Right(()) = crate::when_either(lock, deadline).await {
+            ctx.wait_for_event::<()>("end").await?;
+        }
+        Ok(())
+    }
+    let mut execution = one_orchestrator!(gives_up);
+    assert_eq!(
+        execution.step(vec![started("One", "null"), episode(0)], false),
+        [lock(0, &["@a@1"]), timer(1, 10)]
+    );
+    assert_eq!(execution.step(vec![episode(10), timer_fired(1)], false), []);
+    assert_eq!(
+        execution.step(vec![episode(11), HistoryEvent::EntitiesLocked(0)], false),
+        [Action::UnlockEntities]
     );
 }

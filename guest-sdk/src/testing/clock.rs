@@ -91,6 +91,12 @@ impl Clock {
         due.into_iter().map(|scheduled| scheduled.due).collect()
     }
 
+    /// Forgets the pending timer of task `id`: the orchestrator cancelled it.
+    pub(super) fn cancel_timer(&mut self, id: u64) {
+        self.scheduled
+            .retain(|scheduled| !matches!(scheduled.due, Due::Timer(timer) if timer == id));
+    }
+
     /// Forgets every pending timer: their generation ended.
     pub(super) fn drop_timers(&mut self) {
         self.scheduled

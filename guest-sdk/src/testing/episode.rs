@@ -4,17 +4,24 @@
 //! (their results queued for a later episode), timers put on the virtual
 //! clock, the rest recorded.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
-use crate::OrchestrationContext;
 use crate::execution::{Executor, RunningOrchestrator};
+use crate::logging::LogSink;
 use crate::wire::{
-    Action, ContinueAsNew, CreateTimer, ExecutionStarted, HistoryEvent, ScheduleActivity,
-    SendEvent, StartSubOrchestration, TaskCompleted, TaskFailed,
+    Action, CallEntity, ContinueAsNew, CreateTimer, ExecutionStarted, Failure, HistoryEvent,
+    LockEntities, ScheduleActivity, SendEvent, SignalEntity, StartOrchestration,
+    StartSubOrchestration, TaskCompleted, TaskFailed,
 };
+use crate::{ActivityContext, EntityId, Error, OrchestrationContext};
 
 use super::clock::{Due, to_time};
-use super::records::{ActivityCall, CreatedTimer, RaisedEvent, SentEvent, SubOrchestrationCall};
+use super::records::{
+    ActivityCall, CreatedTimer, EntityCall, EntitySignal, RaisedEvent, SentEvent,
+    StartedOrchestration, SubOrchestrationCall,
+};
 use super::{OrchestrationTest, Outcome, parse};
 
 /// What the next episode delivers, in arrival order.
@@ -25,16 +32,23 @@ pub(super) struct Orchestrator {
     pub(super) name: String,
     pub(super) instance_id: String,
     pub(super) start: Box<dyn Fn(OrchestrationContext) -> RunningOrchestrator>,
+    /// What it logged, across generations.
+    pub(super) logs: Rc<RefCell<Vec<String>>>,
 }
 
 impl Orchestrator {
     fn execute(&self, input: &str) -> Executor {
-        Executor::with_start(
+        let mut executor = Executor::with_start(
             self.name.clone(),
             self.instance_id.clone(),
             input.to_owned(),
             |_, context| Ok((self.start)(context)),
-        )
+        );
+        let logs = Rc::clone(&self.logs);
+        executor.set_log_sink(LogSink::new(move |line| {
+            logs.borrow_mut().push(line.to_owned());
+        }));
+        executor
     }
 }
 
@@ -60,12 +74,13 @@ impl Generation {
         self.executor.is_some()
     }
 
-    /// Steps the generation's execution, created at its first episode.
+    /// Steps the generation's execution, created at its first episode. The
+    /// execution stays warm, so nothing is ever replayed.
     fn step(&mut self, orchestrator: &Orchestrator, events: Vec<HistoryEvent>) -> Vec<Action> {
         let executor = self
             .executor
             .get_or_insert_with(|| orchestrator.execute(&self.input));
-        executor.step(events)
+        executor.step(events, false)
     }
 }
 
@@ -164,10 +179,24 @@ impl OrchestrationTest {
                 self.start_sub_orchestration(child, generation_ends);
             }
             Action::SendEvent(event) => self.send_event(event),
+            Action::CancelTimer(id) => self.clock.cancel_timer(id),
+            Action::StartOrchestration(start) => self.start_orchestration(start),
+            Action::SignalEntity(signal) => self.signal_entity(signal),
+            Action::CallEntity(call) => self.call_entity(call, generation_ends),
+            Action::LockEntities(lock) => self.lock_entities(lock, generation_ends),
+            // The test kit runs one instance: no one else waits for the entities.
+            Action::UnlockEntities => {}
             Action::Complete(output) => self.finish(Outcome::Completed(parse(&output))),
-            Action::Fail(error) => self.finish(Outcome::Failed(error)),
+            Action::Fail(failure) => self.finish(Outcome::Failed(Error::from_failure(failure))),
             Action::ContinueAsNew(next) => self.continue_as_new(next),
         }
+    }
+
+    /// The context of task `id` of the running generation, attempt `attempt`.
+    fn activity_context(&self, id: u64, attempt: u32) -> ActivityContext {
+        let instance_id = &self.orchestrator.instance_id;
+        let key = format!("{instance_id}/{}/{id}", self.generation.number);
+        ActivityContext::new(instance_id.clone(), id, key, attempt)
     }
 
     fn create_timer(&mut self, timer: CreateTimer, generation_ends: bool) {
@@ -184,7 +213,10 @@ impl OrchestrationTest {
         let result = if generation_ends {
             None
         } else {
-            let result = self.activities.answer(&activity.name, &activity.input);
+            let context = self.activity_context(activity.id, activity.attempt);
+            let result = self
+                .activities
+                .answer(&activity.name, &activity.input, context);
             self.inbox
                 .push_back(activity_done(activity.id, result.clone()));
             Some(result)
@@ -192,12 +224,16 @@ impl OrchestrationTest {
         self.log.activities.push(ActivityCall {
             name: activity.name,
             input: parse(&activity.input),
+            attempt: activity.attempt,
             result: result.map(parse_result),
         });
     }
 
     fn start_sub_orchestration(&mut self, child: StartSubOrchestration, generation_ends: bool) {
-        let result = self.sub_orchestrations.answer(&child.name, &child.input);
+        let context = self.activity_context(child.id, 1);
+        let result = self
+            .sub_orchestrations
+            .answer(&child.name, &child.input, context);
         if !generation_ends {
             self.inbox
                 .push_back(sub_orchestration_done(child.id, result.clone()));
@@ -222,6 +258,63 @@ impl OrchestrationTest {
             name: event.name,
             payload: parse(&event.payload),
         });
+    }
+
+    fn start_orchestration(&mut self, start: StartOrchestration) {
+        self.log.started_orchestrations.push(StartedOrchestration {
+            name: start.name,
+            instance_id: start.instance_id,
+            input: parse(&start.input),
+        });
+    }
+
+    fn signal_entity(&mut self, signal: SignalEntity) {
+        let target = EntityId::from_wire(signal.target);
+        self.entities
+            .signal(&target, &signal.operation, &signal.input);
+        self.log.signals.push(EntitySignal {
+            target,
+            operation: signal.operation,
+            input: parse(&signal.input),
+        });
+    }
+
+    /// Applies the call to the entity at once (the host sends the
+    /// operation even if the generation ends), its result delivered in the
+    /// next episode.
+    fn call_entity(&mut self, call: CallEntity, generation_ends: bool) {
+        let target = EntityId::from_wire(call.target);
+        let Some(result) = self.entities.apply(&target, &call.operation, &call.input) else {
+            panic!(
+                "the orchestrator called operation '{operation}' of entity '{target}' with \
+                 input {input}, but the test registered no entity named '{name}' (registered: \
+                 {registered:?}); register it with `entity`",
+                operation = call.operation,
+                input = call.input,
+                name = target.name(),
+                registered = self.entities.names(),
+            );
+        };
+        if !generation_ends {
+            self.inbox
+                .push_back(entity_call_done(call.id, result.clone()));
+        }
+        self.log.entity_calls.push(EntityCall {
+            target,
+            operation: call.operation,
+            input: parse(&call.input),
+            result: parse_result(result),
+        });
+    }
+
+    /// Grants the lock in the next episode: in a test, no one else holds
+    /// entities.
+    fn lock_entities(&mut self, lock: LockEntities, generation_ends: bool) {
+        if !generation_ends {
+            self.inbox.push_back(HistoryEvent::EntitiesLocked(lock.id));
+        }
+        let targets = lock.targets.into_iter().map(EntityId::from_wire).collect();
+        self.log.lock_requests.push(targets);
     }
 
     fn finish(&mut self, outcome: Outcome) {
@@ -264,20 +357,30 @@ fn ends_generation(action: &Action) -> bool {
     )
 }
 
-fn activity_done(id: u64, result: Result<String, String>) -> HistoryEvent {
+fn activity_done(id: u64, result: Result<String, Failure>) -> HistoryEvent {
     match result {
         Ok(output) => HistoryEvent::ActivityCompleted(TaskCompleted { id, output }),
-        Err(error) => HistoryEvent::ActivityFailed(TaskFailed { id, error }),
+        Err(failure) => HistoryEvent::ActivityFailed(TaskFailed { id, failure }),
     }
 }
 
-fn sub_orchestration_done(id: u64, result: Result<String, String>) -> HistoryEvent {
+fn sub_orchestration_done(id: u64, result: Result<String, Failure>) -> HistoryEvent {
     match result {
         Ok(output) => HistoryEvent::SubOrchestrationCompleted(TaskCompleted { id, output }),
-        Err(error) => HistoryEvent::SubOrchestrationFailed(TaskFailed { id, error }),
+        Err(failure) => HistoryEvent::SubOrchestrationFailed(TaskFailed { id, failure }),
     }
 }
 
-fn parse_result(result: Result<String, String>) -> Result<serde_json::Value, String> {
-    result.map(|output| parse(&output))
+fn entity_call_done(id: u64, result: Result<String, Failure>) -> HistoryEvent {
+    match result {
+        Ok(output) => HistoryEvent::EntityCallCompleted(TaskCompleted { id, output }),
+        Err(failure) => HistoryEvent::EntityCallFailed(TaskFailed { id, failure }),
+    }
+}
+
+/// A result as the records show it: the output as JSON, or the message.
+fn parse_result(result: Result<String, Failure>) -> Result<serde_json::Value, String> {
+    result
+        .map(|output| parse(&output))
+        .map_err(|failure| failure.message)
 }

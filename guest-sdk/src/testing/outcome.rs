@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::records::RaisedEvent;
+use crate::Error;
 
 /// Where the orchestration under test stands, as a status query would show it.
 ///
@@ -24,8 +25,9 @@ pub enum Outcome {
     Running,
     /// The orchestrator returned `Ok`: its output as JSON.
     Completed(Value),
-    /// The orchestrator returned `Err`: the message the host would record.
-    Failed(String),
+    /// The orchestrator returned `Err`: the failure the host would record
+    /// (its message, kind and retryability).
+    Failed(Error),
     /// The generation ended with continue-as-new, and the test was not told
     /// to follow it (see
     /// [`OrchestrationTest::follow_continue_as_new`](super::OrchestrationTest::follow_continue_as_new)).
@@ -57,8 +59,13 @@ impl Outcome {
 
     /// The error message if the orchestration failed, else `None`.
     pub fn error(&self) -> Option<&str> {
+        self.failure().map(Error::message)
+    }
+
+    /// The whole failure (kind, retryability) if the orchestration failed.
+    pub fn failure(&self) -> Option<&Error> {
         match self {
-            Outcome::Failed(message) => Some(message),
+            Outcome::Failed(error) => Some(error),
             _ => None,
         }
     }
@@ -79,13 +86,13 @@ impl Outcome {
     }
 }
 
-/// For messages: "completed with [1,2]", "failed: boom", ...
+/// For messages: "completed with \[1,2\]", "failed: boom", ...
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Running => f.write_str("running"),
             Outcome::Completed(output) => write!(f, "completed with {output}"),
-            Outcome::Failed(message) => write!(f, "failed: {message}"),
+            Outcome::Failed(error) => write!(f, "failed: {error}"),
             Outcome::ContinuedAsNew { input, .. } => {
                 write!(f, "continued as new with input {input}")
             }

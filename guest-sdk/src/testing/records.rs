@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use crate::EntityId;
 use crate::wire::Action;
 
 /// An activity the orchestrator scheduled, and the test's answer.
@@ -11,6 +12,8 @@ use crate::wire::Action;
 pub struct ActivityCall {
     pub name: String,
     pub input: Value,
+    /// 1, or which attempt of a call with retries.
+    pub attempt: u32,
     /// The scripted answer: its output, or its error message. `None` if it
     /// never ran because its generation ended in the episode that scheduled
     /// it (the host drops such activities too).
@@ -47,6 +50,32 @@ pub struct SentEvent {
     pub payload: Value,
 }
 
+/// An instance the orchestrator started on its own (fire and forget).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedOrchestration {
+    pub name: String,
+    pub instance_id: String,
+    pub input: Value,
+}
+
+/// An operation the orchestrator signalled to an entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntitySignal {
+    pub target: EntityId,
+    pub operation: String,
+    pub input: Value,
+}
+
+/// An operation the orchestrator called on an entity, and its result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityCall {
+    pub target: EntityId,
+    pub operation: String,
+    pub input: Value,
+    /// What the entity function returned: its output, or its error message.
+    pub result: Result<Value, String>,
+}
+
 /// An event carried over to the next generation by continue-as-new.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RaisedEvent {
@@ -62,6 +91,10 @@ pub(super) struct Log {
     pub(super) sub_orchestrations: Vec<SubOrchestrationCall>,
     pub(super) timers: Vec<CreatedTimer>,
     pub(super) sent_events: Vec<SentEvent>,
+    pub(super) started_orchestrations: Vec<StartedOrchestration>,
+    pub(super) signals: Vec<EntitySignal>,
+    pub(super) entity_calls: Vec<EntityCall>,
+    pub(super) lock_requests: Vec<Vec<EntityId>>,
     /// The latest custom status; it belongs to the instance, so it
     /// survives continue-as-new.
     pub(super) custom_status: Option<Value>,

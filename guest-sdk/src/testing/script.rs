@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::activity::run_activity;
+use crate::wire::Failure;
+use crate::{ActivityContext, Error};
 
-/// JSON input in, JSON output or an error message out, as on the wire.
-type Responder = Box<dyn FnMut(&str) -> Result<String, String>>;
+/// JSON input in, JSON output or a failure out, as on the wire.
+type Responder = Box<dyn FnMut(&str, ActivityContext) -> Result<String, Failure>>;
 
 /// Which kind of call a [`Script`] answers, for its messages.
 #[derive(Debug, Clone, Copy)]
@@ -29,9 +31,12 @@ impl CallKind {
     /// The builder methods that script this kind of call.
     fn how_to_script(self) -> &'static str {
         match self {
-            CallKind::Activity => "`activity`, `activity_result` or `activity_error`",
+            CallKind::Activity => {
+                "`activity`, `activity_result`, `activity_error` or `activity_failure`"
+            }
             CallKind::SubOrchestration => {
-                "`sub_orchestration`, `sub_orchestration_result` or `sub_orchestration_error`"
+                "`sub_orchestration`, `sub_orchestration_result`, `sub_orchestration_error` or \
+                 `sub_orchestration_failure`"
             }
         }
     }
@@ -53,15 +58,16 @@ impl Script {
     }
 
     /// Answers calls to `name` with `function`, run in-process as the host
-    /// would run it: input decoded, output encoded, error displayed.
+    /// would run it: input decoded, output encoded, error as a failure (an
+    /// [`Error`] keeps its kind), the call's context current while it runs.
     pub(super) fn function<F, T, U, E>(&mut self, name: &str, mut function: F)
     where
         F: FnMut(T) -> Result<U, E> + 'static,
         T: DeserializeOwned,
         U: Serialize,
-        E: std::fmt::Display,
+        E: std::fmt::Display + 'static,
     {
-        let responder = move |input: &str| run_activity(&mut function, input);
+        let responder = move |input: &str, context| run_activity(&mut function, input, context);
         self.responders.insert(name.to_owned(), Box::new(responder));
     }
 
@@ -69,13 +75,14 @@ impl Script {
     pub(super) fn output(&mut self, name: &str, output: impl Serialize) {
         let output = super::to_json(output, &format!("output scripted for '{name}'"));
         self.responders
-            .insert(name.to_owned(), Box::new(move |_| Ok(output.clone())));
+            .insert(name.to_owned(), Box::new(move |_, _| Ok(output.clone())));
     }
 
-    /// Fails every call to `name` with `message`.
-    pub(super) fn error(&mut self, name: &str, message: String) {
+    /// Fails every call to `name` with `error`.
+    pub(super) fn error(&mut self, name: &str, error: Error) {
+        let failure = error.into_failure();
         self.responders
-            .insert(name.to_owned(), Box::new(move |_| Err(message.clone())));
+            .insert(name.to_owned(), Box::new(move |_, _| Err(failure.clone())));
     }
 
     /// The scripted answer to a call of `name` with `input`.
@@ -84,7 +91,12 @@ impl Script {
     ///
     /// If nothing is scripted for `name`: the test forgot it, or the
     /// orchestrator calls something it should not.
-    pub(super) fn answer(&mut self, name: &str, input: &str) -> Result<String, String> {
+    pub(super) fn answer(
+        &mut self,
+        name: &str,
+        input: &str,
+        context: ActivityContext,
+    ) -> Result<String, Failure> {
         let kind = self.kind;
         let Some(responder) = self.responders.get_mut(name) else {
             panic!(
@@ -95,6 +107,6 @@ impl Script {
                 how = kind.how_to_script(),
             );
         };
-        responder(input)
+        responder(input, context)
     }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::*;
 use crate::wire::{CreateTimer, ScheduleActivity, SendEvent};
-use crate::{Either, Error, RetryPolicy, when_all, when_either};
+use crate::{Either, EntityContext, EntityId, Error, RetryPolicy, when_all, when_either};
 
 async fn greet_cities(ctx: OrchestrationContext) -> Result<Vec<String>, Error> {
     let mut greetings = Vec::new();
@@ -84,7 +84,7 @@ fn a_scripted_activity_error_is_the_error_the_orchestrator_sees() {
     let mut test = OrchestrationTest::new(greet_cities).activity_error("SayHello", "boom");
     assert_eq!(
         test.run(),
-        Outcome::Failed("activity 'SayHello' failed: boom".to_owned())
+        Outcome::Failed(Error::new("activity 'SayHello' failed: boom"))
     );
     assert_eq!(test.activities()[0].result, Some(Err("boom".to_owned())));
 }
@@ -296,7 +296,7 @@ fn an_error_fails_the_orchestration_with_its_message() {
         Err(Error::new(reason))
     }
     let mut test = OrchestrationTest::new(refuses).input("not today");
-    assert_eq!(test.run(), Outcome::Failed("not today".to_owned()));
+    assert_eq!(test.run(), Outcome::Failed(Error::new("not today")));
 }
 
 #[test]
@@ -390,6 +390,7 @@ fn the_actions_are_listed_in_the_order_taken() {
                 id: 0,
                 name: "Work".into(),
                 input: "5".into(),
+                attempt: 1,
             }),
             Action::CreateTimer(CreateTimer {
                 id: 1,
@@ -513,4 +514,197 @@ fn a_followed_continue_as_new_that_never_waits_is_stopped() {
         .input(0)
         .follow_continue_as_new()
         .run();
+}
+
+fn account(ctx: &mut EntityContext) -> Result<i64, Error> {
+    let mut balance: i64 = ctx.state_or_default()?;
+    match ctx.operation() {
+        "deposit" => balance += ctx.input::<i64>()?,
+        "withdraw" => {
+            let amount: i64 = ctx.input()?;
+            if amount > balance {
+                return Err(Error::new("insufficient funds").with_kind("insufficient-funds"));
+            }
+            balance -= amount;
+        }
+        "balance" => {}
+        other => return Err(Error::new(format!("no operation '{other}'"))),
+    }
+    ctx.set_state(balance)?;
+    Ok(balance)
+}
+
+fn alice() -> EntityId {
+    EntityId::new("Account", "alice")
+}
+
+#[test]
+fn entity_calls_run_the_entity_function_on_its_state() {
+    async fn withdraws(ctx: OrchestrationContext) -> Result<(i64, String), Error> {
+        let left: i64 = ctx.call_entity(&alice(), "Withdraw", 30).await?;
+        let refused = ctx.call_entity::<i64>(&alice(), "withdraw", 500).await;
+        Ok((left, refused.unwrap_err().kind().to_owned()))
+    }
+    let mut test = OrchestrationTest::new(withdraws)
+        .entity("account", account)
+        .entity_state(&alice(), 100);
+    assert_eq!(
+        test.run(),
+        Outcome::Completed(json!([70, "insufficient-funds"]))
+    );
+    assert_eq!(test.entity_state_of::<i64>(&alice()), Some(70));
+    let results: Vec<_> = test
+        .entity_calls()
+        .iter()
+        .map(|call| call.result.clone())
+        .collect();
+    assert_eq!(
+        results,
+        [Ok(json!(70)), Err("insufficient funds".to_owned())]
+    );
+}
+
+#[test]
+fn signals_are_recorded_and_applied_in_order() {
+    async fn deposits(ctx: OrchestrationContext) -> Result<(), Error> {
+        ctx.signal_entity(&alice(), "deposit", 5)?;
+        ctx.signal_entity(&alice(), "deposit", 7)?;
+        ctx.signal_entity(&EntityId::new("Unregistered", "x"), "poke", ())?;
+        Ok(())
+    }
+    let mut test = OrchestrationTest::new(deposits).entity("Account", account);
+    assert_eq!(test.run(), Outcome::Completed(json!(null)));
+    assert_eq!(test.entity_state_of::<i64>(&alice()), Some(12));
+    assert_eq!(test.signals().len(), 3);
+    assert_eq!(
+        test.signals()[0],
+        EntitySignal {
+            target: alice(),
+            operation: "deposit".into(),
+            input: json!(5),
+        }
+    );
+}
+
+#[test]
+fn locks_are_granted_at_the_next_episode_and_released_by_the_section() {
+    async fn transfers(ctx: OrchestrationContext) -> Result<i64, Error> {
+        let bob = EntityId::new("Account", "bob");
+        let section = ctx.lock_entities(&[bob.clone(), alice()]).await?;
+        let _: i64 = ctx.call_entity(&alice(), "withdraw", 10).await?;
+        let balance: i64 = ctx.call_entity(&bob, "deposit", 10).await?;
+        section.release();
+        Ok(balance)
+    }
+    let mut test = OrchestrationTest::new(transfers)
+        .entity("Account", account)
+        .entity_state(&alice(), 10);
+    assert_eq!(test.run(), Outcome::Completed(json!(10)));
+    assert_eq!(
+        test.lock_requests(),
+        [vec![alice(), EntityId::new("account", "bob")]]
+    );
+    assert!(test.actions().contains(&Action::UnlockEntities));
+}
+
+#[test]
+#[should_panic(expected = "registered no entity named 'account'")]
+fn a_call_to_an_unregistered_entity_panics_naming_it() {
+    async fn calls(ctx: OrchestrationContext) -> Result<i64, Error> {
+        ctx.call_entity(&alice(), "balance", ()).await
+    }
+    OrchestrationTest::new(calls).run();
+}
+
+#[test]
+fn an_event_that_wins_over_a_timeout_cancels_the_timer_in_the_clock() {
+    let mut test = OrchestrationTest::new(wait_for_approval);
+    test.run();
+    assert!(test.next_timer().is_some());
+    test.raise_event("approval", true);
+    assert_eq!(test.next_timer(), None);
+    assert!(matches!(
+        test.actions()[..],
+        [_, _, Action::CancelTimer(0), Action::Complete(_)]
+    ));
+}
+
+#[test]
+fn activities_see_their_context_and_attempt() {
+    async fn retries(ctx: OrchestrationContext) -> Result<Vec<String>, Error> {
+        let policy = RetryPolicy::new(2, Duration::from_secs(1));
+        let first: String = ctx.call_activity_with_retry("Keyed", (), &policy).await?;
+        Ok(vec![first])
+    }
+    let mut test = OrchestrationTest::new(retries)
+        .instance_id("order-7")
+        .activity("Keyed", |()| {
+            let context = crate::ActivityContext::current().unwrap();
+            match context.attempt() {
+                1 => Err(Error::new("first attempt fails")),
+                _ => Ok(context.idempotency_key().to_owned()),
+            }
+        });
+    assert_eq!(
+        test.advance(Duration::from_secs(1)),
+        Outcome::Completed(json!(["order-7/0/2"]))
+    );
+    let attempts: Vec<u32> = test.activities().iter().map(|call| call.attempt).collect();
+    assert_eq!(attempts, [1, 2]);
+}
+
+#[test]
+fn a_scripted_failure_keeps_its_kind() {
+    async fn calls(ctx: OrchestrationContext) -> Result<(), Error> {
+        ctx.call_activity("Slow", ()).await
+    }
+    let mut test = OrchestrationTest::new(calls)
+        .activity_failure("Slow", Error::new("too slow").with_kind("timeout"));
+    let outcome = test.run();
+    assert!(outcome.failure().unwrap().is_timeout());
+    assert_eq!(outcome.error(), Some("activity 'Slow' failed: too slow"));
+}
+
+#[test]
+fn logs_and_started_orchestrations_are_recorded() {
+    async fn starts(ctx: OrchestrationContext) -> Result<(), Error> {
+        let id = ctx.start_orchestration("Report", Some("weekly"), 1)?;
+        ctx.log(crate::LogLevel::Info, format_args!("started {id}"));
+        Ok(())
+    }
+    let mut test = OrchestrationTest::new(starts);
+    test.run();
+    assert_eq!(test.logs(), ["INFO started weekly"]);
+    assert_eq!(
+        test.started_orchestrations(),
+        [StartedOrchestration {
+            name: "Report".into(),
+            instance_id: "weekly".into(),
+            input: json!(1),
+        }]
+    );
+}
+
+#[test]
+fn an_entity_test_applies_operations_as_the_host_does() {
+    fn greeter(ctx: &mut EntityContext) -> Result<u32, Error> {
+        let greeted = ctx.state_or_default::<u32>()? + 1;
+        if ctx.operation() == "forget" {
+            ctx.delete_state();
+            return Ok(0);
+        }
+        ctx.set_state(greeted)?;
+        let key = ctx.id().key().to_owned();
+        ctx.signal_entity(&EntityId::new("Audit", "log"), "greeted", key)?;
+        ctx.start_orchestration("Welcome", Some("w"), greeted)?;
+        Ok(greeted)
+    }
+    let mut test = EntityTest::new(greeter).id(EntityId::new("Greeter", "ann"));
+    assert_eq!(test.call::<u32>("GREET", ()), Ok(1));
+    assert_eq!(test.call::<u32>("greet", ()), Ok(2));
+    assert_eq!(test.state::<u32>(), Some(2));
+    assert_eq!(test.signals()[1].input, json!("ann"));
+    assert_eq!(test.started_orchestrations().len(), 2);
+    assert_eq!(test.call::<u32>("forget", ()), Ok(0));
+    assert_eq!(test.state::<u32>(), None);
 }

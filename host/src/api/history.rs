@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::render::{format_millis, json_value};
-use crate::model::{HistoryEntry, Instance, Millis, ParentTask};
+use crate::model::{FailureDetails, HistoryEntry, Instance, Millis, ParentTask};
 
 /// The `historyEvents` of `instance`'s current generation. Without
 /// `show_input`, no `Input` fields; without `show_output`, no `Result`
@@ -66,6 +66,7 @@ impl<'a> Steps<'a> {
                     name,
                     input,
                     timestamp,
+                    ..
                 } => {
                     let scheduled = Scheduled {
                         name,
@@ -188,11 +189,31 @@ fn event(entry: &HistoryEntry, steps: &Steps) -> Option<Map<String, Value>> {
             add("Result", json_value(output));
             steps.describe(*id, &mut fields);
         }
-        HistoryEntry::TaskFailed { id, error, .. }
-        | HistoryEntry::SubOrchestrationFailed { id, error, .. } => {
+        HistoryEntry::TaskFailed {
+            id, error, details, ..
+        }
+        | HistoryEntry::SubOrchestrationFailed {
+            id, error, details, ..
+        } => {
             add("TaskScheduledId", (*id).into());
             add("Reason", error.clone().into());
+            if let Some(details) = details {
+                add("FailureDetails", failure_details(error, details));
+            }
             steps.describe(*id, &mut fields);
+        }
+        HistoryEntry::TimerCancelled { id, .. } => {
+            add("TimerId", (*id).into());
+        }
+        HistoryEntry::OrchestrationStarted {
+            name,
+            instance_id,
+            input,
+            ..
+        } => {
+            add("FunctionName", name.clone().into());
+            add("InstanceId", instance_id.clone().into());
+            add("Input", json_value(input));
         }
         HistoryEntry::EventSent {
             instance_id,
@@ -208,10 +229,14 @@ fn event(entry: &HistoryEntry, steps: &Steps) -> Option<Map<String, Value>> {
             add("OrchestrationStatus", "Completed".into());
             add("Result", json_value(output));
         }
-        HistoryEntry::ExecutionFailed { error, .. } => {
+        HistoryEntry::ExecutionFailed { error, details, .. } => {
             fields.insert("EventType".into(), "ExecutionCompleted".into());
             fields.insert("OrchestrationStatus".into(), "Failed".into());
             fields.insert("Result".into(), error.clone().into());
+            if let Some(details) = details {
+                let details = failure_details(error, details);
+                fields.insert("FailureDetails".into(), details);
+            }
         }
         HistoryEntry::ContinuedAsNew { input, .. } => {
             fields.insert("EventType".into(), "ExecutionCompleted".into());
@@ -228,6 +253,15 @@ fn event(entry: &HistoryEntry, steps: &Steps) -> Option<Map<String, Value>> {
         }
     }
     Some(fields)
+}
+
+/// A failure as the Durable Functions SDKs' `FailureDetails` show it.
+fn failure_details(message: &str, details: &FailureDetails) -> Value {
+    serde_json::json!({
+        "ErrorType": details.kind,
+        "ErrorMessage": message,
+        "IsNonRetriable": !details.retryable,
+    })
 }
 
 /// `2017-06-29T18:58:01.123Z`: history times, precise enough to order events
@@ -315,6 +349,7 @@ mod tests {
                 id: 0,
                 name: "Hello".into(),
                 input: r#""Tokyo""#.into(),
+                attempt: 1,
                 timestamp: 1_001,
             },
             HistoryEntry::CustomStatusSet {
@@ -330,6 +365,7 @@ mod tests {
                 id: 1,
                 name: "Hello".into(),
                 input: r#""London""#.into(),
+                attempt: 1,
                 timestamp: 1_501,
             },
         ];
@@ -355,6 +391,10 @@ mod tests {
         let failed = HistoryEntry::ExecutionFailed {
             error: "boom".into(),
             timestamp: 5,
+            details: Some(FailureDetails {
+                kind: "validation".into(),
+                retryable: false,
+            }),
         };
         let continued = HistoryEntry::ContinuedAsNew {
             input: "3".into(),
@@ -364,6 +404,14 @@ mod tests {
         assert_eq!(types(&events), ["ExecutionCompleted", "ExecutionCompleted"]);
         assert_eq!(events[0]["OrchestrationStatus"], "Failed");
         assert_eq!(events[0]["Result"], "boom");
+        assert_eq!(
+            events[0]["FailureDetails"],
+            serde_json::json!({
+                "ErrorType": "validation",
+                "ErrorMessage": "boom",
+                "IsNonRetriable": true,
+            })
+        );
         assert_eq!(events[1]["OrchestrationStatus"], "ContinuedAsNew");
         assert_eq!(events[1]["Result"], 3);
     }

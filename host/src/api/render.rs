@@ -253,6 +253,10 @@ pub struct Function {
     file: String,
     /// `sha256:` and the digest of the file: which build runs.
     version: String,
+    /// The version of the WIT package `reprise:orchestration` the build
+    /// was made against.
+    #[schema(example = "0.2.0")]
+    contract: &'static str,
 }
 
 /// Every function of every loaded file, orchestrators first.
@@ -266,6 +270,7 @@ pub(super) fn functions(files: &[crate::runtime::FunctionFile]) -> Vec<Function>
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default(),
         version: file.version.clone(),
+        contract: file.contract,
     };
     let orchestrators = files.iter().flat_map(|file| {
         file.orchestrators

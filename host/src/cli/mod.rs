@@ -502,6 +502,8 @@ pub fn check(files: &[std::path::PathBuf]) -> Result<(String, bool), String> {
                     file.world()
                 );
                 let _ = writeln!(out, "  version        {}", file.version);
+                let contract = format!("reprise:orchestration@{}", file.contract);
+                let _ = writeln!(out, "  contract       {contract}");
                 if !file.orchestrators.is_empty() {
                     let _ = writeln!(out, "  orchestrators  {}", file.orchestrators.join(", "));
                 }

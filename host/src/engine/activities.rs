@@ -24,8 +24,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Shared, blocking, direct};
 use crate::metrics::{self, ActivityOutcome, FailureKind};
-use crate::model::{Message, Millis, now_millis};
-use crate::runtime::GuestError;
+use crate::model::{Failure, Message, Millis, now_millis};
+use crate::runtime::{GuestError, wire};
 use crate::store::{ActivityLease, ActivityWork, EpisodeCommit};
 use crate::traces::{InstanceTrace, Span, SpanOf, Traces};
 
@@ -112,7 +112,7 @@ pub(super) async fn run_dispatcher(shared: Arc<Shared>) {
 fn record_run(
     shared: &Shared,
     name: &str,
-    result: &Result<String, String>,
+    result: &Result<String, Failure>,
     failure: Option<FailureKind>,
     took: Duration,
 ) {
@@ -144,7 +144,10 @@ async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
     let ran = Ran {
         name: work.name.clone(),
         began: began_at,
-        error: bounded.as_ref().err().cloned(),
+        error: bounded
+            .as_ref()
+            .err()
+            .map(|failure| failure.message.clone()),
     };
     match record_result(shared, work, bounded).await {
         Ok(applied) => {
@@ -167,9 +170,10 @@ async fn run_one(shared: &Arc<Shared>, work: ActivityWork) {
 async fn execute(
     shared: &Arc<Shared>,
     work: &ActivityWork,
-) -> Option<(Result<String, String>, Option<FailureKind>)> {
+) -> Option<(Result<String, Failure>, Option<FailureKind>)> {
     let timeout = shared.config.activity_timeout;
     let runtime = Arc::clone(&shared.runtime);
+    let context = context_of(work);
     let (name, input, version) = (work.name.clone(), work.input.clone(), work.version.clone());
     // Loading the version (from the store, compiling it) is not the
     // activity's time; it is rarely needed, so no hop when it is not.
@@ -179,13 +183,13 @@ async fn execute(
         let _ = tokio::task::spawn_blocking(move || shared.ensure_version(wanted.as_deref())).await;
     }
     let run = tokio::task::spawn_blocking(move || {
-        runtime.run_activity(&name, version.as_deref(), &input, timeout)
+        runtime.run_activity(&name, version.as_deref(), &input, &context, timeout)
     });
     // The sandbox interrupts guest code at the timeout; this also covers
     // time spent blocked in the host on the guest's behalf.
     Some(
         match tokio::time::timeout(timeout + Duration::from_secs(1), run).await {
-            Ok(Ok(Ok(outcome))) => (outcome, None),
+            Ok(Ok(Ok(outcome))) => (outcome.map_err(failure_of), None),
             Ok(Ok(Err(GuestError::Host(error)))) => {
                 // Not the activity's fault: leave it leased; it runs again when
                 // the lease expires.
@@ -195,14 +199,27 @@ async fn execute(
             Ok(Ok(Err(GuestError::TimedOut))) | Err(_) => {
                 let seconds = timeout.as_secs_f64();
                 let failed = format!("the activity ran past its timeout of {seconds}s");
-                (Err(failed), Some(FailureKind::Timeout))
+                (
+                    Err(Failure::new(Failure::TIMEOUT, failed)),
+                    Some(FailureKind::Timeout),
+                )
             }
-            Ok(Ok(Err(error @ GuestError::UnknownActivity(_)))) => (Err(error.to_string()), None),
-            Ok(Ok(Err(error))) => (
-                Err(format!("the activity {error}")),
-                FailureKind::of(&error),
+            Ok(Ok(Err(error @ GuestError::UnknownActivity(_)))) => (
+                Err(Failure::permanent(Failure::NOT_FOUND, error.to_string())),
+                None,
             ),
-            Ok(Err(panic)) => (Err(format!("the activity could not run: {panic}")), None),
+            Ok(Ok(Err(error))) => {
+                let kind = FailureKind::of(&error);
+                let message = format!("the activity {error}");
+                (Err(Failure::new(failure_kind(kind), message)), kind)
+            }
+            Ok(Err(panic)) => (
+                Err(Failure::new(
+                    Failure::TRAP,
+                    format!("the activity could not run: {panic}"),
+                )),
+                None,
+            ),
         },
     )
 }
@@ -213,7 +230,7 @@ async fn execute(
 async fn record_result(
     shared: &Arc<Shared>,
     work: ActivityWork,
-    result: Result<String, String>,
+    result: Result<String, Failure>,
 ) -> anyhow::Result<bool> {
     let shared = Arc::clone(shared);
     let instance_id = work.instance_id.clone();
@@ -234,6 +251,37 @@ async fn record_result(
         Ok(recorded)
     })
     .await
+}
+
+/// What the activity is told of its call. The key is unique per task of
+/// the instance: generations restart task numbering.
+fn context_of(work: &ActivityWork) -> wire::ActivityContext {
+    wire::ActivityContext {
+        instance_id: work.instance_id.clone(),
+        task_id: work.task_id,
+        idempotency_key: format!("{}/{}/{}", work.instance_id, work.generation, work.task_id),
+        attempt: work.attempt,
+    }
+}
+
+/// A guest's failure as the store keeps it.
+fn failure_of(failure: wire::Failure) -> Failure {
+    Failure {
+        kind: failure.kind,
+        message: failure.message,
+        retryable: failure.retryable,
+    }
+}
+
+/// The contract's kind of a guest fault.
+fn failure_kind(kind: Option<FailureKind>) -> &'static str {
+    match kind {
+        Some(FailureKind::Timeout) => Failure::TIMEOUT,
+        Some(FailureKind::Memory) => Failure::OUT_OF_MEMORY,
+        Some(FailureKind::Fuel) => Failure::OUT_OF_FUEL,
+        Some(FailureKind::Limits) => Failure::LIMITS,
+        Some(FailureKind::Trap | FailureKind::NonDeterminism) | None => Failure::TRAP,
+    }
 }
 
 /// An activity run, for its span.

@@ -13,10 +13,13 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::model::{
-    HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
+    Failure, FailureDetails, HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask,
+    QueuedMessage, RuntimeStatus,
 };
 use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
-use crate::store::{ActivityLease, EpisodeCommit, HistoryChange, NewInstance, WorkItem};
+use crate::store::{
+    ActivityLease, EpisodeCommit, HistoryChange, NewInstance, ScheduledActivity, WorkItem,
+};
 
 use super::warm::WarmExecution;
 use crate::metrics::{EpisodeReport, Execution, FailureKind};
@@ -69,16 +72,21 @@ impl StepLimits {
     pub(super) fn bound_activity_result(
         &self,
         name: &str,
-        result: Result<String, String>,
-    ) -> Result<String, String> {
+        result: Result<String, Failure>,
+    ) -> Result<String, Failure> {
         let (what, size) = match &result {
             Ok(output) if output.len() > self.max_payload_bytes => ("output", output.len()),
-            Err(error) if error.len() > self.max_payload_bytes => ("failure message", error.len()),
+            Err(failure) if failure.message.len() > self.max_payload_bytes => {
+                ("failure message", failure.message.len())
+            }
             _ => return result,
         };
-        Err(format!(
-            "the {what} of activity '{name}' is {size} bytes, more than the host allows ({}; raise --max-payload-bytes, or return a reference to the data instead)",
-            self.max_payload_bytes
+        Err(Failure::permanent(
+            Failure::LIMITS,
+            format!(
+                "the {what} of activity '{name}' is {size} bytes, more than the host allows ({}; raise --max-payload-bytes, or return a reference to the data instead)",
+                self.max_payload_bytes
+            ),
         ))
     }
 
@@ -99,8 +107,13 @@ impl StepLimits {
                     action,
                     wire::Action::ScheduleActivity(_)
                         | wire::Action::CreateTimer(_)
+                        | wire::Action::CancelTimer(_)
                         | wire::Action::StartSubOrchestration(_)
+                        | wire::Action::StartOrchestration(_)
                         | wire::Action::SendEvent(_)
+                        | wire::Action::SignalEntity(_)
+                        | wire::Action::CallEntity(_)
+                        | wire::Action::LockEntities(_)
                 )
             })
             .count();
@@ -131,12 +144,20 @@ impl StepLimits {
 /// The payload an action hands on, if any.
 fn payload(action: &wire::Action) -> Option<&str> {
     match action {
-        wire::Action::Complete(text) | wire::Action::Fail(text) => Some(text),
+        wire::Action::Complete(text) => Some(text),
+        wire::Action::Fail(failure) => Some(&failure.message),
         wire::Action::ContinueAsNew(next) => Some(&next.input),
         wire::Action::ScheduleActivity(activity) => Some(&activity.input),
         wire::Action::StartSubOrchestration(child) => Some(&child.input),
+        wire::Action::StartOrchestration(start) => Some(&start.input),
         wire::Action::SendEvent(event) => Some(&event.payload),
-        wire::Action::SetCustomStatus(_) | wire::Action::CreateTimer(_) => None,
+        wire::Action::SignalEntity(signal) => Some(&signal.input),
+        wire::Action::CallEntity(call) => Some(&call.input),
+        wire::Action::SetCustomStatus(_)
+        | wire::Action::CreateTimer(_)
+        | wire::Action::CancelTimer(_)
+        | wire::Action::LockEntities(_)
+        | wire::Action::UnlockEntities => None,
     }
 }
 
@@ -152,10 +173,28 @@ fn payload_name(action: &wire::Action) -> String {
         wire::Action::StartSubOrchestration(child) => {
             format!("input to sub-orchestration '{}'", child.name)
         }
+        wire::Action::StartOrchestration(start) => {
+            format!("input to orchestration '{}'", start.name)
+        }
         wire::Action::SendEvent(event) => {
             format!("event '{}' to '{}'", event.name, event.instance_id)
         }
-        wire::Action::SetCustomStatus(_) | wire::Action::CreateTimer(_) => "action".to_owned(),
+        wire::Action::SignalEntity(wire::SignalEntity {
+            target, operation, ..
+        })
+        | wire::Action::CallEntity(wire::CallEntity {
+            target, operation, ..
+        }) => {
+            format!(
+                "input to operation '{operation}' of entity @{}@{}",
+                target.name, target.key
+            )
+        }
+        wire::Action::SetCustomStatus(_)
+        | wire::Action::CreateTimer(_)
+        | wire::Action::CancelTimer(_)
+        | wire::Action::LockEntities(_)
+        | wire::Action::UnlockEntities => "action".to_owned(),
     }
 }
 
@@ -398,6 +437,7 @@ pub(crate) fn plan(
             Some(HistoryEntry::ExecutionFailed {
                 timestamp: now,
                 error,
+                details: None,
             }),
         ),
         Outcome::Terminated(reason) => (
@@ -424,12 +464,29 @@ pub(crate) fn plan(
     // leaves running; the store drops those of ended generations.
     let mut timers = Vec::new();
     let mut activities = Vec::new();
+    let mut cancelled_timers = Vec::new();
     for entry in &generation.new_entries {
         match entry {
             HistoryEntry::TimerCreated { id, fire_at, .. } => timers.push((*id, *fire_at)),
             HistoryEntry::TaskScheduled {
-                id, name, input, ..
-            } => activities.push((*id, name.clone(), input.clone())),
+                id,
+                name,
+                input,
+                attempt,
+                ..
+            } => activities.push(ScheduledActivity {
+                task_id: *id,
+                name: name.clone(),
+                input: input.clone(),
+                attempt: *attempt,
+            }),
+            // One created in this episode is simply not set.
+            HistoryEntry::TimerCancelled { id, .. } => {
+                match timers.iter().position(|(created, _)| created == id) {
+                    Some(index) => drop(timers.remove(index)),
+                    None => cancelled_timers.push(*id),
+                }
+            }
             _ => {}
         }
     }
@@ -450,6 +507,7 @@ pub(crate) fn plan(
         lease: ActivityLease::default(),
         children,
         sent_events,
+        cancelled_timers,
         requeued: Vec::new(),
         staging: None,
     };
@@ -507,10 +565,11 @@ fn event_entry(message: Message, generation: u32, now: Millis) -> Option<History
                 id,
                 output,
             },
-            Err(error) => HistoryEntry::SubOrchestrationFailed {
+            Err(failure) => HistoryEntry::SubOrchestrationFailed {
                 timestamp: now,
                 id,
-                error,
+                details: Some(failure.details()),
+                error: failure.message,
             },
         },
         Message::ActivityDone { id, result, .. } => match result {
@@ -519,10 +578,11 @@ fn event_entry(message: Message, generation: u32, now: Millis) -> Option<History
                 id,
                 output,
             },
-            Err(error) => HistoryEntry::TaskFailed {
+            Err(failure) => HistoryEntry::TaskFailed {
                 timestamp: now,
                 id,
-                error,
+                details: Some(failure.details()),
+                error: failure.message,
             },
         },
         Message::Start
@@ -562,7 +622,7 @@ struct Generation {
     /// it belongs to the instance and survives continue-as-new.
     custom_status: Option<String>,
     /// Sub-orchestrations to start, from every generation this episode ran.
-    children: Vec<Result<NewInstance, (ParentTask, String)>>,
+    children: Vec<Result<NewInstance, (ParentTask, Failure)>>,
     /// Events for other instances, from every generation this episode ran.
     sent_events: Vec<(String, String, String)>,
 }
@@ -743,8 +803,28 @@ fn run_steps(
                             value,
                         });
                     }
-                    wire::Action::CreateTimer(_) | wire::Action::ScheduleActivity(_) => {
-                        generation.new_entries.push(action_entry(action, now));
+                    wire::Action::CreateTimer(_)
+                    | wire::Action::CancelTimer(_)
+                    | wire::Action::ScheduleActivity(_) => {
+                        generation.new_entries.extend(action_entry(action, now));
+                    }
+                    wire::Action::StartOrchestration(start) => {
+                        let trace = InstanceTrace::of(instance.trace.as_deref())
+                            .map(|trace| trace.child().to_text());
+                        match own_start(runtime, &start, now, trace) {
+                            Ok(new) => generation.children.push(Ok(new)),
+                            Err(error) => return Ok((Outcome::Failed(error, None), None)),
+                        }
+                        generation
+                            .new_entries
+                            .extend(action_entry(wire::Action::StartOrchestration(start), now));
+                    }
+                    wire::Action::SignalEntity(_)
+                    | wire::Action::CallEntity(_)
+                    | wire::Action::LockEntities(_)
+                    | wire::Action::UnlockEntities => {
+                        let error = "the orchestrator used an entity, and this host does not run entities yet".to_owned();
+                        return Ok((Outcome::Failed(error, None), None));
                     }
                     wire::Action::StartSubOrchestration(child) => {
                         let parent = ParentTask {
@@ -756,7 +836,7 @@ fn run_steps(
                             .map(|trace| trace.child().to_text());
                         let start = child_start(runtime, &child, parent, now, trace);
                         generation.children.push(start);
-                        generation.new_entries.push(action_entry(
+                        generation.new_entries.extend(action_entry(
                             wire::Action::StartSubOrchestration(child),
                             now,
                         ));
@@ -769,7 +849,7 @@ fn run_steps(
                         ));
                         generation
                             .new_entries
-                            .push(action_entry(wire::Action::SendEvent(event), now));
+                            .extend(action_entry(wire::Action::SendEvent(event), now));
                     }
                     wire::Action::Complete(output) => {
                         generation
@@ -780,11 +860,11 @@ fn run_steps(
                             });
                         return Ok((Outcome::Completed(output), None));
                     }
-                    wire::Action::Fail(error) => {
-                        generation.new_entries.push(HistoryEntry::ExecutionFailed {
-                            timestamp: now,
-                            error: error.clone(),
-                        });
+                    wire::Action::Fail(failure) => {
+                        let error = failure.message.clone();
+                        generation
+                            .new_entries
+                            .extend(action_entry(wire::Action::Fail(failure), now));
                         return Ok((Outcome::Failed(error, None), None));
                     }
                     wire::Action::ContinueAsNew(next) => {
@@ -850,19 +930,21 @@ pub(super) fn replay(
             .collect();
         let expected: Vec<&HistoryEntry> =
             episode.iter().filter(|entry| is_action(entry)).collect();
-        let actual = execution.step(episode_time(episode), &events)?;
+        let actual = execution.replay_step(episode_time(episode), &events)?;
         let position = actual.len().max(expected.len());
         for n in 0..position {
-            let actual = actual.get(n).map(|action| action_entry(action.clone(), 0));
-            let expected = expected.get(n).map(|entry| without_timestamp(entry));
+            let actual = actual
+                .get(n)
+                .map(|action| action_entry(action.clone(), 0).map(|entry| comparable(&entry)));
+            let expected = expected.get(n).map(|entry| Some(comparable(entry)));
             if actual != expected {
                 return Ok(Err(format!(
                     "non-determinism: replaying episode {} of generation {}, action {} was recorded as {} but the orchestrator now takes {}; was the orchestrator changed while this instance was running?",
                     index + 1,
                     generation,
                     n + 1,
-                    describe(expected.as_ref()),
-                    describe(actual.as_ref()),
+                    describe(expected.flatten().as_ref()),
+                    describe(actual.flatten().as_ref()),
                 )));
             }
         }
@@ -926,24 +1008,24 @@ fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryE
                 output: output.clone(),
             })
         }
-        HistoryEntry::TaskFailed { id, error, .. } => {
-            wire::HistoryEvent::ActivityFailed(wire::TaskFailed {
-                id: *id,
-                error: error.clone(),
-            })
-        }
+        HistoryEntry::TaskFailed {
+            id, error, details, ..
+        } => wire::HistoryEvent::ActivityFailed(wire::TaskFailed {
+            id: *id,
+            failure: wire_failure(Failure::recorded(error, details.as_ref())),
+        }),
         HistoryEntry::SubOrchestrationCompleted { id, output, .. } => {
             wire::HistoryEvent::SubOrchestrationCompleted(wire::TaskCompleted {
                 id: *id,
                 output: output.clone(),
             })
         }
-        HistoryEntry::SubOrchestrationFailed { id, error, .. } => {
-            wire::HistoryEvent::SubOrchestrationFailed(wire::TaskFailed {
-                id: *id,
-                error: error.clone(),
-            })
-        }
+        HistoryEntry::SubOrchestrationFailed {
+            id, error, details, ..
+        } => wire::HistoryEvent::SubOrchestrationFailed(wire::TaskFailed {
+            id: *id,
+            failure: wire_failure(Failure::recorded(error, details.as_ref())),
+        }),
         _ => return None,
     })
 }
@@ -960,13 +1042,24 @@ fn is_action(entry: &HistoryEntry) -> bool {
             | HistoryEntry::TaskScheduled { .. }
             | HistoryEntry::SubOrchestrationCreated { .. }
             | HistoryEntry::EventSent { .. }
+            | HistoryEntry::TimerCancelled { .. }
+            | HistoryEntry::OrchestrationStarted { .. }
     )
 }
 
-fn action_entry(action: wire::Action, timestamp: Millis) -> HistoryEntry {
-    match action {
+/// The history entry recording `action`; `None` for an action this host
+/// does not record (it fails the instance instead).
+fn action_entry(action: wire::Action, timestamp: Millis) -> Option<HistoryEntry> {
+    Some(match action {
         wire::Action::Complete(output) => HistoryEntry::ExecutionCompleted { timestamp, output },
-        wire::Action::Fail(error) => HistoryEntry::ExecutionFailed { timestamp, error },
+        wire::Action::Fail(failure) => HistoryEntry::ExecutionFailed {
+            timestamp,
+            details: Some(FailureDetails {
+                kind: failure.kind,
+                retryable: failure.retryable,
+            }),
+            error: failure.message,
+        },
         wire::Action::ContinueAsNew(next) => HistoryEntry::ContinuedAsNew {
             timestamp,
             input: next.input,
@@ -982,6 +1075,7 @@ fn action_entry(action: wire::Action, timestamp: Millis) -> HistoryEntry {
             id: activity.id,
             name: activity.name,
             input: activity.input,
+            attempt: activity.attempt,
         },
         wire::Action::StartSubOrchestration(child) => HistoryEntry::SubOrchestrationCreated {
             timestamp,
@@ -996,13 +1090,39 @@ fn action_entry(action: wire::Action, timestamp: Millis) -> HistoryEntry {
             name: event.name,
             payload: event.payload,
         },
-    }
+        wire::Action::CancelTimer(id) => HistoryEntry::TimerCancelled { timestamp, id },
+        wire::Action::StartOrchestration(start) => HistoryEntry::OrchestrationStarted {
+            timestamp,
+            name: start.name,
+            instance_id: start.instance_id,
+            input: start.input,
+        },
+        wire::Action::SignalEntity(_)
+        | wire::Action::CallEntity(_)
+        | wire::Action::LockEntities(_)
+        | wire::Action::UnlockEntities => return None,
+    })
 }
 
-fn without_timestamp(entry: &HistoryEntry) -> HistoryEntry {
+/// `entry` as replay compares it: without its time, and without failure
+/// details (a history recorded before them, or by a guest built against a
+/// contract without them, replays as it was).
+fn comparable(entry: &HistoryEntry) -> HistoryEntry {
     let mut entry = entry.clone();
     *entry.timestamp_mut() = 0;
+    if let HistoryEntry::ExecutionFailed { details, .. } = &mut entry {
+        *details = None;
+    }
     entry
+}
+
+/// A stored failure as the guest receives it.
+fn wire_failure(failure: Failure) -> wire::Failure {
+    wire::Failure {
+        kind: failure.kind,
+        message: failure.message,
+        retryable: failure.retryable,
+    }
 }
 
 fn describe(entry: Option<&HistoryEntry>) -> String {
@@ -1030,6 +1150,12 @@ fn describe(entry: Option<&HistoryEntry>) -> String {
         }) => {
             format!("send-event({instance_id:?}, {name:?})")
         }
+        Some(HistoryEntry::TimerCancelled { id, .. }) => format!("cancel-timer(task {id})"),
+        Some(HistoryEntry::OrchestrationStarted {
+            name, instance_id, ..
+        }) => {
+            format!("start-orchestration({name:?}, {instance_id:?})")
+        }
         Some(other) => other.event_type().to_owned(),
     }
 }
@@ -1042,17 +1168,18 @@ fn child_start(
     parent: ParentTask,
     now: Millis,
     trace: Option<String>,
-) -> Result<NewInstance, (ParentTask, String)> {
+) -> Result<NewInstance, (ParentTask, Failure)> {
     let id = child
         .instance_id
         .clone()
         .unwrap_or_else(|| parent.default_child_id());
     if let Err(error) = InstanceId::parse(&id) {
-        return Err((parent, format!("cannot start a sub-orchestration: {error}")));
+        let message = format!("cannot start a sub-orchestration: {error}");
+        return Err((parent, Failure::permanent(Failure::ERROR, message)));
     }
     let Some(version) = runtime.current_version(&child.name) else {
         let error = format!("no orchestrator named '{}' is loaded", child.name);
-        return Err((parent, error));
+        return Err((parent, Failure::permanent(Failure::NOT_FOUND, error)));
     };
     Ok(NewInstance {
         id,
@@ -1060,6 +1187,36 @@ fn child_start(
         input: child.input.clone(),
         now,
         parent: Some(parent),
+        version: Some(version),
+        trace,
+    })
+}
+
+/// The start of an instance an orchestrator starts on its own, or why it
+/// cannot start (which fails the orchestrator: there is no task to report
+/// to).
+fn own_start(
+    runtime: &Runtime,
+    start: &wire::StartOrchestration,
+    now: Millis,
+    trace: Option<String>,
+) -> Result<NewInstance, String> {
+    let cannot = |why: String| {
+        format!(
+            "cannot start orchestration '{}' as '{}': {why}",
+            start.name, start.instance_id
+        )
+    };
+    InstanceId::parse(&start.instance_id).map_err(|error| cannot(error.to_string()))?;
+    let version = runtime
+        .current_version(&start.name)
+        .ok_or_else(|| cannot("no orchestrator of that name is loaded".to_owned()))?;
+    Ok(NewInstance {
+        id: start.instance_id.clone(),
+        name: start.name.clone(),
+        input: start.input.clone(),
+        now,
+        parent: None,
         version: Some(version),
         trace,
     })

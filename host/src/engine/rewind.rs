@@ -13,8 +13,8 @@
 
 use std::collections::HashSet;
 
-use crate::model::{HistoryEntry, Instance, Message, Millis, RuntimeStatus};
-use crate::store::{ActivityLease, EpisodeCommit, HistoryChange};
+use crate::model::{Failure, HistoryEntry, Instance, Message, Millis, RuntimeStatus};
+use crate::store::{ActivityLease, EpisodeCommit, HistoryChange, ScheduledActivity};
 
 /// The commit that rewinds `instance` (which must have failed).
 pub(super) fn plan(
@@ -90,13 +90,13 @@ pub(super) fn plan(
                 })
             }
             // A failed child is not run again; its failure stands.
-            HistoryEntry::SubOrchestrationFailed { id, error, .. } => {
-                Some(Message::SubOrchestrationDone {
-                    generation,
-                    id,
-                    result: Err(error),
-                })
-            }
+            HistoryEntry::SubOrchestrationFailed {
+                id, error, details, ..
+            } => Some(Message::SubOrchestrationDone {
+                generation,
+                id,
+                result: Err(Failure::recorded(&error, details.as_ref())),
+            }),
             // Failed activities run again; actions are taken again by the
             // orchestrator as it replays.
             _ => None,
@@ -112,7 +112,10 @@ pub(super) fn plan(
         }
     }
     for entry in kept {
-        if let HistoryEntry::TaskCompleted { id, .. } | HistoryEntry::TimerFired { id, .. } = entry
+        // A cancelled timer never fires: not set again either.
+        if let HistoryEntry::TaskCompleted { id, .. }
+        | HistoryEntry::TimerFired { id, .. }
+        | HistoryEntry::TimerCancelled { id, .. } = entry
         {
             delivered.insert(*id);
         }
@@ -122,8 +125,17 @@ pub(super) fn plan(
     for entry in kept {
         match entry {
             HistoryEntry::TaskScheduled {
-                id, name, input, ..
-            } if !delivered.contains(id) => activities.push((*id, name.clone(), input.clone())),
+                id,
+                name,
+                input,
+                attempt,
+                ..
+            } if !delivered.contains(id) => activities.push(ScheduledActivity {
+                task_id: *id,
+                name: name.clone(),
+                input: input.clone(),
+                attempt: *attempt,
+            }),
             HistoryEntry::TimerCreated { id, fire_at, .. } if !delivered.contains(id) => {
                 timers.push((*id, *fire_at))
             }
@@ -144,6 +156,7 @@ pub(super) fn plan(
         lease: ActivityLease::default(),
         children: Vec::new(),
         sent_events: Vec::new(),
+        cancelled_timers: Vec::new(),
         requeued,
         staging: None,
     }
@@ -179,6 +192,7 @@ mod tests {
             id,
             name: "Step".into(),
             input: id.to_string(),
+            attempt: 2,
         };
         let history = vec![
             HistoryEntry::ExecutionStarted {
@@ -209,6 +223,7 @@ mod tests {
                 timestamp: 5,
                 id: 1,
                 error: "boom".into(),
+                details: None,
             },
             // The orchestrator caught the failure and went on; the re-run
             // will schedule task 3 again, so its old result is not queued.
@@ -222,6 +237,7 @@ mod tests {
             HistoryEntry::ExecutionFailed {
                 timestamp: 5,
                 error: "boom".into(),
+                details: None,
             },
         ];
         let commit = plan(failed_instance(), history.clone(), "fixed".into(), 10);
@@ -248,7 +264,13 @@ mod tests {
             ]
         );
         // Task 1 failed: it runs again. Task 0's result is queued again.
-        assert_eq!(commit.activities, [(1, "Step".into(), "1".into())]);
+        let again = ScheduledActivity {
+            task_id: 1,
+            name: "Step".into(),
+            input: "1".into(),
+            attempt: 2,
+        };
+        assert_eq!(commit.activities, [again]);
         assert_eq!(commit.timers, [(2, 100)]);
         assert_eq!(commit.updated.status, RuntimeStatus::Running);
         assert_eq!(commit.updated.output, None);

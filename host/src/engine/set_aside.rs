@@ -90,6 +90,7 @@ fn failing(instance: Instance, queued: Vec<i64>, reason: &str, now: Millis) -> E
     let entry = HistoryEntry::ExecutionFailed {
         timestamp: updated.updated_at,
         error: reason.to_owned(),
+        details: None,
     };
     EpisodeCommit::consuming(instance, updated, vec![entry], queued)
 }

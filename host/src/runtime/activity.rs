@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use wasmtime_wasi::WasiCtx;
 
-use super::bindings::activities::ActivitiesPre;
+use wasmtime::AsContextMut;
+
+use super::contract::ActivitiesPre;
 use super::http::HttpPolicy;
-use super::sandbox::{GuestState, STDERR_CAPTURE_BYTES, Sandbox};
+use super::sandbox::{STDERR_CAPTURE_BYTES, Sandbox};
 use super::stderr::StderrTail;
-use super::{EPOCH_TICK, GuestError, Runtime};
+use super::{EPOCH_TICK, GuestError, Runtime, wire};
 
 /// Fuel is not what limits an activity (the timeout is), but the engine
 /// meters every store.
@@ -21,15 +23,16 @@ const UNMETERED: u64 = u64::MAX;
 impl Runtime {
     /// Runs activity `name` once: from component `version` (the version
     /// of the orchestration that scheduled it) if that exports it, else
-    /// from the current version. `Ok(Err(message))` is the activity's own
+    /// from the current version. `Ok(Err(failure))` is the activity's own
     /// error; `Err` is a trap, a timeout or a missing activity.
     pub fn run_activity(
         &self,
         name: &str,
         version: Option<&str>,
         input: &str,
+        context: &wire::ActivityContext,
         timeout: Duration,
-    ) -> Result<Result<String, String>, GuestError> {
+    ) -> Result<Result<String, wire::Failure>, GuestError> {
         let catalog = self.catalog();
         let exports = |version: &str| {
             catalog
@@ -65,15 +68,14 @@ impl Runtime {
             .instantiate(&mut sandbox.store)
             .map_err(|error| sandbox.instantiation_failure(error))?;
         bindings
-            .reprise_orchestration_activity()
-            .call_run(&mut sandbox.store, name, &input.to_owned())
+            .run(sandbox.store.as_context_mut(), name, input, context)
             .map_err(|error| sandbox.failure(error))
     }
 
     /// The activity names `component` exports.
     pub(super) fn activity_names_of(
         &self,
-        component: &ActivitiesPre<GuestState>,
+        component: &ActivitiesPre,
     ) -> Result<Vec<String>, GuestError> {
         let stderr = StderrTail::new(STDERR_CAPTURE_BYTES);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
@@ -90,8 +92,7 @@ impl Runtime {
             .instantiate(&mut sandbox.store)
             .map_err(|error| sandbox.instantiation_failure(error))?;
         bindings
-            .reprise_orchestration_activity()
-            .call_names(&mut sandbox.store)
+            .names(sandbox.store.as_context_mut())
             .map_err(|error| sandbox.failure(error))
     }
 }

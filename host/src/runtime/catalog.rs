@@ -16,18 +16,16 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::FunctionFile;
-use super::bindings::OrchestrationsPre;
-use super::bindings::activities::ActivitiesPre;
-use super::sandbox::GuestState;
+use super::contract::{ActivitiesPre, OrchestratorsPre};
 
 /// One compiled component version, ready to instantiate.
 pub(super) struct Loaded {
     pub(super) version: String,
     /// Set if the component exports orchestrators.
-    pub(super) orchestrators: Option<OrchestrationsPre<GuestState>>,
+    pub(super) orchestrators: Option<OrchestratorsPre>,
     pub(super) orchestrator_names: Vec<String>,
     /// Set if the component exports activities.
-    pub(super) activities: Option<ActivitiesPre<GuestState>>,
+    pub(super) activities: Option<ActivitiesPre>,
     pub(super) activity_names: Vec<String>,
 }
 
@@ -38,6 +36,17 @@ impl Loaded {
             version: self.version.clone(),
             orchestrators: self.orchestrator_names.clone(),
             activities: self.activity_names.clone(),
+            contract: self.contract(),
+        }
+    }
+
+    /// The contract version of its exports (the SDK builds all of them
+    /// against one).
+    fn contract(&self) -> &'static str {
+        match (&self.orchestrators, &self.activities) {
+            (Some(orchestrators), _) => orchestrators.version(),
+            (None, Some(activities)) => activities.version(),
+            (None, None) => super::contract::VERSIONS[0],
         }
     }
 }
@@ -144,10 +153,11 @@ fn describe(file: &FunctionFile) -> String {
         .chain(activities)
         .collect();
     format!(
-        "{}: {} [{}]",
+        "{}: {} [{}, contract {}]",
         file.path.display(),
         names.join(", "),
-        super::short_version(&file.version)
+        super::short_version(&file.version),
+        file.contract
     )
 }
 

@@ -17,6 +17,7 @@
 
 mod activity;
 mod catalog;
+mod contract;
 mod determinism;
 mod http;
 mod orchestrator;
@@ -38,30 +39,8 @@ pub use self::http::AllowedHosts;
 pub use self::orchestrator::GuestExecution;
 use self::sandbox::GuestState;
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "orchestrations",
-    });
-
-    pub mod activities {
-        wasmtime::component::bindgen!({
-            path: "../wit",
-            world: "activities",
-        });
-    }
-}
-
-use bindings::OrchestrationsPre;
-use bindings::activities::ActivitiesPre;
-
-/// The types exchanged with orchestrators, as generated from `wit/`.
-pub mod wire {
-    pub use super::bindings::reprise::orchestration::types::{
-        Action, ContinueAsNew, CreateTimer, EventRaised, ExecutionStarted, HistoryEvent,
-        StartSubOrchestration, TaskCompleted, TaskFailed,
-    };
-}
+pub use self::contract::wire;
+use self::contract::{ActivitiesPre, OrchestratorsPre};
 
 /// How often the engine's epoch advances: the resolution of activity timeouts.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -123,6 +102,8 @@ pub struct FunctionFile {
     pub version: String,
     pub orchestrators: Vec<String>,
     pub activities: Vec<String>,
+    /// The version of `reprise:orchestration` it was built against.
+    pub contract: &'static str,
 }
 
 impl FunctionFile {
@@ -468,17 +449,13 @@ impl Runtime {
     fn load_orchestrators(
         &self,
         component: &Component,
-    ) -> anyhow::Result<(OrchestrationsPre<GuestState>, Vec<String>)> {
+    ) -> anyhow::Result<(OrchestratorsPre, Vec<String>)> {
         let instance_pre = self
             .orchestrator_linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .context("the component imports something the orchestrator sandbox does not provide")?;
-        let pre = OrchestrationsPre::new(instance_pre)
-            .map_err(anyhow::Error::from)
-            .context(
-                "the component does not export reprise:orchestration/orchestrator@0.1.0 (build it with reprise-sdk)",
-            )?;
+        let pre = OrchestratorsPre::new(instance_pre)?;
         let names = self.orchestrator_names_of(&pre).map_err(|error| {
             anyhow::anyhow!("names() of the orchestrator export failed: {error}")
         })?;
@@ -488,15 +465,13 @@ impl Runtime {
     fn load_activities(
         &self,
         component: &Component,
-    ) -> anyhow::Result<(ActivitiesPre<GuestState>, Vec<String>)> {
+    ) -> anyhow::Result<(ActivitiesPre, Vec<String>)> {
         let instance_pre = self
             .activity_linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .context("the component imports something the activity sandbox does not provide")?;
-        let pre = ActivitiesPre::new(instance_pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export reprise:orchestration/activity@0.1.0")?;
+        let pre = ActivitiesPre::new(instance_pre)?;
         let names = self
             .activity_names_of(&pre)
             .map_err(|error| anyhow::anyhow!("names() of the activity export failed: {error}"))?;

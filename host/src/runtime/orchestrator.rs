@@ -1,12 +1,13 @@
 //! Orchestrators: deterministic guests, one store per running generation.
 
+use wasmtime::AsContextMut;
 use wasmtime::component::ResourceAny;
 use wasmtime_wasi::WasiCtx;
 
-use super::bindings::{Orchestrations, OrchestrationsPre};
+use super::contract::{Orchestrators, OrchestratorsPre};
 use super::determinism::{EpisodeClock, SeededRandom};
 use super::http::HttpPolicy;
-use super::sandbox::{GuestState, STDERR_CAPTURE_BYTES, Sandbox};
+use super::sandbox::{STDERR_CAPTURE_BYTES, Sandbox};
 use super::stderr::StderrTail;
 use super::{GuestError, NO_DEADLINE, Runtime, wire};
 use crate::model::Millis;
@@ -37,12 +38,13 @@ impl Runtime {
             .as_ref()
             .filter(|_| loaded.orchestrator_names.iter().any(|known| known == name))
             .ok_or_else(unknown)?;
+        // What the guest writes to stderr (the SDK's replay-safe log) goes
+        // to the host's log, inside the episode's span.
+        let stderr = StderrTail::logged(STDERR_CAPTURE_BYTES, format!("orchestrator {name}"));
         let (mut sandbox, bindings, clock) =
-            self.instantiate_orchestrator(component, instance_id, generation)?;
+            self.instantiate_orchestrator(component, instance_id, generation, stderr)?;
         let handle = bindings
-            .reprise_orchestration_orchestrator()
-            .execution()
-            .call_constructor(&mut sandbox.store, name, instance_id, &input.to_owned())
+            .construct(sandbox.store.as_context_mut(), name, instance_id, input)
             .map_err(|error| sandbox.failure(error))?;
         Ok(GuestExecution {
             sandbox,
@@ -55,23 +57,24 @@ impl Runtime {
     /// The orchestrator names `component` exports.
     pub(super) fn orchestrator_names_of(
         &self,
-        component: &OrchestrationsPre<GuestState>,
+        component: &OrchestratorsPre,
     ) -> Result<Vec<String>, GuestError> {
-        let (mut sandbox, bindings, _) = self.instantiate_orchestrator(component, "load", 0)?;
+        let stderr = StderrTail::new(STDERR_CAPTURE_BYTES);
+        let (mut sandbox, bindings, _) =
+            self.instantiate_orchestrator(component, "load", 0, stderr)?;
         bindings
-            .reprise_orchestration_orchestrator()
-            .call_names(&mut sandbox.store)
+            .names(sandbox.store.as_context_mut())
             .map_err(|error| sandbox.failure(error))
     }
 
     fn instantiate_orchestrator(
         &self,
-        component: &OrchestrationsPre<GuestState>,
+        component: &OrchestratorsPre,
         instance_id: &str,
         generation: u32,
-    ) -> Result<(Sandbox, Orchestrations, EpisodeClock), GuestError> {
+        stderr: StderrTail,
+    ) -> Result<(Sandbox, Orchestrators, EpisodeClock), GuestError> {
         let clock = EpisodeClock::default();
-        let stderr = StderrTail::new(STDERR_CAPTURE_BYTES);
         let wasi = WasiCtx::builder()
             .wall_clock(clock.clone())
             .monotonic_clock(clock.clone())
@@ -104,19 +107,30 @@ impl Runtime {
 /// One generation of one instance, alive inside its own wasmtime store.
 pub struct GuestExecution {
     sandbox: Sandbox,
-    bindings: Orchestrations,
+    bindings: Orchestrators,
     clock: EpisodeClock,
     handle: ResourceAny,
 }
 
 impl GuestExecution {
-    /// Feeds one episode's events; `episode_time` is what the guest's clocks read.
+    /// Feeds a new episode's events; `episode_time` is what the guest's
+    /// clocks read.
     pub fn step(
         &mut self,
         episode_time: Millis,
         events: &[wire::HistoryEvent],
     ) -> Result<Vec<wire::Action>, GuestError> {
         self.step_within(episode_time, events, None)
+    }
+
+    /// Feeds a recorded episode's events again, to rebuild the guest's
+    /// state; the guest is told it replays.
+    pub fn replay_step(
+        &mut self,
+        episode_time: Millis,
+        events: &[wire::HistoryEvent],
+    ) -> Result<Vec<wire::Action>, GuestError> {
+        self.run_step(episode_time, events, None, Replaying::Yes)
     }
 
     /// Bytes of linear memory the guest has grown to (not all resident).
@@ -134,13 +148,27 @@ impl GuestExecution {
         events: &[wire::HistoryEvent],
         fuel: Option<u64>,
     ) -> Result<Vec<wire::Action>, GuestError> {
+        self.run_step(episode_time, events, fuel, Replaying::No)
+    }
+
+    fn run_step(
+        &mut self,
+        episode_time: Millis,
+        events: &[wire::HistoryEvent],
+        fuel: Option<u64>,
+        replaying: Replaying,
+    ) -> Result<Vec<wire::Action>, GuestError> {
         self.clock.set(episode_time);
         let given = self.sandbox.refuel(fuel);
+        let replaying = replaying == Replaying::Yes;
         // Out of less than the full budget is not the guest's failure.
         self.bindings
-            .reprise_orchestration_orchestrator()
-            .execution()
-            .call_step(&mut self.sandbox.store, self.handle, events)
+            .step(
+                self.sandbox.store.as_context_mut(),
+                self.handle,
+                events,
+                replaying,
+            )
             .map_err(|error| match self.sandbox.failure(error) {
                 GuestError::OutOfFuel(_) if given < self.sandbox.fuel_budget() => {
                     GuestError::OverBudget(given)
@@ -148,4 +176,11 @@ impl GuestExecution {
                 other => other,
             })
     }
+}
+
+/// Whether a step feeds recorded events again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replaying {
+    Yes,
+    No,
 }
