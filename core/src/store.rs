@@ -49,6 +49,15 @@ pub struct NewInstance {
 }
 
 impl NewInstance {
+    /// Whether, as an episode's effect, it starts only under an ID no
+    /// instance has (finished or not): an instance an orchestrator starts
+    /// on its own, with no parent, must never replace one, or a starter
+    /// that takes the action again would run it again and lose its
+    /// history.
+    pub fn starts_only_if_absent(&self) -> bool {
+        self.parent.is_none()
+    }
+
     /// The instance row a start writes for generation `generation` (the
     /// first under an ID is 0).
     pub fn started(&self, generation: u32) -> Instance {
@@ -234,8 +243,9 @@ pub struct EpisodeCommit {
     /// the commit lands, with no dispatcher and no lease transaction.
     pub lease: ActivityLease,
     /// Sub-orchestrations to start (`Ok`; with no parent, an instance the
-    /// orchestrator starts on its own, and nothing happens if its ID is
-    /// taken), or to report as failed to start (`Err`, as a message to this
+    /// orchestrator starts on its own, and nothing happens if any instance,
+    /// finished or not, has its ID: [`NewInstance::starts_only_if_absent`]),
+    /// or to report as failed to start (`Err`, as a message to this
     /// instance).
     pub children: Vec<Result<NewInstance, (ParentTask, Failure)>>,
     /// Events for other instances: (instance ID, name, JSON payload).

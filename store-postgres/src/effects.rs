@@ -48,6 +48,19 @@ impl<'t> Effects<'t> {
         &mut self,
         child: &Result<NewInstance, (ParentTask, Failure)>,
     ) -> anyhow::Result<()> {
+        if let Ok(new) = child
+            && new.starts_only_if_absent()
+            && !rows::query(
+                self.transaction,
+                "SELECT 1 FROM instances WHERE instance_id = $1",
+                &[&new.id],
+            )
+            .await?
+            .is_empty()
+        {
+            tracing::info!(from = self.from, id = %new.id, "instance not started: an instance with that ID exists");
+            return Ok(());
+        }
         let message = match child {
             Ok(new) => match start_generation(self.transaction, self.me, new, None)
                 .await?
@@ -60,7 +73,7 @@ impl<'t> Effects<'t> {
                 StartOutcome::Conflict(status) => match start_conflict(new, status) {
                     Some(message) => message,
                     None => {
-                        tracing::info!(from = self.from, id = %new.id, "instance not started: an instance with that ID has not finished");
+                        tracing::info!(from = self.from, id = %new.id, "instance not started: an instance with that ID exists");
                         return Ok(());
                     }
                 },

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{check_deliverable, insert_message, start_generation};
+use super::{check_deliverable, insert_message, select_instance, start_generation};
 use reprise_core::model::{Failure, Message, Millis, ParentTask};
 use reprise_core::store::{
     DeliveryOutcome, Effect, FollowUp, NewInstance, StartOutcome, start_conflict,
@@ -50,6 +50,13 @@ impl<'t> Effects<'t> {
         &mut self,
         child: &Result<NewInstance, (ParentTask, Failure)>,
     ) -> anyhow::Result<()> {
+        if let Ok(new) = child
+            && new.starts_only_if_absent()
+            && select_instance(self.transaction, &new.id)?.is_some()
+        {
+            tracing::info!(from = self.from, id = %new.id, "instance not started: an instance with that ID exists");
+            return Ok(());
+        }
         let message = match child {
             Ok(new) => match start_generation(self.transaction, new, None)?.0 {
                 StartOutcome::Started => {
@@ -59,7 +66,7 @@ impl<'t> Effects<'t> {
                 StartOutcome::Conflict(status) => match start_conflict(new, status) {
                     Some(message) => message,
                     None => {
-                        tracing::info!(from = self.from, id = %new.id, "instance not started: an instance with that ID has not finished");
+                        tracing::info!(from = self.from, id = %new.id, "instance not started: an instance with that ID exists");
                         return Ok(());
                     }
                 },

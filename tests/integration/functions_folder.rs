@@ -161,6 +161,43 @@ async fn reprise_check_reports_exports_and_rejects_bad_files_before_deployment()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn entities_are_loaded_and_listed_with_the_functions() {
+    let components = components();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .arg("check")
+        .arg(&components.counter_entity)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success()
+            && report.contains("a component of the functions world")
+            && report.contains("orchestrators  AddAndGet")
+            && report.contains("entities       Counter")
+            && report.contains("contract       reprise:orchestration@0.2.0"),
+        "{report}"
+    );
+
+    let host = TestHost::start_with(&[&components.counter_entity]).await;
+    host.wait_for_log("counter_entity.wasm: AddAndGet, Counter (entity)")
+        .await;
+    let listed = host.get("/functions").await.body;
+    let kinds: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|function| {
+            let field = |name: &str| function[name].as_str().unwrap();
+            (field("name"), field("kind"))
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("AddAndGet", "orchestrator"), ("Counter", "entity")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn loaded_functions_are_listed_with_their_versions_and_compiled_once() {
     let components = components();
     let host = TestHost::start_with(&[&components.counter, &components.hello_sequence]).await;

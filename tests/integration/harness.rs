@@ -66,6 +66,7 @@ pub struct Components {
     /// fixture).
     pub legacy: PathBuf,
     pub contract_features: PathBuf,
+    pub counter_entity: PathBuf,
     /// For the benches (`host/benches/`).
     #[allow(dead_code)]
     pub startup_probe: PathBuf,
@@ -120,6 +121,7 @@ pub fn components() -> &'static Components {
             changing_v2: wasm("changing_v2"),
             legacy: wasm("legacy"),
             contract_features: wasm("contract_features"),
+            counter_entity: wasm("counter_entity"),
             startup_probe: wasm("startup_probe"),
         }
     })

@@ -200,14 +200,20 @@ pub fn purge_refuses_an_unfinished_instance_and_removes_a_finished_one_with_its_
 }
 
 /// An instance an episode starts with no parent (an orchestrator's
-/// fire-and-forget start) starts like a child; if its ID is taken by an
-/// instance that has not finished, nothing happens and nobody is told.
+/// fire-and-forget start) starts like a child; if its ID is taken by any
+/// instance, finished or not, nothing happens and nobody is told.
 pub fn an_unparented_start_starts_or_leaves_a_live_instance_alone(store: &dyn Store) {
     start(store, &new_instance("taken"));
+    start(store, &new_instance("done"));
+    finish(store, "done", RuntimeStatus::Completed);
     start(store, &new_instance("starter"));
     let read = work(store, "starter");
     let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
-    commit.children = vec![Ok(new_instance("fresh")), Ok(new_instance("taken"))];
+    commit.children = vec![
+        Ok(new_instance("fresh")),
+        Ok(new_instance("taken")),
+        Ok(new_instance("done")),
+    ];
     assert!(matches!(
         store.commit_episode(&commit).unwrap(),
         CommitOutcome::Committed(_)
@@ -218,6 +224,12 @@ pub fn an_unparented_start_starts_or_leaves_a_live_instance_alone(store: &dyn St
     let taken = work(store, "taken");
     let messages: Vec<Message> = taken.messages.into_iter().map(|q| q.message).collect();
     assert_eq!(messages, [Message::Start], "left alone");
+    let done = store.instance("done").unwrap().expect("kept");
+    assert_eq!(
+        (done.status, done.generation),
+        (RuntimeStatus::Completed, 0),
+        "a finished one is not started again"
+    );
     assert!(store.queued_messages("starter").unwrap().is_empty());
 }
 

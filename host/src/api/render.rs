@@ -246,7 +246,7 @@ impl InstanceStatus {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Function {
     name: String,
-    /// `orchestrator` or `activity`.
+    /// `orchestrator`, `activity` or `entity`.
     #[schema(example = "orchestrator")]
     kind: &'static str,
     /// The component file in the functions folder.
@@ -282,7 +282,12 @@ pub(super) fn functions(files: &[crate::runtime::FunctionFile]) -> Vec<Function>
             .iter()
             .map(move |name| function("activity", name, file))
     });
-    orchestrators.chain(activities).collect()
+    let entities = files.iter().flat_map(|file| {
+        file.entities
+            .iter()
+            .map(move |name| function("entity", name, file))
+    });
+    orchestrators.chain(activities).chain(entities).collect()
 }
 
 /// What a purge deleted.

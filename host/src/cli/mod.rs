@@ -510,6 +510,9 @@ pub fn check(files: &[std::path::PathBuf]) -> Result<(String, bool), String> {
                 if !file.activities.is_empty() {
                     let _ = writeln!(out, "  activities     {}", file.activities.join(", "));
                 }
+                if !file.entities.is_empty() {
+                    let _ = writeln!(out, "  entities       {}", file.entities.join(", "));
+                }
             }
             Err(error) => {
                 all_ok = false;

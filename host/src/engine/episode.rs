@@ -29,6 +29,10 @@ use crate::traces::InstanceTrace;
 /// declared to be looping through continue-as-new forever.
 const MAX_IDLE_GENERATIONS: usize = 10_000;
 
+/// Bytes a failure's kind may have: it is a word a program matches, stored
+/// with every failure, so a guest may not make it a payload.
+const MAX_FAILURE_KIND_BYTES: usize = 256;
+
 /// What one step of an orchestrator may produce. A step beyond them fails
 /// its instance, saying which limit it hit and how to raise it, before any
 /// of its actions is recorded: one instance's runaway loop or oversized
@@ -75,6 +79,13 @@ impl StepLimits {
         result: Result<String, Failure>,
     ) -> Result<String, Failure> {
         let (what, size) = match &result {
+            Err(failure) if failure.kind.len() > MAX_FAILURE_KIND_BYTES => {
+                let message = format!(
+                    "activity '{name}' failed with a kind of {} bytes, more than the host allows ({MAX_FAILURE_KIND_BYTES}): a kind is a short word",
+                    failure.kind.len()
+                );
+                return Err(Failure::permanent(Failure::LIMITS, message));
+            }
             Ok(output) if output.len() > self.max_payload_bytes => ("output", output.len()),
             Err(failure) if failure.message.len() > self.max_payload_bytes => {
                 ("failure message", failure.message.len())
@@ -107,7 +118,6 @@ impl StepLimits {
                     action,
                     wire::Action::ScheduleActivity(_)
                         | wire::Action::CreateTimer(_)
-                        | wire::Action::CancelTimer(_)
                         | wire::Action::StartSubOrchestration(_)
                         | wire::Action::StartOrchestration(_)
                         | wire::Action::SendEvent(_)
@@ -124,6 +134,10 @@ impl StepLimits {
             ));
         }
         actions.iter().find_map(|action| match action {
+            wire::Action::Fail(failure) if failure.kind.len() > MAX_FAILURE_KIND_BYTES => Some(format!(
+                "the orchestrator failed with a kind of {} bytes, more than the host allows ({MAX_FAILURE_KIND_BYTES}): a kind is a short word",
+                failure.kind.len()
+            )),
             wire::Action::SetCustomStatus(value) if value.len() > self.max_custom_status_bytes => Some(format!(
                 "the orchestrator set a custom status of {} bytes, more than the host allows ({}; raise --max-custom-status-bytes, or keep large data in the output or an activity's store)",
                 value.len(),

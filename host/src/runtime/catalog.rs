@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::FunctionFile;
-use super::contract::{ActivitiesPre, OrchestratorsPre};
+use super::contract::{ActivitiesPre, EntitiesPre, OrchestratorsPre};
 
 /// One compiled component version, ready to instantiate.
 pub(super) struct Loaded {
@@ -27,6 +27,9 @@ pub(super) struct Loaded {
     /// Set if the component exports activities.
     pub(super) activities: Option<ActivitiesPre>,
     pub(super) activity_names: Vec<String>,
+    /// Set if the component exports entities.
+    pub(super) entities: Option<EntitiesPre>,
+    pub(super) entity_names: Vec<String>,
 }
 
 impl Loaded {
@@ -36,8 +39,16 @@ impl Loaded {
             version: self.version.clone(),
             orchestrators: self.orchestrator_names.clone(),
             activities: self.activity_names.clone(),
+            entities: self.entity_names.clone(),
             contract: self.contract(),
         }
+    }
+
+    /// Whether it exports entity `name` (entity names ignore case).
+    pub(super) fn exports_entity(&self, name: &str) -> bool {
+        self.entity_names
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(name))
     }
 
     /// The contract version of its exports (the SDK builds all of them
@@ -146,11 +157,13 @@ fn describe(file: &FunctionFile) -> String {
         .activities
         .iter()
         .map(|name| format!("{name} (activity)"));
+    let entities = file.entities.iter().map(|name| format!("{name} (entity)"));
     let names: Vec<String> = file
         .orchestrators
         .iter()
         .cloned()
         .chain(activities)
+        .chain(entities)
         .collect();
     format!(
         "{}: {} [{}, contract {}]",
@@ -178,6 +191,9 @@ pub(super) struct Catalog {
     orchestrators: HashMap<String, String>,
     /// Activity name → current version.
     activities: HashMap<String, String>,
+    /// Entity name, in lower case (entity names ignore case) → current
+    /// version.
+    entities: HashMap<String, String>,
 }
 
 /// Why a file is not served, and what it was when that was decided.
@@ -322,6 +338,11 @@ impl Catalog {
         fingerprint: Fingerprint,
         loaded: &Arc<Loaded>,
     ) -> Result<(), String> {
+        let entity_keys: Vec<String> = loaded
+            .entity_names
+            .iter()
+            .map(|name| name.to_lowercase())
+            .collect();
         let claims = [
             (
                 "orchestrator",
@@ -329,6 +350,7 @@ impl Catalog {
                 &self.orchestrators,
             ),
             ("activity", &loaded.activity_names, &self.activities),
+            ("entity", &entity_keys, &self.entities),
         ];
         for (kind, names, table) in claims {
             for name in names {
@@ -350,6 +372,9 @@ impl Catalog {
         }
         for name in &loaded.activity_names {
             self.activities.insert(name.clone(), loaded.version.clone());
+        }
+        for key in entity_keys {
+            self.entities.insert(key, loaded.version.clone());
         }
         self.served.insert(
             path.to_owned(),
@@ -387,6 +412,10 @@ impl Catalog {
 
     pub(super) fn current_activity(&self, name: &str) -> Option<&str> {
         self.activities.get(name).map(String::as_str)
+    }
+
+    pub(super) fn current_entity(&self, name: &str) -> Option<&str> {
+        self.entities.get(&name.to_lowercase()).map(String::as_str)
     }
 
     pub(super) fn orchestrator_names(&self) -> Vec<String> {

@@ -19,6 +19,7 @@ mod activity;
 mod catalog;
 mod contract;
 mod determinism;
+mod entity;
 mod http;
 mod orchestrator;
 mod sandbox;
@@ -40,7 +41,8 @@ pub use self::orchestrator::GuestExecution;
 use self::sandbox::GuestState;
 
 pub use self::contract::wire;
-use self::contract::{ActivitiesPre, OrchestratorsPre};
+use self::contract::{ActivitiesPre, EntitiesPre, OrchestratorsPre};
+pub use self::entity::EntityBatch;
 
 /// How often the engine's epoch advances: the resolution of activity timeouts.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -102,6 +104,7 @@ pub struct FunctionFile {
     pub version: String,
     pub orchestrators: Vec<String>,
     pub activities: Vec<String>,
+    pub entities: Vec<String>,
     /// The version of `reprise:orchestration` it was built against.
     pub contract: &'static str,
 }
@@ -109,10 +112,17 @@ pub struct FunctionFile {
 impl FunctionFile {
     /// Which WIT world the component implements.
     pub fn world(&self) -> &'static str {
-        match (self.orchestrators.is_empty(), self.activities.is_empty()) {
-            (false, false) => "functions (orchestrators and activities)",
-            (false, true) => "orchestrations",
-            _ => "activities",
+        let kinds = (
+            !self.orchestrators.is_empty(),
+            !self.activities.is_empty(),
+            !self.entities.is_empty(),
+        );
+        match kinds {
+            (true, false, false) => "orchestrations",
+            (false, true, false) => "activities",
+            (false, false, true) => "entities",
+            (true, true, false) => "functions (orchestrators and activities)",
+            _ => "functions",
         }
     }
 }
@@ -143,6 +153,8 @@ pub enum GuestError {
     VersionUnavailable(String),
     #[error("no loaded component exports an activity named '{0}'")]
     UnknownActivity(String),
+    #[error("no loaded component exports an entity named '{0}'")]
+    UnknownEntity(String),
     #[error("exceeded its fuel budget of {0} units in one step (an endless loop?)")]
     OutOfFuel(u64),
     #[error("exceeded its memory limit of {limit_mib} MiB: {message}")]
@@ -421,28 +433,33 @@ impl Runtime {
             .context("not a valid WebAssembly component")?;
         let orchestrators = self.load_orchestrators(&component);
         let activities = self.load_activities(&component);
-        let (orchestrators, activities) = match (orchestrators, activities) {
-            (Err(orchestrator_error), Err(activity_error)) => {
+        let entities = self.load_entities(&component);
+        let (orchestrators, activities, entities) = match (orchestrators, activities, entities) {
+            (Err(orchestrator_error), Err(activity_error), Err(_)) => {
                 return Err(orchestrator_error.context(format!(
                     "not an orchestrator component; nor an activity component: {activity_error:#}"
                 )));
             }
-            (orchestrators, activities) => (
+            (orchestrators, activities, entities) => (
                 orchestrators.ok().filter(|(_, names)| !names.is_empty()),
                 activities.ok().filter(|(_, names)| !names.is_empty()),
+                entities.ok().filter(|(_, names)| !names.is_empty()),
             ),
         };
-        if orchestrators.is_none() && activities.is_none() {
-            anyhow::bail!("the component exports no orchestrators and no activities");
+        if orchestrators.is_none() && activities.is_none() && entities.is_none() {
+            anyhow::bail!("the component exports no orchestrators, activities or entities");
         }
         let (orchestrators, orchestrator_names) = orchestrators.unzip();
         let (activities, activity_names) = activities.unzip();
+        let (entities, entity_names) = entities.unzip();
         Ok(Loaded {
             version,
             orchestrators,
             orchestrator_names: orchestrator_names.unwrap_or_default(),
             activities,
             activity_names: activity_names.unwrap_or_default(),
+            entities,
+            entity_names: entity_names.unwrap_or_default(),
         })
     }
 
@@ -475,6 +492,19 @@ impl Runtime {
         let names = self
             .activity_names_of(&pre)
             .map_err(|error| anyhow::anyhow!("names() of the activity export failed: {error}"))?;
+        Ok((pre, names))
+    }
+
+    fn load_entities(&self, component: &Component) -> anyhow::Result<(EntitiesPre, Vec<String>)> {
+        let instance_pre = self
+            .orchestrator_linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .context("the component imports something the entity sandbox does not provide")?;
+        let pre = EntitiesPre::new(instance_pre)?;
+        let names = self
+            .entity_names_of(&pre)
+            .map_err(|error| anyhow::anyhow!("names() of the entity export failed: {error}"))?;
         Ok((pre, names))
     }
 

@@ -35,9 +35,19 @@ pub(super) mod current {
             },
         });
     }
+
+    pub(in crate::runtime) mod entities {
+        wasmtime::component::bindgen!({
+            path: "../wit/orchestration.wit",
+            world: "entities",
+            with: {
+                "reprise:orchestration/types": super::orchestrations::reprise::orchestration::types,
+            },
+        });
+    }
 }
 
-/// Bindings of 0.1.0: orchestrators and activities.
+/// Bindings of 0.1.0: orchestrators and activities (it has no entities).
 pub(super) mod archived_0_1 {
     pub(in crate::runtime) mod orchestrations {
         wasmtime::component::bindgen!({
@@ -57,6 +67,9 @@ pub(super) mod archived_0_1 {
 /// The types exchanged with guests, in the current version.
 pub mod wire {
     pub use super::current::activities::exports::reprise::orchestration::activity::ActivityContext;
+    pub use super::current::entities::exports::reprise::orchestration::entity::{
+        EntityAction, Operation, Outcome,
+    };
     pub use super::current::orchestrations::reprise::orchestration::types::{
         Action, CallEntity, ContinueAsNew, CreateTimer, EntityId, EventRaised, ExecutionStarted,
         Failure, HistoryEvent, LockEntities, ScheduleActivity, SendEvent, SignalEntity,
@@ -248,10 +261,62 @@ impl Activities {
     }
 }
 
+/// A component's entities, ready to instantiate (entities came with
+/// 0.2.0: there is no older version to speak).
+#[derive(Clone)]
+pub(super) struct EntitiesPre(current::entities::EntitiesPre<GuestState>);
+
+impl EntitiesPre {
+    pub(super) fn new(pre: InstancePre<GuestState>) -> anyhow::Result<EntitiesPre> {
+        current::entities::EntitiesPre::new(pre)
+            .map(EntitiesPre)
+            .map_err(|_| no_export_of("entity", &VERSIONS[..1]))
+    }
+
+    pub(super) fn instantiate(
+        &self,
+        store: impl AsContextMut<Data = GuestState>,
+    ) -> wasmtime::Result<Entities> {
+        Ok(Entities(self.0.instantiate(store)?))
+    }
+}
+
+/// One instance of a component's entities.
+pub(super) struct Entities(current::entities::Entities);
+
+impl Entities {
+    pub(super) fn names(
+        &self,
+        store: StoreContextMut<'_, GuestState>,
+    ) -> wasmtime::Result<Vec<String>> {
+        self.0.reprise_orchestration_entity().call_names(store)
+    }
+
+    /// Applies `operation` to entity `id` in state `state`.
+    pub(super) fn run(
+        &self,
+        store: StoreContextMut<'_, GuestState>,
+        id: &wire::EntityId,
+        state: Option<&str>,
+        operation: &wire::Operation,
+    ) -> wasmtime::Result<wire::Outcome> {
+        let state = state.map(str::to_owned);
+        self.0
+            .reprise_orchestration_entity()
+            .call_run(store, id, state.as_ref(), operation)
+    }
+}
+
 /// Why a component was not loaded as `interface`s: it has none of the
 /// versions this host runs.
 fn no_export(interface: &str) -> anyhow::Error {
-    let names: Vec<String> = VERSIONS
+    no_export_of(interface, &VERSIONS)
+}
+
+/// Why a component was not loaded as `interface`s: it has none of
+/// `versions`.
+fn no_export_of(interface: &str, versions: &[&str]) -> anyhow::Error {
+    let names: Vec<String> = versions
         .iter()
         .map(|version| format!("reprise:orchestration/{interface}@{version}"))
         .collect();
