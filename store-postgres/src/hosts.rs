@@ -181,6 +181,7 @@ pub(crate) async fn heartbeat(pool: Pool, membership: Arc<Membership>) {
         if membership.leaving() {
             return;
         }
+        exit_if_schema_is_newer(&pool).await;
         // Bounded: a renewal stuck on a dead connection must not keep the
         // host from trying again (and, lease lost, from registering anew).
         let renewed = tokio::time::timeout(membership.ttl / 3, renew(&pool, &membership))
@@ -206,6 +207,24 @@ pub(crate) async fn heartbeat(pool: Pool, membership: Arc<Membership>) {
         if let Err(error) = folded {
             tracing::warn!("cannot fold the instance counts: {error:#}");
         }
+    }
+}
+
+/// Stops the process if a newer host has upgraded the schema since this
+/// one started: what a newer host stores, an older one may not read, and
+/// a host that could not read its work would fail it. Its instances are
+/// taken over by the others; restarted as the same version, it refuses
+/// the database and says why. (A failed read is left to the next beat.)
+async fn exit_if_schema_is_newer(pool: &Pool) {
+    let Ok(version) = crate::schema::version(pool).await else {
+        return;
+    };
+    if version > crate::schema::VERSION {
+        tracing::error!(
+            "the database's schema is now version {version}, newer than this host understands ({}): a newer host upgraded it; this host stops (exit code 75) and leaves its work to the newer hosts",
+            crate::schema::VERSION
+        );
+        std::process::exit(75);
     }
 }
 

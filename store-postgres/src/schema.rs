@@ -162,6 +162,14 @@ const UPGRADES: [&[&str]; 3] = [
     &["ALTER TABLE activities ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"],
 ];
 
+/// The schema version the database has now.
+pub(crate) async fn version(pool: &deadpool_postgres::Pool) -> anyhow::Result<i32> {
+    let client = pool.get().await?;
+    let row = crate::rows::query(&client, "SELECT version FROM reprise_schema", &[]).await?;
+    let version = row.first().context("no schema version recorded")?.get(0);
+    Ok(version)
+}
+
 /// Upgrades a schema of version `from` to [`VERSION`], in the caller's
 /// transaction (under the migration lock).
 async fn upgrade(

@@ -260,3 +260,29 @@ async fn a_host_stopped_cleanly_hands_its_work_over_at_once() {
         .wait_for(&id, Duration::from_secs(30), |body| body["input"] == 1)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_stops_when_a_newer_host_upgrades_the_schema_under_it() {
+    if on_sqlite() {
+        return;
+    }
+    let mut old = hosts(1, &[&components().event_log]).await.remove(0);
+    let id = old.start_instance("EventLog", None, "null").await;
+    old.wait_for_status(&id, "Running").await;
+
+    // What a newer release's first host does on start-up.
+    old.alter_database("UPDATE reprise_schema SET version = version + 1");
+    assert_eq!(old.wait_for_exit(Duration::from_secs(30)).await, Some(75));
+    assert!(
+        old.log()
+            .contains("a newer host upgraded it; this host stops"),
+        "{}",
+        old.log()
+    );
+    // Restarted as it is, it refuses the database and says why.
+    let refused = old.start_expecting_failure();
+    assert!(
+        refused.contains("newer than this host understands"),
+        "{refused}"
+    );
+}
