@@ -189,7 +189,7 @@ async fn execute(
     // time spent blocked in the host on the guest's behalf.
     Some(
         match tokio::time::timeout(timeout + Duration::from_secs(1), run).await {
-            Ok(Ok(Ok(outcome))) => (outcome.map_err(failure_of), None),
+            Ok(Ok(Ok(outcome))) => (outcome.map_err(Failure::from), None),
             Ok(Ok(Err(GuestError::Host(error)))) => {
                 // Not the activity's fault: leave it leased; it runs again when
                 // the lease expires.
@@ -261,15 +261,6 @@ fn context_of(work: &ActivityWork) -> wire::ActivityContext {
         task_id: work.task_id,
         idempotency_key: format!("{}/{}/{}", work.instance_id, work.generation, work.task_id),
         attempt: work.attempt,
-    }
-}
-
-/// A guest's failure as the store keeps it.
-fn failure_of(failure: wire::Failure) -> Failure {
-    Failure {
-        kind: failure.kind,
-        message: failure.message,
-        retryable: failure.retryable,
     }
 }
 

@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::model::{
-    Failure, FailureDetails, HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask,
-    QueuedMessage, RuntimeStatus,
+    Failure, HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask, QueuedMessage,
+    RuntimeStatus,
 };
 use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
 use crate::store::{
@@ -770,6 +770,9 @@ fn run_steps(
     mut warm: Option<WarmExecution>,
 ) -> Result<(Outcome, Option<(GuestExecution, usize)>), GuestError> {
     let runtime = guest.runtime;
+    // Where the instances it starts go in its trace, if it is traced.
+    let child_trace =
+        || InstanceTrace::of(instance.trace.as_deref()).map(|trace| trace.child().to_text());
     let mut idle_generations = 0;
     let mut carry_over = Vec::new();
     'generations: loop {
@@ -823,9 +826,7 @@ fn run_steps(
                         generation.new_entries.extend(action_entry(action, now));
                     }
                     wire::Action::StartOrchestration(start) => {
-                        let trace = InstanceTrace::of(instance.trace.as_deref())
-                            .map(|trace| trace.child().to_text());
-                        match own_start(runtime, &start, now, trace) {
+                        match own_start(runtime, &start, now, child_trace()) {
                             Ok(new) => generation.children.push(Ok(new)),
                             Err(error) => return Ok((Outcome::Failed(error, None), None)),
                         }
@@ -846,9 +847,7 @@ fn run_steps(
                             generation: generation.number,
                             task_id: child.id,
                         };
-                        let trace = InstanceTrace::of(instance.trace.as_deref())
-                            .map(|trace| trace.child().to_text());
-                        let start = child_start(runtime, &child, parent, now, trace);
+                        let start = child_start(runtime, &child, parent, now, child_trace());
                         generation.children.push(start);
                         generation.new_entries.extend(action_entry(
                             wire::Action::StartSubOrchestration(child),
@@ -1026,7 +1025,7 @@ fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryE
             id, error, details, ..
         } => wire::HistoryEvent::ActivityFailed(wire::TaskFailed {
             id: *id,
-            failure: wire_failure(Failure::recorded(error, details.as_ref())),
+            failure: Failure::recorded(error, details.as_ref()).into(),
         }),
         HistoryEntry::SubOrchestrationCompleted { id, output, .. } => {
             wire::HistoryEvent::SubOrchestrationCompleted(wire::TaskCompleted {
@@ -1038,7 +1037,7 @@ fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryE
             id, error, details, ..
         } => wire::HistoryEvent::SubOrchestrationFailed(wire::TaskFailed {
             id: *id,
-            failure: wire_failure(Failure::recorded(error, details.as_ref())),
+            failure: Failure::recorded(error, details.as_ref()).into(),
         }),
         _ => return None,
     })
@@ -1066,14 +1065,14 @@ fn is_action(entry: &HistoryEntry) -> bool {
 fn action_entry(action: wire::Action, timestamp: Millis) -> Option<HistoryEntry> {
     Some(match action {
         wire::Action::Complete(output) => HistoryEntry::ExecutionCompleted { timestamp, output },
-        wire::Action::Fail(failure) => HistoryEntry::ExecutionFailed {
-            timestamp,
-            details: Some(FailureDetails {
-                kind: failure.kind,
-                retryable: failure.retryable,
-            }),
-            error: failure.message,
-        },
+        wire::Action::Fail(failure) => {
+            let failure = Failure::from(failure);
+            HistoryEntry::ExecutionFailed {
+                timestamp,
+                details: Some(failure.details()),
+                error: failure.message,
+            }
+        }
         wire::Action::ContinueAsNew(next) => HistoryEntry::ContinuedAsNew {
             timestamp,
             input: next.input,
@@ -1130,15 +1129,6 @@ fn comparable(entry: &HistoryEntry) -> HistoryEntry {
     entry
 }
 
-/// A stored failure as the guest receives it.
-fn wire_failure(failure: Failure) -> wire::Failure {
-    wire::Failure {
-        kind: failure.kind,
-        message: failure.message,
-        retryable: failure.retryable,
-    }
-}
-
 fn describe(entry: Option<&HistoryEntry>) -> String {
     match entry {
         None => "nothing".to_owned(),
@@ -1187,22 +1177,24 @@ fn child_start(
         .instance_id
         .clone()
         .unwrap_or_else(|| parent.default_child_id());
-    if let Err(error) = InstanceId::parse(&id) {
-        let message = format!("cannot start a sub-orchestration: {error}");
-        return Err((parent, Failure::permanent(Failure::ERROR, message)));
-    }
-    let Some(version) = runtime.current_version(&child.name) else {
-        let error = format!("no orchestrator named '{}' is loaded", child.name);
-        return Err((parent, Failure::permanent(Failure::NOT_FOUND, error)));
-    };
-    Ok(NewInstance {
+    let start = Start {
         id,
-        name: child.name.clone(),
-        input: child.input.clone(),
-        now,
-        parent: Some(parent),
-        version: Some(version),
-        trace,
+        name: &child.name,
+        input: &child.input,
+        parent: Some(parent.clone()),
+    };
+    start.checked(runtime, now, trace).map_err(|refused| {
+        let failure = match refused {
+            Refused::BadId(error) => Failure::permanent(
+                Failure::ERROR,
+                format!("cannot start a sub-orchestration: {error}"),
+            ),
+            Refused::NotLoaded => Failure::permanent(
+                Failure::NOT_FOUND,
+                format!("no orchestrator named '{}' is loaded", child.name),
+            ),
+        };
+        (parent, failure)
     })
 }
 
@@ -1215,25 +1207,61 @@ fn own_start(
     now: Millis,
     trace: Option<String>,
 ) -> Result<NewInstance, String> {
-    let cannot = |why: String| {
+    let own = Start {
+        id: start.instance_id.clone(),
+        name: &start.name,
+        input: &start.input,
+        parent: None,
+    };
+    own.checked(runtime, now, trace).map_err(|refused| {
+        let why = match refused {
+            Refused::BadId(error) => error,
+            Refused::NotLoaded => "no orchestrator of that name is loaded".to_owned(),
+        };
         format!(
             "cannot start orchestration '{}' as '{}': {why}",
             start.name, start.instance_id
         )
-    };
-    InstanceId::parse(&start.instance_id).map_err(|error| cannot(error.to_string()))?;
-    let version = runtime
-        .current_version(&start.name)
-        .ok_or_else(|| cannot("no orchestrator of that name is loaded".to_owned()))?;
-    Ok(NewInstance {
-        id: start.instance_id.clone(),
-        name: start.name.clone(),
-        input: start.input.clone(),
-        now,
-        parent: None,
-        version: Some(version),
-        trace,
     })
+}
+
+/// An instance an orchestrator asks to start, as a child or on its own.
+struct Start<'a> {
+    id: String,
+    name: &'a str,
+    input: &'a str,
+    parent: Option<ParentTask>,
+}
+
+/// Why an instance an orchestrator asks for cannot start.
+enum Refused {
+    BadId(String),
+    NotLoaded,
+}
+
+impl Start<'_> {
+    /// The new instance, on the orchestrator's current version, if its ID
+    /// is valid and its orchestrator loaded.
+    fn checked(
+        self,
+        runtime: &Runtime,
+        now: Millis,
+        trace: Option<String>,
+    ) -> Result<NewInstance, Refused> {
+        InstanceId::parse(&self.id).map_err(|error| Refused::BadId(error.to_string()))?;
+        let version = runtime
+            .current_version(self.name)
+            .ok_or(Refused::NotLoaded)?;
+        Ok(NewInstance {
+            id: self.id,
+            name: self.name.to_owned(),
+            input: self.input.to_owned(),
+            now,
+            parent: self.parent,
+            version: Some(version),
+            trace,
+        })
+    }
 }
 
 pub(super) fn json_string(text: &str) -> String {

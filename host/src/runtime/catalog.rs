@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::FunctionFile;
 use super::contract::{ActivitiesPre, EntitiesPre, OrchestratorsPre};
+use super::{FunctionFile, GuestError};
 
 /// One compiled component version, ready to instantiate.
 pub(super) struct Loaded {
@@ -404,6 +404,22 @@ impl Catalog {
         versions.sort();
         versions.dedup();
         versions
+    }
+
+    /// Component version `pinned` (an instance's), or else `current` (the
+    /// version serving a name now); `Ok(None)` if neither names one.
+    pub(super) fn pinned_or_current<'a>(
+        &'a self,
+        pinned: Option<&'a str>,
+        current: Option<&'a str>,
+    ) -> Result<Option<&'a Loaded>, GuestError> {
+        let Some(version) = pinned.or(current) else {
+            return Ok(None);
+        };
+        self.versions
+            .get(version)
+            .map(|loaded| Some(loaded.as_ref()))
+            .ok_or_else(|| GuestError::VersionUnavailable(version.to_owned()))
     }
 
     pub(super) fn current_orchestrator(&self, name: &str) -> Option<&str> {

@@ -38,20 +38,11 @@ impl Runtime {
         operations: &[wire::Operation],
     ) -> Result<EntityBatch, GuestError> {
         let catalog = self.catalog();
-        let unknown = || GuestError::UnknownEntity(id.name.clone());
-        let version = match version {
-            Some(version) => version,
-            None => catalog.current_entity(&id.name).ok_or_else(unknown)?,
-        };
-        let loaded = catalog
-            .versions
-            .get(version)
-            .ok_or_else(|| GuestError::VersionUnavailable(version.to_owned()))?;
-        let component = loaded
-            .entities
-            .as_ref()
-            .filter(|_| loaded.exports_entity(&id.name))
-            .ok_or_else(unknown)?;
+        let component = catalog
+            .pinned_or_current(version, catalog.current_entity(&id.name))?
+            .filter(|loaded| loaded.exports_entity(&id.name))
+            .and_then(|loaded| loaded.entities.as_ref())
+            .ok_or_else(|| GuestError::UnknownEntity(id.name.clone()))?;
         let stderr = StderrTail::logged(STDERR_CAPTURE_BYTES, format!("entity {}", id.name));
         let mut sandbox = self.entity_sandbox(stderr);
         let entities = component

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine};
 
 pub use self::catalog::FileChange;
@@ -467,44 +467,54 @@ impl Runtime {
         &self,
         component: &Component,
     ) -> anyhow::Result<(OrchestratorsPre, Vec<String>)> {
-        let instance_pre = self
-            .orchestrator_linker
-            .instantiate_pre(component)
-            .map_err(anyhow::Error::from)
-            .context("the component imports something the orchestrator sandbox does not provide")?;
-        let pre = OrchestratorsPre::new(instance_pre)?;
-        let names = self.orchestrator_names_of(&pre).map_err(|error| {
-            anyhow::anyhow!("names() of the orchestrator export failed: {error}")
-        })?;
-        Ok((pre, names))
+        let linker = &self.orchestrator_linker;
+        self.load_exports(
+            linker,
+            component,
+            "orchestrator",
+            OrchestratorsPre::new,
+            |pre| self.orchestrator_names_of(pre),
+        )
     }
 
     fn load_activities(
         &self,
         component: &Component,
     ) -> anyhow::Result<(ActivitiesPre, Vec<String>)> {
-        let instance_pre = self
-            .activity_linker
-            .instantiate_pre(component)
-            .map_err(anyhow::Error::from)
-            .context("the component imports something the activity sandbox does not provide")?;
-        let pre = ActivitiesPre::new(instance_pre)?;
-        let names = self
-            .activity_names_of(&pre)
-            .map_err(|error| anyhow::anyhow!("names() of the activity export failed: {error}"))?;
-        Ok((pre, names))
+        let linker = &self.activity_linker;
+        self.load_exports(linker, component, "activity", ActivitiesPre::new, |pre| {
+            self.activity_names_of(pre)
+        })
     }
 
+    /// Entities run in a sandbox like the orchestrators' (no network).
     fn load_entities(&self, component: &Component) -> anyhow::Result<(EntitiesPre, Vec<String>)> {
-        let instance_pre = self
-            .orchestrator_linker
+        let linker = &self.orchestrator_linker;
+        self.load_exports(linker, component, "entity", EntitiesPre::new, |pre| {
+            self.entity_names_of(pre)
+        })
+    }
+
+    /// `component`'s export of one `interface`, linked by `linker`, and
+    /// the names it says it has.
+    fn load_exports<P>(
+        &self,
+        linker: &Linker<GuestState>,
+        component: &Component,
+        interface: &str,
+        exports: impl FnOnce(InstancePre<GuestState>) -> anyhow::Result<P>,
+        names: impl FnOnce(&P) -> Result<Vec<String>, GuestError>,
+    ) -> anyhow::Result<(P, Vec<String>)> {
+        let instance_pre = linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
-            .context("the component imports something the entity sandbox does not provide")?;
-        let pre = EntitiesPre::new(instance_pre)?;
-        let names = self
-            .entity_names_of(&pre)
-            .map_err(|error| anyhow::anyhow!("names() of the entity export failed: {error}"))?;
+            .with_context(|| {
+                format!("the component imports something the {interface} sandbox does not provide")
+            })?;
+        let pre = exports(instance_pre)?;
+        let names = names(&pre).map_err(|error| {
+            anyhow::anyhow!("names() of the {interface} export failed: {error}")
+        })?;
         Ok((pre, names))
     }
 

@@ -25,18 +25,10 @@ impl Runtime {
     ) -> Result<GuestExecution, GuestError> {
         let catalog = self.catalog();
         let unknown = || GuestError::UnknownOrchestrator(name.to_owned());
-        let version = match version {
-            Some(version) => version,
-            None => catalog.current_orchestrator(name).ok_or_else(unknown)?,
-        };
-        let loaded = catalog
-            .versions
-            .get(version)
-            .ok_or_else(|| GuestError::VersionUnavailable(version.to_owned()))?;
-        let component = loaded
-            .orchestrators
-            .as_ref()
-            .filter(|_| loaded.orchestrator_names.iter().any(|known| known == name))
+        let component = catalog
+            .pinned_or_current(version, catalog.current_orchestrator(name))?
+            .filter(|loaded| loaded.orchestrator_names.iter().any(|known| known == name))
+            .and_then(|loaded| loaded.orchestrators.as_ref())
             .ok_or_else(unknown)?;
         // What the guest writes to stderr (the SDK's replay-safe log) goes
         // to the host's log, inside the episode's span.

@@ -77,6 +77,26 @@ pub mod wire {
     };
 }
 
+impl From<crate::model::Failure> for wire::Failure {
+    fn from(failure: crate::model::Failure) -> wire::Failure {
+        wire::Failure {
+            kind: failure.kind,
+            message: failure.message,
+            retryable: failure.retryable,
+        }
+    }
+}
+
+impl From<wire::Failure> for crate::model::Failure {
+    fn from(failure: wire::Failure) -> crate::model::Failure {
+        crate::model::Failure {
+            kind: failure.kind,
+            message: failure.message,
+            retryable: failure.retryable,
+        }
+    }
+}
+
 /// The package versions the host runs, newest first.
 pub const VERSIONS: [&str; 2] = ["0.2.0", "0.1.0"];
 
