@@ -6,6 +6,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod entity;
 pub mod failure;
 pub mod model;
 pub mod store;

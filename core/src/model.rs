@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::entity::Sender;
 pub use crate::failure::{Failure, FailureDetails};
 
 /// Milliseconds since the Unix epoch, UTC.
@@ -302,6 +303,60 @@ pub enum HistoryEntry {
         instance_id: String,
         input: String,
     },
+    /// An operation the orchestrator sent an entity (fire and forget).
+    EntitySignaled {
+        timestamp: Millis,
+        /// The entity's instance ID, `@name@key`.
+        target: String,
+        operation: String,
+        input: String,
+    },
+    /// An operation the orchestrator awaits the result of.
+    EntityCalled {
+        timestamp: Millis,
+        id: u64,
+        target: String,
+        operation: String,
+        input: String,
+    },
+    /// The orchestrator asked to lock these entities (sorted).
+    EntityLockRequested {
+        timestamp: Millis,
+        id: u64,
+        targets: Vec<String>,
+    },
+    /// The orchestrator released the entities it held.
+    EntitiesUnlocked {
+        timestamp: Millis,
+    },
+    // Entity events.
+    EntityCallCompleted {
+        timestamp: Millis,
+        id: u64,
+        output: String,
+    },
+    EntityCallFailed {
+        timestamp: Millis,
+        id: u64,
+        error: String,
+        details: FailureDetails,
+    },
+    /// Every entity of lock request `id` is held for the orchestrator.
+    EntitiesLocked {
+        timestamp: Millis,
+        id: u64,
+    },
+    /// An entity's whole record (see [`crate::entity`]): the only entry
+    /// of an entity's history, replaced by each of its episodes.
+    EntityState {
+        /// Its last operation.
+        timestamp: Millis,
+        state: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locked_by: Option<Sender>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deferred: Vec<Message>,
+    },
     // Host decisions, neither fed to nor produced by the guest.
     ExecutionTerminated {
         timestamp: Millis,
@@ -360,7 +415,15 @@ impl HistoryEntry {
             | HistoryEntry::ExecutionTerminated { timestamp, .. }
             | HistoryEntry::ExecutionSuspended { timestamp, .. }
             | HistoryEntry::ExecutionResumed { timestamp, .. }
-            | HistoryEntry::ExecutionRewound { timestamp, .. } => timestamp,
+            | HistoryEntry::ExecutionRewound { timestamp, .. }
+            | HistoryEntry::EntitySignaled { timestamp, .. }
+            | HistoryEntry::EntityCalled { timestamp, .. }
+            | HistoryEntry::EntityLockRequested { timestamp, .. }
+            | HistoryEntry::EntitiesUnlocked { timestamp }
+            | HistoryEntry::EntityCallCompleted { timestamp, .. }
+            | HistoryEntry::EntityCallFailed { timestamp, .. }
+            | HistoryEntry::EntitiesLocked { timestamp, .. }
+            | HistoryEntry::EntityState { timestamp, .. } => timestamp,
         }
     }
 
@@ -389,6 +452,14 @@ impl HistoryEntry {
             HistoryEntry::ExecutionSuspended { .. } => "ExecutionSuspended",
             HistoryEntry::ExecutionResumed { .. } => "ExecutionResumed",
             HistoryEntry::ExecutionRewound { .. } => "ExecutionRewound",
+            HistoryEntry::EntitySignaled { .. } => "EntitySignaled",
+            HistoryEntry::EntityCalled { .. } => "EntityCalled",
+            HistoryEntry::EntityLockRequested { .. } => "EntityLockRequested",
+            HistoryEntry::EntitiesUnlocked { .. } => "EntitiesUnlocked",
+            HistoryEntry::EntityCallCompleted { .. } => "EntityCallCompleted",
+            HistoryEntry::EntityCallFailed { .. } => "EntityCallFailed",
+            HistoryEntry::EntitiesLocked { .. } => "EntitiesLocked",
+            HistoryEntry::EntityState { .. } => "EntityState",
         }
     }
 }
@@ -437,6 +508,59 @@ pub enum Message {
         id: u64,
         result: Result<String, Failure>,
     },
+    /// An operation for an entity (this instance is one).
+    EntityOperation {
+        operation: String,
+        /// JSON.
+        input: String,
+        /// Who sent it: `None` for a client's signal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sender: Option<Sender>,
+        accepted_at: Millis,
+    },
+    /// Lock this entity, `targets[position]`, for `holder`, then pass the
+    /// request on to the next of `targets` (sorted entity instance IDs),
+    /// or tell the holder they are all held.
+    EntityLock {
+        holder: Sender,
+        targets: Vec<String>,
+        position: usize,
+    },
+    /// Release this entity if `holder` holds it, and pass the release on
+    /// along the lock's targets from `position`.
+    EntityUnlock {
+        holder: Sender,
+        targets: Vec<String>,
+        position: usize,
+    },
+    /// An entity applied an operation a task of this instance called.
+    /// Ignored if its generation has ended.
+    EntityCallDone {
+        generation: u32,
+        id: u64,
+        result: Result<String, Failure>,
+    },
+    /// Every entity of this instance's lock task `id` is held for it.
+    /// Ignored if its generation has ended.
+    EntitiesLocked {
+        generation: u32,
+        id: u64,
+    },
+}
+
+impl Message {
+    /// Whether it is addressed to an entity: delivering it to an ID with
+    /// no row creates the entity's row ([`NewInstance::entity`]).
+    ///
+    /// [`NewInstance::entity`]: crate::store::NewInstance::entity
+    pub fn addresses_entity(&self) -> bool {
+        matches!(
+            self,
+            Message::EntityOperation { .. }
+                | Message::EntityLock { .. }
+                | Message::EntityUnlock { .. }
+        )
+    }
 }
 
 /// A message with its position in the instance's inbox.

@@ -122,6 +122,28 @@ pub struct InstanceFilter {
     /// Any of these statuses; empty means any status.
     pub statuses: Vec<RuntimeStatus>,
     pub id_prefix: Option<String>,
+    /// Orchestrations (the default) or entities.
+    pub kind: InstanceKind,
+}
+
+/// The two kinds of instances: orchestrations, and entities (whose IDs
+/// begin with `@`, see [`crate::entity`]). A filter selects one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InstanceKind {
+    #[default]
+    Orchestrations,
+    Entities,
+}
+
+impl InstanceKind {
+    /// The SQL condition (the same in SQLite and PostgreSQL) on
+    /// `instance_id` that selects this kind.
+    pub fn sql_condition(self) -> &'static str {
+        match self {
+            InstanceKind::Orchestrations => "instance_id NOT LIKE '@%'",
+            InstanceKind::Entities => "instance_id LIKE '@%'",
+        }
+    }
 }
 
 impl InstanceFilter {
@@ -251,6 +273,13 @@ pub struct EpisodeCommit {
     /// Events for other instances: (instance ID, name, JSON payload).
     /// Delivered if the target is live, dropped otherwise.
     pub sent_events: Vec<(String, String, String)>,
+    /// Messages for other instances, in order: entity operations, locks
+    /// and releases, and entities' answers to orchestrations. Queued for
+    /// a live target; a message for an entity
+    /// ([`Message::addresses_entity`]) to an ID with no row first creates
+    /// the entity's row ([`NewInstance::entity`]); any other is dropped if
+    /// its target is missing or finished.
+    pub messages: Vec<(String, Message)>,
     /// Timers of the generation of `updated` the episode cancelled (task
     /// IDs): deleted, so they never fire.
     pub cancelled_timers: Vec<u64>,
@@ -298,6 +327,8 @@ pub enum Effect {
         payload: String,
         accepted_at: Millis,
     },
+    /// A message for another instance (see [`EpisodeCommit::messages`]).
+    Deliver { target: String, message: Message },
     /// An activity to queue, if its generation still runs.
     Activity {
         generation: u32,
@@ -316,8 +347,8 @@ pub enum Effect {
 
 impl EpisodeCommit {
     /// Its effects on other instances and on the queues, in the order a
-    /// staged commit applies them: children, sent events, activities,
-    /// timers.
+    /// staged commit applies them: children, sent events, messages,
+    /// activities, timers.
     pub fn effects(&self) -> Vec<Effect> {
         let (generation, now) = (self.updated.generation, self.updated.updated_at);
         let children = self.children.iter().cloned().map(Effect::Child);
@@ -329,6 +360,13 @@ impl EpisodeCommit {
                 name: name.clone(),
                 payload: payload.clone(),
                 accepted_at: now,
+            });
+        let messages = self
+            .messages
+            .iter()
+            .map(|(target, message)| Effect::Deliver {
+                target: target.clone(),
+                message: message.clone(),
             });
         let activities = self.activities.iter().map(|activity| Effect::Activity {
             generation,
@@ -344,6 +382,7 @@ impl EpisodeCommit {
         });
         children
             .chain(sends)
+            .chain(messages)
             .chain(activities)
             .chain(timers)
             .collect()
@@ -416,6 +455,7 @@ impl EpisodeCommit {
             lease: ActivityLease::default(),
             children: Vec::new(),
             sent_events: Vec::new(),
+            messages: Vec::new(),
             cancelled_timers: Vec::new(),
             requeued: Vec::new(),
             staging: None,
@@ -563,7 +603,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queues `message` (an event, a termination, a suspend or resume) for
     /// a live instance with no termination queued, or applies it by
-    /// `direct` in the same transaction.
+    /// `direct` in the same transaction. A message for an entity
+    /// ([`Message::addresses_entity`]) creates the entity's row first if
+    /// it has none ([`NewInstance::entity`]; `id` is `@name@key`).
     fn deliver(
         &self,
         id: &str,

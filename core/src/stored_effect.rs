@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Failure, Millis, ParentTask};
+use crate::model::{Failure, Message, Millis, ParentTask};
 use crate::store::{Effect, NewInstance};
 
 /// `effect` as stored.
@@ -50,6 +50,10 @@ enum StoredEffect {
         name: String,
         payload: String,
         accepted_at: Millis,
+    },
+    Deliver {
+        target: String,
+        message: Message,
     },
     Activity {
         generation: u32,
@@ -104,6 +108,7 @@ impl StoredEffect {
                 payload,
                 accepted_at,
             },
+            Effect::Deliver { target, message } => StoredEffect::Deliver { target, message },
             Effect::Activity {
                 generation,
                 task_id,
@@ -171,6 +176,7 @@ impl StoredEffect {
                 payload,
                 accepted_at,
             },
+            StoredEffect::Deliver { target, message } => Effect::Deliver { target, message },
             StoredEffect::Activity {
                 generation,
                 task_id,

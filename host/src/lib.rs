@@ -13,4 +13,4 @@ pub mod runtime;
 pub mod server;
 pub mod traces;
 
-pub use reprise_core::{model, store};
+pub use reprise_core::{entity, model, store};

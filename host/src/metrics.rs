@@ -144,6 +144,8 @@ pub enum Execution {
     /// None: the episode only recorded the host's decisions (a
     /// termination, a suspension).
     NoGuest,
+    /// An entity's: a guest instance for its batch of operations.
+    Entity,
 }
 
 impl Execution {
@@ -153,6 +155,7 @@ impl Execution {
             Execution::New => "new",
             Execution::Cold => "cold",
             Execution::NoGuest => "none",
+            Execution::Entity => "entity",
         }
     }
 }

@@ -10,7 +10,7 @@ use reprise_core::model::{Failure, Message, Millis, ParentTask};
 use reprise_core::store::{Effect, FollowUp, NewInstance, StartOutcome, start_conflict};
 use reprise_core::stored_effect;
 
-use crate::episode::{insert_messages, start_generation};
+use crate::episode::{create_entity_row, insert_messages, start_generation};
 use crate::rows::{self, FINISHED};
 
 /// Delivers one commit's (or one batch's) effects to other instances,
@@ -97,9 +97,21 @@ impl<'t> Effects<'t> {
         payload: &str,
         accepted_at: Millis,
     ) -> anyhow::Result<()> {
+        let message = Message::Event {
+            name: name.to_owned(),
+            payload: payload.to_owned(),
+            accepted_at,
+        };
+        self.deliver(target, message).await
+    }
+
+    /// Queues `message` for `target` if it is live (creating an entity's
+    /// row for a message to an entity); counts it otherwise.
+    pub(crate) async fn deliver(&mut self, target: &str, message: Message) -> anyhow::Result<()> {
         let accepted = match self.deliverable.get(target) {
             Some(accepted) => *accepted,
             None => {
+                create_entity_row(self.transaction, self.me, target, &message).await?;
                 let accepted = self.takes_events(target).await?;
                 self.deliverable.insert(target.to_owned(), accepted);
                 accepted
@@ -109,11 +121,6 @@ impl<'t> Effects<'t> {
             *self.undelivered.entry(target.to_owned()).or_default() += 1;
             return Ok(());
         }
-        let message = Message::Event {
-            name: name.to_owned(),
-            payload: payload.to_owned(),
-            accepted_at,
-        };
         self.queue(target, message);
         Ok(())
     }
@@ -154,7 +161,7 @@ impl<'t> Effects<'t> {
             insert_messages(self.transaction, target, messages).await?;
         }
         for (target, count) in self.undelivered {
-            tracing::info!(from = self.from, to = %target, count, "events not delivered: the target does not exist or has finished");
+            tracing::info!(from = self.from, to = %target, count, "messages not delivered: the target does not exist or has finished");
         }
         Ok(self.notify)
     }
@@ -271,6 +278,7 @@ async fn apply(effects: &mut Effects<'_>, id: &str, effect: Effect) -> anyhow::R
             payload,
             accepted_at,
         } => effects.send(&target, &name, &payload, accepted_at).await?,
+        Effect::Deliver { target, message } => effects.deliver(&target, message).await?,
         Effect::Activity {
             generation,
             task_id,

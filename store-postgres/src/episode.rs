@@ -11,7 +11,8 @@
 
 use anyhow::Context as _;
 use deadpool_postgres::Transaction;
-use reprise_core::model::{HistoryEntry, Message, RuntimeStatus};
+use reprise_core::entity::EntityId;
+use reprise_core::model::{HistoryEntry, Message, RuntimeStatus, now_millis};
 use reprise_core::store::{
     ActivityWork, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit, FollowUp,
     HistoryChange, NewInstance, StartOutcome,
@@ -210,6 +211,35 @@ pub(crate) async fn insert_instance(
         .await?;
     }
     Ok(StartOutcome::Started)
+}
+
+/// Creates the row of entity `id`, owned by host `me`, if `message` is
+/// for an entity and it has none. An entity never finishes, so a row
+/// that exists is one that takes the message.
+pub(crate) async fn create_entity_row(
+    transaction: &Transaction<'_>,
+    me: &str,
+    id: &str,
+    message: &Message,
+) -> anyhow::Result<()> {
+    if !message.addresses_entity() {
+        return Ok(());
+    }
+    let entity = EntityId::of_instance(id).with_context(|| {
+        format!("a message for an entity was addressed to {id:?}, which is not an entity's ID")
+    })?;
+    let new = NewInstance::entity(&entity, now_millis());
+    rows::execute(
+        transaction,
+        "INSERT INTO instances
+           (instance_id, name, status, generation, input, created_at, updated_at,
+            original_input, owner)
+         VALUES ($1, $2, 'Pending', 0, $3, $4, $4, $3, $5)
+         ON CONFLICT (instance_id) DO NOTHING",
+        &[&new.id, &new.name, &new.input, &(new.now as i64), &me],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Whether `id` can take a message: it exists, has not finished and has
@@ -742,6 +772,9 @@ async fn effects_on_others(
             effects
                 .send(target, name, payload, commit.updated.updated_at)
                 .await?;
+        }
+        for (target, message) in &commit.messages {
+            effects.deliver(target, message.clone()).await?;
         }
     }
     let mut notify = effects.finish().await?;

@@ -63,7 +63,7 @@ pub(crate) fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
 /// The SQL condition and parameters selecting the instances `filter`
 /// matches.
 pub(crate) fn filter_clause(filter: &InstanceFilter) -> (String, Params) {
-    let mut conditions = vec!["TRUE".to_owned()];
+    let mut conditions = vec![filter.kind.sql_condition().to_owned()];
     let mut params: Params = Vec::new();
     if let Some(name) = &filter.name {
         params.push(Box::new(name.clone()));

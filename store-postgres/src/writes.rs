@@ -100,6 +100,7 @@ impl Write for Delivery {
 
     async fn apply(&self, transaction: &Transaction<'_>, me: &str) -> anyhow::Result<Self::Output> {
         let lock = self.lock();
+        episode::create_entity_row(transaction, me, &self.id, &self.message).await?;
         let (outcome, owner) = episode::check_deliverable(transaction, me, &self.id, lock).await?;
         if outcome != DeliveryOutcome::Accepted {
             return Ok(Delivered {

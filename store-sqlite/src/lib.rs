@@ -18,8 +18,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use reprise_core::entity::EntityId;
 use reprise_core::model::{
     Failure, HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
+    now_millis,
 };
 use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
@@ -592,7 +594,7 @@ fn select_instance(connection: &Connection, id: &str) -> anyhow::Result<Option<I
 /// The SQL condition and parameters selecting the instances `filter` matches.
 fn filter_clause(filter: &InstanceFilter) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
-    let mut conditions = vec!["1".to_owned()];
+    let mut conditions = vec![filter.kind.sql_condition().to_owned()];
     let mut values = Vec::new();
     if let Some(name) = &filter.name {
         values.push(Value::Text(name.clone()));
@@ -858,6 +860,21 @@ fn refuse_foreign(connection: &Connection, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the row of entity `id` if `message` is for an entity and it
+/// has none.
+fn create_entity_row(transaction: &Connection, id: &str, message: &Message) -> anyhow::Result<()> {
+    if !message.addresses_entity() {
+        return Ok(());
+    }
+    let entity = EntityId::of_instance(id).with_context(|| {
+        format!("a message for an entity was addressed to {id:?}, which is not an entity's ID")
+    })?;
+    if select_instance(transaction, id)?.is_none() {
+        insert_instance(transaction, &NewInstance::entity(&entity, now_millis()))?;
+    }
+    Ok(())
+}
+
 /// Checks that `id` names a live instance with no termination queued.
 fn check_deliverable(transaction: &Connection, id: &str) -> anyhow::Result<DeliveryOutcome> {
     let row = transaction
@@ -893,6 +910,9 @@ fn deliver_outbox(transaction: &Connection, commit: &EpisodeCommit) -> anyhow::R
         }
         for (target, name, payload) in &commit.sent_events {
             effects.send(target, name, payload, commit.updated.updated_at)?;
+        }
+        for (target, message) in &commit.messages {
+            effects.deliver(target, message)?;
         }
     }
     let mut notify = effects.finish();
@@ -1188,6 +1208,7 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<(DeliveryOutcome, Applied)> {
         let (id, message) = (id.to_owned(), message.clone());
         self.write(move |transaction| {
+            create_entity_row(transaction, &id, &message)?;
             let outcome = check_deliverable(transaction, &id)?;
             if outcome != DeliveryOutcome::Accepted {
                 return Ok((outcome, Applied::Queued));

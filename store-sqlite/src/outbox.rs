@@ -14,7 +14,9 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{check_deliverable, insert_message, select_instance, start_generation};
+use super::{
+    check_deliverable, create_entity_row, insert_message, select_instance, start_generation,
+};
 use reprise_core::model::{Failure, Message, Millis, ParentTask};
 use reprise_core::store::{
     DeliveryOutcome, Effect, FollowUp, NewInstance, StartOutcome, start_conflict,
@@ -90,9 +92,21 @@ impl<'t> Effects<'t> {
         payload: &str,
         accepted_at: Millis,
     ) -> anyhow::Result<()> {
+        let message = Message::Event {
+            name: name.to_owned(),
+            payload: payload.to_owned(),
+            accepted_at,
+        };
+        self.deliver(target, &message)
+    }
+
+    /// Queues `message` for `target` if it is live (creating an entity's
+    /// row for a message to an entity); counts it otherwise.
+    pub(super) fn deliver(&mut self, target: &str, message: &Message) -> anyhow::Result<()> {
         let accepted = match self.deliverable.get(target) {
             Some(accepted) => *accepted,
             None => {
+                create_entity_row(self.transaction, target, message)?;
                 let accepted =
                     check_deliverable(self.transaction, target)? == DeliveryOutcome::Accepted;
                 self.deliverable.insert(target.to_owned(), accepted);
@@ -106,19 +120,14 @@ impl<'t> Effects<'t> {
             *self.undelivered.entry(target.to_owned()).or_default() += 1;
             return Ok(());
         }
-        let message = Message::Event {
-            name: name.to_owned(),
-            payload: payload.to_owned(),
-            accepted_at,
-        };
-        insert_message(self.transaction, target, &message)
+        insert_message(self.transaction, target, message)
     }
 
     /// The instances that received messages; logs, one line per target,
     /// the events dropped because their target was gone.
     pub(super) fn finish(self) -> Vec<String> {
         for (target, count) in self.undelivered {
-            tracing::info!(from = self.from, to = %target, count, "events not delivered: the target does not exist or has finished");
+            tracing::info!(from = self.from, to = %target, count, "messages not delivered: the target does not exist or has finished");
         }
         self.notify
     }
@@ -230,6 +239,7 @@ fn apply(effects: &mut Effects, id: &str, effect: Effect) -> anyhow::Result<()> 
             payload,
             accepted_at,
         } => effects.send(&target, &name, &payload, accepted_at)?,
+        Effect::Deliver { target, message } => effects.deliver(&target, &message)?,
         Effect::Activity {
             generation,
             task_id,

@@ -138,18 +138,6 @@ async fn statuses_and_codes_follow_durable_functions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn entities_answer_that_they_are_not_supported_rather_than_missing() {
-    let host = host().await;
-    for reply in [
-        host.get("/entities/Counter/one").await,
-        host.post("/entities/Counter/one?op=add", "1").await,
-    ] {
-        assert_eq!(reply.status, StatusCode::NOT_IMPLEMENTED, "{reply:?}");
-        assert!(reply.message().contains("entities"), "{reply:?}");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn the_client_binding_points_at_this_host_and_its_urls_work() {
     let host = host().await;
     let binding = host.get("/durableClient").await.body;

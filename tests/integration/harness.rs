@@ -67,6 +67,7 @@ pub struct Components {
     pub legacy: PathBuf,
     pub contract_features: PathBuf,
     pub counter_entity: PathBuf,
+    pub bank_transfer: PathBuf,
     /// For the benches (`host/benches/`).
     #[allow(dead_code)]
     pub startup_probe: PathBuf,
@@ -122,6 +123,7 @@ pub fn components() -> &'static Components {
             legacy: wasm("legacy"),
             contract_features: wasm("contract_features"),
             counter_entity: wasm("counter_entity"),
+            bank_transfer: wasm("bank_transfer"),
             startup_probe: wasm("startup_probe"),
         }
     })

@@ -15,6 +15,7 @@ mod dashboard;
 mod direct;
 mod durability;
 mod durable_functions;
+mod entities;
 mod errors;
 mod faults;
 mod functions_folder;

@@ -78,7 +78,9 @@ impl From<crate::engine::EngineError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
             }
             // 400, as Durable Functions answers (its clients expect it).
-            EngineError::UnknownOrchestrator(_) => ApiError::bad_request(error.to_string()),
+            EngineError::UnknownOrchestrator(_) | EngineError::UnknownEntity(_) => {
+                ApiError::bad_request(error.to_string())
+            }
             EngineError::Internal(error) => ApiError::from(error),
         }
     }

@@ -17,6 +17,7 @@ use super::render::{
 use super::wait::{Wait, WaitQuery, finished_response, finished_status_code};
 use super::{ApiError, ApiState};
 use crate::engine::{DeliveryOutcome, EngineError, PurgeOutcome, RewindOutcome, StartOutcome};
+use crate::entity::EntityId;
 use crate::model::{InstanceId, RuntimeStatus};
 
 pub(super) type ApiResult = Result<Response, ApiError>;
@@ -97,7 +98,7 @@ pub(super) async fn start_with_id(
 ) -> ApiResult {
     let Path((function_name, instance_id)) = path?;
     let Query(query) = query?;
-    let id = parse_instance_id(&instance_id)?;
+    let id = parse_new_instance_id(&instance_id)?;
     start_instance(state, headers, function_name, Some(id), query, body?).await
 }
 
@@ -493,15 +494,6 @@ pub(super) async fn client_binding(
     ))
 }
 
-/// `entities/…`: durable entities are not supported yet. A clear 501, so a
-/// client does not read a 404 as "this entity does not exist".
-pub(super) async fn entities() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "durable entities are not supported yet by this host: it runs orchestrations and activities only",
-    )
-}
-
 pub(super) async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!(
         "no route for {}; the API lives under {}",
@@ -536,12 +528,30 @@ fn gone(id: &InstanceId, status: RuntimeStatus, action: &str) -> ApiError {
     )
 }
 
+/// The orchestration instance a route addresses: an entity's ID (see
+/// [`EntityId::is_entity`]) names none.
 pub(super) fn parse_instance_id(text: &str) -> Result<InstanceId, ApiError> {
-    InstanceId::parse(text).map_err(ApiError::bad_request)
+    let id = InstanceId::parse(text).map_err(ApiError::bad_request)?;
+    if EntityId::is_entity(text) {
+        return Err(ApiError::not_found(format!(
+            "no orchestration instance with ID '{text}': IDs starting with '@' are entities' (see the entities routes)"
+        )));
+    }
+    Ok(id)
+}
+
+/// The ID to start a new orchestration instance under.
+fn parse_new_instance_id(text: &str) -> Result<InstanceId, ApiError> {
+    if EntityId::is_entity(text) {
+        return Err(ApiError::bad_request(format!(
+            "orchestration instance IDs must not start with '@' ('{text}'): those are entities' IDs"
+        )));
+    }
+    parse_instance_id(text)
 }
 
 /// The body as compact JSON text; an empty body is `null`, as in Durable Functions.
-fn json_body(body: &[u8], what: &str) -> Result<String, ApiError> {
+pub(super) fn json_body(body: &[u8], what: &str) -> Result<String, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok("null".to_owned());
     }

@@ -251,6 +251,49 @@ fn event(entry: &HistoryEntry, steps: &Steps) -> Option<Map<String, Value>> {
         | HistoryEntry::ExecutionRewound { reason, .. } => {
             add("Reason", reason.clone().into());
         }
+        HistoryEntry::EntitySignaled {
+            target,
+            operation,
+            input,
+            ..
+        } => {
+            add("InstanceId", target.clone().into());
+            add("Name", operation.clone().into());
+            add("Input", json_value(input));
+        }
+        HistoryEntry::EntityCalled {
+            id,
+            target,
+            operation,
+            input,
+            ..
+        } => {
+            add("TaskScheduledId", (*id).into());
+            add("InstanceId", target.clone().into());
+            add("Name", operation.clone().into());
+            add("Input", json_value(input));
+        }
+        HistoryEntry::EntityLockRequested { id, targets, .. } => {
+            add("TaskScheduledId", (*id).into());
+            add("Entities", targets.clone().into());
+        }
+        HistoryEntry::EntitiesLocked { id, .. } => {
+            add("TaskScheduledId", (*id).into());
+        }
+        HistoryEntry::EntityCallCompleted { id, output, .. } => {
+            add("TaskScheduledId", (*id).into());
+            add("Result", json_value(output));
+        }
+        HistoryEntry::EntityCallFailed {
+            id, error, details, ..
+        } => {
+            add("TaskScheduledId", (*id).into());
+            add("Reason", error.clone().into());
+            add("FailureDetails", failure_details(error, details));
+        }
+        HistoryEntry::EntitiesUnlocked { .. } => {}
+        // An entity's record is shown by the entity routes.
+        HistoryEntry::EntityState { .. } => return None,
     }
     Some(fields)
 }

@@ -8,6 +8,7 @@
 //! Durable Functions matches them ([`path`]).
 
 mod access;
+mod entities;
 mod error;
 mod handlers;
 mod history;
@@ -27,7 +28,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post};
+use axum::routing::{delete, get, post};
 
 pub use self::error::ApiError;
 pub use self::openapi::{ApiDoc, document_text as openapi_document};
@@ -71,7 +72,17 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/functions", get(handlers::functions))
         .route("/durableClient", get(handlers::client_binding))
-        .route("/entities/{*entity}", any(handlers::entities))
+        .route("/entities", get(entities::list_all))
+        .route(
+            "/entities/{entity_name}",
+            get(entities::list_named).merge(post(entities::signal_empty_key)),
+        )
+        .route(
+            "/entities/{entity_name}/{entity_key}",
+            get(entities::read)
+                .merge(post(entities::signal))
+                .merge(delete(entities::signal_delete)),
+        )
         .route("/instances", get(query::list).merge(delete(query::purge)))
         .route("/counts", get(overview::counts))
         .route("/versions", get(overview::versions))

@@ -6,10 +6,11 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::entities::{EntityIdBody, EntityStatus};
 use super::error::ErrorBody;
 use super::overview::{BulkError, BulkJob, Counts, Matching, Version};
 use super::render::{CheckStatus, ClientBinding, Function, InstanceStatus, Purged};
-use super::{handlers, overview, query};
+use super::{entities, handlers, overview, query};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +36,12 @@ use super::{handlers, overview, query};
         overview::versions,
         overview::start_bulk,
         overview::bulk_progress,
+        entities::signal,
+        entities::signal_empty_key,
+        entities::signal_delete,
+        entities::read,
+        entities::list_all,
+        entities::list_named,
         handlers::client_binding,
         handlers::metrics,
         document,
@@ -50,12 +57,15 @@ use super::{handlers, overview, query};
         Matching,
         Version,
         BulkJob,
-        BulkError
+        BulkError,
+        EntityStatus,
+        EntityIdBody
     )),
     modifiers(&AccessKeys),
     tags(
         (name = "orchestrators", description = "Starting instances"),
         (name = "instances", description = "Managing instances"),
+        (name = "entities", description = "Durable entities: signal, read, list"),
         (name = "functions", description = "What the host has loaded"),
     )
 )]

@@ -16,6 +16,7 @@ use super::render::{InstanceStatus, Purged, status_body};
 use super::{ApiError, ApiState};
 use crate::engine::{InstanceFilter, PageCursor, PageOrder};
 use crate::model::{Millis, RuntimeStatus};
+use crate::store::InstanceKind;
 
 /// The header carrying the position of the next page, both ways.
 pub const CONTINUATION_HEADER: &str = "x-ms-continuation-token";
@@ -47,22 +48,8 @@ pub(super) async fn list(
     let Query(query) = query?;
     let filter = filter(&query)?;
     let show_input = bool_param(&query, "showInput", true)?;
-    let page_size = match query.get("top") {
-        None => DEFAULT_PAGE_SIZE,
-        Some(top) => top
-            .parse::<usize>()
-            .ok()
-            .filter(|top| (1..=MAX_PAGE_SIZE).contains(top))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "top must be a number from 1 to {MAX_PAGE_SIZE}, not '{top}'"
-                ))
-            })?,
-    };
-    let after = match headers.get(CONTINUATION_HEADER) {
-        None => None,
-        Some(token) => Some(decode_token(token)?),
-    };
+    let page_size = page_size(&query)?;
+    let after = continuation(&headers)?;
     let Some(filter) = filter else {
         return Ok(Json(Vec::<InstanceStatus>::new()).into_response());
     };
@@ -192,6 +179,7 @@ pub(super) fn filter(query: &QueryMap) -> Result<Option<InstanceFilter>, ApiErro
         id_prefix: query.get("instanceIdPrefix").cloned(),
         name: query.get("name").cloned(),
         order,
+        kind: InstanceKind::Orchestrations,
     }))
 }
 
@@ -207,7 +195,31 @@ fn unknown_status(name: &str) -> ApiError {
     ))
 }
 
-fn time_param(query: &QueryMap, name: &str) -> Result<Option<Millis>, ApiError> {
+/// The `top` parameter: a page's size.
+pub(super) fn page_size(query: &QueryMap) -> Result<usize, ApiError> {
+    let Some(top) = query.get("top") else {
+        return Ok(DEFAULT_PAGE_SIZE);
+    };
+    top.parse::<usize>()
+        .ok()
+        .filter(|top| (1..=MAX_PAGE_SIZE).contains(top))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "top must be a number from 1 to {MAX_PAGE_SIZE}, not '{top}'"
+            ))
+        })
+}
+
+/// Where the page asked for begins: after the request's continuation
+/// token, if it has one.
+pub(super) fn continuation(headers: &HeaderMap) -> Result<Option<PageCursor>, ApiError> {
+    headers
+        .get(CONTINUATION_HEADER)
+        .map(decode_token)
+        .transpose()
+}
+
+pub(super) fn time_param(query: &QueryMap, name: &str) -> Result<Option<Millis>, ApiError> {
     let Some(text) = query.get(name) else {
         return Ok(None);
     };
@@ -221,7 +233,7 @@ fn time_param(query: &QueryMap, name: &str) -> Result<Option<Millis>, ApiError> 
 }
 
 /// A cursor as a header-safe opaque token: the hex of `created_at:id`.
-fn encode_token(cursor: &PageCursor) -> String {
+pub(super) fn encode_token(cursor: &PageCursor) -> String {
     format!("{}:{}", cursor.created_at, cursor.instance_id)
         .bytes()
         .map(|byte| format!("{byte:02x}"))

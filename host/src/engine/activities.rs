@@ -265,7 +265,7 @@ fn context_of(work: &ActivityWork) -> wire::ActivityContext {
 }
 
 /// The contract's kind of a guest fault.
-fn failure_kind(kind: Option<FailureKind>) -> &'static str {
+pub(super) fn failure_kind(kind: Option<FailureKind>) -> &'static str {
     match kind {
         Some(FailureKind::Timeout) => Failure::TIMEOUT,
         Some(FailureKind::Memory) => Failure::OUT_OF_MEMORY,

@@ -12,15 +12,17 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use crate::entity::EntityId;
 use crate::model::{
     Failure, HistoryEntry, Instance, InstanceId, Message, Millis, ParentTask, QueuedMessage,
-    RuntimeStatus,
+    RuntimeStatus, Sender,
 };
 use crate::runtime::{GuestError, GuestExecution, Runtime, wire};
 use crate::store::{
     ActivityLease, EpisodeCommit, HistoryChange, NewInstance, ScheduledActivity, WorkItem,
 };
 
+use super::entity_calls::{self, EntityCalls};
 use super::warm::WarmExecution;
 use crate::metrics::{EpisodeReport, Execution, FailureKind};
 use crate::traces::InstanceTrace;
@@ -341,6 +343,13 @@ pub(crate) fn plan(
         return Ok(None);
     }
 
+    let entities = match &warm {
+        Some(warm) => EntityCalls {
+            messages: Vec::new(),
+            open_lock: warm.open_lock.clone(),
+        },
+        None => EntityCalls::after(&history),
+    };
     let mut generation = Generation {
         number: instance.generation,
         input: instance.input.clone(),
@@ -352,6 +361,7 @@ pub(crate) fn plan(
         custom_status: None,
         children: Vec::new(),
         sent_events: Vec::new(),
+        entities,
     };
     let mut still_warm = None;
     let nothing_for_the_guest = events.iter().all(|entry| {
@@ -404,8 +414,9 @@ pub(crate) fn plan(
     };
     if !matches!(outcome, Outcome::Running) {
         // A finished instance never steps again (a termination can follow
-        // a step that left the guest waiting).
+        // a step that left the guest waiting), and holds no entity.
         still_warm = None;
+        generation.release_lock(&instance.id);
     }
     let consumed: Vec<i64> = match held_from {
         Some(held_from) if matches!(outcome, Outcome::Running) => {
@@ -506,10 +517,12 @@ pub(crate) fn plan(
     }
     let children = std::mem::take(&mut generation.children);
     let sent_events = std::mem::take(&mut generation.sent_events);
+    let entities = std::mem::take(&mut generation.entities);
     let still_warm = still_warm.map(|(execution, history_len)| WarmExecution {
         instance: updated.clone(),
         history_len,
         execution,
+        open_lock: entities.open_lock,
     });
     let commit = EpisodeCommit {
         read: instance,
@@ -521,6 +534,7 @@ pub(crate) fn plan(
         lease: ActivityLease::default(),
         children,
         sent_events,
+        messages: entities.messages,
         cancelled_timers,
         requeued: Vec::new(),
         staging: None,
@@ -564,6 +578,8 @@ fn event_entry(message: Message, generation: u32, now: Millis) -> Option<History
         Message::TimerFired { generation: g, .. }
         | Message::ActivityDone { generation: g, .. }
         | Message::SubOrchestrationDone { generation: g, .. }
+        | Message::EntityCallDone { generation: g, .. }
+        | Message::EntitiesLocked { generation: g, .. }
             if g != generation =>
         {
             return None;
@@ -599,11 +615,29 @@ fn event_entry(message: Message, generation: u32, now: Millis) -> Option<History
                 error: failure.message,
             },
         },
+        Message::EntityCallDone { id, result, .. } => match result {
+            Ok(output) => HistoryEntry::EntityCallCompleted {
+                timestamp: now,
+                id,
+                output,
+            },
+            Err(failure) => HistoryEntry::EntityCallFailed {
+                timestamp: now,
+                id,
+                details: failure.details(),
+                error: failure.message,
+            },
+        },
+        Message::EntitiesLocked { id, .. } => HistoryEntry::EntitiesLocked { timestamp: now, id },
         Message::Start
         | Message::Terminate { .. }
         | Message::Suspend { .. }
         | Message::Resume { .. }
-        | Message::Rewind { .. } => return None,
+        | Message::Rewind { .. }
+        // For entities; never queued for an orchestration.
+        | Message::EntityOperation { .. }
+        | Message::EntityLock { .. }
+        | Message::EntityUnlock { .. } => return None,
     })
 }
 
@@ -639,6 +673,9 @@ struct Generation {
     children: Vec<Result<NewInstance, (ParentTask, Failure)>>,
     /// Events for other instances, from every generation this episode ran.
     sent_events: Vec<(String, String, String)>,
+    /// Messages for entities, from every generation this episode ran, and
+    /// the lock the current one holds.
+    entities: EntityCalls,
 }
 
 impl Generation {
@@ -654,7 +691,8 @@ impl Generation {
 
     /// Starts the next generation, on `version` if the orchestrator is
     /// still served (else on the version it ran on).
-    fn continue_as_new(&mut self, input: String, version: Option<String>) {
+    fn continue_as_new(&mut self, instance_id: &str, input: String, version: Option<String>) {
+        self.release_lock(instance_id);
         self.number += 1;
         self.input = input;
         if version.is_some() {
@@ -664,6 +702,21 @@ impl Generation {
         self.recorded_len = 0;
         self.new_entries.clear();
         self.replaced = true;
+    }
+
+    /// Releases the lock this generation holds, if it holds one: its end.
+    fn release_lock(&mut self, instance_id: &str) {
+        let holder = self.sender(instance_id);
+        self.entities.release(holder);
+    }
+
+    /// This generation of `instance_id`, as the sender of its messages.
+    fn sender(&self, instance_id: &str) -> Sender {
+        Sender {
+            instance_id: instance_id.to_owned(),
+            generation: self.number,
+            task_id: None,
+        }
     }
 
     fn into_change(self) -> HistoryChange {
@@ -838,8 +891,11 @@ fn run_steps(
                     | wire::Action::CallEntity(_)
                     | wire::Action::LockEntities(_)
                     | wire::Action::UnlockEntities => {
-                        let error = "the orchestrator used an entity, and this host does not run entities yet".to_owned();
-                        return Ok((Outcome::Failed(error, None), None));
+                        let sender = generation.sender(&instance.id);
+                        match generation.entities.take(action, sender, now) {
+                            Ok(entry) => generation.new_entries.push(entry),
+                            Err(rule) => return Ok((Outcome::Failed(rule, None), None)),
+                        }
                     }
                     wire::Action::StartSubOrchestration(child) => {
                         let parent = ParentTask {
@@ -901,7 +957,7 @@ fn run_steps(
                         // Continue-as-new is where an eternal orchestration
                         // moves to the version deployed since it started.
                         let current = runtime.current_version(&instance.name);
-                        generation.continue_as_new(next.input, current);
+                        generation.continue_as_new(&instance.id, next.input, current);
                         carry_over = next
                             .carried_over_events
                             .into_iter()
@@ -1039,6 +1095,19 @@ fn guest_event(entry: &HistoryEntry, instance_id: &str) -> Option<wire::HistoryE
             id: *id,
             failure: Failure::recorded(error, details.as_ref()).into(),
         }),
+        HistoryEntry::EntityCallCompleted { id, output, .. } => {
+            wire::HistoryEvent::EntityCallCompleted(wire::TaskCompleted {
+                id: *id,
+                output: output.clone(),
+            })
+        }
+        HistoryEntry::EntityCallFailed {
+            id, error, details, ..
+        } => wire::HistoryEvent::EntityCallFailed(wire::TaskFailed {
+            id: *id,
+            failure: Failure::recorded(error, Some(details)).into(),
+        }),
+        HistoryEntry::EntitiesLocked { id, .. } => wire::HistoryEvent::EntitiesLocked(*id),
         _ => return None,
     })
 }
@@ -1057,6 +1126,10 @@ fn is_action(entry: &HistoryEntry) -> bool {
             | HistoryEntry::EventSent { .. }
             | HistoryEntry::TimerCancelled { .. }
             | HistoryEntry::OrchestrationStarted { .. }
+            | HistoryEntry::EntitySignaled { .. }
+            | HistoryEntry::EntityCalled { .. }
+            | HistoryEntry::EntityLockRequested { .. }
+            | HistoryEntry::EntitiesUnlocked { .. }
     )
 }
 
@@ -1110,10 +1183,10 @@ fn action_entry(action: wire::Action, timestamp: Millis) -> Option<HistoryEntry>
             instance_id: start.instance_id,
             input: start.input,
         },
-        wire::Action::SignalEntity(_)
+        action @ (wire::Action::SignalEntity(_)
         | wire::Action::CallEntity(_)
         | wire::Action::LockEntities(_)
-        | wire::Action::UnlockEntities => return None,
+        | wire::Action::UnlockEntities) => return entity_calls::entry_of(action, timestamp),
     })
 }
 
@@ -1201,7 +1274,7 @@ fn child_start(
 /// The start of an instance an orchestrator starts on its own, or why it
 /// cannot start (which fails the orchestrator: there is no task to report
 /// to).
-fn own_start(
+pub(super) fn own_start(
     runtime: &Runtime,
     start: &wire::StartOrchestration,
     now: Millis,
@@ -1249,6 +1322,13 @@ impl Start<'_> {
         trace: Option<String>,
     ) -> Result<NewInstance, Refused> {
         InstanceId::parse(&self.id).map_err(|error| Refused::BadId(error.to_string()))?;
+        if EntityId::is_entity(&self.id) {
+            let why = format!(
+                "instance ID '{}' starts with '@', which only entities' IDs do",
+                self.id
+            );
+            return Err(Refused::BadId(why));
+        }
         let version = runtime
             .current_version(self.name)
             .ok_or(Refused::NotLoaded)?;

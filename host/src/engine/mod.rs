@@ -10,6 +10,9 @@
 mod activities;
 mod bulk;
 mod direct;
+mod entities;
+mod entity_calls;
+mod entity_episode;
 mod episode;
 mod functions;
 mod peers;
@@ -26,6 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::bulk::{BulkAction, BulkProgress, MAX_RUNNING_JOBS};
+pub use self::entities::{EntityQuery, EntityView};
+use crate::entity::EntityId;
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
@@ -56,6 +61,8 @@ pub enum RewindOutcome {
 pub enum EngineError {
     #[error("no orchestrator named '{0}' is loaded")]
     UnknownOrchestrator(String),
+    #[error("no entity named '{0}' is loaded")]
+    UnknownEntity(String),
     /// Too many instances wait for a worker: new work is refused (not
     /// queued), so memory stays bounded and the client retries later.
     #[error("the host is overloaded: {0} instances are waiting for a worker; retry later")]
@@ -591,7 +598,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 mut commit,
                 live,
                 report,
-            }) = episode::plan(&runtime, &shared.config.step_limits, warm, work, now_millis(), None)?
+            }) = plan(&runtime, &shared.config.step_limits, warm, work)?
             else {
                 if more {
                     // Held for a resume that may lie beyond these: look at all.
@@ -645,6 +652,19 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
         workers.start(&shared, leased);
     }
     Ok(())
+}
+
+/// Plans the episode of `work`: an entity's, or an orchestration's.
+fn plan(
+    runtime: &Runtime,
+    limits: &episode::StepLimits,
+    warm: Option<WarmExecution>,
+    work: WorkItem,
+) -> anyhow::Result<Option<episode::Planned>> {
+    if EntityId::is_entity(&work.instance.id) {
+        return entity_episode::plan(runtime, limits, work, now_millis()).map(Some);
+    }
+    episode::plan(runtime, limits, warm, work, now_millis(), None)
 }
 
 /// What an episode found to work on.

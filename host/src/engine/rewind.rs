@@ -156,6 +156,7 @@ pub(super) fn plan(
         lease: ActivityLease::default(),
         children: Vec::new(),
         sent_events: Vec::new(),
+        messages: Vec::new(),
         cancelled_timers: Vec::new(),
         requeued,
         staging: None,

@@ -51,6 +51,7 @@ pub(super) fn stage_if_large(
 pub(super) fn too_large(commit: &EpisodeCommit) -> bool {
     let effects = commit.children.len()
         + commit.sent_events.len()
+        + commit.messages.len()
         + commit.activities.len()
         + commit.timers.len();
     commit.new_entries().len() + effects > STAGE_ABOVE

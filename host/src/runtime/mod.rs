@@ -383,6 +383,11 @@ impl Runtime {
         self.catalog().current_orchestrator(name).is_some()
     }
 
+    /// Whether a served file exports entity `name` (in any case).
+    pub fn serves_entity(&self, name: &str) -> bool {
+        self.catalog().current_entity(name).is_some()
+    }
+
     /// Whether a served file exports activity `name`.
     pub fn serves_activity(&self, name: &str) -> bool {
         self.catalog().current_activity(name).is_some()
