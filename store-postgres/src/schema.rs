@@ -7,7 +7,7 @@ use deadpool_postgres::Client;
 
 /// Bumped when the schema changes; a host refuses a database from the
 /// future.
-pub(crate) const VERSION: i32 = 4;
+pub(crate) const VERSION: i32 = 5;
 
 /// The advisory lock key migrations hold ("Reprise" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0052_6570_7269_7365;
@@ -131,13 +131,6 @@ CREATE TABLE instance_count_changes (
 );
 CREATE FUNCTION reprise_count_instances() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO instance_count_changes VALUES (NEW.status, 1);
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO instance_count_changes VALUES (OLD.status, -1);
-    ELSE
-        INSERT INTO instance_count_changes VALUES (OLD.status, -1), (NEW.status, 1);
-    END IF;
     RETURN NULL;
 END
 $$;
@@ -148,18 +141,43 @@ CREATE TRIGGER count_changed AFTER UPDATE OF status ON instances
     EXECUTE FUNCTION reprise_count_instances();
 "#;
 
+/// What the count trigger does: counts orchestrations (an entity's ID
+/// begins with `@`). Replaces the function `INSTANCE_COUNTS` creates.
+const COUNT_ORCHESTRATIONS: &str = r#"
+CREATE OR REPLACE FUNCTION reprise_count_instances() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.instance_id NOT LIKE '@%' THEN
+            INSERT INTO instance_count_changes VALUES (NEW.status, 1);
+        END IF;
+    ELSIF TG_OP = 'DELETE' THEN
+        IF OLD.instance_id NOT LIKE '@%' THEN
+            INSERT INTO instance_count_changes VALUES (OLD.status, -1);
+        END IF;
+    ELSIF NEW.instance_id NOT LIKE '@%' THEN
+        INSERT INTO instance_count_changes VALUES (OLD.status, -1), (NEW.status, 1);
+    END IF;
+    RETURN NULL;
+END
+$$;
+"#;
+
 /// The changes from each version to the next: `UPGRADES[n]` takes
 /// version `n + 1` to `n + 2`, one batch after another.
-const UPGRADES: [&[&str]; 3] = [
+const UPGRADES: [&[&str]; 4] = [
     // 2: trace contexts; older instances are not traced.
     &["ALTER TABLE instances ADD COLUMN trace TEXT"],
     // 3: instances by status, counted once here and kept from then on.
     &[
         INSTANCE_COUNTS,
+        COUNT_ORCHESTRATIONS,
         "INSERT INTO instance_counts SELECT status, count(*) FROM instances GROUP BY status",
     ],
     // 4: activities' attempt numbers; queued ones are first attempts.
     &["ALTER TABLE activities ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"],
+    // 5: entities are not counted among the instances (none were stored
+    // before: nothing to recount).
+    &[COUNT_ORCHESTRATIONS],
 ];
 
 /// The schema version the database has now.
@@ -210,7 +228,7 @@ pub(crate) async fn migrate(client: &mut Client) -> anyhow::Result<()> {
         .map(|row| row.get(0));
     match found {
         None => {
-            for part in [SCHEMA, INSTANCE_COUNTS] {
+            for part in [SCHEMA, INSTANCE_COUNTS, COUNT_ORCHESTRATIONS] {
                 transaction
                     .batch_execute(part)
                     .await

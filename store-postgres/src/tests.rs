@@ -344,7 +344,7 @@ fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
     let version = PostgresServer::shared()
         .query(&url, "SELECT version FROM reprise_schema")
         .unwrap();
-    assert_eq!(version, ["4"]);
+    assert_eq!(version, ["5"]);
     assert_eq!(
         store.instance_counts().unwrap(),
         [(RuntimeStatus::Pending, 2)]

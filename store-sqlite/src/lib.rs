@@ -31,22 +31,25 @@ use reprise_core::store::{
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
-/// The triggers that keep `instance_counts`: in the schema, and in the
-/// upgrade that adds that table (so no write can come between the two).
+/// The triggers that keep `instance_counts` (of orchestrations: an
+/// entity's ID begins with `@`): in the schema, and in the upgrades that
+/// add that table and change them (so no write can come between).
 macro_rules! count_triggers {
     () => {
         "
-CREATE TRIGGER IF NOT EXISTS count_inserted AFTER INSERT ON instances BEGIN
+CREATE TRIGGER IF NOT EXISTS count_inserted AFTER INSERT ON instances
+    WHEN NEW.instance_id NOT LIKE '@%' BEGIN
     INSERT INTO instance_counts VALUES (NEW.status, 1)
         ON CONFLICT (status) DO UPDATE SET total = total + 1;
 END;
-CREATE TRIGGER IF NOT EXISTS count_deleted AFTER DELETE ON instances BEGIN
+CREATE TRIGGER IF NOT EXISTS count_deleted AFTER DELETE ON instances
+    WHEN OLD.instance_id NOT LIKE '@%' BEGIN
     UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status;
 END;
 CREATE TRIGGER IF NOT EXISTS count_changed AFTER UPDATE OF status ON instances
-    WHEN OLD.status <> NEW.status BEGIN
+    WHEN OLD.status <> NEW.status AND NEW.instance_id NOT LIKE '@%' BEGIN
     UPDATE instance_counts SET total = total - 1 WHERE status = OLD.status;
     INSERT INTO instance_counts VALUES (NEW.status, 1)
         ON CONFLICT (status) DO UPDATE SET total = total + 1;
@@ -245,6 +248,14 @@ impl SqliteStore {
                input TEXT NOT NULL, lease_until INTEGER NOT NULL DEFAULT 0,
                UNIQUE (instance_id, generation, task_id));
              ALTER TABLE activities ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+            // 8: entities are not counted among the instances.
+            concat!(
+                "DROP TRIGGER count_inserted; DROP TRIGGER count_deleted; DROP TRIGGER count_changed;
+                 DELETE FROM instance_counts;
+                 INSERT INTO instance_counts SELECT status, count(*) FROM instances
+                   WHERE instance_id NOT LIKE '@%' GROUP BY status;",
+                count_triggers!()
+            ),
         ];
         for (to, change) in (2..).zip(upgrades) {
             if (1..to).contains(&version) {

@@ -593,14 +593,22 @@ async function main() {
     expectEqual([reply.status, reply.body], [200, GREETINGS], "start and wait");
   });
 
-  await check("readEntityState and signalEntity reject: entities are not supported", async () => {
-    const entity = new df.EntityId("Counter", "one");
-    const read = await expectRejects(client.readEntityState(entity), "readEntityState");
-    expectLastStatus(501, "readEntityState");
-    expect(/entit/i.test(read.message) && /not supported/i.test(read.message), "readEntityState's rejection", "a message saying entities are not supported", read.message);
-    const signal = await expectRejects(client.signalEntity(entity, "add", 1), "signalEntity");
-    expectLastStatus(501, "signalEntity");
-    expect(/entit/i.test(signal.message) && /not supported/i.test(signal.message), "signalEntity's rejection", "a message saying entities are not supported", signal.message);
+  await check("signalEntity and readEntityState: a Counter entity, created by its first signal", async () => {
+    const entity = new df.EntityId("Counter", `${prefix}one`);
+    const before = await client.readEntityState(entity);
+    expectEqual(before.entityExists, false, "readEntityState of a counter never signalled: entityExists");
+    await client.signalEntity(entity, "add", 5);
+    expectLastStatus(202, "signalEntity");
+    await client.signalEntity(entity, "incr");
+    const deadline = Date.now() + DEADLINE_MS;
+    for (;;) {
+      const read = await client.readEntityState(entity);
+      if (read.entityExists && read.entityState === 6) break;
+      if (Date.now() > deadline) fail("readEntityState", "the counter at 6 after add 5, incr", show(read));
+      await sleep(50);
+    }
+    await expectRejects(client.signalEntity(new df.EntityId("Nope", "x"), "add", 1), "signalEntity of an entity no component exports");
+    expectLastStatus(400, "signalEntity of an entity no component exports");
   });
 
   await check("purgeInstanceHistoryBy deletes the finished instances selected, and only those", async () => {

@@ -211,3 +211,47 @@ async fn the_key_is_sent_when_given() {
     );
     assert_eq!(out, "started keyed\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entity_signal_get_and_list() {
+    let host = TestHost::start_with(&[&components().counter_entity]).await;
+    let out = ok(&host, &["entity", "signal", "Counter", "cli", "add", "4"]);
+    assert_eq!(out, "signalled add to @counter@cli (accepted)\n");
+    ok(&host, &["entity", "signal", "counter", "cli", "incr"]);
+    let state = host
+        .wait_until(
+            "the counter at 5",
+            std::time::Duration::from_secs(30),
+            async || {
+                let run = cli(&host, &["entity", "get", "Counter", "cli"]);
+                match run.stdout.as_str() {
+                    "5\n" => Ok(run.stdout),
+                    _ => Err(format!("{} {}", run.stdout, run.stderr)),
+                }
+            },
+        )
+        .await;
+    assert_eq!(state, "5\n");
+    let table = ok(&host, &["entity", "list", "Counter"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{table}");
+    assert!(
+        lines[1].starts_with("counter  cli") && lines[1].ends_with('5'),
+        "{table}"
+    );
+    let missing = cli(&host, &["entity", "get", "Counter", "nobody"]);
+    assert_eq!(missing.code, Some(1));
+    assert!(
+        missing
+            .stderr
+            .contains("404 Not Found: entity @counter@nobody has no state"),
+        "{}",
+        missing.stderr
+    );
+    let unknown = cli(&host, &["entity", "signal", "Nope", "x", "add"]);
+    assert!(
+        unknown.stderr.contains("no entity named 'nope'"),
+        "{}",
+        unknown.stderr
+    );
+}

@@ -143,14 +143,20 @@ async fn a_start_with_a_malformed_wait_parameter_starts_nothing() {
     }
 }
 
-/// A host with what the scripts use: E1_HelloSequence, E3_Counter, and
-/// FetchStatus, which fails since no outgoing host is allowed.
+/// A host with what the scripts use: E1_HelloSequence, E3_Counter,
+/// FetchStatus (which fails since no outgoing host is allowed), and the
+/// Counter entity.
 async fn client_host(args: &[&str]) -> TestHost {
     let c = components();
-    TestHost::prepare(&[&c.hello_sequence, &c.counter, &c.http_fetch])
-        .with_args(args)
-        .started()
-        .await
+    TestHost::prepare(&[
+        &c.hello_sequence,
+        &c.counter,
+        &c.http_fetch,
+        &c.counter_entity,
+    ])
+    .with_args(args)
+    .started()
+    .await
 }
 
 fn root() -> PathBuf {

@@ -197,7 +197,7 @@ async fn events_sent_to_nobody_are_dropped_with_one_log_line() {
     let send = json!({ "instanceId": "nobody", "name": "item", "payload": 1, "times": 1_000 });
     let id = host.start_instance("Sender", None, &send.to_string()).await;
     host.wait_for_status(&id, "Completed").await;
-    host.wait_for_log_lines(&["events not delivered", "nobody", "1000"], 1)
+    host.wait_for_log_lines(&["messages not delivered", "nobody", "1000"], 1)
         .await;
     let lines = host
         .log()

@@ -17,7 +17,7 @@
 //! The tests, by area: `lifecycle` (starts, deliveries, queries, purges,
 //! component versions), `episodes` (commits, direct episodes, fencing,
 //! reading work), `queues` (activities, timers), `staging` (large
-//! commits). To add one, write it in its area and add its name to the list
+//! commits), `entities` (entity rows and messages). To add one, write it in its area and add its name to the list
 //! in [`store_conformance_tests!`](crate::store_conformance_tests); a unit
 //! test fails while a `pub fn` of this folder is missing from the list.
 //!
@@ -29,11 +29,13 @@ use crate::store::{
     CommitOutcome, EpisodeCommit, NewInstance, StartOutcome, Store, WorkItem, WorkRead,
 };
 
+mod entities;
 mod episodes;
 mod lifecycle;
 mod queues;
 mod staging;
 
+pub use entities::*;
 pub use episodes::*;
 pub use lifecycle::*;
 pub use queues::*;
@@ -106,6 +108,9 @@ macro_rules! store_conformance_tests {
             counts_show_instances_by_status_and_what_waits,
             // staging.rs
             a_staged_commit_is_invisible_until_it_lands_and_its_effects_apply_once_in_batches,
+            // entities.rs
+            a_message_for_an_entity_creates_its_row_and_it_is_not_an_instance,
+            an_episodes_messages_reach_entities_in_order_and_an_entity_keeps_one_record,
         ] }
     };
     (@tests $make_store:expr, [$($name:ident),* $(,)?]) => {

@@ -10,8 +10,11 @@ use serde_json::Value;
 
 use crate::api::BASE_PATH;
 
+mod entity;
 pub mod new;
 pub mod replay;
+
+pub use self::entity::EntityCommand;
 
 /// Which host to talk to, and how to print.
 #[derive(Debug, Args)]
@@ -109,8 +112,11 @@ pub enum ClientCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// List the orchestrators and activities the host has loaded, with versions.
+    /// List the orchestrators, activities and entities the host has loaded, with versions.
     Functions,
+    /// Signal, read or list durable entities.
+    #[command(subcommand)]
+    Entity(EntityCommand),
     /// Delete a finished instance, or every finished one created in a range.
     Purge {
         /// The instance to delete; or give --from instead.
@@ -171,7 +177,7 @@ pub async fn run(connection: &Connection, command: ClientCommand) -> Result<Stri
                 ("createdTimeFrom", &from),
                 ("createdTimeTo", &to),
             ]);
-            let instances = client.list(&query, top).await?;
+            let instances = client.list("/instances", &query, top).await?;
             let table = list_table(&instances);
             (Value::Array(instances), table)
         }
@@ -229,6 +235,7 @@ pub async fn run(connection: &Connection, command: ClientCommand) -> Result<Stri
                 .collect();
             (body, table(&["NAME", "KIND", "VERSION", "FILE"], &rows))
         }
+        ClientCommand::Entity(command) => entity::run(&client, command).await?,
         ClientCommand::Purge { id: Some(id), .. } => {
             let body = client
                 .call(Method::DELETE, &path(&id, ""), &[], String::new())
@@ -344,8 +351,14 @@ impl Client<'_> {
         Ok((Value::Null, format!("{doing} {id} (accepted)\n")))
     }
 
-    /// Up to `top` instances, following continuation tokens.
-    async fn list(&self, query: &[(&str, &str)], top: usize) -> Result<Vec<Value>, String> {
+    /// Up to `top` items of the listing at `route`, following
+    /// continuation tokens.
+    async fn list(
+        &self,
+        route: &str,
+        query: &[(&str, &str)],
+        top: usize,
+    ) -> Result<Vec<Value>, String> {
         let mut instances = Vec::new();
         let mut token = None;
         loop {
@@ -355,7 +368,7 @@ impl Client<'_> {
             let (page, next) = self
                 .send(
                     Method::GET,
-                    "/instances",
+                    route,
                     &page_query,
                     String::new(),
                     token.as_deref(),

@@ -129,7 +129,11 @@ async fn select(
     build: &FunctionFile,
 ) -> Result<Vec<String>, String> {
     let listed = client
-        .list(&[("runtimeStatus", args.status.as_str())], args.top)
+        .list(
+            "/instances",
+            &[("runtimeStatus", args.status.as_str())],
+            args.top,
+        )
         .await?;
     let wanted = |name: &str| match &args.name {
         Some(wanted) => wanted == name,
