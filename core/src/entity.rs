@@ -120,6 +120,12 @@ impl EntityRecord {
             .unwrap_or_default()
     }
 
+    /// Whether there is nothing to keep: no state, no lock, nothing
+    /// waiting for one (its row may go).
+    pub fn is_empty(&self) -> bool {
+        self.state.is_none() && self.locked_by.is_none() && self.deferred.is_empty()
+    }
+
     /// The history entry that stores it.
     pub fn into_entry(self) -> HistoryEntry {
         HistoryEntry::EntityState {

@@ -286,6 +286,12 @@ pub struct EpisodeCommit {
     /// Messages for this instance itself, queued after everything already
     /// in its inbox: what a rewind cut from the history, to apply again.
     pub requeued: Vec<Message>,
+    /// Set by the episode of an entity it leaves empty (no state, no lock,
+    /// nothing waiting for one): the commit deletes its row with its
+    /// history, unless a message is queued for it (then the row is written
+    /// as usual, and a later episode removes it). A message for it
+    /// afterwards creates it anew.
+    pub removes_empty_entity: bool,
     /// Set when the commit is too large for one short transaction: its
     /// history entries and effects were written ahead by
     /// [`Store::stage_history`] and [`Store::stage_effects`], invisibly; the
@@ -458,6 +464,7 @@ impl EpisodeCommit {
             messages: Vec::new(),
             cancelled_timers: Vec::new(),
             requeued: Vec::new(),
+            removes_empty_entity: false,
             staging: None,
         }
     }

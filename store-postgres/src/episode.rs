@@ -229,6 +229,14 @@ pub(crate) async fn create_entity_row(
         format!("a message for an entity was addressed to {id:?}, which is not an entity's ID")
     })?;
     let new = NewInstance::entity(&entity, now_millis());
+    // Held until this transaction ends: the entity's row is not removed
+    // under a message on its way (see `remove_entity_if_idle`).
+    rows::execute(
+        transaction,
+        "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+        &[&ENTITY_LOCKS, &id],
+    )
+    .await?;
     rows::execute(
         transaction,
         "INSERT INTO instances
@@ -474,7 +482,46 @@ async fn write_episode(
     if !commit.requeued.is_empty() {
         notify.push(id.to_owned());
     }
+    if commit.removes_empty_entity {
+        remove_entity_if_idle(transaction, id).await?;
+    }
     Ok(CommitOutcome::Committed(FollowUp { notify, leased }))
+}
+
+/// The advisory locks of entity rows (class "ent"), keyed by the hash of
+/// the entity's ID: a delivery to an entity holds its lock shared from
+/// before it looks for the row until it commits (`create_entity_row`);
+/// the commit that removes the entity must hold it exclusively.
+const ENTITY_LOCKS: i32 = 0x0065_6e74;
+
+/// Deletes entity `id`'s row (locked by this commit) if no delivery to it
+/// is under way and no message is queued for it. Tries the lock without
+/// waiting: a delivery in flight keeps the entity, and a later episode
+/// removes it. Any delivery after this commit waits for it, finds no row,
+/// and creates the entity anew.
+async fn remove_entity_if_idle(transaction: &Transaction<'_>, id: &str) -> anyhow::Result<()> {
+    let locked: bool = rows::query_opt(
+        transaction,
+        "SELECT pg_try_advisory_xact_lock($1, hashtext($2))",
+        &[&ENTITY_LOCKS, &id],
+    )
+    .await?
+    .is_some_and(|row| row.get(0));
+    if !locked {
+        return Ok(());
+    }
+    // A statement of its own, after the lock: it sees every delivery that
+    // committed before the lock was granted.
+    let queued = rows::query_opt(
+        transaction,
+        "SELECT 1 FROM inbox WHERE instance_id = $1 LIMIT 1",
+        &[&id],
+    )
+    .await?;
+    if queued.is_none() {
+        delete_instance(transaction, id).await?;
+    }
+    Ok(())
 }
 
 /// Of the errors of pipelined writes, the one that caused the others: once

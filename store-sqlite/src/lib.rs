@@ -796,6 +796,13 @@ fn insert_message(transaction: &Connection, id: &str, message: &Message) -> anyh
     Ok(())
 }
 
+/// Whether any message is queued for `id`.
+fn has_messages(connection: &Connection, id: &str) -> anyhow::Result<bool> {
+    Ok(connection
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1)")?
+        .query_row([id], |row| row.get(0))?)
+}
+
 /// Whether a termination is queued for `id` (the `terminating` flag,
 /// kept with the inbox: set with the message, cleared when the instance
 /// finishes, which consumes it).
@@ -1086,6 +1093,11 @@ fn apply_episode(
     let mut notify = deliver_outbox(transaction, commit)?;
     if !commit.requeued.is_empty() {
         notify.push(id.to_owned());
+    }
+    // With one writer, no delivery can come between this check and the
+    // delete: a later message creates the entity anew.
+    if commit.removes_empty_entity && !has_messages(transaction, id)? {
+        delete_instance(transaction, id)?;
     }
     Ok(CommitOutcome::Committed(FollowUp { notify, leased }))
 }

@@ -109,6 +109,11 @@ async fn a_signalled_counter_keeps_its_state_which_reads_and_listings_show() {
         }
     })
     .await;
+    // Nothing is kept of an entity with no state: not even its row.
+    let rows = host.database_rows("SELECT instance_id FROM instances WHERE instance_id LIKE '@%'");
+    assert_eq!(rows, ["@counter@cats"]);
+    let listed = host.get("/entities").await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1, "{listed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -118,3 +118,43 @@ pub fn an_episodes_messages_reach_entities_in_order_and_an_entity_keeps_one_reco
         Some("2")
     );
 }
+
+/// An entity's commit that leaves it empty deletes its row, unless a
+/// message waits for it; a message afterwards creates it anew.
+pub fn an_empty_entity_is_removed_unless_a_message_waits_for_it(store: &dyn Store) {
+    let entity = EntityId::new("counter", "gone").instance_id();
+    store.deliver(&entity, &operation("delete"), None).unwrap();
+    let empty_commit = |read: &crate::store::WorkItem| {
+        let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(read));
+        commit.history = HistoryChange::Replace(vec![EntityRecord::default().into_entry()]);
+        commit.removes_empty_entity = true;
+        commit
+    };
+    let read = work(store, &entity);
+    // Arrived after the episode read its messages: the row stays for it.
+    store.deliver(&entity, &operation("add"), None).unwrap();
+    assert!(matches!(
+        store.commit_episode(&empty_commit(&read)).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    assert!(store.instance(&entity).unwrap().is_some());
+
+    let read = work(store, &entity);
+    assert_eq!(read.messages.len(), 1);
+    assert!(matches!(
+        store.commit_episode(&empty_commit(&read)).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    assert!(store.instance(&entity).unwrap().is_none(), "removed");
+    assert!(
+        store
+            .load_work(&entity, crate::store::WorkRead::ALL)
+            .unwrap()
+            .is_none()
+    );
+
+    store.deliver(&entity, &operation("add"), None).unwrap();
+    let read = work(store, &entity);
+    assert_eq!(read.instance.revision, 0, "a new row");
+    assert!(read.history.is_empty());
+}

@@ -111,6 +111,7 @@ macro_rules! store_conformance_tests {
             // entities.rs
             a_message_for_an_entity_creates_its_row_and_it_is_not_an_instance,
             an_episodes_messages_reach_entities_in_order_and_an_entity_keeps_one_record,
+            an_empty_entity_is_removed_unless_a_message_waits_for_it,
         ] }
     };
     (@tests $make_store:expr, [$($name:ident),* $(,)?]) => {

@@ -87,6 +87,7 @@ pub(super) fn plan(
     let mut updated = instance.successor(now);
     updated.status = RuntimeStatus::Running;
     let mut commit = EpisodeCommit::consuming(instance, updated, Vec::new(), consumed);
+    commit.removes_empty_entity = record.is_empty();
     commit.history = HistoryChange::Replace(vec![record.into_entry()]);
     commit.messages = out.messages;
     commit.children = out.starts.into_iter().map(Ok).collect();

@@ -537,6 +537,7 @@ pub(crate) fn plan(
         messages: entities.messages,
         cancelled_timers,
         requeued: Vec::new(),
+        removes_empty_entity: false,
         staging: None,
     };
     report.took = began.elapsed();

@@ -157,6 +157,7 @@ pub(super) fn plan(
         children: Vec::new(),
         sent_events: Vec::new(),
         messages: Vec::new(),
+        removes_empty_entity: false,
         cancelled_timers: Vec::new(),
         requeued,
         staging: None,
