@@ -18,6 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use reprise_core::entity::EntityId;
 use reprise_core::model::RuntimeStatus;
 use reprise_core::store::{CommitObserver, EpisodeCommit, StoreCounts};
 
@@ -190,7 +191,9 @@ impl EpisodeEffect {
     pub fn of(commit: &EpisodeCommit, orchestrator: &str) -> EpisodeEffect {
         EpisodeEffect {
             orchestrator: orchestrator.to_owned(),
-            started: commit.read.status == RuntimeStatus::Pending,
+            // An entity is created by its first message: not an instance.
+            started: commit.read.status == RuntimeStatus::Pending
+                && !EntityId::is_entity(&commit.read.id),
             finished: commit.finishes().then_some(commit.updated.status),
         }
     }
@@ -315,7 +318,7 @@ impl Metrics {
         );
         registry.register(
             "episodes",
-            "Episodes committed, by the execution that ran the orchestrator (warm, new, cold, none)",
+            "Episodes committed, by the execution that ran the orchestrator (warm, new, cold, none; entity for an entity's operations)",
             self.episodes.clone(),
         );
         registry.register_with_unit(

@@ -286,3 +286,103 @@ async fn a_host_stops_when_a_newer_host_upgrades_the_schema_under_it() {
         "{refused}"
     );
 }
+
+/// Entities whose host is SIGKILLed mid-stream (never restarted) are taken
+/// over by the others: every signal a host answered 202 applies exactly
+/// once, and transfers between accounts it ran, locks and all, finish
+/// with not a cent lost or made.
+#[tokio::test(flavor = "multi_thread")]
+async fn entities_of_a_dead_host_are_taken_over_with_nothing_lost_or_applied_twice() {
+    if on_sqlite() {
+        return;
+    }
+    let c = components();
+    let hosts = hosts(3, &[&c.counter_entity, &c.bank_transfer]).await;
+    // Created, and so run, by host 0.
+    for (path, input) in [
+        ("Counter/shared?op=add", "1"),
+        ("Account/a?op=deposit", "500"),
+        ("Account/b?op=deposit", "500"),
+    ] {
+        let reply = hosts[0].post(&format!("/entities/{path}"), input).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+    }
+    let mut transfers = Vec::new();
+    for n in 0..6 {
+        let (from, to) = if n % 2 == 0 { ("a", "b") } else { ("b", "a") };
+        let input = json!({"from": from, "to": to, "amount": 5}).to_string();
+        transfers.push(
+            hosts[1 + n % 2]
+                .start_instance("Transfer", None, &input)
+                .await,
+        );
+    }
+    let accepted = AtomicUsize::new(0);
+    let uncertain = AtomicUsize::new(0);
+    let killed = Mutex::new(false);
+    let owner = &hosts[0];
+    let senders = hosts.iter().enumerate().map(|(index, host)| {
+        let (accepted, uncertain, killed) = (&accepted, &uncertain, &killed);
+        async move {
+            for _ in 0..60 {
+                match host.try_post("/entities/Counter/shared?op=add", "1").await {
+                    Ok(reply) if reply.status == StatusCode::ACCEPTED => {
+                        if accepted.fetch_add(1, Ordering::SeqCst) + 1 == 40 {
+                            *killed.lock().unwrap() = true;
+                            owner.kill_now();
+                        }
+                    }
+                    Ok(reply) => panic!("host {index} answered {reply:?}"),
+                    Err(_) if index == 0 && *killed.lock().unwrap() => {
+                        uncertain.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(error) => panic!("host {index} failed: {error}"),
+                }
+            }
+        }
+    });
+    futures::future::join_all(senders).await;
+    assert!(*killed.lock().unwrap(), "the kill never happened");
+    let (accepted, uncertain) = (
+        accepted.load(Ordering::SeqCst) as u64 + 1,
+        uncertain.load(Ordering::SeqCst) as u64,
+    );
+    let survivor = &hosts[1];
+    let count = survivor
+        .wait_until(
+            "every accepted signal",
+            Duration::from_secs(60),
+            async || {
+                let state = survivor.get("/entities/Counter/shared").await.body;
+                match state.as_u64() {
+                    Some(count) if count >= accepted => Ok(count),
+                    _ => Err(state.to_string()),
+                }
+            },
+        )
+        .await;
+    assert!(
+        count <= accepted + uncertain,
+        "{count} applied, {accepted} accepted and {uncertain} cut off"
+    );
+    for id in &transfers {
+        let done = survivor.wait_for_status(id, "Completed").await;
+        assert_eq!(done["output"]["transferred"], true, "{done}");
+    }
+    let balance = async |key: &str| survivor.get(&format!("/entities/Account/{key}")).await.body;
+    assert_eq!(balance("a").await, json!(500));
+    assert_eq!(balance("b").await, json!(500));
+    // Nothing more arrives later: one more signal lands on top.
+    let reply = hosts[2].post("/entities/Counter/shared?op=add", "1").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    survivor
+        .wait_until("one more", Duration::from_secs(60), async || {
+            let state = survivor.get("/entities/Counter/shared").await.body;
+            match state == json!(count + 1) {
+                true => Ok(()),
+                false => Err(state.to_string()),
+            }
+        })
+        .await;
+}
