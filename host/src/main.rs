@@ -68,7 +68,7 @@ fn init_logging(format: LogFormat) {
 #[derive(Subcommand)]
 enum Command {
     /// Load the orchestrators in the functions folder and serve the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check component files before deploying them: do they load, and what
     /// do they export? Exit code 1 if any would be rejected.
     Check {
@@ -192,7 +192,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Serve(args) => run_serve(&cli.connection, args, cli.log_format),
+        Command::Serve(args) => run_serve(&cli.connection, *args, cli.log_format),
         Command::Client(command) => run_client(&cli.connection, command),
         Command::New(args) => finish(
             reprise_host::cli::new::run(&args).map(|report| (report, true)),

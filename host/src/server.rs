@@ -81,8 +81,32 @@ impl Database {
     /// wait for a silent host before taking its work over.
     pub fn with_lease_ttl(self, lease_ttl: std::time::Duration) -> Database {
         match self {
-            Database::Postgres(url, _) => {
-                Database::Postgres(url, reprise_store_postgres::Options { lease_ttl })
+            Database::Postgres(url, options) => Database::Postgres(
+                url,
+                reprise_store_postgres::Options {
+                    lease_ttl,
+                    ..options
+                },
+            ),
+            sqlite => sqlite,
+        }
+    }
+
+    /// Seated at `address`, this process's (bound): among the hosts of a
+    /// shared database, a host restarted on its machine and address ends
+    /// its previous run at once, which cannot still be serving there.
+    fn seated(self, address: SocketAddr) -> Database {
+        match self {
+            Database::Postgres(url, options) => {
+                let machine = rustix::system::uname();
+                let seat = format!("{}/{address}", machine.nodename().to_string_lossy());
+                Database::Postgres(
+                    url,
+                    reprise_store_postgres::Options {
+                        seat: Some(seat),
+                        ..options
+                    },
+                )
             }
             sqlite => sqlite,
         }
@@ -91,7 +115,9 @@ impl Database {
     fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match self {
             Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-            Database::Postgres(url, options) => Arc::new(PostgresStore::open(url, *options)?),
+            Database::Postgres(url, options) => {
+                Arc::new(PostgresStore::open(url, options.clone())?)
+            }
         })
     }
 
@@ -141,8 +167,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         anyhow::bail!("the access key must not be empty");
     }
     api::check_task_hub_name(&config.task_hub)?;
-    let database = config.database.clone();
-    // First: nothing else is created if the database cannot be used.
+    // First: a host that cannot have its address touches nothing, and one
+    // that has it knows no earlier run of it still serves there.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let database = config.database.clone().seated(address);
+    // Then the database: nothing else is created if it cannot be used.
     // Opening may block (files, connections, migrations).
     let store = tokio::task::spawn_blocking(move || database.open()).await??;
     let compile_cache = config
@@ -189,10 +221,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             task_hub: config.task_hub.clone(),
         },
     );
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let address = listener.local_addr()?;
     // Tests and scripts wait for this exact line to learn the port.
     println!("reprise listening on http://{address}");
     tracing::info!(

@@ -48,6 +48,8 @@ pub(crate) struct Membership {
     /// Lets the listener follow a new incarnation.
     changes: watch::Sender<String>,
     pub(crate) ttl: Duration,
+    /// Where this host serves ([`crate::Options::seat`]).
+    seat: Option<String>,
     /// Instances known to be owned by this incarnation (a cache: a commit
     /// checks the row).
     owned: Mutex<HashSet<String>>,
@@ -61,12 +63,13 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
-    pub(crate) fn new(ttl: Duration) -> Arc<Membership> {
+    pub(crate) fn new(ttl: Duration, seat: Option<String>) -> Arc<Membership> {
         let id = new_id();
         Arc::new(Membership {
             changes: watch::Sender::new(id.clone()),
             id: RwLock::new(id),
             ttl,
+            seat,
             owned: Mutex::new(HashSet::new()),
             served: Mutex::new(Vec::new()),
             wake: Mutex::new(None),
@@ -152,9 +155,9 @@ pub(crate) async fn register(pool: &Pool, membership: &Membership) -> anyhow::Re
     let transaction = client.transaction().await?;
     let id = membership.id();
     rows::execute(&transaction, &format!(
-                "INSERT INTO hosts (host_id, started_at, alive_until) VALUES ($1, {DB_NOW}, {DB_NOW} + $2)"
+                "INSERT INTO hosts (host_id, started_at, alive_until, seat) VALUES ($1, {DB_NOW}, {DB_NOW} + $2, $3)"
             ),
-            &[&id, &membership.ttl_millis()],
+            &[&id, &membership.ttl_millis(), &membership.seat],
         )
         .await?;
     let served = membership
@@ -169,6 +172,34 @@ pub(crate) async fn register(pool: &Pool, membership: &Membership) -> anyhow::Re
     )
     .await?;
     transaction.commit().await?;
+    Ok(())
+}
+
+/// Ends the earlier runs of a host on this host's seat, if it has one:
+/// the seat proves them gone (this process holds its address now), so
+/// their instances, timers and activities are taken over at once rather
+/// than after their lease. Called once, at start-up: a new incarnation of
+/// a running host (its lease lost) ends nobody.
+pub(crate) async fn end_earlier_runs(pool: &Pool, membership: &Membership) -> anyhow::Result<()> {
+    let Some(seat) = &membership.seat else {
+        return Ok(());
+    };
+    let client = pool.get().await?;
+    let ended = rows::query(
+        &client,
+        &format!(
+            "UPDATE hosts SET alive_until = {DB_NOW} - 1 WHERE seat = $1 AND alive_until >= {DB_NOW}
+             RETURNING host_id"
+        ),
+        &[seat],
+    )
+    .await?;
+    for run in ended {
+        let id: String = run.get(0);
+        tracing::info!(
+            "ended this host's previous run on {seat} (host {id}): it is gone, its work is taken over now"
+        );
+    }
     Ok(())
 }
 

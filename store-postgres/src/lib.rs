@@ -56,18 +56,24 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const RETRIES: usize = 8;
 
 /// How this host takes part among the hosts of one database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// How long a host that stops renewing its lease (it died, or is cut
     /// off) keeps its instances, timers and activities before the other
     /// hosts take them over.
     pub lease_ttl: Duration,
+    /// Where this host serves (its machine and the address it listens on,
+    /// already bound): one process at a time can. A host registering on a
+    /// seat ends the earlier runs registered on it, at once: they are
+    /// gone, so their work is taken over without waiting out their lease.
+    pub seat: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             lease_ttl: Duration::from_secs(10),
+            seat: None,
         }
     }
 }
@@ -142,7 +148,7 @@ impl PostgresStore {
             options.lease_ttl >= Duration::from_millis(300),
             "the lease must last at least 300 ms"
         );
-        let membership = Membership::new(options.lease_ttl);
+        let membership = Membership::new(options.lease_ttl, options.seat);
         let observer = batch::Observer::default();
         let store = PostgresStore {
             observer: Arc::clone(&observer),
@@ -167,6 +173,7 @@ impl PostgresStore {
                     .await
                     .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;
                 schema::migrate(&mut client).await?;
+                hosts::end_earlier_runs(&lease_pool, &store.membership).await?;
                 hosts::register(&lease_pool, &store.membership).await
             })
             .map_err(classified)?;

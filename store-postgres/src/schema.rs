@@ -7,7 +7,7 @@ use deadpool_postgres::Client;
 
 /// Bumped when the schema changes; a host refuses a database from the
 /// future.
-pub(crate) const VERSION: i32 = 5;
+pub(crate) const VERSION: i32 = 6;
 
 /// The advisory lock key migrations hold ("Reprise" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0052_6570_7269_7365;
@@ -97,7 +97,9 @@ CREATE TABLE components (
 CREATE TABLE hosts (
     host_id     TEXT PRIMARY KEY,
     started_at  BIGINT NOT NULL,
-    alive_until BIGINT NOT NULL
+    alive_until BIGINT NOT NULL,
+    -- Where it serves (machine and address): one run at a time can.
+    seat        TEXT
 );
 -- The component versions each host serves: a version is retired once no
 -- live host serves it.
@@ -164,7 +166,7 @@ $$;
 
 /// The changes from each version to the next: `UPGRADES[n]` takes
 /// version `n + 1` to `n + 2`, one batch after another.
-const UPGRADES: [&[&str]; 4] = [
+const UPGRADES: [&[&str]; 5] = [
     // 2: trace contexts; older instances are not traced.
     &["ALTER TABLE instances ADD COLUMN trace TEXT"],
     // 3: instances by status, counted once here and kept from then on.
@@ -178,6 +180,8 @@ const UPGRADES: [&[&str]; 4] = [
     // 5: entities are not counted among the instances (none were stored
     // before: nothing to recount).
     &[COUNT_ORCHESTRATIONS],
+    // 6: where each host serves; older runs have no seat.
+    &["ALTER TABLE hosts ADD COLUMN seat TEXT"],
 ];
 
 /// The schema version the database has now.

@@ -38,9 +38,10 @@ mod hosts {
         let url = PostgresServer::shared().create_database().unwrap();
         let options = Options {
             lease_ttl: Duration::from_secs(60),
+            ..Options::default()
         };
         (
-            PostgresStore::open(&url, options).unwrap(),
+            PostgresStore::open(&url, options.clone()).unwrap(),
             PostgresStore::open(&url, options).unwrap(),
         )
     }
@@ -90,6 +91,34 @@ mod hosts {
         // The old owner's plan stays refused (its revision is gone too).
         assert_eq!(a.commit_episode(&planned).unwrap(), CommitOutcome::Stale);
         assert!(!a.claim("x").unwrap(), "now the other host's");
+    }
+
+    /// A host opened on the seat of an earlier run (its address, which only
+    /// one process can hold) ends that run at once: its instances are free
+    /// and its commits refused. A host on another seat ends nobody.
+    #[test]
+    fn a_host_on_an_earlier_runs_seat_takes_its_instances_over_at_once() {
+        let url = PostgresServer::shared().create_database().unwrap();
+        let seated = |seat: &str| Options {
+            lease_ttl: Duration::from_secs(60),
+            seat: Some(seat.to_owned()),
+        };
+        let crashed = PostgresStore::open(&url, seated("m/127.0.0.1:1")).unwrap();
+        crashed.start_instance(&new_instance("x"), None).unwrap();
+        let planned = episode(&crashed, "x");
+
+        let neighbour = PostgresStore::open(&url, seated("m/127.0.0.1:2")).unwrap();
+        assert!(!neighbour.claim("x").unwrap(), "another seat ends nobody");
+        let restarted = PostgresStore::open(&url, seated("m/127.0.0.1:1")).unwrap();
+        assert!(restarted.claim("x").unwrap(), "the earlier run is over");
+        assert_eq!(
+            crashed.commit_episode(&planned).unwrap(),
+            CommitOutcome::Stale
+        );
+        assert!(matches!(
+            restarted.commit_episode(&episode(&restarted, "x")).unwrap(),
+            CommitOutcome::Committed(_)
+        ));
     }
 
     #[test]
@@ -321,7 +350,8 @@ fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
             &url,
             "ALTER TABLE instances DROP COLUMN trace; ALTER TABLE activities DROP COLUMN attempt;
              DROP TABLE instance_counts, instance_count_changes;
-             DROP FUNCTION reprise_count_instances CASCADE; UPDATE reprise_schema SET version = 1",
+             DROP FUNCTION reprise_count_instances CASCADE; ALTER TABLE hosts DROP COLUMN seat;
+             UPDATE reprise_schema SET version = 1",
         )
         .unwrap();
 
@@ -344,7 +374,7 @@ fn a_version_1_schema_is_upgraded_and_keeps_its_instances() {
     let version = PostgresServer::shared()
         .query(&url, "SELECT version FROM reprise_schema")
         .unwrap();
-    assert_eq!(version, ["5"]);
+    assert_eq!(version, [crate::schema::VERSION.to_string()]);
     assert_eq!(
         store.instance_counts().unwrap(),
         [(RuntimeStatus::Pending, 2)]

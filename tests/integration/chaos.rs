@@ -15,7 +15,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestHost, components, postgres};
+use crate::harness::{TestHost, components, fixed_port, postgres};
 
 /// Counters (E3_Counter, continue-as-new per event) fed bursts of "incr".
 const COUNTERS: usize = 3;
@@ -364,38 +364,6 @@ async fn start_instances(
         tokio::time::sleep(Duration::from_millis(rng.range(20, 80))).await;
     }
     starts
-}
-
-/// A loopback port below the ephemeral range, free now. Other tests bind
-/// port 0 and connect from ephemeral ports, so none can take it while the
-/// host is down between a kill and its restart.
-fn fixed_port() -> u16 {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .unwrap_or_else(|_| "32768 60999".to_owned());
-    let low: u64 = range
-        .split_whitespace()
-        .next()
-        .and_then(|low| low.parse().ok())
-        .unwrap_or(32768);
-    let (first, last) = if low > 12_000 {
-        (low - 10_000, low - 1)
-    } else {
-        (61_000, 65_000)
-    };
-    let mut rng = Rng::new(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            ^ u64::from(std::process::id()),
-    );
-    for _ in 0..100 {
-        let port = rng.range(first, last) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {first}..={last}");
 }
 
 fn chaos_seed() -> u64 {

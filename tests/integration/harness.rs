@@ -847,6 +847,36 @@ impl Drop for TestHost {
 
 /// A local HTTP server for activities to call: `GET /health` answers with
 /// the status `status` holds at the time, and the body `ok`. Returns the port.
+/// A loopback port below the ephemeral range, free now. Other tests bind
+/// port 0 and connect from ephemeral ports, so none can take it while a
+/// host is down between a kill and its restart.
+pub fn fixed_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap_or_else(|_| "32768 60999".to_owned());
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|low| low.parse().ok())
+        .unwrap_or(32768);
+    let (first, last) = if low > 12_000 {
+        (low - 10_000, low - 1)
+    } else {
+        (61_000, 65_000)
+    };
+    for _ in 0..100 {
+        // A fresh random hasher per pick: different in every process.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = first + (random % u64::from(last - first + 1)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {first}..={last}");
+}
+
 pub async fn health_server(status: Arc<AtomicU16>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

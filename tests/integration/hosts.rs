@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestHost, components, event_types, on_sqlite};
+use crate::harness::{TestHost, components, event_types, fixed_port, on_sqlite};
 
 /// A short lease, so a dead host's work moves within seconds.
 const LEASE: &[&str] = &["--lease-ttl-secs", "2"];
@@ -259,6 +259,56 @@ async fn a_host_stopped_cleanly_hands_its_work_over_at_once() {
     staying
         .wait_for(&id, Duration::from_secs(30), |body| body["input"] == 1)
         .await;
+}
+
+/// A host SIGKILLed and restarted on its machine and address (its seat)
+/// takes its work back at once: only one process can hold the address, so
+/// its previous run is gone, and nobody waits out that run's lease (a
+/// minute, here) for its instance or its leased activity.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_restarted_after_a_crash_takes_its_work_back_at_once() {
+    if on_sqlite() {
+        return;
+    }
+    let minute = &["--lease-ttl-secs", "60"];
+    let address = format!("127.0.0.1:{}", fixed_port());
+    let mut host = TestHost::prepare(&[&components().misbehaving])
+        .with_args(minute)
+        .listening_on(&address)
+        .started()
+        .await;
+    let call = r#"{"activity": "SlowEcho", "input": {"ms": 3000, "value": "survived"}}"#;
+    let caller = host.start_instance("CallActivity", None, call).await;
+    host.wait_for_log("SlowEcho running").await;
+
+    host.restart().await;
+    let done = host.wait_for_status(&caller, "Completed").await;
+    assert_eq!(done["output"], "survived");
+    assert!(
+        host.log().contains("ended this host's previous run"),
+        "{}",
+        host.log()
+    );
+}
+
+/// A second host given an address another host holds fails before it
+/// touches the database: it neither registers nor ends the host there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_that_cannot_have_its_address_touches_nothing() {
+    if on_sqlite() {
+        return;
+    }
+    let address = format!("127.0.0.1:{}", fixed_port());
+    let serving = TestHost::prepare(&[&components().counter])
+        .listening_on(&address)
+        .started()
+        .await;
+    let refused = TestHost::prepare(&[&components().counter])
+        .listening_on(&address)
+        .sharing_database_with(&serving)
+        .start_expecting_failure();
+    assert!(refused.contains("cannot listen on"), "{refused}");
+    assert_eq!(serving.database_rows("SELECT count(*) FROM hosts"), ["1"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
