@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{HistoryEntry, Message, Millis};
+use crate::model::{HistoryEntry, InstanceId, Message, Millis};
 use crate::store::NewInstance;
 
 /// Which entity: the entity function's name (compared case-insensitively,
@@ -29,6 +29,20 @@ impl EntityId {
             name: name.to_lowercase(),
             key: key.to_owned(),
         }
+    }
+
+    /// `new`, if the name is not empty and has no `@`, and the ID it
+    /// makes is a valid instance ID; else why not.
+    pub fn checked(name: &str, key: &str) -> Result<EntityId, String> {
+        if name.is_empty() || name.contains('@') {
+            return Err(format!(
+                "invalid entity name '{name}': it must not be empty or contain '@'"
+            ));
+        }
+        let id = EntityId::new(name, key);
+        InstanceId::parse(&id.instance_id())
+            .map_err(|error| format!("invalid entity ID {id}: {error}"))?;
+        Ok(id)
     }
 
     /// The entity an instance ID names, if it names one: `@name@key`,
@@ -80,6 +94,15 @@ impl Sender {
     /// the task): a lock's holder is a generation, not one task.
     pub fn same_generation(&self, other: &Sender) -> bool {
         self.instance_id == other.instance_id && self.generation == other.generation
+    }
+
+    /// Whether `release`, the holder a release names, is this lock
+    /// holder: the same lock (a generation may lock again after a
+    /// release), or any lock of its generation for a release that names
+    /// none (as hosts before 2026-12-04 sent them).
+    pub fn released_by(&self, release: &Sender) -> bool {
+        self.same_generation(release)
+            && (release.task_id.is_none() || self.task_id == release.task_id)
     }
 }
 

@@ -22,7 +22,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::harness::{TestHost, components, postgres};
-use support::load::{self, Measured, RUNS};
+use support::load::{self, Counters, Measured, RUNS};
 
 const STARTS: usize = 5_000;
 const COUNTERS: usize = 1_000;
@@ -97,6 +97,7 @@ fn main() {
                 let warm_up = load::count_events(
                     &setup.hosts,
                     &setup.database,
+                    Counters::Orchestrations,
                     &counters,
                     COUNTERS,
                     WARM_UP_EVENTS,
@@ -111,6 +112,7 @@ fn main() {
                     let measured = load::count_events(
                         &setup.hosts,
                         &setup.database,
+                        Counters::Orchestrations,
                         &counters,
                         COUNTERS,
                         EVENTS,

@@ -10,6 +10,8 @@
 //! - S5: start → Completed latency, one client.
 //! - S6: hello sequence (three activities in a row), until all Completed.
 //! - S7: one activity, 10,000 starts, until all Completed.
+//! - S8: 20,000 signals to 1,000 Counter entities, until all are applied
+//!   (exact final counts checked); S2 is its baseline.
 //!
 //! Load comes from 32 concurrent clients in this process; the host is its
 //! own process. Each rate is the median of three runs.
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use reprise_host::runtime::{AllowedHosts, GuestLimits, Runtime};
 use support::harness::{TestHost, components};
-use support::load::{self, RUNS};
+use support::load::{self, Counters, RUNS};
 use support::{CLIENTS, ms, quantile};
 
 const LATENCY_RUNS: usize = 200;
@@ -41,6 +43,7 @@ fn main() {
             &components.hello_sequence,
             &components.misbehaving,
             &components.counter,
+            &components.counter_entity,
         ])
         .await;
         let sqlite = format!("SQLite: {commits:.0} single-row commits per second");
@@ -79,6 +82,13 @@ fn main() {
             let events = median_event_rate(&host).await;
             rows.push(format!(
                 "| S2: {EVENTS} events to {COUNTERS} counters, accepted and applied | {events} | ≥ 25,000 per second | {sqlite} |"
+            ));
+        }
+
+        if support::wanted("s8") {
+            let signals = median_signal_rate(&host).await;
+            rows.push(format!(
+                "| S8: {EVENTS} signals to {COUNTERS} Counter entities, accepted and applied | {signals} | none | S2 above |"
             ));
         }
 
@@ -170,13 +180,24 @@ async fn median_rate(host: &TestHost, tag: &str, name: &str, input: &str, starts
 /// S2: `COUNTERS` counters, then `EVENTS` "incr" events spread over them
 /// per run, until every count is exactly what was sent (median of `RUNS`).
 async fn median_event_rate(host: &TestHost) -> String {
+    load::start_counters(std::slice::from_ref(host), "s2", COUNTERS).await;
+    median_count_rate(host, Counters::Orchestrations, "s2").await
+}
+
+/// S8: `EVENTS` signals spread over `COUNTERS` Counter entities per run
+/// (created by the first), until every count is exactly what was sent.
+async fn median_signal_rate(host: &TestHost) -> String {
+    median_count_rate(host, Counters::Entities, "s8").await
+}
+
+async fn median_count_rate(host: &TestHost, counters: Counters, tag: &str) -> String {
     let hosts = std::slice::from_ref(host);
-    load::start_counters(hosts, "s2", COUNTERS).await;
     let mut runs = Vec::new();
     for run in 0..RUNS {
         let expected = ((run + 1) * EVENTS / COUNTERS) as u64;
-        let measured = load::count_events(hosts, &[], "s2", COUNTERS, EVENTS, expected).await;
-        eprintln!("s2 run {run}: {measured:?}");
+        let measured =
+            load::count_events(hosts, &[], counters, tag, COUNTERS, EVENTS, expected).await;
+        eprintln!("{tag} run {run}: {measured:?}");
         runs.push(measured);
     }
     load::summary(&runs)

@@ -126,12 +126,54 @@ pub async fn start_counters(hosts: &[TestHost], tag: &str, counters: usize) {
     .await;
 }
 
-/// Raises `events` "incr" events spread over the counters `{tag}-N` and
-/// over `hosts`, until every count is `expected` (checking none counts
-/// one twice).
+/// What counts: E3_Counter orchestrations (events raised to them), or
+/// Counter entities (signals sent to them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counters {
+    Orchestrations,
+    Entities,
+}
+
+impl Counters {
+    /// Where the `incr` for counter `{tag}-{n}` goes, and with what body.
+    fn incr(self, tag: &str, n: usize) -> (String, &'static str) {
+        match self {
+            Counters::Orchestrations => (
+                format!("/instances/{tag}-{n}/raiseEvent/operation"),
+                "\"incr\"",
+            ),
+            Counters::Entities => (format!("/entities/Counter/{tag}-{n}?op=incr"), ""),
+        }
+    }
+
+    /// Every counter's count, read from `host`.
+    async fn counts(self, host: &TestHost, tag: &str, counters: usize) -> Vec<u64> {
+        let (path, count) = match self {
+            Counters::Orchestrations => (
+                format!("/instances?instanceIdPrefix={tag}-&top={counters}"),
+                "/input",
+            ),
+            Counters::Entities => (
+                format!("/entities/Counter?fetchState=true&top={counters}"),
+                "/state",
+            ),
+        };
+        let page = host.get(&path).await.body;
+        page.as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item.pointer(count).and_then(|v| v.as_u64()).unwrap_or(0))
+            .collect()
+    }
+}
+
+/// Sends `events` `incr`s spread over the counters `{tag}-N` and over
+/// `hosts`, until every count is `expected` (checking none counts one
+/// twice).
 pub async fn count_events(
     hosts: &[TestHost],
     others: &[u32],
+    counters_of: Counters,
     tag: &str,
     counters: usize,
     events: usize,
@@ -139,30 +181,18 @@ pub async fn count_events(
 ) -> Measured {
     let started = Instant::now();
     let meters = Meters::start(hosts, others);
-    let urls: Vec<String> = (0..events)
-        .map(|n| {
-            let counter = n % counters;
-            spread(
-                hosts,
-                n,
-                &format!("/instances/{tag}-{counter}/raiseEvent/operation"),
-            )
-        })
+    let incrs: Vec<(String, &str)> = (0..events)
+        .map(|n| counters_of.incr(tag, n % counters))
         .collect();
-    from_clients(urls, "\"incr\"").await;
+    let body = incrs[0].1;
+    let urls: Vec<String> = incrs
+        .into_iter()
+        .enumerate()
+        .map(|(n, (path, _))| spread(hosts, n, &path))
+        .collect();
+    from_clients(urls, body).await;
     loop {
-        let page = hosts[0]
-            .get(&format!(
-                "/instances?instanceIdPrefix={tag}-&top={counters}"
-            ))
-            .await
-            .body;
-        let counts: Vec<u64> = page
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|status| status["input"].as_u64().unwrap_or(0))
-            .collect();
+        let counts = counters_of.counts(&hosts[0], tag, counters).await;
         assert_eq!(counts.len(), counters);
         assert!(
             counts.iter().all(|&count| count <= expected),

@@ -16,7 +16,6 @@ use super::render::{json_value, timestamp};
 use super::{ApiError, ApiState};
 use crate::engine::{EntityQuery, EntityView};
 use crate::entity::EntityId;
-use crate::model::InstanceId;
 
 /// An entity as a listing shows it.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -39,15 +38,7 @@ pub struct EntityIdBody {
 
 /// The entity a route addresses; `$` is the empty key (on reads).
 fn entity_id(name: &str, key: &str) -> Result<EntityId, ApiError> {
-    if name.is_empty() || name.contains('@') {
-        return Err(ApiError::bad_request(format!(
-            "invalid entity name '{name}': it must not be empty or contain '@'"
-        )));
-    }
-    let id = EntityId::new(name, key);
-    InstanceId::parse(&id.instance_id())
-        .map_err(|error| ApiError::bad_request(format!("invalid entity ID {id}: {error}")))?;
-    Ok(id)
+    EntityId::checked(name, key).map_err(ApiError::bad_request)
 }
 
 /// `POST entities/{entityName}/{entityKey}[?op=]`: signal an entity.

@@ -398,6 +398,12 @@ pub(super) async fn rewind(
                 "cannot rewind instance '{id}': it is {status}; only failed instances can be rewound"
             ),
         )),
+        RewindOutcome::UsedEntities => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!(
+                "cannot rewind instance '{id}': it called or locked entities, whose answers and locks a re-run could not have again; restart it instead"
+            ),
+        )),
     }
 }
 

@@ -19,8 +19,18 @@ use crate::runtime::wire;
 pub(super) struct EntityCalls {
     /// Messages for entities, in the order they were sent.
     pub(super) messages: Vec<(String, Message)>,
-    /// The entities (sorted instance IDs) of the generation's open lock.
-    pub(super) open_lock: Option<Vec<String>>,
+    /// The generation's open lock (held, or asked for).
+    pub(super) open_lock: Option<OpenLock>,
+}
+
+/// A lock a generation holds or has asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct OpenLock {
+    /// The task that asked for it: a generation may lock again after a
+    /// release, and an entity must tell its locks apart.
+    pub(super) id: u64,
+    /// Its entities: sorted instance IDs.
+    pub(super) targets: Vec<String>,
 }
 
 impl EntityCalls {
@@ -30,8 +40,11 @@ impl EntityCalls {
         let mut open_lock = None;
         for entry in history {
             match entry {
-                HistoryEntry::EntityLockRequested { targets, .. } => {
-                    open_lock = Some(targets.clone());
+                HistoryEntry::EntityLockRequested { id, targets, .. } => {
+                    open_lock = Some(OpenLock {
+                        id: *id,
+                        targets: targets.clone(),
+                    });
                 }
                 HistoryEntry::EntitiesUnlocked { .. } => open_lock = None,
                 _ => {}
@@ -52,6 +65,7 @@ impl EntityCalls {
         sender: Sender,
         now: Millis,
     ) -> Result<HistoryEntry, String> {
+        check_targets(&action)?;
         let entry = entry_of(action, now).expect("an entity action");
         match &entry {
             HistoryEntry::EntitySignaled {
@@ -68,7 +82,7 @@ impl EntityCalls {
                 ..
             } => {
                 if let Some(locked) = &self.open_lock
-                    && !locked.contains(target)
+                    && !locked.targets.contains(target)
                 {
                     return Err(format!(
                         "the orchestrator called entity {target} inside a critical section that does not lock it; call only the entities it locks"
@@ -97,7 +111,10 @@ impl EntityCalls {
                     position: 0,
                 };
                 self.messages.push((first.clone(), request));
-                self.open_lock = Some(targets.clone());
+                self.open_lock = Some(OpenLock {
+                    id: *id,
+                    targets: targets.clone(),
+                });
             }
             HistoryEntry::EntitiesUnlocked { .. } => self.release(sender),
             _ => unreachable!("entry_of gives entity entries"),
@@ -105,17 +122,22 @@ impl EntityCalls {
         Ok(entry)
     }
 
-    /// Releases the open lock, if there is one, for its holder `sender`.
+    /// Releases the open lock, if there is one, held by generation
+    /// `sender`.
     pub(super) fn release(&mut self, sender: Sender) {
-        let Some(targets) = self.open_lock.take() else {
+        let Some(OpenLock { id, targets }) = self.open_lock.take() else {
             return;
         };
+        let first = targets[0].clone();
         let release = Message::EntityUnlock {
-            holder: sender,
-            targets: targets.clone(),
+            holder: Sender {
+                task_id: Some(id),
+                ..sender
+            },
+            targets,
             position: 0,
         };
-        self.messages.push((targets[0].clone(), release));
+        self.messages.push((first, release));
     }
 
     fn send_operation(
@@ -134,6 +156,22 @@ impl EntityCalls {
         };
         self.messages.push((target.to_owned(), message));
     }
+}
+
+/// Refuses an action naming an entity that cannot be (an empty name, say):
+/// what it sends could reach no entity.
+fn check_targets(action: &wire::Action) -> Result<(), String> {
+    let targets: &[wire::EntityId] = match action {
+        wire::Action::SignalEntity(signal) => std::slice::from_ref(&signal.target),
+        wire::Action::CallEntity(call) => std::slice::from_ref(&call.target),
+        wire::Action::LockEntities(lock) => &lock.targets,
+        _ => &[],
+    };
+    for target in targets {
+        EntityId::checked(&target.name, &target.key)
+            .map_err(|why| format!("the orchestrator addressed an entity that cannot be: {why}"))?;
+    }
+    Ok(())
 }
 
 /// The instance ID of the entity `id` names.
@@ -222,14 +260,29 @@ mod tests {
             targets: vec![id("counter", "x")],
         });
         assert!(calls.take(nested, sender(), 9).is_err());
+        let nameless = wire::Action::SignalEntity(wire::SignalEntity {
+            target: id("", "x"),
+            operation: "add".into(),
+            input: "1".into(),
+        });
+        let refused = calls.take(nameless, sender(), 9).unwrap_err();
+        assert!(refused.contains("invalid entity name"), "{refused}");
         calls.release(sender());
         assert_eq!(calls.open_lock, None);
         let (to, release) = calls.messages.last().unwrap();
         assert_eq!(to, "@account@a");
-        assert!(matches!(release, Message::EntityUnlock { position: 0, .. }));
+        let Message::EntityUnlock {
+            holder, position, ..
+        } = release
+        else {
+            panic!("not a release: {release:?}");
+        };
+        // It names the lock it releases (the generation may lock again).
+        assert_eq!((holder.task_id, *position), (Some(4), 0));
         // The recorded history says the same.
         let recorded = [entry, HistoryEntry::EntitiesUnlocked { timestamp: 9 }];
-        assert_eq!(EntityCalls::after(&recorded[..1]).open_lock, Some(targets));
+        let open = OpenLock { id: 4, targets };
+        assert_eq!(EntityCalls::after(&recorded[..1]).open_lock, Some(open));
         assert_eq!(EntityCalls::after(&recorded).open_lock, None);
     }
 }

@@ -163,7 +163,7 @@ fn schedule(record: &mut EntityRecord, arrived: impl Iterator<Item = Message>) -
                 if record
                     .locked_by
                     .as_ref()
-                    .is_some_and(|locked| locked.same_generation(&holder))
+                    .is_some_and(|locked| locked.released_by(&holder))
                 {
                     record.locked_by = None;
                     if let Some(next) = targets.get(position + 1) {
@@ -182,7 +182,7 @@ fn schedule(record: &mut EntityRecord, arrived: impl Iterator<Item = Message>) -
                     // Released before it was granted here: the request
                     // waits here and went no further; it is withdrawn.
                     deferred.retain(|waiting| {
-                        !matches!(waiting, Message::EntityLock { holder: requester, .. } if requester.same_generation(&holder))
+                        !matches!(waiting, Message::EntityLock { holder: requester, .. } if requester.released_by(&holder))
                     });
                 }
             }
@@ -232,10 +232,10 @@ fn apply(
             output: Err(failure.into()),
             actions: Vec::new(),
         };
-        match runtime.run_entity(None, &id, record.state.clone(), &rest) {
+        let within_limits = |outcome| bounded(limits, outcome);
+        match runtime.run_entity(None, &id, record.state.clone(), &rest, within_limits) {
             Ok(batch) => {
                 for outcome in batch.outcomes {
-                    let outcome = bounded(limits, outcome);
                     if outcome.output.is_ok() {
                         record.state.clone_from(&outcome.state);
                     }
@@ -329,7 +329,15 @@ impl Outgoing {
         for action in outcome.actions {
             match action {
                 wire::EntityAction::SignalEntity(signal) => {
-                    let target = EntityId::new(&signal.target.name, &signal.target.key);
+                    let target = match EntityId::checked(&signal.target.name, &signal.target.key) {
+                        Ok(target) => target,
+                        Err(why) => {
+                            tracing::warn!(
+                                "an entity's signal goes nowhere: {why}; the operation's other effects stand"
+                            );
+                            continue;
+                        }
+                    };
                     let message = Message::EntityOperation {
                         operation: signal.operation,
                         input: signal.input,
@@ -440,5 +448,49 @@ mod tests {
         assert!(scheduled.passed_on.is_empty());
         assert_eq!(record.locked_by, Some(holder("t")));
         assert!(record.deferred.is_empty(), "{:?}", record.deferred);
+    }
+
+    /// A generation that locked twice: the release of its second lock,
+    /// overtaking that of its first (they travel different paths), only
+    /// withdraws the second request; it never frees the first lock.
+    #[test]
+    fn a_release_frees_only_the_lock_it_names() {
+        let lock_of = |task| Sender {
+            task_id: Some(task),
+            ..holder("t")
+        };
+        let mut record = EntityRecord {
+            locked_by: Some(lock_of(1)),
+            ..EntityRecord::default()
+        };
+        let second = Message::EntityLock {
+            holder: lock_of(2),
+            targets: vec!["@a@1".into()],
+            position: 0,
+        };
+        let release = |task| Message::EntityUnlock {
+            holder: lock_of(task),
+            targets: vec!["@a@1".into()],
+            position: 0,
+        };
+        schedule(&mut record, vec![second, release(2)].into_iter());
+        assert_eq!(record.locked_by, Some(lock_of(1)));
+        assert!(record.deferred.is_empty(), "{:?}", record.deferred);
+        schedule(&mut record, vec![release(1)].into_iter());
+        assert_eq!(record.locked_by, None);
+
+        // A release stored by an older host names no lock: any of its
+        // generation's.
+        record.locked_by = Some(lock_of(3));
+        let older = Message::EntityUnlock {
+            holder: Sender {
+                task_id: None,
+                ..holder("t")
+            },
+            targets: vec!["@a@1".into()],
+            position: 0,
+        };
+        schedule(&mut record, vec![older].into_iter());
+        assert_eq!(record.locked_by, None);
     }
 }

@@ -54,6 +54,9 @@ pub enum RewindOutcome {
     NotFailed(RuntimeStatus),
     /// Something reached the instance while it was being rewound.
     Changed,
+    /// Its generation called or locked entities: a re-run could not have
+    /// their answers or locks again (the locks were released as it failed).
+    UsedEntities,
 }
 
 /// Errors the engine reports to its callers.
@@ -510,6 +513,9 @@ impl Engine {
             };
             if instance.status != RuntimeStatus::Failed {
                 return Ok((RewindOutcome::NotFailed(instance.status), Vec::new()));
+            }
+            if rewind::used_entities(&history) {
+                return Ok((RewindOutcome::UsedEntities, Vec::new()));
             }
             // No host runs a failed instance: this one takes it.
             store.seize(&instance_id)?;

@@ -16,6 +16,18 @@ use std::collections::HashSet;
 use crate::model::{Failure, HistoryEntry, Instance, Message, Millis, RuntimeStatus};
 use crate::store::{ActivityLease, EpisodeCommit, HistoryChange, ScheduledActivity};
 
+/// Whether a generation's `history` called or locked entities: not
+/// rewound, since their answers and locks cannot be had again (signals, fire
+/// and forget, are sent again like events).
+pub(super) fn used_entities(history: &[HistoryEntry]) -> bool {
+    history.iter().any(|entry| {
+        matches!(
+            entry,
+            HistoryEntry::EntityCalled { .. } | HistoryEntry::EntityLockRequested { .. }
+        )
+    })
+}
+
 /// The commit that rewinds `instance` (which must have failed).
 pub(super) fn plan(
     instance: Instance,
@@ -167,6 +179,23 @@ pub(super) fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generation_that_called_or_locked_entities_is_not_rewound() {
+        let signal = HistoryEntry::EntitySignaled {
+            timestamp: 1,
+            target: "@counter@x".into(),
+            operation: "add".into(),
+            input: "1".into(),
+        };
+        assert!(!used_entities(std::slice::from_ref(&signal)));
+        let lock = HistoryEntry::EntityLockRequested {
+            timestamp: 1,
+            id: 2,
+            targets: vec!["@counter@x".into()],
+        };
+        assert!(used_entities(&[signal, lock]));
+    }
 
     fn failed_instance() -> Instance {
         Instance {

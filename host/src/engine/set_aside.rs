@@ -13,9 +13,11 @@
 
 use std::sync::Arc;
 
+use super::entity_calls::EntityCalls;
 use super::episode::json_string;
 use super::{Shared, blocking, schedule};
-use crate::model::{HistoryEntry, Instance, Millis, RuntimeStatus, now_millis};
+use crate::entity::EntityId;
+use crate::model::{HistoryEntry, Instance, Millis, RuntimeStatus, Sender, now_millis};
 use crate::store::{CommitOutcome, EpisodeCommit};
 
 /// Failed passes in a row after which an instance's messages are set aside.
@@ -39,14 +41,14 @@ pub(super) async fn set_aside(
     let notify = blocking(move || {
         // Each retry means a message arrived meanwhile (it is set aside too).
         for _ in 0..100 {
-            let Some(instance) = store.instance(&target)? else {
+            let Some((instance, history)) = store.instance_with_history(&target)? else {
                 return Ok(Vec::new());
             };
             let queued = store.queued_messages(&target)?;
             if queued.is_empty() {
                 return Ok(Vec::new());
             }
-            let commit = failing(instance, queued, &reason, now_millis());
+            let commit = failing(instance, &history, queued, &reason, now_millis());
             match store.commit_episode(&commit)? {
                 CommitOutcome::Committed(follow_up) => {
                     recorder.record(&recorder.record_of(&commit, None));
@@ -78,11 +80,19 @@ fn reason(error: &str) -> String {
     )
 }
 
-/// The commit that fails `instance` for `reason` and consumes its messages
-/// `queued`; a finished instance only has them consumed.
-fn failing(instance: Instance, queued: Vec<i64>, reason: &str, now: Millis) -> EpisodeCommit {
+/// The commit that fails `instance` (whose generation's history is
+/// `history`) for `reason` and consumes its messages `queued`, releasing
+/// the entities it holds locked; a finished instance, or an entity (which
+/// never finishes, and keeps its state), only has them consumed.
+fn failing(
+    instance: Instance,
+    history: &[HistoryEntry],
+    queued: Vec<i64>,
+    reason: &str,
+    now: Millis,
+) -> EpisodeCommit {
     let mut updated = instance.successor(now);
-    if instance.status.is_terminal() {
+    if instance.status.is_terminal() || EntityId::is_entity(&instance.id) {
         return EpisodeCommit::consuming(instance, updated, Vec::new(), queued);
     }
     updated.status = RuntimeStatus::Failed;
@@ -92,5 +102,61 @@ fn failing(instance: Instance, queued: Vec<i64>, reason: &str, now: Millis) -> E
         error: reason.to_owned(),
         details: None,
     };
-    EpisodeCommit::consuming(instance, updated, vec![entry], queued)
+    let mut entities = EntityCalls::after(history);
+    entities.release(Sender {
+        instance_id: instance.id.clone(),
+        generation: instance.generation,
+        task_id: None,
+    });
+    let mut commit = EpisodeCommit::consuming(instance, updated, vec![entry], queued);
+    commit.messages = entities.messages;
+    commit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::EntityRecord;
+    use crate::model::Message;
+    use crate::store::{HistoryChange, NewInstance};
+
+    fn instance(id: &str) -> Instance {
+        let new = NewInstance {
+            id: id.into(),
+            name: "Transfer".into(),
+            input: "null".into(),
+            now: 1,
+            parent: None,
+            version: None,
+            trace: None,
+        };
+        let mut instance = new.started(0);
+        instance.status = RuntimeStatus::Running;
+        instance
+    }
+
+    #[test]
+    fn an_orchestration_set_aside_fails_and_releases_the_entities_it_locked() {
+        let history = [HistoryEntry::EntityLockRequested {
+            timestamp: 1,
+            id: 3,
+            targets: vec!["@account@a".into(), "@account@b".into()],
+        }];
+        let commit = failing(instance("t"), &history, vec![7], "broken", 2);
+        assert_eq!(commit.updated.status, RuntimeStatus::Failed);
+        let [(to, Message::EntityUnlock { holder, .. })] = &commit.messages[..] else {
+            panic!("expected one release: {:?}", commit.messages);
+        };
+        assert_eq!((to.as_str(), holder.task_id), ("@account@a", Some(3)));
+    }
+
+    #[test]
+    fn an_entity_set_aside_keeps_its_state_and_only_loses_the_messages() {
+        let entity = instance("@counter@x");
+        let history = [EntityRecord::default().into_entry()];
+        let commit = failing(entity.clone(), &history, vec![7], "broken", 2);
+        assert_eq!(commit.updated.status, entity.status);
+        assert!(matches!(&commit.history, HistoryChange::Append(entries) if entries.is_empty()));
+        assert!(commit.messages.is_empty());
+    }
 }

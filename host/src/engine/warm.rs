@@ -26,8 +26,8 @@ pub(super) struct WarmExecution {
     pub(super) instance: Instance,
     pub(super) history_len: usize,
     pub(super) execution: GuestExecution,
-    /// The entities of the lock its generation holds, if it holds one.
-    pub(super) open_lock: Option<Vec<String>>,
+    /// The lock its generation holds or asked for, if any.
+    pub(super) open_lock: Option<super::entity_calls::OpenLock>,
 }
 
 impl WarmExecution {

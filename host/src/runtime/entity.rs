@@ -29,13 +29,16 @@ impl Runtime {
     /// `id.name`) in state `state`, in one guest instance of component
     /// `version` (`None`: the current version of the entity): each one to
     /// the state the last one that succeeded left (a failed operation
-    /// changes nothing, as the contract says).
+    /// changes nothing, as the contract says). `bounded` sees each
+    /// outcome first and may fail it (the host's limits): then it changes
+    /// nothing either.
     pub fn run_entity(
         &self,
         version: Option<&str>,
         id: &wire::EntityId,
         state: Option<String>,
         operations: &[wire::Operation],
+        bounded: impl Fn(wire::Outcome) -> wire::Outcome,
     ) -> Result<EntityBatch, GuestError> {
         let catalog = self.catalog();
         let component = catalog
@@ -58,7 +61,7 @@ impl Runtime {
                 state.as_deref(),
                 operation,
             ) {
-                Ok(outcome) => outcome,
+                Ok(outcome) => bounded(outcome),
                 Err(error) => {
                     let fault = Some(sandbox.failure(error));
                     return Ok(EntityBatch { outcomes, fault });
