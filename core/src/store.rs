@@ -7,9 +7,14 @@
 //! transactions (singleton starts, delivery to a live instance, late messages).
 //!
 //! Every method is synchronous and may block on disk: call it from a blocking
-//! thread. Every method that returns `Ok` has committed durably. An error
-//! whose chain holds [`Unavailable`] wrote nothing and is worth retrying
-//! later (a full disk, a read-only file); any other is a fault.
+//! thread. Every method that returns `Ok` has committed durably. A failed
+//! call returns a [`StoreError`], which says whether anything was written
+//! and whether the same call is worth trying again. A conflict (an ID
+//! another instance holds, a stale episode) or a missing instance is not
+//! an error but an outcome the method returns ([`StartOutcome`],
+//! [`CommitOutcome`], [`DeliveryOutcome`], `None`), and races a backend
+//! can win by trying again (serialization failures, deadlocks) it tries
+//! again itself.
 
 use crate::model::{
     Failure, HistoryEntry, Instance, Message, Millis, ParentTask, QueuedMessage, RuntimeStatus,
@@ -23,8 +28,76 @@ use crate::model::{
 #[error("the database cannot be written now ({0}); nothing was changed, retry later")]
 pub struct Unavailable(pub String);
 
-/// The [`Unavailable`] in `error`'s chain, if there is one.
-pub fn unavailable(error: &anyhow::Error) -> Option<&Unavailable> {
+/// The connection to the database was lost while it committed: the
+/// write may or may not have been applied. A backend puts it in the chain
+/// of the errors it returns.
+#[derive(Debug, thiserror::Error)]
+#[error("the commit's outcome is unknown (it may have been applied): {0}")]
+pub struct OutcomeUnknown(pub String);
+
+/// Why a store call failed, as its caller must act on it. Each variant
+/// holds the backend's error, with its whole chain for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Nothing was written, and the same call may succeed later: the
+    /// database cannot take writes now ([`Unavailable`] is in the chain,
+    /// saying why). Wait and retry.
+    #[error(transparent)]
+    Unavailable(anyhow::Error),
+    /// The write may or may not have been applied ([`OutcomeUnknown`]).
+    /// Read before deciding again: every write is fenced (a revision, an
+    /// ID, a queued row's key), so doing the same work again is safe.
+    #[error(transparent)]
+    OutcomeUnknown(anyhow::Error),
+    /// Anything else: a fault (a bug, a row that does not read); nothing
+    /// was written, and trying again will not help.
+    #[error(transparent)]
+    Fault(anyhow::Error),
+}
+
+/// What a store call returns.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// Why the database cannot be written now, if that is the error.
+    pub fn unavailable(&self) -> Option<&Unavailable> {
+        match self {
+            StoreError::Unavailable(error) => marker(error),
+            _ => None,
+        }
+    }
+
+    /// Whether the same call may succeed later, with nothing lost by
+    /// waiting: the database was unavailable, or the connection was lost.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, StoreError::Fault(_))
+    }
+
+    /// The [`StoreError`] `error` is or holds, if any: a store error the
+    /// engine passed on with context.
+    pub fn of(error: &anyhow::Error) -> Option<&StoreError> {
+        marker(error)
+    }
+}
+
+/// A backend's error, classified by the markers in its chain.
+impl From<anyhow::Error> for StoreError {
+    fn from(error: anyhow::Error) -> StoreError {
+        if error.is::<StoreError>() {
+            return error.downcast().expect("checked above");
+        }
+        if marker::<Unavailable>(&error).is_some() {
+            StoreError::Unavailable(error)
+        } else if marker::<OutcomeUnknown>(&error).is_some() {
+            StoreError::OutcomeUnknown(error)
+        } else {
+            StoreError::Fault(error)
+        }
+    }
+}
+
+/// The `T` in `error`'s chain, if there is one.
+fn marker<T: std::error::Error + Send + Sync + 'static>(error: &anyhow::Error) -> Option<&T> {
     // `downcast_ref` sees through `context` layers, `chain` through sources.
     error
         .downcast_ref()
@@ -512,7 +585,19 @@ pub struct DirectEpisode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ActivityLease {
     pub count: usize,
-    pub until: Millis,
+    /// When the lease begins, on the host's clock.
+    pub from: Millis,
+    /// How long it lasts.
+    pub length: Millis,
+}
+
+impl ActivityLease {
+    /// When the lease ends, on the host's clock. A store several hosts
+    /// share measures a lease on its own clock instead (see
+    /// [`Store::claim_activities`]).
+    pub fn until(&self) -> Millis {
+        self.from + self.length
+    }
 }
 
 /// What a committed episode leaves for the engine to do.
@@ -606,7 +691,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         new: &NewInstance,
         direct: Option<DirectEpisode>,
-    ) -> anyhow::Result<(StartOutcome, Applied)>;
+    ) -> StoreResult<(StartOutcome, Applied)>;
 
     /// Queues `message` (an event, a termination, a suspend or resume) for
     /// a live instance with no termination queued, or applies it by
@@ -618,7 +703,7 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         message: &Message,
         direct: Option<DirectEpisode>,
-    ) -> anyhow::Result<(DeliveryOutcome, Applied)>;
+    ) -> StoreResult<(DeliveryOutcome, Applied)>;
 
     /// Queues an external event for a live instance.
     fn raise_event(
@@ -627,7 +712,7 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         payload: &str,
         now: Millis,
-    ) -> anyhow::Result<DeliveryOutcome> {
+    ) -> StoreResult<DeliveryOutcome> {
         let message = Message::Event {
             name: name.to_owned(),
             payload: payload.to_owned(),
@@ -637,23 +722,21 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Queues a termination for a live instance.
-    fn request_termination(&self, id: &str, reason: &str) -> anyhow::Result<DeliveryOutcome> {
+    fn request_termination(&self, id: &str, reason: &str) -> StoreResult<DeliveryOutcome> {
         let message = Message::Terminate {
             reason: reason.to_owned(),
         };
         Ok(self.deliver(id, &message, None)?.0)
     }
 
-    fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>>;
+    fn instance(&self, id: &str) -> StoreResult<Option<Instance>>;
 
     /// The instance with its current generation's history, read together.
-    fn instance_with_history(
-        &self,
-        id: &str,
-    ) -> anyhow::Result<Option<(Instance, Vec<HistoryEntry>)>>;
+    fn instance_with_history(&self, id: &str)
+    -> StoreResult<Option<(Instance, Vec<HistoryEntry>)>>;
 
     /// Deletes a finished instance with its history.
-    fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome>;
+    fn purge(&self, id: &str) -> StoreResult<PurgeOutcome>;
 
     /// Up to `limit` instances matching `filter`, after `after`, in
     /// creation order.
@@ -662,31 +745,31 @@ pub trait Store: Send + Sync + 'static {
         filter: &InstanceFilter,
         after: Option<&PageCursor>,
         limit: usize,
-    ) -> anyhow::Result<Vec<Instance>>;
+    ) -> StoreResult<Vec<Instance>>;
 
     /// How many instances match `filter`, counted no further than `cap`.
-    fn count_instances(&self, filter: &InstanceFilter, cap: u64) -> anyhow::Result<u64>;
+    fn count_instances(&self, filter: &InstanceFilter, cap: u64) -> StoreResult<u64>;
 
     /// How many instances there are of each status (each status with any),
     /// from counts the store keeps as instances start, change status and
     /// are purged, in the same transactions: cheap however many there are.
-    fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>>;
+    fn instance_counts(&self) -> StoreResult<Vec<(RuntimeStatus, u64)>>;
 
     /// Every stored component version, with the unfinished instances
     /// pinned to each, in the order they were stored.
-    fn component_versions(&self) -> anyhow::Result<Vec<ComponentVersion>>;
+    fn component_versions(&self) -> StoreResult<Vec<ComponentVersion>>;
 
     /// Deletes up to `limit` finished instances matching `filter`, in one
     /// transaction; returns how many. Callers loop, so other requests get
     /// the database between batches.
-    fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> anyhow::Result<usize>;
+    fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> StoreResult<usize>;
 
     /// The instance, its history and its oldest queued messages, as `read`
     /// asks; `None` when no message is queued and no effect is pending
     /// (nothing to do).
-    fn load_work(&self, id: &str, read: WorkRead) -> anyhow::Result<Option<WorkItem>>;
+    fn load_work(&self, id: &str, read: WorkRead) -> StoreResult<Option<WorkItem>>;
 
-    fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome>;
+    fn commit_episode(&self, commit: &EpisodeCommit) -> StoreResult<CommitOutcome>;
 
     /// Writes `entries` as the history of `id`'s generation `generation`
     /// from sequence number `first_seq` on, for a staged commit: invisible
@@ -698,7 +781,7 @@ pub trait Store: Send + Sync + 'static {
         generation: u32,
         first_seq: usize,
         entries: Vec<HistoryEntry>,
-    ) -> anyhow::Result<()>;
+    ) -> StoreResult<()>;
 
     /// Writes `effects` as numbers `first..` of the pending effects of the
     /// staged commit `token` of `id`: nothing happens to them until that
@@ -709,40 +792,48 @@ pub trait Store: Send + Sync + 'static {
         token: i64,
         first: usize,
         effects: Vec<Effect>,
-    ) -> anyhow::Result<()>;
+    ) -> StoreResult<()>;
 
     /// Applies, in one transaction, up to `limit` of the effects a staged
     /// commit of `id` left pending, in order; `None` if none are pending.
     /// An instance's effects are applied before its next episode reads
     /// anything: the engine drains them first.
-    fn apply_pending_effects(&self, id: &str, limit: usize) -> anyhow::Result<Option<FollowUp>>;
+    fn apply_pending_effects(&self, id: &str, limit: usize) -> StoreResult<Option<FollowUp>>;
 
     /// The sequence numbers of every message queued for `id`: what an
     /// episode that fails the instance without reading its inbox consumes
     /// (see [`EpisodeCommit::consumed`]).
-    fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>>;
+    fn queued_messages(&self, id: &str) -> StoreResult<Vec<i64>>;
 
     /// Instances with queued messages or pending effects: the work to
     /// resume after a restart (among hosts, the work no live host owns:
     /// a live host's is its own).
-    fn instances_with_messages(&self) -> anyhow::Result<Vec<String>>;
+    fn instances_with_messages(&self) -> StoreResult<Vec<String>>;
 
     /// Turns every timer due at `now` into a `TimerFired` message for its
     /// instance, in one transaction; returns the instances to run.
-    fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>>;
+    fn fire_due_timers(&self, now: Millis) -> StoreResult<Vec<String>>;
 
     /// When the earliest timer is due, if any.
-    fn next_timer_due(&self) -> anyhow::Result<Option<Millis>>;
+    fn next_timer_due(&self) -> StoreResult<Option<Millis>>;
 
     /// Leases up to `limit` of the oldest activities not leased (or whose
     /// lease expired) until `now + lease`, in one transaction. A crashed
     /// worker's activity runs again: at least once.
+    ///
+    /// `now` is the calling host's clock. A store several hosts share must
+    /// not let their clocks disagree on a lease: it takes a lease as
+    /// expired only once its own clock has passed it too, and starts a
+    /// lease (here and in [`EpisodeCommit::lease`]) at the later of `now`
+    /// and its own clock. So a host whose clock runs ahead cannot take an
+    /// activity another host still runs, and one whose clock runs behind
+    /// cannot lease one for less than `lease`.
     fn claim_activities(
         &self,
         now: Millis,
         lease: Millis,
         limit: usize,
-    ) -> anyhow::Result<Vec<ActivityWork>>;
+    ) -> StoreResult<Vec<ActivityWork>>;
 
     /// Records an activity's result as a message for its instance (or
     /// applies it by `direct`) and removes it from the queue, in one
@@ -754,10 +845,10 @@ pub trait Store: Send + Sync + 'static {
         work: &ActivityWork,
         result: Result<String, Failure>,
         direct: Option<DirectEpisode>,
-    ) -> anyhow::Result<Option<Applied>>;
+    ) -> StoreResult<Option<Applied>>;
 
     /// Releases every lease: at start-up, no worker of this store is alive.
-    fn release_activity_leases(&self) -> anyhow::Result<usize>;
+    fn release_activity_leases(&self) -> StoreResult<usize>;
 
     /// Keeps component versions (content-addressed: a version is the hash
     /// of its bytes). Stores the `added` ones not stored yet, marks the
@@ -768,23 +859,23 @@ pub trait Store: Send + Sync + 'static {
         added: &[(String, Vec<u8>)],
         current: &[String],
         now: Millis,
-    ) -> anyhow::Result<()>;
+    ) -> StoreResult<()>;
 
     /// The bytes of a stored component version.
-    fn component(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    fn component(&self, version: &str) -> StoreResult<Option<Vec<u8>>>;
 
     /// Makes this host the one that runs `id`'s episodes, unless another
     /// live host is: then that host is woken for it (see [`Store::on_wake`])
     /// and this returns `false`, and this host leaves the instance alone.
     /// A store only one host uses owns everything.
-    fn claim(&self, _id: &str) -> anyhow::Result<bool> {
+    fn claim(&self, _id: &str) -> StoreResult<bool> {
         Ok(true)
     }
 
     /// Makes this host the owner of `id`, whoever owned it: for an
     /// instance no host runs (a failed one, to rewind it). A host that did
     /// run it would have its commits refused.
-    fn seize(&self, _id: &str) -> anyhow::Result<()> {
+    fn seize(&self, _id: &str) -> StoreResult<()> {
         Ok(())
     }
 
@@ -793,7 +884,7 @@ pub trait Store: Send + Sync + 'static {
     /// that this host owns (but not a suspended one whose messages all
     /// wait for a resume): what to schedule in case a wake-up was lost.
     /// Empty for a store only one host uses.
-    fn unowned_work(&self, _limit: usize) -> anyhow::Result<Vec<String>> {
+    fn unowned_work(&self, _limit: usize) -> StoreResult<Vec<String>> {
         Ok(Vec::new())
     }
 
@@ -811,21 +902,62 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives up what this host owns, for a clean shutdown: other hosts
     /// take it over at once rather than after its lease expires.
-    fn leave(&self) -> anyhow::Result<()> {
+    fn leave(&self) -> StoreResult<()> {
         Ok(())
     }
 
     /// Deletes the component versions retired at or before
     /// `retired_before` that no instance may run again (one not finished,
     /// or failed, since a rewind replays it); returns them.
-    fn collect_components(&self, retired_before: Millis) -> anyhow::Result<Vec<String>>;
+    fn collect_components(&self, retired_before: Millis) -> StoreResult<Vec<String>>;
 
     /// What waits in the store now: instances by status (as
     /// [`Store::instance_counts`]), queued messages, timers, activities
     /// (leased if their lease lasts past `now`). Counts every queued row:
     /// for a scrape now and then, not for every request.
-    fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts>;
+    fn counts(&self, now: Millis) -> StoreResult<StoreCounts>;
 
     /// Reports every group commit from now on to `observer`.
     fn observe_commits(&self, observer: std::sync::Arc<dyn CommitObserver>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backends_error_is_classified_by_the_marker_in_its_chain() {
+        let full = anyhow::anyhow!("disk I/O").context(Unavailable("the disk is full".into()));
+        let error = StoreError::from(full.context("inserting a row"));
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+        assert_eq!(
+            error.unavailable().map(|reason| reason.0.as_str()),
+            Some("the disk is full")
+        );
+        assert!(error.is_transient());
+
+        let lost = anyhow::Error::new(OutcomeUnknown("connection reset".into()));
+        let error = StoreError::from(lost);
+        assert!(matches!(error, StoreError::OutcomeUnknown(_)), "{error:?}");
+        assert!(error.is_transient());
+        assert!(error.unavailable().is_none());
+
+        let fault = StoreError::from(anyhow::anyhow!("a row that does not read"));
+        assert!(matches!(fault, StoreError::Fault(_)), "{fault:?}");
+        assert!(!fault.is_transient());
+    }
+
+    #[test]
+    fn a_store_error_passed_on_with_context_is_found_again_whole() {
+        let full = anyhow::Error::new(Unavailable("read-only".into()));
+        let passed_on = anyhow::Error::new(StoreError::from(full)).context("committing an episode");
+        let found = StoreError::of(&passed_on).expect("the store's error");
+        assert!(found.unavailable().is_some());
+        // Turned back into a store error, it keeps its kind.
+        assert!(matches!(
+            StoreError::from(passed_on),
+            StoreError::Unavailable(_)
+        ));
+        assert!(StoreError::of(&anyhow::anyhow!("elsewhere")).is_none());
+    }
 }

@@ -38,13 +38,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Pool, Transaction};
-use reprise_core::store::CommitObserver;
+use reprise_core::store::{CommitObserver, OutcomeUnknown, StoreResult};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::episode::first_cause;
 use crate::hosts::{self, Membership};
 use crate::rows;
-use crate::{OutcomeUnknown, classified, commit_failed, try_again};
+use crate::{commit_failed, marked, try_again};
 
 /// Writes in one transaction, at most.
 const MAX_BATCH: usize = 32;
@@ -135,7 +135,7 @@ impl Batcher {
 
     /// Applies `write` (in a batch, or alone) and returns its outcome.
     /// Blocks: call it from a thread that may block, never from async code.
-    pub(crate) fn apply<W: Write>(&self, write: W) -> anyhow::Result<W::Output> {
+    pub(crate) fn apply<W: Write>(&self, write: W) -> StoreResult<W::Output> {
         let (reply, outcome) = oneshot::channel();
         let began = std::time::Instant::now();
         let instance = write.instance().to_owned();
@@ -157,7 +157,7 @@ impl Batcher {
         if began.elapsed() > Duration::from_secs(2) {
             tracing::debug!(%instance, "a write took {:?}", began.elapsed());
         }
-        outcome
+        Ok(outcome?)
     }
 }
 
@@ -262,7 +262,7 @@ async fn run(
         }
         Err(error) if error.downcast_ref::<OutcomeUnknown>().is_some() => {
             for write in batch {
-                write.reply(Err(anyhow::anyhow!("{error:#}")));
+                write.reply(Err(OutcomeUnknown(format!("{error:#}")).into()));
             }
             None
         }
@@ -290,7 +290,7 @@ async fn alone(mut write: Box<dyn Queued>, pools: &Pools, me: &str) {
                 if outcome.is_ok() {
                     observe(&pools.observer, 1, attempt);
                 }
-                break outcome.map_err(classified);
+                break outcome.map_err(marked);
             }
         }
     };

@@ -749,22 +749,19 @@ async fn insert_activities(
         names.push(activity.name.as_str());
         inputs.push(activity.input.as_str());
         attempts.push(activity.attempt as i32);
-        let lease_until = if index < commit.lease.count {
-            commit.lease.until
-        } else {
-            0
-        };
-        leases.push(lease_until as i64);
+        leases.push(index < commit.lease.count);
     }
+    // A lease is measured on the database's clock (see `claim_activities`).
     let statement = transaction
-        .prepare_cached(
+        .prepare_cached(&format!(
             "INSERT INTO activities (instance_id, generation, task_id, name, input, lease_until, lease_owner, attempt)
-             SELECT $1, $2, t, n, i, l, CASE WHEN l > 0 THEN $7 END, a
-               FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $8::integer[]) WITH ORDINALITY AS u(t, n, i, l, a, o)
+             SELECT $1, $2, t, n, i, CASE WHEN l THEN GREATEST($9, {DB_NOW}) + $10 ELSE 0 END,
+                    CASE WHEN l THEN $7 END, a
+               FROM unnest($3::bigint[], $4::text[], $5::text[], $6::boolean[], $8::integer[]) WITH ORDINALITY AS u(t, n, i, l, a, o)
               ORDER BY o
              ON CONFLICT (instance_id, generation, task_id) DO NOTHING
-             RETURNING key, task_id, name, input, lease_until, attempt",
-        )
+             RETURNING key, task_id, name, input, lease_until, attempt"
+        ))
         .await?;
     let rows = transaction
         .query(
@@ -778,6 +775,8 @@ async fn insert_activities(
                 &leases,
                 &me,
                 &attempts,
+                &(commit.lease.from as i64),
+                &(commit.lease.length as i64),
             ],
         )
         .await?;

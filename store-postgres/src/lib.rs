@@ -36,8 +36,9 @@ use reprise_core::model::{
 };
 use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
-    DirectEpisode, Effect, EpisodeCommit, FollowUp, InstanceFilter, NewInstance, PageCursor,
-    PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts, Unavailable, WorkItem, WorkRead,
+    DirectEpisode, Effect, EpisodeCommit, FollowUp, InstanceFilter, NewInstance, OutcomeUnknown,
+    PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts, StoreError, StoreResult,
+    Unavailable, WorkItem, WorkRead,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -197,7 +198,7 @@ impl PostgresStore {
     fn write<T>(
         &self,
         work: impl AsyncFnMut(&Transaction<'_>) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+    ) -> StoreResult<T> {
         self.block(transact(&self.pool, work))
     }
 
@@ -207,7 +208,7 @@ impl PostgresStore {
     fn statement<T>(
         &self,
         work: impl AsyncFn(&deadpool_postgres::Client) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+    ) -> StoreResult<T> {
         self.block(async {
             let client = self.pool.get().await?;
             work(&client).await
@@ -217,10 +218,7 @@ impl PostgresStore {
 
     /// Runs `work` in one read-only REPEATABLE READ transaction: every
     /// statement sees the same snapshot.
-    fn read<T>(
-        &self,
-        work: impl AsyncFn(&Transaction<'_>) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+    fn read<T>(&self, work: impl AsyncFn(&Transaction<'_>) -> anyhow::Result<T>) -> StoreResult<T> {
         self.block(async {
             let mut client = self.pool.get().await?;
             let transaction = client
@@ -243,7 +241,7 @@ impl PostgresStore {
 async fn transact<T>(
     pool: &Pool,
     mut work: impl AsyncFnMut(&Transaction<'_>) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+) -> StoreResult<T> {
     let mut attempts = 0;
     loop {
         let result = async {
@@ -296,11 +294,6 @@ fn commit_failed(error: tokio_postgres::Error) -> anyhow::Error {
     }
     OutcomeUnknown(error.to_string()).into()
 }
-
-/// A `COMMIT` lost with its connection: it may have been applied.
-#[derive(Debug, thiserror::Error)]
-#[error("the commit's outcome is unknown (it may have been applied): {0}")]
-pub(crate) struct OutcomeUnknown(String);
 
 /// The PostgreSQL error in `error`'s chain, if any.
 fn database_error(error: &anyhow::Error) -> Option<&tokio_postgres::Error> {
@@ -361,11 +354,16 @@ fn outside_cause(error: &anyhow::Error) -> Option<String> {
 
 /// `error`, with [`Unavailable`] in its chain if PostgreSQL failed for a
 /// cause outside the host.
-fn classified(error: anyhow::Error) -> anyhow::Error {
+fn marked(error: anyhow::Error) -> anyhow::Error {
     match outside_cause(&error) {
         Some(cause) => error.context(Unavailable(cause)),
         None => error,
     }
+}
+
+/// `error` as the store reports it (see [`marked`]).
+fn classified(error: anyhow::Error) -> StoreError {
+    marked(error).into()
 }
 
 async fn select_instance(
@@ -520,7 +518,7 @@ impl Store for PostgresStore {
         &self,
         new: &NewInstance,
         direct: Option<DirectEpisode>,
-    ) -> anyhow::Result<(StartOutcome, Applied)> {
+    ) -> StoreResult<(StartOutcome, Applied)> {
         let started = self.batcher.apply(writes::Start {
             new: new.clone(),
             direct,
@@ -536,7 +534,7 @@ impl Store for PostgresStore {
         id: &str,
         message: &Message,
         direct: Option<DirectEpisode>,
-    ) -> anyhow::Result<(DeliveryOutcome, Applied)> {
+    ) -> StoreResult<(DeliveryOutcome, Applied)> {
         let delivered = self.batcher.apply(writes::Delivery {
             id: id.to_owned(),
             message: message.clone(),
@@ -545,14 +543,14 @@ impl Store for PostgresStore {
         Ok((delivered.outcome, delivered.applied))
     }
 
-    fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>> {
+    fn instance(&self, id: &str) -> StoreResult<Option<Instance>> {
         self.statement(async |client| select_instance(client, id).await)
     }
 
     fn instance_with_history(
         &self,
         id: &str,
-    ) -> anyhow::Result<Option<(Instance, Vec<HistoryEntry>)>> {
+    ) -> StoreResult<Option<(Instance, Vec<HistoryEntry>)>> {
         self.read(async |transaction| {
             let Some(instance) = select_instance(transaction, id).await? else {
                 return Ok(None);
@@ -562,7 +560,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome> {
+    fn purge(&self, id: &str) -> StoreResult<PurgeOutcome> {
         self.write(async |transaction| {
             let statement = transaction
                 .prepare_cached(&format!(
@@ -588,7 +586,7 @@ impl Store for PostgresStore {
         filter: &InstanceFilter,
         after: Option<&PageCursor>,
         limit: usize,
-    ) -> anyhow::Result<Vec<Instance>> {
+    ) -> StoreResult<Vec<Instance>> {
         let (mut condition, mut params) = rows::filter_clause(filter);
         if let Some(cursor) = after {
             params.push(Box::new(cursor.created_at as i64));
@@ -621,7 +619,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn count_instances(&self, filter: &InstanceFilter, cap: u64) -> anyhow::Result<u64> {
+    fn count_instances(&self, filter: &InstanceFilter, cap: u64) -> StoreResult<u64> {
         let (condition, mut params) = rows::filter_clause(filter);
         params.push(Box::new(i64::try_from(cap).unwrap_or(i64::MAX)));
         let sql = format!(
@@ -634,14 +632,14 @@ impl Store for PostgresStore {
         })
     }
 
-    fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
+    fn instance_counts(&self) -> StoreResult<Vec<(RuntimeStatus, u64)>> {
         self.write(async |transaction| {
             counts::fold(transaction).await?;
             counts::read(transaction).await
         })
     }
 
-    fn component_versions(&self) -> anyhow::Result<Vec<ComponentVersion>> {
+    fn component_versions(&self) -> StoreResult<Vec<ComponentVersion>> {
         self.statement(async |client| {
             let rows = client
                 .query(
@@ -664,7 +662,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> anyhow::Result<usize> {
+    fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> StoreResult<usize> {
         let (condition, mut params) = rows::filter_clause(filter);
         params.push(Box::new(limit as i64));
         let select = format!(
@@ -690,7 +688,7 @@ impl Store for PostgresStore {
     /// Not in one snapshot (a transaction costs two more round trips), but
     /// in an order that makes a mix harmless (see [`read_work`]); if the
     /// history it names is gone meanwhile, again in one snapshot.
-    fn load_work(&self, id: &str, read: WorkRead) -> anyhow::Result<Option<WorkItem>> {
+    fn load_work(&self, id: &str, read: WorkRead) -> StoreResult<Option<WorkItem>> {
         if let Loaded::Work(work) =
             self.statement(async |client| read_work(client, id, read).await)?
         {
@@ -698,13 +696,14 @@ impl Store for PostgresStore {
         }
         match self.read(async |transaction| read_work(transaction, id, read).await)? {
             Loaded::Work(work) => Ok(work.map(|work| *work)),
-            Loaded::Moved => {
-                anyhow::bail!("instance {id}: its history and row differ in one snapshot")
-            }
+            Loaded::Moved => Err(anyhow::anyhow!(
+                "instance {id}: its history and row differ in one snapshot"
+            )
+            .into()),
         }
     }
 
-    fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
+    fn commit_episode(&self, commit: &EpisodeCommit) -> StoreResult<CommitOutcome> {
         let outcome = self.batcher.apply(writes::Commit(commit.clone()))?;
         let finished =
             matches!(outcome, CommitOutcome::Committed(_)) && commit.updated.status.is_terminal();
@@ -722,7 +721,7 @@ impl Store for PostgresStore {
         generation: u32,
         first_seq: usize,
         entries: Vec<HistoryEntry>,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         self.write(async |transaction| {
             episode::insert_history(transaction, id, generation, first_seq, &entries).await
         })
@@ -734,18 +733,18 @@ impl Store for PostgresStore {
         token: i64,
         first: usize,
         effects: Vec<Effect>,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         self.write(async |transaction| {
             effects::stage(transaction, id, token, first, effects.clone()).await
         })
     }
 
-    fn apply_pending_effects(&self, id: &str, limit: usize) -> anyhow::Result<Option<FollowUp>> {
+    fn apply_pending_effects(&self, id: &str, limit: usize) -> StoreResult<Option<FollowUp>> {
         let me = self.membership.id();
         self.write(async |transaction| effects::apply_pending(transaction, &me, id, limit).await)
     }
 
-    fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>> {
+    fn queued_messages(&self, id: &str) -> StoreResult<Vec<i64>> {
         self.statement(async |client| {
             Ok(rows::query(
                 client,
@@ -761,11 +760,11 @@ impl Store for PostgresStore {
 
     /// Among hosts, the work to resume is what no live host owns (see
     /// [`Store::unowned_work`]): a live host's queued work is its own.
-    fn instances_with_messages(&self) -> anyhow::Result<Vec<String>> {
+    fn instances_with_messages(&self) -> StoreResult<Vec<String>> {
         self.unowned_work(usize::MAX)
     }
 
-    fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {
+    fn fire_due_timers(&self, now: Millis) -> StoreResult<Vec<String>> {
         self.write(async |transaction| {
             // Claimed with SKIP LOCKED: hosts firing at once split the work.
             let due = rows::query(
@@ -805,7 +804,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn next_timer_due(&self) -> anyhow::Result<Option<Millis>> {
+    fn next_timer_due(&self) -> StoreResult<Option<Millis>> {
         self.statement(async |client| {
             let due: Option<i64> =
                 rows::query(client, "SELECT MIN(fire_at) FROM timers", &[]).await?[0].get(0);
@@ -818,15 +817,15 @@ impl Store for PostgresStore {
         now: Millis,
         lease: Millis,
         limit: usize,
-    ) -> anyhow::Result<Vec<ActivityWork>> {
+    ) -> StoreResult<Vec<ActivityWork>> {
         let me = self.membership.id();
         self.write(async |transaction| {
             // Free, expired, or leased to a host that is not alive.
             let claimed = rows::query(transaction, &format!(
                         "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
-                         UPDATE activities a SET lease_until = $2, lease_owner = $4 FROM (
+                         UPDATE activities a SET lease_until = GREATEST($1, {DB_NOW}) + $2, lease_owner = $4 FROM (
                            SELECT key FROM activities
-                            WHERE lease_until <= $1
+                            WHERE lease_until <= LEAST($1, {DB_NOW})
                                OR lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT host_id FROM live)
                             ORDER BY key LIMIT $3 FOR UPDATE SKIP LOCKED) c
                          WHERE a.key = c.key
@@ -835,7 +834,7 @@ impl Store for PostgresStore {
                            (SELECT trace FROM instances i WHERE i.instance_id = a.instance_id),
                            a.attempt"
                     ),
-                    &[&(now as i64), &((now + lease) as i64), &(limit as i64), &me],
+                    &[&(now as i64), &(lease as i64), &(limit as i64), &me],
                 )
                 .await?;
             let mut claimed: Vec<ActivityWork> = claimed
@@ -862,7 +861,7 @@ impl Store for PostgresStore {
         work: &ActivityWork,
         result: Result<String, Failure>,
         direct: Option<DirectEpisode>,
-    ) -> anyhow::Result<Option<Applied>> {
+    ) -> StoreResult<Option<Applied>> {
         self.batcher.apply(writes::ActivityResult {
             work: work.clone(),
             result,
@@ -870,7 +869,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn release_activity_leases(&self) -> anyhow::Result<usize> {
+    fn release_activity_leases(&self) -> StoreResult<usize> {
         // Only hosts that are gone: a live host's activities are running.
         self.write(async |transaction| {
             Ok(rows::execute(
@@ -891,7 +890,7 @@ impl Store for PostgresStore {
         added: &[(String, Vec<u8>)],
         current: &[String],
         now: Millis,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         let now = now as i64;
         *self
             .membership
@@ -940,7 +939,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn component(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    fn component(&self, version: &str) -> StoreResult<Option<Vec<u8>>> {
         self.statement(async |client| {
             Ok(rows::query_opt(
                 client,
@@ -952,7 +951,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn collect_components(&self, retired_before: Millis) -> anyhow::Result<Vec<String>> {
+    fn collect_components(&self, retired_before: Millis) -> StoreResult<Vec<String>> {
         self.write(async |transaction| {
             Ok(rows::query(
                 transaction,
@@ -977,7 +976,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts> {
+    fn counts(&self, now: Millis) -> StoreResult<StoreCounts> {
         let instances = self.instance_counts()?;
         self.statement(async |client| {
             let mut counts = StoreCounts {
@@ -991,7 +990,7 @@ impl Store for PostgresStore {
                     &format!(
                         "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}),
                          waiting AS (
-                           SELECT lease_until <= $1 OR lease_owner IS NOT NULL
+                           SELECT lease_until <= LEAST($1, {DB_NOW}) OR lease_owner IS NOT NULL
                                     AND lease_owner NOT IN (SELECT host_id FROM live) AS free
                            FROM activities)
                          SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM timers),
@@ -1014,7 +1013,7 @@ impl Store for PostgresStore {
         let _ = self.observer.set(observer);
     }
 
-    fn claim(&self, id: &str) -> anyhow::Result<bool> {
+    fn claim(&self, id: &str) -> StoreResult<bool> {
         if self.membership.leaving() {
             return Ok(false);
         }
@@ -1046,7 +1045,7 @@ impl Store for PostgresStore {
         Ok(claimed)
     }
 
-    fn seize(&self, id: &str) -> anyhow::Result<()> {
+    fn seize(&self, id: &str) -> StoreResult<()> {
         let me = self.membership.id();
         self.write(async |transaction| {
             rows::execute(
@@ -1061,7 +1060,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    fn unowned_work(&self, limit: usize) -> anyhow::Result<Vec<String>> {
+    fn unowned_work(&self, limit: usize) -> StoreResult<Vec<String>> {
         let me = self.membership.id();
         self.statement(async |client| {
             Ok(rows::query(
@@ -1098,7 +1097,7 @@ impl Store for PostgresStore {
         self.membership.set_wake(wake);
     }
 
-    fn leave(&self) -> anyhow::Result<()> {
+    fn leave(&self) -> StoreResult<()> {
         // No more claims, and no heartbeat to register again.
         self.membership.leave();
         let me = self.membership.id();

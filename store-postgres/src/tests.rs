@@ -23,10 +23,10 @@ mod hosts {
     use std::time::Duration;
 
     use reprise_core::conformance::new_instance;
-    use reprise_core::model::{Message, RuntimeStatus};
+    use reprise_core::model::{Message, RuntimeStatus, now_millis};
     use reprise_core::store::{
-        Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit, StartOutcome, Store,
-        WorkRead,
+        ActivityLease, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit,
+        ScheduledActivity, StartOutcome, Store, WorkRead,
     };
     use reprise_testing_postgres::PostgresServer;
 
@@ -165,6 +165,52 @@ mod hosts {
         // Its own instance: queued, for it to run.
         let delivered = b.deliver("x", &event, None).unwrap();
         assert_eq!(delivered, (DeliveryOutcome::Accepted, Applied::Queued));
+    }
+
+    /// Hosts' clocks may disagree on an activity's lease without harm: a
+    /// host whose clock runs an hour behind leases for as long as it asks,
+    /// measured on the database's clock, and one whose clock runs an hour
+    /// ahead cannot take an activity a live host leased a moment ago.
+    #[test]
+    fn hosts_whose_clocks_disagree_agree_on_activity_leases() {
+        const HOUR: u64 = 60 * 60 * 1_000;
+        const MINUTE: u64 = 60 * 1_000;
+        let (behind, ahead) = two_hosts();
+        let now = now_millis();
+        behind.start_instance(&new_instance("x"), None).unwrap();
+        let mut commit = episode(&behind, "x");
+        commit.activities = (1..=2)
+            .map(|task_id| ScheduledActivity {
+                task_id,
+                name: "A".into(),
+                input: "1".into(),
+                attempt: 1,
+            })
+            .collect();
+        commit.lease = ActivityLease {
+            count: 1,
+            from: now - HOUR,
+            length: MINUTE,
+        };
+        let CommitOutcome::Committed(follow_up) = behind.commit_episode(&commit).unwrap() else {
+            panic!("the episode was refused");
+        };
+        assert_eq!(follow_up.leased.len(), 1, "leased in its commit");
+        let claimed = behind.claim_activities(now - HOUR, MINUTE, 10).unwrap();
+        assert_eq!(claimed.len(), 1, "leased by the dispatcher");
+
+        assert!(
+            ahead
+                .claim_activities(now + HOUR, MINUTE, 10)
+                .unwrap()
+                .is_empty(),
+            "both leases last a minute on the database's clock"
+        );
+        let counts = ahead.counts(now + HOUR).unwrap();
+        assert_eq!(
+            (counts.activities_waiting, counts.activities_leased),
+            (0, 2)
+        );
     }
 
     #[test]

@@ -26,8 +26,8 @@ use reprise_core::model::{
 use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
     DirectEpisode, Effect, EpisodeCommit, FollowUp, HistoryChange, InstanceFilter, NewInstance,
-    PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts, Unavailable, WorkItem,
-    WorkRead,
+    PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts, StoreError, StoreResult,
+    Unavailable, WorkItem, WorkRead,
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
@@ -294,32 +294,29 @@ impl SqliteStore {
     fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
+    ) -> StoreResult<T> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         let job: Job = Box::new(move |connection: Result<&Connection, GroupFailure>| {
             let outcome = match connection {
                 Ok(connection) => in_savepoint(connection, work).map_err(classified),
-                Err(failure) => Err(failure.into_error("could not begin a transaction")),
+                Err(failure) => Err(failure.into_error("could not begin a transaction").into()),
             };
             Box::new(move |committed: Result<(), GroupFailure>| {
                 let result = match committed {
                     Ok(()) => outcome,
-                    Err(failure) => Err(failure.into_error("the commit failed")),
+                    Err(failure) => Err(failure.into_error("the commit failed").into()),
                 };
                 let _ = reply.send(result);
             })
         });
-        self.writer
-            .send(job)
-            .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
-        answer
-            .recv()
-            .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
+        let stopped = || StoreError::Fault(anyhow::anyhow!("the database writer has stopped"));
+        self.writer.send(job).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
     }
 
     /// Runs `work` on the reader connection in one read transaction: it
     /// sees every committed write and waits for none (WAL).
-    fn read<T>(&self, work: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    fn read<T>(&self, work: impl FnOnce(&Connection) -> anyhow::Result<T>) -> StoreResult<T> {
         read_on(&self.reader, work)
     }
 }
@@ -328,7 +325,7 @@ impl SqliteStore {
 fn read_on<T>(
     connection: &Mutex<Connection>,
     work: impl FnOnce(&Connection) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+) -> StoreResult<T> {
     let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
     let read = || {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
@@ -353,14 +350,14 @@ fn outside_cause(error: &rusqlite::Error) -> Option<&'static str> {
     })
 }
 
-/// `error`, with [`Unavailable`] in its chain if SQLite failed for a cause
-/// outside the host.
-fn classified(error: anyhow::Error) -> anyhow::Error {
+/// `error` as the store reports it: [`StoreError::Unavailable`] if SQLite
+/// failed for a cause outside the host.
+fn classified(error: anyhow::Error) -> StoreError {
     let outside = error
         .chain()
         .find_map(|cause| cause.downcast_ref::<rusqlite::Error>())
         .and_then(outside_cause);
-    with_cause(error, outside)
+    with_cause(error, outside).into()
 }
 
 /// `error`, marked [`Unavailable`] for `outside` cause if there is one.
@@ -1118,7 +1115,7 @@ fn insert_activities(
     let mut leased = Vec::new();
     for (index, activity) in commit.activities.iter().enumerate() {
         let lease_until = if index < commit.lease.count {
-            commit.lease.until
+            commit.lease.until()
         } else {
             0
         };
@@ -1218,7 +1215,7 @@ impl Store for SqliteStore {
         &self,
         new: &NewInstance,
         direct: Option<DirectEpisode>,
-    ) -> anyhow::Result<(StartOutcome, Applied)> {
+    ) -> StoreResult<(StartOutcome, Applied)> {
         let new = new.clone();
         self.write(move |transaction| start_generation(transaction, &new, direct.as_ref()))
     }
@@ -1228,7 +1225,7 @@ impl Store for SqliteStore {
         id: &str,
         message: &Message,
         direct: Option<DirectEpisode>,
-    ) -> anyhow::Result<(DeliveryOutcome, Applied)> {
+    ) -> StoreResult<(DeliveryOutcome, Applied)> {
         let (id, message) = (id.to_owned(), message.clone());
         self.write(move |transaction| {
             create_entity_row(transaction, &id, &message)?;
@@ -1241,14 +1238,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn instance(&self, id: &str) -> anyhow::Result<Option<Instance>> {
+    fn instance(&self, id: &str) -> StoreResult<Option<Instance>> {
         self.read(|connection| select_instance(connection, id))
     }
 
     fn instance_with_history(
         &self,
         id: &str,
-    ) -> anyhow::Result<Option<(Instance, Vec<HistoryEntry>)>> {
+    ) -> StoreResult<Option<(Instance, Vec<HistoryEntry>)>> {
         // One read transaction: a continue-as-new cannot land in between.
         self.read(|connection| {
             let Some(instance) = select_instance(connection, id)? else {
@@ -1259,7 +1256,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn purge(&self, id: &str) -> anyhow::Result<PurgeOutcome> {
+    fn purge(&self, id: &str) -> StoreResult<PurgeOutcome> {
         let id = id.to_owned();
         self.write(move |transaction| {
             let id = id.as_str();
@@ -1281,7 +1278,7 @@ impl Store for SqliteStore {
         filter: &InstanceFilter,
         after: Option<&PageCursor>,
         limit: usize,
-    ) -> anyhow::Result<Vec<Instance>> {
+    ) -> StoreResult<Vec<Instance>> {
         use rusqlite::types::Value;
         let (mut condition, mut values) = filter_clause(filter);
         if let Some(cursor) = after {
@@ -1317,7 +1314,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn count_instances(&self, filter: &InstanceFilter, cap: u64) -> anyhow::Result<u64> {
+    fn count_instances(&self, filter: &InstanceFilter, cap: u64) -> StoreResult<u64> {
         use rusqlite::types::Value;
         let (condition, mut values) = filter_clause(filter);
         values.push(Value::Integer(cap.min(i64::MAX as u64) as i64));
@@ -1333,11 +1330,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
+    fn instance_counts(&self) -> StoreResult<Vec<(RuntimeStatus, u64)>> {
         self.read(select_instance_counts)
     }
 
-    fn component_versions(&self) -> anyhow::Result<Vec<ComponentVersion>> {
+    fn component_versions(&self) -> StoreResult<Vec<ComponentVersion>> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT c.version, c.stored_at, c.retired_at,
@@ -1357,7 +1354,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> anyhow::Result<usize> {
+    fn purge_finished(&self, filter: &InstanceFilter, limit: usize) -> StoreResult<usize> {
         use rusqlite::types::Value;
         let (condition, mut values) = filter_clause(filter);
         values.push(Value::Integer(limit as i64));
@@ -1380,7 +1377,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn load_work(&self, id: &str, read: WorkRead) -> anyhow::Result<Option<WorkItem>> {
+    fn load_work(&self, id: &str, read: WorkRead) -> StoreResult<Option<WorkItem>> {
         // One read transaction, so instance, history and inbox agree.
         self.read(|connection| {
             let mut messages = select_messages(connection, id, read.max_messages)?;
@@ -1413,12 +1410,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn commit_episode(&self, commit: &EpisodeCommit) -> anyhow::Result<CommitOutcome> {
+    fn commit_episode(&self, commit: &EpisodeCommit) -> StoreResult<CommitOutcome> {
         let commit = commit.clone();
         self.write(move |transaction| apply_episode(transaction, &commit))
     }
 
-    fn fire_due_timers(&self, now: Millis) -> anyhow::Result<Vec<String>> {
+    fn fire_due_timers(&self, now: Millis) -> StoreResult<Vec<String>> {
         self.write(move |transaction| {
             let due: Vec<(String, u32, i64, i64)> = transaction
                 .prepare_cached(
@@ -1448,7 +1445,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn next_timer_due(&self) -> anyhow::Result<Option<Millis>> {
+    fn next_timer_due(&self) -> StoreResult<Option<Millis>> {
         self.read(|connection| {
             let due: Option<i64> = connection
                 .prepare_cached("SELECT MIN(fire_at) FROM timers")?
@@ -1462,7 +1459,7 @@ impl Store for SqliteStore {
         now: Millis,
         lease: Millis,
         limit: usize,
-    ) -> anyhow::Result<Vec<ActivityWork>> {
+    ) -> StoreResult<Vec<ActivityWork>> {
         self.write(move |transaction| {
             let mut claimed: Vec<ActivityWork> = transaction
                 .prepare_cached(
@@ -1498,7 +1495,7 @@ impl Store for SqliteStore {
         work: &ActivityWork,
         result: Result<String, Failure>,
         direct: Option<DirectEpisode>,
-    ) -> anyhow::Result<Option<Applied>> {
+    ) -> StoreResult<Option<Applied>> {
         let work = work.clone();
         self.write(move |transaction| {
             let removed = transaction
@@ -1518,7 +1515,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release_activity_leases(&self) -> anyhow::Result<usize> {
+    fn release_activity_leases(&self) -> StoreResult<usize> {
         self.write(move |transaction| {
             Ok(transaction.execute(
                 "UPDATE activities SET lease_until = 0 WHERE lease_until > 0",
@@ -1532,7 +1529,7 @@ impl Store for SqliteStore {
         added: &[(String, Vec<u8>)],
         current: &[String],
         now: Millis,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         let (added, current) = (added.to_vec(), current.to_vec());
         self.write(move |transaction| {
             let mut exists =
@@ -1566,7 +1563,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn component(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    fn component(&self, version: &str) -> StoreResult<Option<Vec<u8>>> {
         self.read(|connection| {
             Ok(connection
                 .prepare_cached("SELECT bytes FROM components WHERE version = ?1")?
@@ -1575,7 +1572,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn collect_components(&self, retired_before: Millis) -> anyhow::Result<Vec<String>> {
+    fn collect_components(&self, retired_before: Millis) -> StoreResult<Vec<String>> {
         self.write(move |transaction| {
             let versions = transaction
                 .prepare_cached(
@@ -1593,7 +1590,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn counts(&self, now: Millis) -> anyhow::Result<StoreCounts> {
+    fn counts(&self, now: Millis) -> StoreResult<StoreCounts> {
         read_on(&self.counter, |connection| {
             let mut counts = StoreCounts {
                 instances: select_instance_counts(connection)?,
@@ -1621,7 +1618,7 @@ impl Store for SqliteStore {
         let _ = self.observer.set(observer);
     }
 
-    fn queued_messages(&self, id: &str) -> anyhow::Result<Vec<i64>> {
+    fn queued_messages(&self, id: &str) -> StoreResult<Vec<i64>> {
         self.read(|connection| {
             Ok(connection
                 .prepare_cached("SELECT seq FROM inbox WHERE instance_id = ?1 ORDER BY seq")?
@@ -1636,7 +1633,7 @@ impl Store for SqliteStore {
         generation: u32,
         first_seq: usize,
         entries: Vec<HistoryEntry>,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         let id = id.to_owned();
         // Beyond the recorded length (or in a generation not reached yet):
         // invisible until the staged commit lands.
@@ -1651,19 +1648,19 @@ impl Store for SqliteStore {
         token: i64,
         first: usize,
         effects: Vec<Effect>,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         let id = id.to_owned();
         self.write(move |transaction| {
             outbox::stage_effects(transaction, &id, token, first, effects)
         })
     }
 
-    fn apply_pending_effects(&self, id: &str, limit: usize) -> anyhow::Result<Option<FollowUp>> {
+    fn apply_pending_effects(&self, id: &str, limit: usize) -> StoreResult<Option<FollowUp>> {
         let id = id.to_owned();
         self.write(move |transaction| outbox::apply_pending(transaction, &id, limit))
     }
 
-    fn instances_with_messages(&self) -> anyhow::Result<Vec<String>> {
+    fn instances_with_messages(&self) -> StoreResult<Vec<String>> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT instance_id FROM inbox

@@ -236,7 +236,7 @@ fn a_database_held_by_another_process_is_unavailable_and_writes_resume_once_it_i
     other.execute_batch("BEGIN EXCLUSIVE").unwrap();
     // After the busy timeout: SQLITE_BUSY, an outside cause.
     let error = store.raise_event("a", "e", "1", 1).unwrap_err();
-    let unavailable = reprise_core::store::unavailable(&error).expect("an outside cause");
+    let unavailable = error.unavailable().expect("an outside cause");
     assert!(
         unavailable.to_string().contains("another process"),
         "{error:#}"

@@ -1,18 +1,30 @@
 //! Activities and timers.
 
+use std::time::{Duration, Instant};
+
 use super::{episode, finish, new_instance, seqs, start, work};
-use crate::model::{Failure, HistoryEntry, Message, RuntimeStatus};
+use crate::model::{Failure, HistoryEntry, Message, Millis, RuntimeStatus, now_millis};
 use crate::store::{
     ActivityLease, Applied, CommitOutcome, FollowUp, HistoryChange, ScheduledActivity, Store,
     StoreCounts, WorkRead,
 };
+
+/// How long [`schedule_two_activities`] leases its first activity: a
+/// store several hosts share measures it on its own clock, so the tests
+/// wait it out, with real times.
+const LEASE: Millis = 50;
+/// A time after every lease of these tests ends (but the hour-long ones).
+const LATER: Millis = 30 * 60 * 1_000;
+/// An hour: longer than any test runs.
+const HOUR: Millis = 60 * 60 * 1_000;
 
 /// The first `lease.count` activities of a commit are leased as they are
 /// inserted and returned to it; a claim sees them only once the lease
 /// expires.
 pub fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else(store: &dyn Store) {
     start(store, &new_instance("a"));
-    let follow_up = schedule_two_activities(store, "a", Vec::new());
+    let now = now_millis();
+    let follow_up = schedule_two_activities(store, "a", Vec::new(), now);
     let [leased] = &follow_up.leased[..] else {
         panic!("expected one leased activity: {:?}", follow_up.leased);
     };
@@ -28,12 +40,15 @@ pub fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else(st
     assert_eq!(leased.version.as_deref(), Some("sha256:v1"));
 
     // The dispatcher finds only the one not leased, until the lease expires.
-    let claimed = store.claim_activities(999, 10, 10).unwrap();
+    let claimed = store.claim_activities(now + LEASE - 1, HOUR, 10).unwrap();
     assert_eq!(
         claimed.iter().map(|work| work.task_id).collect::<Vec<_>>(),
         [2]
     );
-    let expired = store.claim_activities(1_000, 10, 10).unwrap();
+    let expired = eventually(|| {
+        let claimed = store.claim_activities(now + LATER, HOUR, 10).unwrap();
+        (!claimed.is_empty()).then_some(claimed)
+    });
     assert_eq!(expired, std::slice::from_ref(leased));
     // Its result is recorded once, through the key the commit returned.
     let done = store
@@ -194,16 +209,22 @@ fn activity(task_id: u64, name: &str, attempt: u32) -> ScheduledActivity {
     }
 }
 
-/// Commits `id`'s first episode: two activities, `First` leased until
-/// 1,000 and `Second` not, and `timers`.
-fn schedule_two_activities(store: &dyn Store, id: &str, timers: Vec<(u64, u64)>) -> FollowUp {
+/// Commits `id`'s first episode: two activities, `First` leased from
+/// `now` for [`LEASE`] and `Second` not, and `timers`.
+fn schedule_two_activities(
+    store: &dyn Store,
+    id: &str,
+    timers: Vec<(u64, u64)>,
+    now: Millis,
+) -> FollowUp {
     let read = work(store, id);
     let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
     commit.timers = timers;
     commit.activities = vec![activity(1, "First", 1), activity(2, "Second", 2)];
     commit.lease = ActivityLease {
         count: 1,
-        until: 1_000,
+        from: now,
+        length: LEASE,
     };
     let CommitOutcome::Committed(follow_up) = store.commit_episode(&commit).unwrap() else {
         panic!("the episode was refused");
@@ -217,8 +238,9 @@ pub fn counts_show_instances_by_status_and_what_waits(store: &dyn Store) {
     assert_eq!(store.counts(0).unwrap(), StoreCounts::default());
     start(store, &new_instance("a"));
     start(store, &new_instance("b"));
-    schedule_two_activities(store, "a", vec![(3, 100)]);
-    let mut counts = store.counts(999).unwrap();
+    let now = now_millis();
+    schedule_two_activities(store, "a", vec![(3, 100)], now);
+    let mut counts = store.counts(now + LEASE - 1).unwrap();
     counts.instances.sort_by_key(|(status, _)| status.as_str());
     assert_eq!(
         counts,
@@ -230,9 +252,25 @@ pub fn counts_show_instances_by_status_and_what_waits(store: &dyn Store) {
             activities_leased: 1,
         }
     );
-    let expired = store.counts(1_000).unwrap();
-    assert_eq!(
-        (expired.activities_waiting, expired.activities_leased),
-        (2, 0)
-    );
+    let expired = eventually(|| {
+        let counts = store.counts(now + LATER).unwrap();
+        (counts.activities_leased == 0).then_some(counts)
+    });
+    assert_eq!(expired.activities_waiting, 2);
+}
+
+/// What `check` returns once it returns something, asked again until it
+/// does (for at most ten seconds).
+fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let began = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "not within ten seconds"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -3,6 +3,8 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::store::StoreError;
+
 /// An error response: a status code and a message for a person.
 #[derive(Debug)]
 pub struct ApiError {
@@ -81,26 +83,60 @@ impl From<crate::engine::EngineError> for ApiError {
             EngineError::UnknownOrchestrator(_) | EngineError::UnknownEntity(_) => {
                 ApiError::bad_request(error.to_string())
             }
+            EngineError::Store(error) => ApiError::from(error),
             EngineError::Internal(error) => ApiError::from(error),
         }
     }
 }
 
-/// Internal failures are logged in full and reported without detail; an
-/// unavailable database (a full disk, a read-only file) is a 503 that says
-/// so: nothing was changed, and the same request may succeed later.
+/// A store's failure, as [`store_failure`] answers it.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        store_failure(&error, &error)
+    }
+}
+
+/// A store's error passed on with context is answered as the store's;
+/// any other internal failure is logged in full and reported without
+/// detail.
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> ApiError {
-        if let Some(unavailable) = crate::store::unavailable(&error) {
-            tracing::warn!("request refused: {error:#}");
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, unavailable.to_string());
+        match StoreError::of(&error) {
+            Some(store) => store_failure(store, &error),
+            None => internal(&error),
         }
-        tracing::error!("request failed: {error:#}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the host could not complete the request; see its log",
-        )
     }
+}
+
+/// An unavailable database (a full disk, a read-only file) is a 503 that
+/// says so: nothing was changed, and the same request may succeed later.
+/// A lost commit is a 500 that says its outcome is unknown, since repeating
+/// the request may apply it twice. Any other failure is the host's own.
+/// `whole` is what is logged: the error with every context it gathered.
+fn store_failure(error: &StoreError, whole: &dyn std::fmt::Display) -> ApiError {
+    if let Some(unavailable) = error.unavailable() {
+        tracing::warn!("request refused: {whole:#}");
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, unavailable.to_string());
+    }
+    match error {
+        StoreError::OutcomeUnknown(_) => {
+            tracing::error!("request's outcome unknown: {whole:#}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the connection to the database was lost as the request committed: it may or may not have taken effect; read the instance's status before repeating it",
+            )
+        }
+        _ => internal(whole),
+    }
+}
+
+/// A failure of the host's own: logged, and reported without detail.
+fn internal(error: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!("request failed: {error:#}");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the host could not complete the request; see its log",
+    )
 }
 
 impl From<BytesRejection> for ApiError {

@@ -55,7 +55,8 @@ impl Reserved {
             .collect();
         commit.lease = ActivityLease {
             count: permits.len(),
-            until: now_millis() + lease_length(shared),
+            from: now_millis(),
+            length: lease_length(shared),
         };
         Reserved(permits)
     }
@@ -89,7 +90,7 @@ pub(super) async fn run_dispatcher(shared: Arc<Shared>) {
         let wanted = permits.len();
         let store = Arc::clone(&shared.store);
         let lease = lease_length(&shared);
-        match blocking(move || store.claim_activities(now_millis(), lease, wanted)).await {
+        match blocking(move || Ok(store.claim_activities(now_millis(), lease, wanted)?)).await {
             Ok(claimed) => {
                 // Fewer than asked for: none is left waiting, until woken.
                 let more = claimed.len() == wanted;

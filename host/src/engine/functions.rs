@@ -38,7 +38,7 @@ impl Engine {
         let dir = dir.to_owned();
         let changes = blocking(move || {
             runtime.load_functions_dir(&dir, |added, current| {
-                store.record_components(added, current, now_millis())
+                Ok(store.record_components(added, current, now_millis())?)
             })
         })
         .await?;
@@ -144,7 +144,7 @@ impl Engine {
 
     async fn collect_versions(&self, retired_before: Millis) -> anyhow::Result<()> {
         let store = Arc::clone(&self.shared.store);
-        let collected = blocking(move || store.collect_components(retired_before)).await?;
+        let collected = blocking(move || Ok(store.collect_components(retired_before)?)).await?;
         if !collected.is_empty() {
             self.shared.runtime.forget_versions(&collected);
             tracing::info!(
@@ -166,10 +166,14 @@ impl Shared {
         if self.runtime.has_version(version) {
             return;
         }
-        let loaded = self.store.component(version).and_then(|bytes| match bytes {
-            Some(bytes) => self.runtime.load_version(version, &bytes).map(|()| true),
-            None => Ok(false),
-        });
+        let loaded = self
+            .store
+            .component(version)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| match bytes {
+                Some(bytes) => self.runtime.load_version(version, &bytes).map(|()| true),
+                None => Ok(false),
+            });
         match loaded {
             Ok(true) => tracing::info!("loaded component version {version} from the store"),
             Ok(false) => tracing::warn!("component version {version} is not in the store"),

@@ -35,7 +35,8 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{
-    CommitObserver, CommitOutcome, EpisodeCommit, NewInstance, Store, WorkItem, WorkRead,
+    CommitObserver, CommitOutcome, EpisodeCommit, NewInstance, Store, StoreError, WorkItem,
+    WorkRead,
 };
 pub use crate::store::{ComponentVersion, DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor, PageOrder};
@@ -70,6 +71,9 @@ pub enum EngineError {
     /// queued), so memory stays bounded and the client retries later.
     #[error("the host is overloaded: {0} instances are waiting for a worker; retry later")]
     Overloaded(usize),
+    /// The store failed (see [`StoreError`] for what to do about it).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -185,7 +189,7 @@ impl Engine {
     /// put off because their orchestrator was not loaded run again.
     async fn resume_waiting_instances(&self) {
         let store = Arc::clone(&self.shared.store);
-        match blocking(move || store.instances_with_messages()).await {
+        match blocking(move || Ok(store.instances_with_messages()?)).await {
             Ok(ids) => {
                 for id in &ids {
                     self.notify(id);
@@ -202,7 +206,7 @@ impl Engine {
         let ids = blocking(move || {
             // No worker of a previous run is alive: its activities run again.
             store.release_activity_leases()?;
-            store.instances_with_messages()
+            Ok(store.instances_with_messages()?)
         })
         .await?;
         for id in &ids {
@@ -226,7 +230,7 @@ impl Engine {
     /// shared database, for a clean shutdown.
     pub async fn leave(&self) -> anyhow::Result<()> {
         let store = Arc::clone(&self.shared.store);
-        blocking(move || store.leave()).await
+        blocking(move || Ok(store.leave()?)).await
     }
 
     /// The host's metrics, to record requests in.
@@ -240,7 +244,7 @@ impl Engine {
         let store = Arc::clone(&self.shared.store);
         // The host's own metrics are served even when the store cannot be
         // read (then `reprise_store_up` is 0).
-        let counts = match blocking(move || store.counts(now_millis())).await {
+        let counts = match blocking(move || Ok(store.counts(now_millis())?)).await {
             Ok(counts) => Some(counts),
             Err(error) => {
                 tracing::warn!("metrics without the store's counts: {error:#}");
@@ -423,7 +427,8 @@ impl Engine {
     ) -> anyhow::Result<(Vec<Instance>, Option<PageCursor>)> {
         let store = Arc::clone(&self.shared.store);
         let mut page =
-            blocking(move || store.query_instances(&filter, after.as_ref(), page_size + 1)).await?;
+            blocking(move || Ok(store.query_instances(&filter, after.as_ref(), page_size + 1)?))
+                .await?;
         let next = if page.len() > page_size {
             page.truncate(page_size);
             page.last().map(|last| PageCursor {
@@ -439,19 +444,19 @@ impl Engine {
     /// How many instances match `filter`, counted no further than `cap`.
     pub async fn count_instances(&self, filter: InstanceFilter, cap: u64) -> anyhow::Result<u64> {
         let store = Arc::clone(&self.shared.store);
-        blocking(move || store.count_instances(&filter, cap)).await
+        blocking(move || Ok(store.count_instances(&filter, cap)?)).await
     }
 
     /// Instances by status (each status with any), as the store keeps them.
     pub async fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
         let store = Arc::clone(&self.shared.store);
-        blocking(move || store.instance_counts()).await
+        blocking(move || Ok(store.instance_counts()?)).await
     }
 
     /// Every stored component version, with its unfinished instances.
     pub async fn component_versions(&self) -> anyhow::Result<Vec<ComponentVersion>> {
         let store = Arc::clone(&self.shared.store);
-        blocking(move || store.component_versions()).await
+        blocking(move || Ok(store.component_versions()?)).await
     }
 
     /// Deletes every finished instance matching `filter`, a batch per
@@ -467,7 +472,7 @@ impl Engine {
         loop {
             let store = Arc::clone(&self.shared.store);
             let batch_filter = filter.clone();
-            let purged = blocking(move || store.purge_finished(&batch_filter, BATCH)).await?;
+            let purged = blocking(move || Ok(store.purge_finished(&batch_filter, BATCH)?)).await?;
             purged_batch(purged);
             deleted += purged;
             if purged < BATCH {
@@ -492,7 +497,7 @@ impl Engine {
     ) -> Result<Option<(InstanceId, StartOutcome)>, EngineError> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
-        let Some(instance) = blocking(move || store.instance(&instance_id)).await? else {
+        let Some(instance) = blocking(move || Ok(store.instance(&instance_id)?)).await? else {
             return Ok(None);
         };
         let target = if new_id { None } else { Some(id.clone()) };
@@ -541,7 +546,7 @@ impl Engine {
     pub async fn purge(&self, id: &InstanceId) -> anyhow::Result<PurgeOutcome> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
-        blocking(move || store.purge(&instance_id)).await
+        blocking(move || Ok(store.purge(&instance_id)?)).await
     }
 
     fn notify(&self, id: &str) {

@@ -32,7 +32,7 @@ pub(super) async fn run(engine: Engine, interval: Duration) {
 /// host owns.
 async fn poll(engine: &Engine) {
     let store = Arc::clone(&engine.shared.store);
-    match blocking(move || store.unowned_work(POLL_LIMIT)).await {
+    match blocking(move || Ok(store.unowned_work(POLL_LIMIT)?)).await {
         Ok(ids) => {
             for id in &ids {
                 engine.notify(id);

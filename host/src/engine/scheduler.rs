@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::set_aside::MAX_FAILED_PASSES;
-use crate::store;
+use crate::store::StoreError;
 
 /// The longest wait between two passes after failures: once the cause is
 /// gone (space freed on a full disk), work resumes within it.
@@ -112,8 +112,12 @@ impl Scheduler {
                     }
                 };
                 if let Err(error) = result {
-                    // Nothing was committed; the messages are still queued.
-                    if store::unavailable(&error).is_none() {
+                    // Nothing was committed, or a lost commit will be
+                    // found out by the next pass's read: the messages are
+                    // still queued. A database that is down or out of
+                    // reach is waited out; only the episode's own
+                    // failures count toward setting it aside.
+                    if !StoreError::of(&error).is_some_and(StoreError::is_transient) {
                         failures += 1;
                     }
                     if failures < MAX_FAILED_PASSES {
@@ -216,8 +220,9 @@ mod tests {
                 let pass = counted.fetch_add(1, Ordering::SeqCst);
                 async move {
                     if pass < failing {
-                        let full = store::Unavailable("the disk is full".into());
-                        return Err(anyhow::Error::new(full).context("committing an episode"));
+                        let full = crate::store::Unavailable("the disk is full".into());
+                        let error = StoreError::from(anyhow::Error::new(full));
+                        return Err(anyhow::Error::new(error).context("committing an episode"));
                     }
                     Ok(())
                 }
