@@ -198,6 +198,29 @@ impl PostgresServer {
             .collect())
     }
 
+    /// Stops the server at once, as a crash would: an immediate shutdown,
+    /// no checkpoint (the next start recovers from its log). Connections
+    /// are cut; new ones are refused until [`PostgresServer::restart`].
+    pub fn crash(&mut self) {
+        self.stop();
+    }
+
+    /// Starts the server again, on its port and its data, after
+    /// [`PostgresServer::crash`]; waits until it accepts connections
+    /// (its recovery done).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn_postmaster(server_user()?)?;
+        match self.wait_until_ready()? {
+            Readiness::Ready => Ok(()),
+            Readiness::Exited(status) => bail!(
+                "PostgreSQL (`postgres` on port {}) exited while restarting, {status}; \
+                 the end of its log:\n{}",
+                self.port,
+                self.log_tail()
+            ),
+        }
+    }
+
     /// PID of the postmaster (tests may want to SIGSTOP it; dropping the
     /// server resumes it to stop it).
     pub fn pid(&self) -> u32 {

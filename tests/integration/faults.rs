@@ -1,14 +1,19 @@
 //! Faults of the host's side, not the guest's: a message the host cannot
 //! process (set aside after bounded retries, its instance failed, the rest
-//! going on), and a database whose disk fills up (503 saying so, nothing
-//! half-written, the host resuming by itself once space is back).
+//! going on), a database whose disk fills up, and a PostgreSQL server
+//! that crashes and comes back (503 saying so, nothing half-written, the
+//! host resuming by itself once the database is back).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+use reprise_testing_postgres::PostgresServer;
 
 use crate::harness::{TestHost, components, on_sqlite};
 
@@ -239,4 +244,165 @@ async fn a_host_whose_database_writer_dies_exits_and_recovers_on_restart() {
     host.raise("log", "item", "\"end\"").await;
     let done = host.wait_for_status("log", "Completed").await;
     assert_eq!(done["output"], json!(accepted));
+}
+
+/// What became of one event sent while the database comes and goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    /// 202: it must be applied, once.
+    Accepted,
+    /// 503: it must not be.
+    Refused,
+    /// 500 saying the commit's outcome is unknown: at most once.
+    Unknown,
+}
+
+/// The events sent to one instance, in order, and what became of each.
+type Sent = Vec<(Value, Fate)>;
+
+/// Sends event `n` to `id` and says what became of it; any other answer
+/// (a bare 500 above all) fails the test.
+async fn send_item(host: &TestHost, id: &str, n: usize) -> (Value, Fate) {
+    let payload = json!(format!("{n:05}"));
+    let reply = host.raise(id, "item", &payload.to_string()).await;
+    let fate = match reply.status {
+        StatusCode::ACCEPTED => Fate::Accepted,
+        StatusCode::SERVICE_UNAVAILABLE => {
+            assert_eq!(reply.header("retry-after"), Some("1"), "{reply:?}");
+            Fate::Refused
+        }
+        StatusCode::INTERNAL_SERVER_ERROR if reply.message().contains("may or may not") => {
+            Fate::Unknown
+        }
+        other => panic!("{other}: {reply:?}\n{}", host.log()),
+    };
+    (payload, fate)
+}
+
+/// PostgreSQL crashes under streams of events (an immediate shutdown:
+/// every connection cut, new ones refused, commits in flight lost or not)
+/// and comes back. Meanwhile requests answer 503 (or, for a commit the
+/// crash cut off, a 500 that says its outcome is unknown), never a bare
+/// 500; the host keeps running, and once the server is back it resumes by
+/// itself: every 202'd event is applied exactly once and in order, no
+/// refused one is, a cut-off one at most once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_crash_answers_503_and_the_host_resumes_once_it_is_back() {
+    const LOGS: usize = 4;
+    // The test's own server, since it crashes it.
+    if on_sqlite() {
+        return;
+    }
+    let mut server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .unwrap()
+        .expect("can start a PostgreSQL server");
+    let url = server.create_database().unwrap();
+    let c = components();
+    let host = TestHost::prepare(&[&c.event_log])
+        .with_database_url(&url)
+        .started()
+        .await;
+    let host = Arc::new(host);
+    let logs: Vec<String> = (0..LOGS).map(|n| format!("log{n}")).collect();
+    for id in &logs {
+        host.start_instance("EventLog", Some(id), "").await;
+        host.wait_for_status(id, "Running").await;
+    }
+
+    // One sender per log, each an event at a time, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent: Arc<Mutex<Vec<Sent>>> = Arc::new(Mutex::new(vec![Vec::new(); LOGS]));
+    let senders: Vec<_> = (0..LOGS)
+        .map(|index| {
+            let (host, stop, sent) = (Arc::clone(&host), Arc::clone(&stop), Arc::clone(&sent));
+            let id = logs[index].clone();
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let outcome = send_item(&host, &id, n).await;
+                    sent.lock().unwrap()[index].push(outcome);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let tally = |wanted: Fate| {
+        let sent = sent.lock().unwrap();
+        sent.iter()
+            .flatten()
+            .filter(|(_, fate)| *fate == wanted)
+            .count()
+    };
+    let wait_for = async |what: &str, done: &dyn Fn() -> bool| {
+        host.wait_until(what, Duration::from_secs(60), async || {
+            if done() { Ok(()) } else { Err(String::new()) }
+        })
+        .await;
+    };
+
+    wait_for("events accepted", &|| tally(Fate::Accepted) >= 50).await;
+    let mut server = tokio::task::spawn_blocking(move || {
+        server.crash();
+        server
+    })
+    .await
+    .unwrap();
+    // Down: refused, and soon (the host notices the cut connections).
+    wait_for("events refused", &|| tally(Fate::Refused) >= 20).await;
+    let accepted_before = tally(Fate::Accepted);
+    let _server = tokio::task::spawn_blocking(move || {
+        server.restart().expect("can restart the server");
+        server
+    })
+    .await
+    .unwrap();
+    // Back by itself: no restart of the host.
+    wait_for("events accepted again", &|| {
+        tally(Fate::Accepted) >= accepted_before + 50
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for sender in senders {
+        sender.await.expect("a sender panicked");
+    }
+
+    let sent = sent.lock().unwrap().clone();
+    eprintln!(
+        "{} events accepted, {} refused, {} of unknown outcome",
+        tally(Fate::Accepted),
+        tally(Fate::Refused),
+        tally(Fate::Unknown),
+    );
+    for (id, sent) in logs.iter().zip(&sent) {
+        host.raise(id, "item", "\"end\"").await;
+        let done = host
+            .wait_for(id, Duration::from_secs(120), |body| {
+                body["runtimeStatus"] != "Running"
+            })
+            .await;
+        assert_eq!(done["runtimeStatus"], "Completed", "{}", host.log());
+        let applied = done["output"].as_array().unwrap();
+        let fate_of = |payload: &Value| sent.iter().find(|(sent, _)| sent == payload).map(|s| s.1);
+        assert!(
+            applied
+                .windows(2)
+                .all(|pair| pair[0].as_str() < pair[1].as_str()),
+            "{id}: in the order sent, none twice: {applied:?}"
+        );
+        for payload in applied {
+            assert!(
+                matches!(fate_of(payload), Some(Fate::Accepted | Fate::Unknown)),
+                "{id}: {payload} was applied but not accepted: {sent:?}"
+            );
+        }
+        for (payload, fate) in sent {
+            if *fate == Fate::Accepted {
+                assert!(
+                    applied.contains(payload),
+                    "{id}: {payload} accepted, never applied"
+                );
+            }
+        }
+    }
 }

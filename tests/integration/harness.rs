@@ -324,6 +324,12 @@ impl TestHost {
         self
     }
 
+    /// On the PostgreSQL database at `url` (a server of the test's own).
+    pub fn with_database_url(mut self, url: &str) -> TestHost {
+        self.database_url = Some(url.to_owned());
+        self
+    }
+
     /// The PostgreSQL database's URL, if the host uses one.
     #[allow(dead_code)]
     pub fn database_url(&self) -> Option<&str> {
