@@ -166,3 +166,29 @@ impl From<QueryRejection> for ApiError {
         ApiError::bad_request(format!("invalid query string: {}", rejection.body_text()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OutcomeUnknown, Unavailable};
+
+    fn answered(error: anyhow::Error) -> ApiError {
+        // As the engine passes a store's error on: converted, with context.
+        ApiError::from(anyhow::Error::new(StoreError::from(error)).context("delivering an event"))
+    }
+
+    #[test]
+    fn a_store_error_is_answered_by_what_was_written() {
+        let refused = answered(anyhow::Error::new(Unavailable("the disk is full".into())));
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.message.contains("the disk is full"), "{refused:?}");
+
+        let unknown = answered(anyhow::Error::new(OutcomeUnknown("reset".into())));
+        assert_eq!(unknown.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(unknown.message.contains("may or may not"), "{unknown:?}");
+
+        let fault = answered(anyhow::anyhow!("a row that does not read"));
+        assert_eq!(fault.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(fault.message.contains("see its log"), "{fault:?}");
+    }
+}
