@@ -67,12 +67,6 @@ impl StoreError {
         }
     }
 
-    /// Whether the same call may succeed later, with nothing lost by
-    /// waiting: the database was unavailable, or the connection was lost.
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, StoreError::Fault(_))
-    }
-
     /// The [`StoreError`] `error` is or holds, if any: a store error the
     /// engine passed on with context.
     pub fn of(error: &anyhow::Error) -> Option<&StoreError> {
@@ -934,17 +928,15 @@ mod tests {
             error.unavailable().map(|reason| reason.0.as_str()),
             Some("the disk is full")
         );
-        assert!(error.is_transient());
 
         let lost = anyhow::Error::new(OutcomeUnknown("connection reset".into()));
         let error = StoreError::from(lost);
         assert!(matches!(error, StoreError::OutcomeUnknown(_)), "{error:?}");
-        assert!(error.is_transient());
         assert!(error.unavailable().is_none());
 
         let fault = StoreError::from(anyhow::anyhow!("a row that does not read"));
         assert!(matches!(fault, StoreError::Fault(_)), "{fault:?}");
-        assert!(!fault.is_transient());
+        assert!(fault.unavailable().is_none());
     }
 
     #[test]

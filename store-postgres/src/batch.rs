@@ -262,7 +262,9 @@ async fn run(
         }
         Err(error) if error.downcast_ref::<OutcomeUnknown>().is_some() => {
             for write in batch {
-                write.reply(Err(OutcomeUnknown(format!("{error:#}")).into()));
+                let reason = error.downcast_ref::<OutcomeUnknown>().map(|lost| &lost.0);
+                let reason = reason.cloned().unwrap_or_else(|| format!("{error:#}"));
+                write.reply(Err(OutcomeUnknown(reason).into()));
             }
             None
         }

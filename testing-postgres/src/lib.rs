@@ -205,10 +205,11 @@ impl PostgresServer {
         self.stop();
     }
 
-    /// Starts the server again, on its port and its data, after
-    /// [`PostgresServer::crash`]; waits until it accepts connections
-    /// (its recovery done).
+    /// Starts the server again, on its port and its data (crashing it
+    /// first if it runs); waits until it accepts connections (its recovery
+    /// done).
     pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
         self.spawn_postmaster(server_user()?)?;
         match self.wait_until_ready()? {
             Readiness::Ready => Ok(()),
@@ -297,7 +298,12 @@ impl PostgresServer {
 
     /// Spawns `postgres` on `self.port`, and its watchdog.
     fn spawn_postmaster(&mut self, server_user: Option<Account>) -> anyhow::Result<()> {
-        let log = File::create(self.log_path()).context("could not create the server's log")?;
+        // Appended to: a restarted server's log follows its crash.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("could not open the server's log")?;
         let postmaster = self
             .server_command("postgres", server_user)
             .arg("-D")

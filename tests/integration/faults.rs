@@ -375,7 +375,8 @@ async fn a_database_crash_answers_503_and_the_host_resumes_once_it_is_back() {
         tally(Fate::Unknown),
     );
     for (id, sent) in logs.iter().zip(&sent) {
-        host.raise(id, "item", "\"end\"").await;
+        let end = host.raise(id, "item", "\"end\"").await;
+        assert_eq!(end.status, StatusCode::ACCEPTED, "{end:?}");
         let done = host
             .wait_for(id, Duration::from_secs(120), |body| {
                 body["runtimeStatus"] != "Running"

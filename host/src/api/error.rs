@@ -187,6 +187,16 @@ mod tests {
         assert_eq!(unknown.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(unknown.message.contains("may or may not"), "{unknown:?}");
 
+        // An engine's error that holds the store's, passed on as any error.
+        let full = StoreError::from(anyhow::Error::new(Unavailable("the disk is full".into())));
+        let engine = crate::engine::EngineError::from(full);
+        let refused = ApiError::from(anyhow::Error::new(engine));
+        assert_eq!(
+            refused.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{refused:?}"
+        );
+
         let fault = answered(anyhow::anyhow!("a row that does not read"));
         assert_eq!(fault.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(fault.message.contains("see its log"), "{fault:?}");

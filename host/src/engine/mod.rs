@@ -71,8 +71,9 @@ pub enum EngineError {
     /// queued), so memory stays bounded and the client retries later.
     #[error("the host is overloaded: {0} instances are waiting for a worker; retry later")]
     Overloaded(usize),
-    /// The store failed (see [`StoreError`] for what to do about it).
-    #[error(transparent)]
+    /// The store failed (see [`StoreError`] for what to do about it). Its
+    /// source, so a chain that holds this error finds the store's.
+    #[error("{0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

@@ -114,10 +114,11 @@ impl Scheduler {
                 if let Err(error) = result {
                     // Nothing was committed, or a lost commit will be
                     // found out by the next pass's read: the messages are
-                    // still queued. A database that is down or out of
-                    // reach is waited out; only the episode's own
-                    // failures count toward setting it aside.
-                    if !StoreError::of(&error).is_some_and(StoreError::is_transient) {
+                    // still queued. A database that cannot be written now
+                    // is waited out; anything else counts toward setting
+                    // the instance aside (a commit lost every time too).
+                    let unavailable = StoreError::of(&error).and_then(StoreError::unavailable);
+                    if unavailable.is_none() {
                         failures += 1;
                     }
                     if failures < MAX_FAILED_PASSES {
