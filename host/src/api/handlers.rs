@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ErrorBody;
 use super::render::{
-    CheckStatus, ClientBinding, Function, InstanceStatus, Links, Purged, accepted,
+    CheckStatus, ClientBinding, Function, InstanceStatus, Links, Purged, Shown, accepted,
     check_status_response, status_body,
 };
 use super::wait::{Wait, WaitQuery, finished_response, finished_status_code};
@@ -250,11 +250,14 @@ pub(super) async fn status(
     else {
         return Err(ApiError::instance_not_found(id.as_str()));
     };
+    let shown = Shown {
+        input: show_input,
+        history_output: show_history_output,
+    };
     let mut body = status_body(
         &instance,
         history.as_deref().filter(|_| show_history),
-        show_input,
-        show_history_output,
+        shown,
     );
     if show_replay_history && let Some(history) = history {
         body.add_replay_history(&instance, history);

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::ErrorBody;
 use super::handlers::{ApiResult, QueryMap, bool_param};
-use super::render::{InstanceStatus, Purged, status_body};
+use super::render::{InstanceStatus, Purged, Shown, status_body};
 use super::{ApiError, ApiState};
 use crate::engine::{InstanceFilter, PageCursor, PageOrder};
 use crate::model::{Millis, RuntimeStatus};
@@ -56,7 +56,13 @@ pub(super) async fn list(
     let (page, next) = state.engine.query(filter, after, page_size).await?;
     let body: Vec<InstanceStatus> = page
         .iter()
-        .map(|instance| status_body(instance, None, show_input, false))
+        .map(|instance| {
+            let shown = Shown {
+                input: show_input,
+                history_output: false,
+            };
+            status_body(instance, None, shown)
+        })
         .collect();
     let mut response = Json(body).into_response();
     if let Some(next) = next {

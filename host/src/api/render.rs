@@ -322,13 +322,25 @@ pub(super) fn accepted(links: &Links, body: impl IntoResponse) -> Response {
     (StatusCode::ACCEPTED, headers, body).into_response()
 }
 
+/// What a status payload shows of an instance besides its status.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Shown {
+    /// Its input (and its history's inputs).
+    pub input: bool,
+    /// Its history's outputs.
+    pub history_output: bool,
+}
+
 /// The status payload of `GET instances/{id}`.
 pub(super) fn status_body(
     instance: &Instance,
     history: Option<&[HistoryEntry]>,
-    show_input: bool,
-    show_history_output: bool,
+    shown: Shown,
 ) -> InstanceStatus {
+    let Shown {
+        input: show_input,
+        history_output: show_history_output,
+    } = shown;
     let mut body = InstanceStatus {
         name: instance.name.clone(),
         instance_id: instance.id.clone(),

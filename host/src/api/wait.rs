@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::ApiError;
 use super::handlers::{ApiResult, QueryMap, bool_param};
-use super::render::{json_value, status_body};
+use super::render::{Shown, json_value, status_body};
 use crate::engine::Engine;
 use crate::model::{Instance, InstanceId, RuntimeStatus};
 
@@ -110,7 +110,11 @@ pub(super) fn finished_response(instance: &Instance, query: &QueryMap) -> ApiRes
             .map_or(serde_json::Value::Null, json_value);
         return Ok((StatusCode::OK, Json(output)).into_response());
     }
-    let body = Json(status_body(instance, None, true, false));
+    let shown = Shown {
+        input: true,
+        history_output: false,
+    };
+    let body = Json(status_body(instance, None, shown));
     Ok((finished_status_code(instance, query)?, body).into_response())
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::activities::Reserved;
 use super::record::EpisodeRecord;
 use super::warm::WarmExecution;
-use super::{Shared, background_work, episode, schedule, staging};
+use super::{BackgroundWork, Shared, episode, schedule, staging};
 use crate::model::{Message, QueuedMessage, now_millis};
 use crate::store::{Applied, DirectEpisode, NewInstance, WorkItem};
 
@@ -126,7 +126,7 @@ impl Claim {
                 let workers = Reserved::for_commit(&self.shared, &mut commit);
                 self.leftover = Some(Leftover {
                     live,
-                    wakes: background_work(&commit),
+                    wakes: BackgroundWork::of(&commit),
                     workers,
                     record: self.shared.record_of(&commit, Some(report)),
                 });
@@ -158,7 +158,7 @@ struct Leftover {
     /// The execution, if the orchestrator waits.
     live: Option<WarmExecution>,
     /// Whether the timer service, the dispatcher must be woken.
-    wakes: (bool, bool),
+    wakes: BackgroundWork,
     /// Workers for the activities the episode leases.
     workers: Reserved,
     /// What the episode tells the metrics and traces once committed.
@@ -181,8 +181,7 @@ pub(super) fn settle(shared: &Arc<Shared>, id: &str, mut claim: Option<Claim>, a
             }
             drop(claim);
             leftover.workers.start(shared, follow_up.leased);
-            let (timers, activities) = leftover.wakes;
-            shared.wake(timers, activities);
+            shared.wake(leftover.wakes);
             for other in follow_up.notify {
                 schedule(shared, &other);
             }

@@ -133,28 +133,41 @@ impl Shared {
     /// Wakes the timer service and the activity dispatcher for what a
     /// committed episode created.
     fn wake_background_work(&self, commit: &EpisodeCommit) {
-        let (timers, activities) = background_work(commit);
-        self.wake(timers, activities);
+        self.wake(BackgroundWork::of(commit));
     }
 
     /// Wakes the timer service, the activity dispatcher, or both.
-    fn wake(&self, timers: bool, activities: bool) {
-        if timers {
+    fn wake(&self, work: BackgroundWork) {
+        if work.timers {
             self.timers_changed.notify_one();
         }
-        if activities {
+        if work.activities {
             self.activities_changed.notify_one();
         }
     }
 }
 
-/// Whether a commit created timers, and activities it did not lease: work
-/// for the timer service and the activity dispatcher.
-fn background_work(commit: &EpisodeCommit) -> (bool, bool) {
-    (
-        !commit.timers.is_empty(),
-        commit.activities.len() > commit.lease.count,
-    )
+/// Work for the timer service and the activity dispatcher.
+#[derive(Debug, Clone, Copy)]
+struct BackgroundWork {
+    timers: bool,
+    activities: bool,
+}
+
+impl BackgroundWork {
+    /// Either may have work: look.
+    const ANY: BackgroundWork = BackgroundWork {
+        timers: true,
+        activities: true,
+    };
+
+    /// Whether a commit created timers, and activities it did not lease.
+    fn of(commit: &EpisodeCommit) -> BackgroundWork {
+        BackgroundWork {
+            timers: !commit.timers.is_empty(),
+            activities: commit.activities.len() > commit.lease.count,
+        }
+    }
 }
 
 impl Engine {
@@ -735,7 +748,7 @@ fn drain_effects(shared: &Arc<Shared>, id: &str) -> anyhow::Result<()> {
         }
     })?;
     if drained {
-        shared.wake(true, true);
+        shared.wake(BackgroundWork::ANY);
     }
     Ok(())
 }

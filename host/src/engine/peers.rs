@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Engine, blocking};
+use super::{BackgroundWork, Engine, blocking};
 
 /// Instances scheduled per poll, at most; more are found by the next.
 const POLL_LIMIT: usize = 1_000;
@@ -41,5 +41,5 @@ async fn poll(engine: &Engine) {
         Err(error) => tracing::warn!("cannot look for work other hosts left: {error:#}"),
     }
     // Timers and activities other hosts set, or left behind.
-    engine.shared.wake(true, true);
+    engine.shared.wake(BackgroundWork::ANY);
 }
