@@ -824,9 +824,6 @@ fn run_steps(
     mut warm: Option<WarmExecution>,
 ) -> Result<(Outcome, Option<(GuestExecution, usize)>), GuestError> {
     let runtime = guest.runtime;
-    // Where the instances it starts go in its trace, if it is traced.
-    let child_trace =
-        || InstanceTrace::of(instance.trace.as_deref()).map(|trace| trace.child().to_text());
     let mut idle_generations = 0;
     let mut carry_over = Vec::new();
     'generations: loop {
@@ -865,111 +862,41 @@ fn run_steps(
                 return Ok((Outcome::Failed(failure, Some(FailureKind::Limits)), None));
             }
 
-            for action in actions {
-                match action {
-                    wire::Action::SetCustomStatus(value) => {
-                        generation.custom_status = Some(value.clone());
-                        generation.new_entries.push(HistoryEntry::CustomStatusSet {
-                            timestamp: now,
-                            value,
-                        });
-                    }
-                    wire::Action::CreateTimer(_)
-                    | wire::Action::CancelTimer(_)
-                    | wire::Action::ScheduleActivity(_) => {
-                        generation.new_entries.extend(action_entry(action, now));
-                    }
-                    wire::Action::StartOrchestration(start) => {
-                        match own_start(runtime, &start, now, child_trace()) {
-                            Ok(new) => generation.children.push(Ok(new)),
-                            Err(error) => return Ok((Outcome::Failed(error, None), None)),
-                        }
-                        generation
-                            .new_entries
-                            .extend(action_entry(wire::Action::StartOrchestration(start), now));
-                    }
-                    wire::Action::SignalEntity(_)
-                    | wire::Action::CallEntity(_)
-                    | wire::Action::LockEntities(_)
-                    | wire::Action::UnlockEntities => {
-                        let sender = generation.sender(&instance.id);
-                        match generation.entities.take(action, sender, now) {
-                            Ok(entry) => generation.new_entries.push(entry),
-                            Err(rule) => return Ok((Outcome::Failed(rule, None), None)),
-                        }
-                    }
-                    wire::Action::StartSubOrchestration(child) => {
-                        let parent = ParentTask {
-                            instance_id: instance.id.clone(),
-                            generation: generation.number,
-                            task_id: child.id,
-                        };
-                        let start = child_start(runtime, &child, parent, now, child_trace());
-                        generation.children.push(start);
-                        generation.new_entries.extend(action_entry(
-                            wire::Action::StartSubOrchestration(child),
-                            now,
-                        ));
-                    }
-                    wire::Action::SendEvent(event) => {
-                        generation.sent_events.push((
-                            event.instance_id.clone(),
-                            event.name.clone(),
-                            event.payload.clone(),
-                        ));
-                        generation
-                            .new_entries
-                            .extend(action_entry(wire::Action::SendEvent(event), now));
-                    }
-                    wire::Action::Complete(output) => {
-                        generation
-                            .new_entries
-                            .push(HistoryEntry::ExecutionCompleted {
-                                timestamp: now,
-                                output: output.clone(),
-                            });
-                        return Ok((Outcome::Completed(output), None));
-                    }
-                    wire::Action::Fail(failure) => {
-                        let error = failure.message.clone();
-                        generation
-                            .new_entries
-                            .extend(action_entry(wire::Action::Fail(failure), now));
-                        return Ok((Outcome::Failed(error, None), None));
-                    }
-                    wire::Action::ContinueAsNew(next) => {
-                        let carried = next.carried_over_events.len();
-                        idle_generations = if carried < fed {
-                            0
-                        } else {
-                            idle_generations + 1
-                        };
-                        if idle_generations >= MAX_IDLE_GENERATIONS {
-                            return Ok((
-                                Outcome::Failed(
-                                    format!(
-                                        "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
-                                    ),
-                                    Some(FailureKind::Limits),
+            match apply_actions(runtime, instance, generation, actions, now) {
+                AfterStep::Waits => {}
+                AfterStep::Ends(outcome) => return Ok((outcome, None)),
+                AfterStep::ContinuesAsNew(next) => {
+                    let carried = next.carried_over_events.len();
+                    idle_generations = if carried < fed {
+                        0
+                    } else {
+                        idle_generations + 1
+                    };
+                    if idle_generations >= MAX_IDLE_GENERATIONS {
+                        return Ok((
+                            Outcome::Failed(
+                                format!(
+                                    "the orchestrator continued as new {MAX_IDLE_GENERATIONS} times in a row without consuming an event; it would never stop"
                                 ),
-                                None,
-                            ));
-                        }
-                        // Continue-as-new is where an eternal orchestration
-                        // moves to the version deployed since it started.
-                        let current = runtime.current_version(&instance.name);
-                        generation.continue_as_new(&instance.id, next.input, current);
-                        carry_over = next
-                            .carried_over_events
-                            .into_iter()
-                            .map(|event| HistoryEntry::EventRaised {
-                                timestamp: now,
-                                name: event.name,
-                                payload: event.payload,
-                            })
-                            .collect();
-                        continue 'generations;
+                                Some(FailureKind::Limits),
+                            ),
+                            None,
+                        ));
                     }
+                    // Continue-as-new is where an eternal orchestration
+                    // moves to the version deployed since it started.
+                    let current = runtime.current_version(&instance.name);
+                    generation.continue_as_new(&instance.id, next.input, current);
+                    carry_over = next
+                        .carried_over_events
+                        .into_iter()
+                        .map(|event| HistoryEntry::EventRaised {
+                            timestamp: now,
+                            name: event.name,
+                            payload: event.payload,
+                        })
+                        .collect();
+                    continue 'generations;
                 }
             }
             if queued.is_empty() {
@@ -982,6 +909,106 @@ fn run_steps(
             step_start = generation.new_entries.len();
         }
     }
+}
+
+/// What a step's actions leave the generation to do.
+enum AfterStep {
+    /// Wait for what it awaits, or take the next queued events.
+    Waits,
+    /// It ended the instance.
+    Ends(Outcome),
+    /// It continues as new.
+    ContinuesAsNew(wire::ContinueAsNew),
+}
+
+/// Records a step's `actions` in `generation`, in order, and says what
+/// follows them.
+fn apply_actions(
+    runtime: &Runtime,
+    instance: &Instance,
+    generation: &mut Generation,
+    actions: Vec<wire::Action>,
+    now: Millis,
+) -> AfterStep {
+    // Where the instances it starts go in its trace, if it is traced.
+    let child_trace =
+        || InstanceTrace::of(instance.trace.as_deref()).map(|trace| trace.child().to_text());
+    for action in actions {
+        match action {
+            wire::Action::SetCustomStatus(value) => {
+                generation.custom_status = Some(value.clone());
+                generation.new_entries.push(HistoryEntry::CustomStatusSet {
+                    timestamp: now,
+                    value,
+                });
+            }
+            wire::Action::CreateTimer(_)
+            | wire::Action::CancelTimer(_)
+            | wire::Action::ScheduleActivity(_) => {
+                generation.new_entries.extend(action_entry(action, now));
+            }
+            wire::Action::StartOrchestration(start) => {
+                match own_start(runtime, &start, now, child_trace()) {
+                    Ok(new) => generation.children.push(Ok(new)),
+                    Err(error) => return AfterStep::Ends(Outcome::Failed(error, None)),
+                }
+                generation
+                    .new_entries
+                    .extend(action_entry(wire::Action::StartOrchestration(start), now));
+            }
+            wire::Action::SignalEntity(_)
+            | wire::Action::CallEntity(_)
+            | wire::Action::LockEntities(_)
+            | wire::Action::UnlockEntities => {
+                let sender = generation.sender(&instance.id);
+                match generation.entities.take(action, sender, now) {
+                    Ok(entry) => generation.new_entries.push(entry),
+                    Err(rule) => return AfterStep::Ends(Outcome::Failed(rule, None)),
+                }
+            }
+            wire::Action::StartSubOrchestration(child) => {
+                let parent = ParentTask {
+                    instance_id: instance.id.clone(),
+                    generation: generation.number,
+                    task_id: child.id,
+                };
+                let start = child_start(runtime, &child, parent, now, child_trace());
+                generation.children.push(start);
+                generation.new_entries.extend(action_entry(
+                    wire::Action::StartSubOrchestration(child),
+                    now,
+                ));
+            }
+            wire::Action::SendEvent(event) => {
+                generation.sent_events.push((
+                    event.instance_id.clone(),
+                    event.name.clone(),
+                    event.payload.clone(),
+                ));
+                generation
+                    .new_entries
+                    .extend(action_entry(wire::Action::SendEvent(event), now));
+            }
+            wire::Action::Complete(output) => {
+                generation
+                    .new_entries
+                    .push(HistoryEntry::ExecutionCompleted {
+                        timestamp: now,
+                        output: output.clone(),
+                    });
+                return AfterStep::Ends(Outcome::Completed(output));
+            }
+            wire::Action::Fail(failure) => {
+                let error = failure.message.clone();
+                generation
+                    .new_entries
+                    .extend(action_entry(wire::Action::Fail(failure), now));
+                return AfterStep::Ends(Outcome::Failed(error, None));
+            }
+            wire::Action::ContinueAsNew(next) => return AfterStep::ContinuesAsNew(next),
+        }
+    }
+    AfterStep::Waits
 }
 
 /// Feeds the recorded history back, one recorded episode per step, and
