@@ -152,6 +152,7 @@ impl Api {
                     );
                 }
                 if error.is_timeout() {
+                    self.print_sockets();
                     self.print_database_sessions().await;
                 }
                 Sent::CutOff
@@ -181,6 +182,22 @@ impl Api {
             Sent::Answered(..) => {}
         }
         outcome
+    }
+
+    /// The TCP sockets on the host's port and who holds them (`ss`), as a
+    /// request times out: a hang that outlives the host's kills is held by
+    /// something else (every time: a hang is rare).
+    fn print_sockets(&self) {
+        let port = reqwest::Url::parse(&self.base)
+            .ok()
+            .and_then(|url| url.port())
+            .unwrap_or_default();
+        let filter = format!("( sport = :{port} or dport = :{port} )");
+        let sockets = std::process::Command::new("ss")
+            .args(["-tanpoi", &filter])
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned());
+        eprintln!("chaos: the sockets on port {port}: {sockets:#?}");
     }
 
     /// What each session of the host's database is doing and waiting for

@@ -851,8 +851,6 @@ impl Drop for TestHost {
     }
 }
 
-/// A local HTTP server for activities to call: `GET /health` answers with
-/// the status `status` holds at the time, and the body `ok`. Returns the port.
 /// A loopback port below the ephemeral range, free now. Other tests bind
 /// port 0 and connect from ephemeral ports, so none can take it while a
 /// host is down between a kill and its restart.
@@ -883,6 +881,8 @@ pub fn fixed_port() -> u16 {
     panic!("no free port in {first}..={last}");
 }
 
+/// A local HTTP server for activities to call: `GET /health` answers with
+/// the status `status` holds at the time, and the body `ok`. Returns the port.
 pub async fn health_server(status: Arc<AtomicU16>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
