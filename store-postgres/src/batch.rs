@@ -260,21 +260,21 @@ async fn run(
             tell_owners(&pools.alone, owners).await;
             None
         }
-        Err(error) if error.downcast_ref::<OutcomeUnknown>().is_some() => {
-            for write in batch {
-                let reason = error.downcast_ref::<OutcomeUnknown>().map(|lost| &lost.0);
-                let reason = reason.cloned().unwrap_or_else(|| format!("{error:#}"));
-                write.reply(Err(OutcomeUnknown(reason).into()));
+        Err(error) => match error.downcast_ref::<OutcomeUnknown>() {
+            Some(lost) => {
+                for write in batch {
+                    write.reply(Err(OutcomeUnknown(lost.0.clone()).into()));
+                }
+                None
             }
-            None
-        }
-        Err(error) => {
-            tracing::debug!(
-                "a batch of {} writes was rolled back; each runs alone: {error:#}",
-                batch.len()
-            );
-            Some(batch)
-        }
+            None => {
+                tracing::debug!(
+                    "a batch of {} writes was rolled back; each runs alone: {error:#}",
+                    batch.len()
+                );
+                Some(batch)
+            }
+        },
     }
 }
 

@@ -259,6 +259,17 @@ async fn transact<T>(
     }
 }
 
+/// The condition on an activity a worker may claim, in a statement where
+/// `$1` is the caller's clock and `live` the live hosts: never leased, its
+/// lease over on both the caller's and the database's clock, or leased to
+/// a host that is not alive.
+fn activity_is_free() -> String {
+    format!(
+        "lease_until <= LEAST($1, {DB_NOW})
+         OR lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT host_id FROM live)"
+    )
+}
+
 /// Whether a transaction that failed with `error` is tried again, after
 /// `attempts` tries again so far (counted here).
 fn try_again(attempts: &mut usize, error: &anyhow::Error) -> bool {
@@ -820,13 +831,11 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<ActivityWork>> {
         let me = self.membership.id();
         self.write(async |transaction| {
-            // Free, expired, or leased to a host that is not alive.
+            let free = activity_is_free();
             let claimed = rows::query(transaction, &format!(
                         "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
                          UPDATE activities a SET lease_until = GREATEST($1, {DB_NOW}) + $2, lease_owner = $4 FROM (
-                           SELECT key FROM activities
-                            WHERE lease_until <= LEAST($1, {DB_NOW})
-                               OR lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT host_id FROM live)
+                           SELECT key FROM activities WHERE {free}
                             ORDER BY key LIMIT $3 FOR UPDATE SKIP LOCKED) c
                          WHERE a.key = c.key
                          RETURNING a.key, a.instance_id, a.generation, a.task_id, a.name, a.input,
@@ -983,16 +992,13 @@ impl Store for PostgresStore {
                 instances: instances.clone(),
                 ..StoreCounts::default()
             };
-            // Waiting as `claim_activities` sees it: free, expired, or
-            // leased to a host that is not alive.
+            // Waiting as `claim_activities` sees it.
+            let free = activity_is_free();
             let queues = client
                 .query_one(
                     &format!(
                         "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}),
-                         waiting AS (
-                           SELECT lease_until <= LEAST($1, {DB_NOW}) OR lease_owner IS NOT NULL
-                                    AND lease_owner NOT IN (SELECT host_id FROM live) AS free
-                           FROM activities)
+                         waiting AS (SELECT ({free}) AS free FROM activities)
                          SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM timers),
                                 (SELECT count(*) FILTER (WHERE free) FROM waiting),
                                 (SELECT count(*) FILTER (WHERE NOT free) FROM waiting)"

@@ -22,7 +22,7 @@ use opentelemetry::KeyValue;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Shared, blocking, direct};
+use super::{Shared, blocking, direct, stored};
 use crate::metrics::{self, ActivityOutcome, FailureKind};
 use crate::model::{Failure, Message, Millis, now_millis};
 use crate::runtime::{GuestError, wire};
@@ -90,7 +90,7 @@ pub(super) async fn run_dispatcher(shared: Arc<Shared>) {
         let wanted = permits.len();
         let store = Arc::clone(&shared.store);
         let lease = lease_length(&shared);
-        match blocking(move || Ok(store.claim_activities(now_millis(), lease, wanted)?)).await {
+        match stored(move || store.claim_activities(now_millis(), lease, wanted)).await {
             Ok(claimed) => {
                 // Fewer than asked for: none is left waiting, until woken.
                 let more = claimed.len() == wanted;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use notify_debouncer_mini::notify::RecursiveMode;
 
-use super::{Engine, Shared, blocking};
+use super::{Engine, Shared, blocking, stored};
 use crate::model::{Millis, now_millis};
 use crate::runtime::FileChange;
 
@@ -144,7 +144,7 @@ impl Engine {
 
     async fn collect_versions(&self, retired_before: Millis) -> anyhow::Result<()> {
         let store = Arc::clone(&self.shared.store);
-        let collected = blocking(move || Ok(store.collect_components(retired_before)?)).await?;
+        let collected = stored(move || store.collect_components(retired_before)).await?;
         if !collected.is_empty() {
             self.shared.runtime.forget_versions(&collected);
             tracing::info!(

@@ -203,7 +203,7 @@ impl Engine {
     /// put off because their orchestrator was not loaded run again.
     async fn resume_waiting_instances(&self) {
         let store = Arc::clone(&self.shared.store);
-        match blocking(move || Ok(store.instances_with_messages()?)).await {
+        match stored(move || store.instances_with_messages()).await {
             Ok(ids) => {
                 for id in &ids {
                     self.notify(id);
@@ -244,7 +244,7 @@ impl Engine {
     /// shared database, for a clean shutdown.
     pub async fn leave(&self) -> anyhow::Result<()> {
         let store = Arc::clone(&self.shared.store);
-        blocking(move || Ok(store.leave()?)).await
+        stored(move || store.leave()).await
     }
 
     /// The host's metrics, to record requests in.
@@ -258,7 +258,7 @@ impl Engine {
         let store = Arc::clone(&self.shared.store);
         // The host's own metrics are served even when the store cannot be
         // read (then `reprise_store_up` is 0).
-        let counts = match blocking(move || Ok(store.counts(now_millis())?)).await {
+        let counts = match stored(move || store.counts(now_millis())).await {
             Ok(counts) => Some(counts),
             Err(error) => {
                 tracing::warn!("metrics without the store's counts: {error:#}");
@@ -441,8 +441,7 @@ impl Engine {
     ) -> anyhow::Result<(Vec<Instance>, Option<PageCursor>)> {
         let store = Arc::clone(&self.shared.store);
         let mut page =
-            blocking(move || Ok(store.query_instances(&filter, after.as_ref(), page_size + 1)?))
-                .await?;
+            stored(move || store.query_instances(&filter, after.as_ref(), page_size + 1)).await?;
         let next = if page.len() > page_size {
             page.truncate(page_size);
             page.last().map(|last| PageCursor {
@@ -458,19 +457,19 @@ impl Engine {
     /// How many instances match `filter`, counted no further than `cap`.
     pub async fn count_instances(&self, filter: InstanceFilter, cap: u64) -> anyhow::Result<u64> {
         let store = Arc::clone(&self.shared.store);
-        blocking(move || Ok(store.count_instances(&filter, cap)?)).await
+        stored(move || store.count_instances(&filter, cap)).await
     }
 
     /// Instances by status (each status with any), as the store keeps them.
     pub async fn instance_counts(&self) -> anyhow::Result<Vec<(RuntimeStatus, u64)>> {
         let store = Arc::clone(&self.shared.store);
-        blocking(move || Ok(store.instance_counts()?)).await
+        stored(move || store.instance_counts()).await
     }
 
     /// Every stored component version, with its unfinished instances.
     pub async fn component_versions(&self) -> anyhow::Result<Vec<ComponentVersion>> {
         let store = Arc::clone(&self.shared.store);
-        blocking(move || Ok(store.component_versions()?)).await
+        stored(move || store.component_versions()).await
     }
 
     /// Deletes every finished instance matching `filter`, a batch per
@@ -486,7 +485,7 @@ impl Engine {
         loop {
             let store = Arc::clone(&self.shared.store);
             let batch_filter = filter.clone();
-            let purged = blocking(move || Ok(store.purge_finished(&batch_filter, BATCH)?)).await?;
+            let purged = stored(move || store.purge_finished(&batch_filter, BATCH)).await?;
             purged_batch(purged);
             deleted += purged;
             if purged < BATCH {
@@ -511,7 +510,7 @@ impl Engine {
     ) -> Result<Option<(InstanceId, StartOutcome)>, EngineError> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
-        let Some(instance) = blocking(move || Ok(store.instance(&instance_id)?)).await? else {
+        let Some(instance) = stored(move || store.instance(&instance_id)).await? else {
             return Ok(None);
         };
         let target = if new_id { None } else { Some(id.clone()) };
@@ -560,7 +559,7 @@ impl Engine {
     pub async fn purge(&self, id: &InstanceId) -> anyhow::Result<PurgeOutcome> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
-        blocking(move || Ok(store.purge(&instance_id)?)).await
+        stored(move || store.purge(&instance_id)).await
     }
 
     fn notify(&self, id: &str) {
@@ -769,4 +768,11 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(work).await?
+}
+
+/// [`blocking`] for one store call, its [`StoreError`] passed on as is.
+async fn stored<T: Send + 'static>(
+    call: impl FnOnce() -> crate::store::StoreResult<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    blocking(move || Ok(call()?)).await
 }

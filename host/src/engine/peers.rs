@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{BackgroundWork, Engine, blocking};
+use super::{BackgroundWork, Engine, stored};
 
 /// Instances scheduled per poll, at most; more are found by the next.
 const POLL_LIMIT: usize = 1_000;
@@ -32,7 +32,7 @@ pub(super) async fn run(engine: Engine, interval: Duration) {
 /// host owns.
 async fn poll(engine: &Engine) {
     let store = Arc::clone(&engine.shared.store);
-    match blocking(move || Ok(store.unowned_work(POLL_LIMIT)?)).await {
+    match stored(move || store.unowned_work(POLL_LIMIT)).await {
         Ok(ids) => {
             for id in &ids {
                 engine.notify(id);
