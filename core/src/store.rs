@@ -594,6 +594,46 @@ impl ActivityLease {
     }
 }
 
+/// The activities a commit leases ([`EpisodeCommit::lease`]), named so
+/// that they can be released if the commit's outcome is unknown
+/// ([`OutcomeUnknown`]): if it landed, they are leased to this engine and
+/// no worker of it runs them. See [`Store::release_lost_leases`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedActivities {
+    pub instance_id: String,
+    pub generation: u32,
+    pub task_ids: Vec<u64>,
+    /// The lease's length ([`ActivityLease::length`]).
+    pub length: Millis,
+}
+
+impl LeasedActivities {
+    /// What `commit` leases; `None` if nothing.
+    pub fn of(commit: &EpisodeCommit) -> Option<LeasedActivities> {
+        if commit.lease.count == 0 {
+            return None;
+        }
+        Some(LeasedActivities {
+            instance_id: commit.updated.id.clone(),
+            generation: commit.updated.generation,
+            task_ids: commit
+                .activities
+                .iter()
+                .take(commit.lease.count)
+                .map(|activity| activity.task_id)
+                .collect(),
+            length: commit.lease.length,
+        })
+    }
+
+    /// The latest end one of these leases can have if the commit's outcome
+    /// was found unknown at `lost_at`: a lease that ends later was taken
+    /// after that (by a later commit, whose worker may be running it).
+    pub fn ended_by(&self, lost_at: Millis) -> Millis {
+        lost_at + self.length
+    }
+}
+
 /// What a committed episode leaves for the engine to do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FollowUp {
@@ -843,6 +883,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Releases every lease: at start-up, no worker of this store is alive.
     fn release_activity_leases(&self) -> StoreResult<usize>;
+
+    /// Releases the leases a commit may have taken (`leased`) whose
+    /// outcome the engine found unknown at `lost_at` (its clock), so that a
+    /// claim takes those activities now rather than when the lease ends.
+    /// Releases only this store's own leases (not another host's), and
+    /// only those ending by [`LeasedActivities::ended_by`]: never one a
+    /// later commit took. Returns how many it released: none if the commit
+    /// did not land.
+    fn release_lost_leases(&self, leased: &LeasedActivities, lost_at: Millis)
+    -> StoreResult<usize>;
 
     /// Keeps component versions (content-addressed: a version is the hash
     /// of its bytes). Stores the `added` ones not stored yet, marks the

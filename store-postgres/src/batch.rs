@@ -245,7 +245,8 @@ async fn run(
 ) -> Option<Vec<Box<dyn Queued>>> {
     batch.sort_by(|a, b| a.instance().cmp(b.instance()));
     let began = Instant::now();
-    match together(&mut batch, &pools.batches, me).await {
+    let outcome = together(&mut batch, &pools.batches, me).await;
+    match outcome.and_then(|()| injected_lost_commit(&batch)) {
         Ok(()) => {
             observe(&pools.observer, batch.len(), began);
             let owners: Vec<_> = batch
@@ -276,6 +277,36 @@ async fn run(
             }
         },
     }
+}
+
+/// Tests only (debug builds): `REPRISE_TEST_LOSE_COMMIT_OF=PREFIX` answers
+/// the first batch that wrote to an instance whose ID starts with `PREFIX`
+/// (once per ID), once it has committed, as though its connection had been
+/// lost during `COMMIT`: an unknown outcome, on demand.
+#[cfg(debug_assertions)]
+fn injected_lost_commit(batch: &[Box<dyn Queued>]) -> anyhow::Result<()> {
+    static PREFIX: OnceLock<Option<String>> = OnceLock::new();
+    static LOST: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let prefix = PREFIX.get_or_init(|| std::env::var("REPRISE_TEST_LOSE_COMMIT_OF").ok());
+    let Some(prefix) = prefix else {
+        return Ok(());
+    };
+    let mut lost = LOST.lock().expect("not poisoned");
+    let fresh = batch
+        .iter()
+        .map(|write| write.instance())
+        .find(|id| id.starts_with(prefix.as_str()) && !lost.iter().any(|seen| seen == id));
+    if let Some(id) = fresh {
+        lost.push(id.to_owned());
+        let cause = "injected by REPRISE_TEST_LOSE_COMMIT_OF after the commit";
+        return Err(OutcomeUnknown(cause.into()).into());
+    }
+    Ok(())
+}
+
+#[cfg(not(debug_assertions))]
+fn injected_lost_commit(_batch: &[Box<dyn Queued>]) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Applies `write` in a transaction of its own, tried again as

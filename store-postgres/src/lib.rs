@@ -36,9 +36,9 @@ use reprise_core::model::{
 };
 use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
-    DirectEpisode, Effect, EpisodeCommit, FollowUp, InstanceFilter, NewInstance, OutcomeUnknown,
-    PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts, StoreError, StoreResult,
-    Unavailable, WorkItem, WorkRead,
+    DirectEpisode, Effect, EpisodeCommit, FollowUp, InstanceFilter, LeasedActivities, NewInstance,
+    OutcomeUnknown, PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts,
+    StoreError, StoreResult, Unavailable, WorkItem, WorkRead,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -889,6 +889,31 @@ impl Store for PostgresStore {
                            (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})"
                 ),
                 &[],
+            )
+            .await? as usize)
+        })
+    }
+
+    fn release_lost_leases(
+        &self,
+        leased: &LeasedActivities,
+        lost_at: Millis,
+    ) -> StoreResult<usize> {
+        let me = self.membership.id();
+        let tasks: Vec<i64> = leased.task_ids.iter().map(|&task| task as i64).collect();
+        self.statement(async |client| {
+            Ok(rows::execute(
+                client,
+                "UPDATE activities SET lease_until = 0, lease_owner = NULL
+                  WHERE instance_id = $1 AND generation = $2 AND task_id = ANY($3::bigint[])
+                    AND lease_owner = $4 AND lease_until <= $5",
+                &[
+                    &leased.instance_id,
+                    &(leased.generation as i32),
+                    &tasks,
+                    &me,
+                    &(leased.ended_by(lost_at) as i64),
+                ],
             )
             .await? as usize)
         })

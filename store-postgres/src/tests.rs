@@ -26,7 +26,7 @@ mod hosts {
     use reprise_core::model::{Message, RuntimeStatus, now_millis};
     use reprise_core::store::{
         ActivityLease, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit,
-        ScheduledActivity, StartOutcome, Store, WorkRead,
+        LeasedActivities, ScheduledActivity, StartOutcome, Store, WorkRead,
     };
     use reprise_testing_postgres::PostgresServer;
 
@@ -211,6 +211,11 @@ mod hosts {
             (counts.activities_waiting, counts.activities_leased),
             (0, 2)
         );
+        // A host releases only its own lost leases, never another's.
+        let leased = LeasedActivities::of(&commit).expect("the commit leases");
+        let lost_at = now_millis();
+        assert_eq!(ahead.release_lost_leases(&leased, lost_at).unwrap(), 0);
+        assert_eq!(behind.release_lost_leases(&leased, lost_at).unwrap(), 1);
     }
 
     #[test]

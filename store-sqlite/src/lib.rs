@@ -25,9 +25,9 @@ use reprise_core::model::{
 };
 use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
-    DirectEpisode, Effect, EpisodeCommit, FollowUp, HistoryChange, InstanceFilter, NewInstance,
-    PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts, StoreError, StoreResult,
-    Unavailable, WorkItem, WorkRead,
+    DirectEpisode, Effect, EpisodeCommit, FollowUp, HistoryChange, InstanceFilter,
+    LeasedActivities, NewInstance, PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store,
+    StoreCounts, StoreError, StoreResult, Unavailable, WorkItem, WorkRead,
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
@@ -1521,6 +1521,31 @@ impl Store for SqliteStore {
                 "UPDATE activities SET lease_until = 0 WHERE lease_until > 0",
                 [],
             )?)
+        })
+    }
+
+    fn release_lost_leases(
+        &self,
+        leased: &LeasedActivities,
+        lost_at: Millis,
+    ) -> StoreResult<usize> {
+        let (leased, ended_by) = (leased.clone(), leased.ended_by(lost_at));
+        self.write(move |transaction| {
+            let mut release = transaction.prepare_cached(
+                "UPDATE activities SET lease_until = 0
+                  WHERE instance_id = ?1 AND generation = ?2 AND task_id = ?3
+                    AND lease_until > 0 AND lease_until <= ?4",
+            )?;
+            let mut released = 0;
+            for task_id in &leased.task_ids {
+                released += release.execute(params![
+                    leased.instance_id,
+                    leased.generation,
+                    *task_id as i64,
+                    ended_by as i64
+                ])?;
+            }
+            Ok(released)
         })
     }
 

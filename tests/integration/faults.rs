@@ -407,3 +407,46 @@ async fn a_database_crash_answers_503_and_the_host_resumes_once_it_is_back() {
         }
     }
 }
+
+/// A commit whose outcome is unknown (its connection lost during `COMMIT`;
+/// injected here, which debug builds alone allow) may have leased the
+/// activities it scheduled to this host, where no worker runs them. The
+/// host releases them as soon as the database answers, so they run now,
+/// not when their lease ends (the activity timeout and a margin: minutes).
+#[tokio::test(flavor = "multi_thread")]
+async fn activities_a_lost_commit_leased_run_at_once_rather_than_when_the_lease_ends() {
+    const RELEASED: &str = "released the activity leases of a commit whose outcome was unknown";
+    // Only a networked database loses a commit's answer.
+    if on_sqlite() {
+        return;
+    }
+    let mut host = TestHost::prepare(&[&components().hello_sequence]).on_postgres();
+    host.set_env("REPRISE_TEST_LOSE_COMMIT_OF", "lost-");
+    let host = host.started().await;
+
+    // A start commits the first episode, which leases the first activity
+    // if a worker is free (none is while the dispatcher looks for work:
+    // then it is queued, and this proves nothing; so try again).
+    for attempt in 0..5 {
+        let id = format!("lost-{attempt}");
+        let reply = host
+            .post(&format!("/orchestrators/E1_HelloSequence/{id}"), "")
+            .await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{reply:?}");
+        assert!(
+            reply.message().contains("may or may not have taken effect"),
+            "{reply:?}"
+        );
+        // It did commit; its activities run within seconds, though a
+        // lease lasts the activity timeout (by default 300 s) and 30 s.
+        let done = host.wait_for_status(&id, "Completed").await;
+        assert_eq!(
+            done["output"],
+            json!(["Hello Tokyo!", "Hello Seattle!", "Hello London!"])
+        );
+        if host.log().contains(RELEASED) {
+            return;
+        }
+    }
+    panic!("no start leased its activity: {}", host.log());
+}

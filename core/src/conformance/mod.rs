@@ -102,6 +102,7 @@ macro_rules! store_conformance_tests {
             a_commit_deletes_the_messages_it_names_and_no_other,
             // queues.rs
             activities_leased_in_their_commit_are_returned_and_left_to_no_one_else,
+            leases_of_a_commit_whose_outcome_is_unknown_are_released_but_no_later_lease,
             an_activity_result_is_recorded_at_most_once_and_not_after_its_generation_ended,
             a_due_timer_fires_once_and_never_for_a_generation_that_ended,
             a_cancelled_timer_never_fires,

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use super::{episode, finish, new_instance, seqs, start, work};
 use crate::model::{Failure, HistoryEntry, Message, Millis, RuntimeStatus, now_millis};
 use crate::store::{
-    ActivityLease, Applied, CommitOutcome, FollowUp, HistoryChange, ScheduledActivity, Store,
-    StoreCounts, WorkRead,
+    ActivityLease, Applied, CommitOutcome, FollowUp, HistoryChange, LeasedActivities,
+    ScheduledActivity, Store, StoreCounts, WorkRead,
 };
 
 /// How long [`schedule_two_activities`] leases its first activity: a
@@ -61,6 +61,44 @@ pub fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else(st
             .unwrap(),
         None
     );
+}
+
+/// A commit whose outcome is unknown may have leased activities that no
+/// worker runs: `release_lost_leases` frees them for a claim at once, but
+/// never a lease that began after the loss.
+pub fn leases_of_a_commit_whose_outcome_is_unknown_are_released_but_no_later_lease(
+    store: &dyn Store,
+) {
+    start(store, &new_instance("a"));
+    let read = work(store, "a");
+    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+    commit.activities = vec![activity(1, "First", 1), activity(2, "Second", 1)];
+    let now = now_millis();
+    commit.lease = ActivityLease {
+        count: 2,
+        from: now,
+        length: HOUR,
+    };
+    let CommitOutcome::Committed(follow_up) = store.commit_episode(&commit).unwrap() else {
+        panic!("the episode was refused");
+    };
+    assert_eq!(follow_up.leased.len(), 2);
+
+    // A loss seen before these leases began is another commit's: they stay.
+    let leased = LeasedActivities::of(&commit).expect("the commit leases");
+    assert_eq!(leased.task_ids, [1, 2]);
+    assert_eq!(store.release_lost_leases(&leased, now - 60_000).unwrap(), 0);
+    assert!(store.claim_activities(now, HOUR, 10).unwrap().is_empty());
+
+    // Seen after they began: both are released, and a claim takes them.
+    let lost_at = now_millis();
+    assert_eq!(store.release_lost_leases(&leased, lost_at).unwrap(), 2);
+    // Leased again after the loss, to a worker that runs them: a second
+    // release frees none.
+    let mut claimed = store.claim_activities(lost_at + 1, HOUR, 10).unwrap();
+    claimed.sort_by_key(|work| work.task_id);
+    assert_eq!(claimed, follow_up.leased);
+    assert_eq!(store.release_lost_leases(&leased, lost_at).unwrap(), 0);
 }
 
 /// `complete_activity` records the result and removes the activity in one

@@ -26,13 +26,16 @@ use super::{Shared, blocking, direct, stored};
 use crate::metrics::{self, ActivityOutcome, FailureKind};
 use crate::model::{Failure, Message, Millis, now_millis};
 use crate::runtime::{GuestError, wire};
-use crate::store::{ActivityLease, ActivityWork, EpisodeCommit};
+use crate::store::{ActivityLease, ActivityWork, EpisodeCommit, LeasedActivities, StoreError};
 use crate::traces::{InstanceTrace, Span, SpanOf, Traces};
 
 /// Extra lease time beyond the timeout, for recording the result.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// How often an idle dispatcher looks for work it was not woken for (expired leases).
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
+/// How often a lost commit's leases are released again while the store
+/// does not answer.
+const RELEASE_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a worker holds an activity's lease.
 fn lease_length(shared: &Shared) -> Millis {
@@ -72,6 +75,45 @@ impl Reserved {
             });
         }
     }
+}
+
+/// Frees the activities a commit leased (`leased`) if it failed with an
+/// unknown outcome (`error`): had it landed, they would wait, leased to
+/// this host and run by none of its workers, for their lease to end (the
+/// activity timeout and a margin). Tried again each second while the store
+/// does not answer, until the lease would have ended anyway.
+pub(super) fn release_if_lost(
+    shared: &Arc<Shared>,
+    leased: Option<LeasedActivities>,
+    error: &StoreError,
+) {
+    let (Some(leased), StoreError::OutcomeUnknown(_)) = (leased, error) else {
+        return;
+    };
+    let lost_at = now_millis();
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        loop {
+            let (store, asked) = (Arc::clone(&shared.store), leased.clone());
+            match stored(move || store.release_lost_leases(&asked, lost_at)).await {
+                Ok(released) => {
+                    if released > 0 {
+                        tracing::info!(instance = %leased.instance_id, released, "released the activity leases of a commit whose outcome was unknown");
+                        shared.activities_changed.notify_one();
+                    }
+                    return;
+                }
+                Err(error) if now_millis() < leased.ended_by(lost_at) => {
+                    tracing::debug!(instance = %leased.instance_id, "cannot release the leases of a lost commit yet: {error:#}");
+                    tokio::time::sleep(RELEASE_RETRY).await;
+                }
+                Err(error) => {
+                    tracing::warn!(instance = %leased.instance_id, "gave up releasing the leases of a lost commit (they have ended): {error:#}");
+                    return;
+                }
+            }
+        }
+    });
 }
 
 /// Leases and starts the activities no episode could hand a worker (none
@@ -244,7 +286,13 @@ async fn record_result(
                 result: result.clone(),
             })
         });
-        let applied = shared.store.complete_activity(&work, result, episode)?;
+        let leased = episode
+            .as_ref()
+            .and_then(|episode| LeasedActivities::of(&episode.commit));
+        let applied = shared
+            .store
+            .complete_activity(&work, result, episode)
+            .inspect_err(|error| release_if_lost(&shared, leased, error))?;
         let recorded = applied.is_some();
         if let Some(applied) = applied {
             direct::settle(&shared, &work.instance_id, claim, applied);

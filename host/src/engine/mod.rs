@@ -35,8 +35,8 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{
-    CommitObserver, CommitOutcome, EpisodeCommit, NewInstance, Store, StoreError, WorkItem,
-    WorkRead,
+    CommitObserver, CommitOutcome, EpisodeCommit, LeasedActivities, NewInstance, Store, StoreError,
+    WorkItem, WorkRead,
 };
 pub use crate::store::{ComponentVersion, DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor, PageOrder};
@@ -320,7 +320,13 @@ impl Engine {
         let mut claim = direct::Claim::new(&self.shared, id.as_str()).await;
         let outcome = blocking(move || {
             let episode = claim.as_mut().and_then(|claim| claim.plan_start(&new));
-            let (outcome, applied) = shared.store.start_instance(&new, episode)?;
+            let leased = episode
+                .as_ref()
+                .and_then(|episode| LeasedActivities::of(&episode.commit));
+            let (outcome, applied) = shared
+                .store
+                .start_instance(&new, episode)
+                .inspect_err(|error| activities::release_if_lost(&shared, leased, error))?;
             if outcome == StartOutcome::Started {
                 direct::settle(&shared, &new.id, claim, applied);
             }
@@ -401,7 +407,13 @@ impl Engine {
             let episode = claim
                 .as_mut()
                 .and_then(|claim| claim.plan_message(message.clone()));
-            let (outcome, applied) = shared.store.deliver(&instance_id, &message, episode)?;
+            let leased = episode
+                .as_ref()
+                .and_then(|episode| LeasedActivities::of(&episode.commit));
+            let (outcome, applied) = shared
+                .store
+                .deliver(&instance_id, &message, episode)
+                .inspect_err(|error| activities::release_if_lost(&shared, leased, error))?;
             if outcome == DeliveryOutcome::Accepted {
                 direct::settle(&shared, &instance_id, claim, applied);
             }
@@ -538,7 +550,10 @@ impl Engine {
             // No host runs a failed instance: this one takes it.
             store.seize(&instance_id)?;
             let commit = rewind::plan(instance, history, reason, now_millis());
-            match store.commit_episode(&commit)? {
+            let committed = store.commit_episode(&commit).inspect_err(|error| {
+                activities::release_if_lost(&shared, LeasedActivities::of(&commit), error)
+            })?;
+            match committed {
                 CommitOutcome::Committed(follow_up) => {
                     shared.wake_background_work(&commit);
                     Ok((RewindOutcome::Rewound, follow_up.notify))
