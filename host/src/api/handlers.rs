@@ -243,11 +243,14 @@ pub(super) async fn status(
     let show_input = bool_param(&query, "showInput", true)?;
     let show_history_output = bool_param(&query, "showHistoryOutput", false)?;
     let show_replay_history = bool_param(&query, "showReplayHistory", false)?;
-    let Some((instance, history)) = state
-        .engine
-        .status(&id, show_history || show_replay_history)
-        .await?
-    else {
+    let found = if show_history || show_replay_history {
+        let found = state.engine.instance_with_history(&id).await?;
+        found.map(|(instance, history)| (instance, Some(history)))
+    } else {
+        let found = state.engine.instance(&id).await?;
+        found.map(|instance| (instance, None))
+    };
+    let Some((instance, history)) = found else {
         return Err(ApiError::instance_not_found(id.as_str()));
     };
     let shown = Shown {

@@ -85,7 +85,7 @@ impl Wait {
     ) -> Result<Option<Instance>, ApiError> {
         let deadline = Instant::now() + self.timeout;
         loop {
-            if let Some((instance, _)) = engine.status(id, false).await?
+            if let Some(instance) = engine.instance(id).await?
                 && instance.status.is_terminal()
             {
                 return Ok(Some(instance));

@@ -422,25 +422,21 @@ impl Engine {
         .await
     }
 
-    /// The instance, and its current generation's history if asked for.
-    pub async fn status(
-        &self,
-        id: &InstanceId,
-        with_history: bool,
-    ) -> anyhow::Result<Option<(Instance, Option<Vec<HistoryEntry>>)>> {
+    /// The instance, if it exists.
+    pub async fn instance(&self, id: &InstanceId) -> anyhow::Result<Option<Instance>> {
         let store = Arc::clone(&self.shared.store);
         let instance_id = id.as_str().to_owned();
-        blocking(move || {
-            if with_history {
-                let status = store.instance_with_history(&instance_id)?;
-                Ok(status.map(|(instance, history)| (instance, Some(history))))
-            } else {
-                Ok(store
-                    .instance(&instance_id)?
-                    .map(|instance| (instance, None)))
-            }
-        })
-        .await
+        stored(move || store.instance(&instance_id)).await
+    }
+
+    /// The instance and its current generation's history, if it exists.
+    pub async fn instance_with_history(
+        &self,
+        id: &InstanceId,
+    ) -> anyhow::Result<Option<(Instance, Vec<HistoryEntry>)>> {
+        let store = Arc::clone(&self.shared.store);
+        let instance_id = id.as_str().to_owned();
+        stored(move || store.instance_with_history(&instance_id)).await
     }
 
     /// One page of instances matching `filter`, after `after`; the cursor
