@@ -925,9 +925,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` instances with queued messages or pending effects
     /// that no live host owns (a dead host's, or one never claimed), or
-    /// that this host owns (but not a suspended one whose messages all
-    /// wait for a resume): what to schedule in case a wake-up was lost.
-    /// Empty for a store only one host uses.
+    /// that this host owns with a message queued before the previous call
+    /// (so its wake-up was lost; a newer one's is on the way), but not a
+    /// suspended one whose messages all wait for a resume: what to
+    /// schedule in case a wake-up was lost. Its cost must follow the work
+    /// waiting, not the number of instances: it runs every poll interval
+    /// on every host. Empty for a store only one host uses.
     fn unowned_work(&self, _limit: usize) -> StoreResult<Vec<String>> {
         Ok(Vec::new())
     }

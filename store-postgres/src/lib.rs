@@ -25,6 +25,7 @@ mod writes;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -89,6 +90,9 @@ pub struct PostgresStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// Told of each transaction the hot writes commit, once one is set.
     observer: batch::Observer,
+    /// The last queued message's `seq` at the previous poll for work
+    /// ([`unowned_work_sql`]).
+    polled_through: AtomicI64,
 }
 
 impl Drop for PostgresStore {
@@ -165,6 +169,7 @@ impl PostgresStore {
             pool,
             membership,
             runtime: Some(runtime),
+            polled_through: AtomicI64::new(0),
         };
         store
             .block(async {
@@ -182,6 +187,20 @@ impl PostgresStore {
         runtime.spawn(hosts::heartbeat(lease_pool, Arc::clone(&store.membership)));
         runtime.spawn(hosts::listen(config, Arc::clone(&store.membership)));
         Ok(store)
+    }
+
+    /// Up to `limit` instances with work no live host owns, or this one
+    /// owns with a message queued up to `seq` `waited`
+    /// ([`unowned_work_sql`]), and the last queued message's `seq` now.
+    fn work_waiting(&self, limit: usize, waited: i64) -> StoreResult<(i64, Vec<String>)> {
+        let me = self.membership.id();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.statement(async |client| {
+            let found =
+                rows::query_opt(client, &unowned_work_sql(), &[&me, &limit, &waited]).await?;
+            let row = found.context("a poll for work returned no row")?;
+            Ok((row.get::<_, i64>(0), row.get::<_, Vec<String>>(1)))
+        })
     }
 
     /// Runs `work` to its end on the store's runtime. Call it from a
@@ -267,6 +286,41 @@ fn activity_is_free() -> String {
     format!(
         "lease_until <= LEAST($1, {DB_NOW})
          OR lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT host_id FROM live)"
+    )
+}
+
+/// The statement behind [`Store::unowned_work`]: `$1` this host, `$2`
+/// the limit, `$3` the last queued message's `seq` at the previous poll.
+/// It returns that `seq` now, and the instances found.
+///
+/// Its cost follows the work waiting, never the number of instances: it
+/// starts from the instances with queued messages (the inbox, a queue) or
+/// pending effects (a partial index, read in its order so that the
+/// planner takes it even before statistics say how few rows it holds),
+/// and looks each up by its key (`OFFSET 0` keeps the planner from
+/// scanning every instance instead). A host's own instance is found only
+/// for a message queued before the previous poll: a newer one has its
+/// wake-up on the way, and a poll that scheduled it would only make its
+/// runner read again.
+fn unowned_work_sql() -> String {
+    format!(
+        "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}),
+         waiting AS (
+           SELECT DISTINCT instance_id FROM inbox
+           UNION (SELECT instance_id FROM instances WHERE outbox IS NOT NULL ORDER BY outbox LIMIT $2)),
+         found AS (
+           SELECT i.instance_id FROM waiting w, LATERAL (
+               SELECT instance_id, owner, status, outbox FROM instances x
+                WHERE x.instance_id = w.instance_id OFFSET 0) i
+            WHERE i.owner IS NULL
+               OR i.owner NOT IN (SELECT host_id FROM live)
+               OR i.owner = $1 AND (i.outbox IS NOT NULL
+                 OR EXISTS (SELECT 1 FROM inbox m WHERE m.instance_id = i.instance_id AND m.seq <= $3
+                   -- Not a suspended one's held messages: those wait for a
+                   -- resume, and reading them every poll would cost a replay.
+                   AND (i.status <> 'Suspended' OR m.message::jsonb ->> 'type' IN ('Resume', 'Terminate'))))
+            ORDER BY random() LIMIT $2)
+         SELECT (SELECT COALESCE(max(seq), 0) FROM inbox), ARRAY(SELECT instance_id FROM found)"
     )
 }
 
@@ -772,7 +826,8 @@ impl Store for PostgresStore {
     /// Among hosts, the work to resume is what no live host owns (see
     /// [`Store::unowned_work`]): a live host's queued work is its own.
     fn instances_with_messages(&self) -> StoreResult<Vec<String>> {
-        self.unowned_work(usize::MAX)
+        // Every message counts as waited for.
+        Ok(self.work_waiting(usize::MAX, i64::MAX)?.1)
     }
 
     fn fire_due_timers(&self, now: Millis) -> StoreResult<Vec<String>> {
@@ -1092,32 +1147,10 @@ impl Store for PostgresStore {
     }
 
     fn unowned_work(&self, limit: usize) -> StoreResult<Vec<String>> {
-        let me = self.membership.id();
-        self.statement(async |client| {
-            Ok(rows::query(
-                client,
-                &format!(
-                    "SELECT i.instance_id FROM instances i JOIN (
-                           SELECT DISTINCT instance_id FROM inbox
-                           UNION SELECT instance_id FROM instances WHERE outbox IS NOT NULL) w
-                         ON w.instance_id = i.instance_id
-                         WHERE i.owner IS NULL
-                            OR i.owner NOT IN (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
-                            -- Its own, unless suspended with nothing but held
-                            -- messages: those wait for a resume, and reading
-                            -- them every poll would cost a replay each time.
-                            OR i.owner = $1 AND (i.status <> 'Suspended' OR i.outbox IS NOT NULL
-                              OR EXISTS (SELECT 1 FROM inbox m WHERE m.instance_id = i.instance_id
-                                AND m.message::jsonb ->> 'type' IN ('Resume', 'Terminate')))
-                         ORDER BY random() LIMIT $2"
-                ),
-                &[&me, &i64::try_from(limit).unwrap_or(i64::MAX)],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect())
-        })
+        let waited = self.polled_through.load(Ordering::Relaxed);
+        let (through, ids) = self.work_waiting(limit, waited)?;
+        self.polled_through.store(through, Ordering::Relaxed);
+        Ok(ids)
     }
 
     fn poll_interval(&self) -> Option<Duration> {

@@ -219,7 +219,7 @@ mod hosts {
     }
 
     #[test]
-    fn a_suspended_instance_is_polled_only_once_something_can_wake_it() {
+    fn an_own_instance_is_polled_once_a_message_waited_a_poll_and_could_wake_it() {
         let (a, b) = two_hosts();
         a.start_instance(&new_instance("x"), None).unwrap();
         let mut suspend = episode(&a, "x");
@@ -229,12 +229,17 @@ mod hosts {
             CommitOutcome::Committed(_)
         ));
         a.raise_event("x", "held", "1", 3).unwrap();
-        // Held for a resume: not worth an episode on every poll.
+        // Held for a resume: not worth an episode on every poll, even
+        // once it has waited a poll.
+        assert!(a.unowned_work(10).unwrap().is_empty());
         assert!(a.unowned_work(10).unwrap().is_empty());
         let resume = Message::Resume {
             reason: "go".into(),
         };
         a.deliver("x", &resume, None).unwrap();
+        // Queued since the last poll: its wake-up is on the way. Still
+        // there at the next poll: a wake-up was lost, the poll finds it.
+        assert!(a.unowned_work(10).unwrap().is_empty());
         assert_eq!(a.unowned_work(10).unwrap(), ["x"]);
         // Another live host's instance is never the other's work.
         assert!(b.unowned_work(10).unwrap().is_empty());
@@ -481,4 +486,64 @@ fn changes_to_the_counts_from_several_hosts_are_folded_and_the_sums_stay_right()
         hosts[1].instance_counts().unwrap(),
         [(RuntimeStatus::Pending, 45)]
     );
+}
+
+mod polls {
+    use reprise_core::store::Store;
+    use reprise_testing_postgres::PostgresServer;
+
+    use crate::{Options, PostgresStore};
+
+    /// Every host polls for work every second: the poll must read what
+    /// waits (the inbox, pending effects) and look instances up by their
+    /// key, never read every instance (finished ones included), whatever
+    /// the planner makes of statistics it may not have yet.
+    #[test]
+    fn a_poll_for_work_reads_the_work_waiting_not_every_instance() {
+        let server = PostgresServer::shared();
+        let url = server.create_database().unwrap();
+        let store = PostgresStore::open(&url, Options::default()).unwrap();
+        server
+            .query(
+                &url,
+                "INSERT INTO instances (instance_id, name, status, generation, input, created_at,
+                                        updated_at, original_input)
+                 SELECT 'done-' || n, 'X', 'Completed', 0, 'null', n, n, 'null'
+                   FROM generate_series(1, 50000) AS n",
+            )
+            .unwrap();
+        let poll = format!(
+            "PREPARE poll(text, bigint, bigint) AS {}",
+            crate::unowned_work_sql()
+        );
+        for (statistics, mode) in [
+            ("", "force_generic_plan"),
+            ("", "force_custom_plan"),
+            ("ANALYZE;", "force_generic_plan"),
+            ("", "force_custom_plan"),
+        ] {
+            let plan = server
+                .query(
+                    &url,
+                    &format!(
+                        "{statistics} SET plan_cache_mode = {mode}; {poll};
+                         EXPLAIN EXECUTE poll('me', 1000, 0)"
+                    ),
+                )
+                .unwrap()
+                .join("\n");
+            assert!(
+                !plan.contains("Seq Scan on instances"),
+                "{statistics} {mode}:\n{plan}"
+            );
+        }
+        // And it still finds the work.
+        server
+            .query(
+                &url,
+                "INSERT INTO inbox (instance_id, message) VALUES ('done-7', '{}')",
+            )
+            .unwrap();
+        assert_eq!(store.instances_with_messages().unwrap(), ["done-7"]);
+    }
 }
