@@ -574,6 +574,13 @@ pub struct DirectEpisode {
     pub history_len: usize,
 }
 
+impl DirectEpisode {
+    /// What its commit leases ([`LeasedActivities::of`]).
+    pub fn leases(&self) -> Option<LeasedActivities> {
+        LeasedActivities::of(&self.commit)
+    }
+}
+
 /// Activities leased in the commit that schedules them (see
 /// [`EpisodeCommit::lease`]); none by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

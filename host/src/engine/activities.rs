@@ -26,7 +26,9 @@ use super::{Shared, blocking, direct, stored};
 use crate::metrics::{self, ActivityOutcome, FailureKind};
 use crate::model::{Failure, Message, Millis, now_millis};
 use crate::runtime::{GuestError, wire};
-use crate::store::{ActivityLease, ActivityWork, EpisodeCommit, LeasedActivities, StoreError};
+use crate::store::{
+    ActivityLease, ActivityWork, DirectEpisode, EpisodeCommit, LeasedActivities, StoreError,
+};
 use crate::traces::{InstanceTrace, Span, SpanOf, Traces};
 
 /// Extra lease time beyond the timeout, for recording the result.
@@ -286,9 +288,7 @@ async fn record_result(
                 result: result.clone(),
             })
         });
-        let leased = episode
-            .as_ref()
-            .and_then(|episode| LeasedActivities::of(&episode.commit));
+        let leased = episode.as_ref().and_then(DirectEpisode::leases);
         let applied = shared
             .store
             .complete_activity(&work, result, episode)

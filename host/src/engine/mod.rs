@@ -35,8 +35,8 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{
-    CommitObserver, CommitOutcome, EpisodeCommit, LeasedActivities, NewInstance, Store, StoreError,
-    WorkItem, WorkRead,
+    CommitObserver, CommitOutcome, DirectEpisode, EpisodeCommit, LeasedActivities, NewInstance,
+    Store, StoreError, WorkItem, WorkRead,
 };
 pub use crate::store::{ComponentVersion, DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor, PageOrder};
@@ -320,9 +320,7 @@ impl Engine {
         let mut claim = direct::Claim::new(&self.shared, id.as_str()).await;
         let outcome = blocking(move || {
             let episode = claim.as_mut().and_then(|claim| claim.plan_start(&new));
-            let leased = episode
-                .as_ref()
-                .and_then(|episode| LeasedActivities::of(&episode.commit));
+            let leased = episode.as_ref().and_then(DirectEpisode::leases);
             let (outcome, applied) = shared
                 .store
                 .start_instance(&new, episode)
@@ -407,9 +405,7 @@ impl Engine {
             let episode = claim
                 .as_mut()
                 .and_then(|claim| claim.plan_message(message.clone()));
-            let leased = episode
-                .as_ref()
-                .and_then(|episode| LeasedActivities::of(&episode.commit));
+            let leased = episode.as_ref().and_then(DirectEpisode::leases);
             let (outcome, applied) = shared
                 .store
                 .deliver(&instance_id, &message, episode)
