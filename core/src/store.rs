@@ -610,7 +610,8 @@ pub struct LeasedActivities {
     pub instance_id: String,
     pub generation: u32,
     pub task_ids: Vec<u64>,
-    /// The lease's length ([`ActivityLease::length`]).
+    /// The commit's lease: [`ActivityLease::from`] names it.
+    pub from: Millis,
     pub length: Millis,
 }
 
@@ -629,15 +630,9 @@ impl LeasedActivities {
                 .take(commit.lease.count)
                 .map(|activity| activity.task_id)
                 .collect(),
+            from: commit.lease.from,
             length: commit.lease.length,
         })
-    }
-
-    /// The latest end one of these leases can have if the commit's outcome
-    /// was found unknown at `lost_at`: a lease that ends later was taken
-    /// after that (by a later commit, whose worker may be running it).
-    pub fn ended_by(&self, lost_at: Millis) -> Millis {
-        lost_at + self.length
     }
 }
 
@@ -891,15 +886,14 @@ pub trait Store: Send + Sync + 'static {
     /// Releases every lease: at start-up, no worker of this store is alive.
     fn release_activity_leases(&self) -> StoreResult<usize>;
 
-    /// Releases the leases a commit may have taken (`leased`) whose
-    /// outcome the engine found unknown at `lost_at` (its clock), so that a
-    /// claim takes those activities now rather than when the lease ends.
-    /// Releases only this store's own leases (not another host's), and
-    /// only those ending by [`LeasedActivities::ended_by`]: never one a
-    /// later commit took. Returns how many it released: none if the commit
-    /// did not land.
-    fn release_lost_leases(&self, leased: &LeasedActivities, lost_at: Millis)
-    -> StoreResult<usize>;
+    /// Releases the leases a commit whose outcome is unknown may have
+    /// taken (`leased`), so that a claim takes those activities now rather
+    /// than when the lease ends. Releases only the leases that commit took
+    /// (named by its lease's `from`) and this store's own engine holds:
+    /// not another host's, nor one a later commit or claim took (its worker
+    /// may be running it). Returns how many it released: none if the
+    /// commit did not land (or has not landed yet).
+    fn release_lost_leases(&self, leased: &LeasedActivities) -> StoreResult<usize>;
 
     /// Keeps component versions (content-addressed: a version is the hash
     /// of its bytes). Stores the `added` ones not stored yet, marks the

@@ -78,6 +78,9 @@ fn observe(observer: &Observer, writes: usize, began: Instant) {
 pub(crate) trait Write: Send + Sync + 'static {
     type Output: Send + 'static;
 
+    /// What kind of write it is, for logs and tests.
+    const KIND: &'static str;
+
     /// The instance whose row the write locks first.
     fn instance(&self) -> &str;
 
@@ -279,21 +282,29 @@ async fn run(
     }
 }
 
-/// Tests only (debug builds): `REPRISE_TEST_LOSE_COMMIT_OF=PREFIX` answers
-/// the first batch that wrote to an instance whose ID starts with `PREFIX`
-/// (once per ID), once it has committed, as though its connection had been
-/// lost during `COMMIT`: an unknown outcome, on demand.
+/// Tests only (debug builds): `REPRISE_TEST_LOSE_COMMIT_OF=PREFIX` (or
+/// `KIND:PREFIX`, a [`Write::KIND`]) answers the first batch that made
+/// such a write to an instance whose ID starts with `PREFIX` (once per
+/// ID), once it has committed, as though its connection had been lost
+/// during `COMMIT`: an unknown outcome, on demand.
 #[cfg(debug_assertions)]
 fn injected_lost_commit(batch: &[Box<dyn Queued>]) -> anyhow::Result<()> {
-    static PREFIX: OnceLock<Option<String>> = OnceLock::new();
+    static TARGET: OnceLock<Option<(Option<String>, String)>> = OnceLock::new();
     static LOST: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let prefix = PREFIX.get_or_init(|| std::env::var("REPRISE_TEST_LOSE_COMMIT_OF").ok());
-    let Some(prefix) = prefix else {
+    let target = TARGET.get_or_init(|| {
+        let wanted = std::env::var("REPRISE_TEST_LOSE_COMMIT_OF").ok()?;
+        Some(match wanted.split_once(':') {
+            Some((kind, prefix)) => (Some(kind.to_owned()), prefix.to_owned()),
+            None => (None, wanted),
+        })
+    });
+    let Some((kind, prefix)) = target else {
         return Ok(());
     };
     let mut lost = LOST.lock().expect("not poisoned");
     let fresh = batch
         .iter()
+        .filter(|write| kind.as_deref().is_none_or(|kind| kind == write.kind()))
         .map(|write| write.instance())
         .find(|id| id.starts_with(prefix.as_str()) && !lost.iter().any(|seen| seen == id));
     if let Some(id) = fresh {
@@ -330,6 +341,7 @@ async fn alone(mut write: Box<dyn Queued>, pools: &Pools, me: &str) {
     if began.elapsed() > Duration::from_secs(1) {
         tracing::debug!(
             instance = write.instance(),
+            kind = write.kind(),
             "a write alone took {:?} ({attempts} retries): {outcome:?}",
             began.elapsed()
         );
@@ -384,6 +396,7 @@ type Applying<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>
 /// A queued [`Write`], its type erased.
 trait Queued: Send {
     fn instance(&self) -> &str;
+    fn kind(&self) -> &'static str;
     fn access(&self) -> Access;
     /// After a commit: the host to tell and the instance, if any (see
     /// [`Write::owner_to_tell`]).
@@ -403,6 +416,10 @@ struct Pending<W: Write> {
 impl<W: Write> Queued for Pending<W> {
     fn instance(&self) -> &str {
         self.write.instance()
+    }
+
+    fn kind(&self) -> &'static str {
+        W::KIND
     }
 
     fn access(&self) -> Access {
@@ -440,6 +457,9 @@ mod tests {
     impl Queued for Seen {
         fn instance(&self) -> &str {
             self.0
+        }
+        fn kind(&self) -> &'static str {
+            "seen"
         }
         fn access(&self) -> Access {
             self.1

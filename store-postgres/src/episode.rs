@@ -754,9 +754,9 @@ async fn insert_activities(
     // A lease is measured on the database's clock (see `claim_activities`).
     let statement = transaction
         .prepare_cached(&format!(
-            "INSERT INTO activities (instance_id, generation, task_id, name, input, lease_until, lease_owner, attempt)
+            "INSERT INTO activities (instance_id, generation, task_id, name, input, lease_until, lease_owner, attempt, leased_from)
              SELECT $1, $2, t, n, i, CASE WHEN l THEN GREATEST($9, {DB_NOW}) + $10 ELSE 0 END,
-                    CASE WHEN l THEN $7 END, a
+                    CASE WHEN l THEN $7 END, a, CASE WHEN l THEN $9 END
                FROM unnest($3::bigint[], $4::text[], $5::text[], $6::boolean[], $8::integer[]) WITH ORDINALITY AS u(t, n, i, l, a, o)
               ORDER BY o
              ON CONFLICT (instance_id, generation, task_id) DO NOTHING

@@ -307,7 +307,10 @@ fn unowned_work_sql() -> String {
         "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}),
          waiting AS (
            SELECT DISTINCT instance_id FROM inbox
-           UNION (SELECT instance_id FROM instances WHERE outbox IS NOT NULL ORDER BY outbox LIMIT $2)),
+           UNION (SELECT instance_id FROM instances
+                   WHERE outbox IS NOT NULL
+                     AND (owner IS NULL OR owner = $1 OR owner NOT IN (SELECT host_id FROM live))
+                   ORDER BY outbox LIMIT $2)),
          found AS (
            SELECT i.instance_id FROM waiting w, LATERAL (
                SELECT instance_id, owner, status, outbox FROM instances x
@@ -889,7 +892,7 @@ impl Store for PostgresStore {
             let free = activity_is_free();
             let claimed = rows::query(transaction, &format!(
                         "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW})
-                         UPDATE activities a SET lease_until = GREATEST($1, {DB_NOW}) + $2, lease_owner = $4 FROM (
+                         UPDATE activities a SET lease_until = GREATEST($1, {DB_NOW}) + $2, lease_owner = $4, leased_from = NULL FROM (
                            SELECT key FROM activities WHERE {free}
                             ORDER BY key LIMIT $3 FOR UPDATE SKIP LOCKED) c
                          WHERE a.key = c.key
@@ -949,25 +952,21 @@ impl Store for PostgresStore {
         })
     }
 
-    fn release_lost_leases(
-        &self,
-        leased: &LeasedActivities,
-        lost_at: Millis,
-    ) -> StoreResult<usize> {
+    fn release_lost_leases(&self, leased: &LeasedActivities) -> StoreResult<usize> {
         let me = self.membership.id();
         let tasks: Vec<i64> = leased.task_ids.iter().map(|&task| task as i64).collect();
         self.statement(async |client| {
             Ok(rows::execute(
                 client,
-                "UPDATE activities SET lease_until = 0, lease_owner = NULL
+                "UPDATE activities SET lease_until = 0, lease_owner = NULL, leased_from = NULL
                   WHERE instance_id = $1 AND generation = $2 AND task_id = ANY($3::bigint[])
-                    AND lease_owner = $4 AND lease_until <= $5",
+                    AND lease_owner = $4 AND leased_from = $5",
                 &[
                     &leased.instance_id,
                     &(leased.generation as i32),
                     &tasks,
                     &me,
-                    &(leased.ended_by(lost_at) as i64),
+                    &(leased.from as i64),
                 ],
             )
             .await? as usize)

@@ -7,7 +7,7 @@ use deadpool_postgres::Client;
 
 /// Bumped when the schema changes; a host refuses a database from the
 /// future.
-pub(crate) const VERSION: i32 = 6;
+pub(crate) const VERSION: i32 = 7;
 
 /// The advisory lock key migrations hold ("Reprise" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0052_6570_7269_7365;
@@ -83,6 +83,10 @@ CREATE TABLE activities (
     -- The host that holds the lease: a dead host's lease is void.
     lease_owner TEXT,
     attempt     INTEGER NOT NULL DEFAULT 1,
+    -- For a lease taken by the commit that inserted the activity, when
+    -- that commit's lease began (the host's clock): what names it, should
+    -- the commit's outcome be unknown (release_lost_leases).
+    leased_from BIGINT,
     UNIQUE (instance_id, generation, task_id)
 );
 CREATE INDEX activities_by_lease ON activities (lease_until, key);
@@ -166,7 +170,7 @@ $$;
 
 /// The changes from each version to the next: `UPGRADES[n]` takes
 /// version `n + 1` to `n + 2`, one batch after another.
-const UPGRADES: [&[&str]; 5] = [
+const UPGRADES: [&[&str]; 6] = [
     // 2: trace contexts; older instances are not traced.
     &["ALTER TABLE instances ADD COLUMN trace TEXT"],
     // 3: instances by status, counted once here and kept from then on.
@@ -182,6 +186,8 @@ const UPGRADES: [&[&str]; 5] = [
     &[COUNT_ORCHESTRATIONS],
     // 6: where each host serves; older runs have no seat.
     &["ALTER TABLE hosts ADD COLUMN seat TEXT"],
+    // 7: what names a lease taken in its commit; older leases have nothing.
+    &["ALTER TABLE activities ADD COLUMN leased_from BIGINT"],
 ];
 
 /// The schema version the database has now.

@@ -37,6 +37,7 @@ pub(crate) struct Start {
 
 impl Write for Start {
     type Output = (StartOutcome, Applied);
+    const KIND: &'static str = "start";
 
     fn instance(&self) -> &str {
         &self.new.id
@@ -85,6 +86,7 @@ pub(crate) struct Delivered {
 
 impl Write for Delivery {
     type Output = Delivered;
+    const KIND: &'static str = "delivery";
 
     fn instance(&self) -> &str {
         &self.id
@@ -136,6 +138,7 @@ pub(crate) struct Commit(pub(crate) EpisodeCommit);
 
 impl Write for Commit {
     type Output = CommitOutcome;
+    const KIND: &'static str = "episode";
 
     fn instance(&self) -> &str {
         &self.0.read.id
@@ -165,6 +168,7 @@ pub(crate) struct ActivityResult {
 
 impl Write for ActivityResult {
     type Output = Option<Applied>;
+    const KIND: &'static str = "activity-result";
 
     fn instance(&self) -> &str {
         &self.work.instance_id

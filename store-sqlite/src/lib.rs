@@ -31,7 +31,7 @@ use reprise_core::store::{
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// The triggers that keep `instance_counts` (of orchestrations: an
 /// entity's ID begins with `@`): in the schema, and in the upgrades that
@@ -123,6 +123,9 @@ CREATE TABLE IF NOT EXISTS activities (
     input       TEXT NOT NULL,
     lease_until INTEGER NOT NULL DEFAULT 0,
     attempt     INTEGER NOT NULL DEFAULT 1,
+    -- For a lease taken by the commit that inserted the activity, when
+    -- that commit's lease began: what names it (release_lost_leases).
+    leased_from INTEGER,
     UNIQUE (instance_id, generation, task_id)
 );
 CREATE INDEX IF NOT EXISTS activities_by_lease ON activities (lease_until, key);
@@ -256,6 +259,8 @@ impl SqliteStore {
                    WHERE instance_id NOT LIKE '@%' GROUP BY status;",
                 count_triggers!()
             ),
+            // 9: what names a lease taken in its commit.
+            "ALTER TABLE activities ADD COLUMN leased_from INTEGER",
         ];
         for (to, change) in (2..).zip(upgrades) {
             if (1..to).contains(&version) {
@@ -1109,15 +1114,15 @@ fn insert_activities(
 ) -> anyhow::Result<Vec<ActivityWork>> {
     let updated = &commit.updated;
     let mut insert = transaction.prepare_cached(
-        "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input, lease_until, attempt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING key",
+        "INSERT OR IGNORE INTO activities (instance_id, generation, task_id, name, input, lease_until, attempt, leased_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING key",
     )?;
     let mut leased = Vec::new();
     for (index, activity) in commit.activities.iter().enumerate() {
-        let lease_until = if index < commit.lease.count {
-            commit.lease.until()
+        let (lease_until, leased_from) = if index < commit.lease.count {
+            (commit.lease.until(), Some(commit.lease.from as i64))
         } else {
-            0
+            (0, None)
         };
         let mut inserted = insert.query(params![
             updated.id,
@@ -1127,6 +1132,7 @@ fn insert_activities(
             activity.input,
             lease_until as i64,
             activity.attempt,
+            leased_from,
         ])?;
         let Some(row) = inserted.next()? else {
             continue;
@@ -1463,7 +1469,7 @@ impl Store for SqliteStore {
         self.write(move |transaction| {
             let mut claimed: Vec<ActivityWork> = transaction
                 .prepare_cached(
-                    "UPDATE activities SET lease_until = ?2
+                    "UPDATE activities SET lease_until = ?2, leased_from = NULL
                      WHERE key IN (SELECT key FROM activities WHERE lease_until <= ?1 ORDER BY key LIMIT ?3)
                      RETURNING key, instance_id, generation, task_id, name, input,
                        (SELECT version FROM instances i WHERE i.instance_id = activities.instance_id),
@@ -1524,17 +1530,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release_lost_leases(
-        &self,
-        leased: &LeasedActivities,
-        lost_at: Millis,
-    ) -> StoreResult<usize> {
-        let (leased, ended_by) = (leased.clone(), leased.ended_by(lost_at));
+    fn release_lost_leases(&self, leased: &LeasedActivities) -> StoreResult<usize> {
+        let leased = leased.clone();
         self.write(move |transaction| {
             let mut release = transaction.prepare_cached(
-                "UPDATE activities SET lease_until = 0
-                  WHERE instance_id = ?1 AND generation = ?2 AND task_id = ?3
-                    AND lease_until > 0 AND lease_until <= ?4",
+                "UPDATE activities SET lease_until = 0, leased_from = NULL
+                  WHERE instance_id = ?1 AND generation = ?2 AND task_id = ?3 AND leased_from = ?4",
             )?;
             let mut released = 0;
             for task_id in &leased.task_ids {
@@ -1542,7 +1543,7 @@ impl Store for SqliteStore {
                     leased.instance_id,
                     leased.generation,
                     *task_id as i64,
-                    ended_by as i64
+                    leased.from as i64
                 ])?;
             }
             Ok(released)

@@ -413,32 +413,64 @@ async fn a_database_crash_answers_503_and_the_host_resumes_once_it_is_back() {
 /// activities it scheduled to this host, where no worker runs them. The
 /// host releases them as soon as the database answers, so they run now,
 /// not when their lease ends (the activity timeout and a margin: minutes).
+/// Here the lost commit is a start's, whose first episode leases the
+/// first activity.
 #[tokio::test(flavor = "multi_thread")]
 async fn activities_a_lost_commit_leased_run_at_once_rather_than_when_the_lease_ends() {
-    const RELEASED: &str = "released the activity leases of a commit whose outcome was unknown";
     // Only a networked database loses a commit's answer.
     if on_sqlite() {
         return;
     }
     let mut host = TestHost::prepare(&[&components().hello_sequence]).on_postgres();
-    host.set_env("REPRISE_TEST_LOSE_COMMIT_OF", "lost-");
+    host.set_env("REPRISE_TEST_LOSE_COMMIT_OF", "start:lost-");
     let host = host.started().await;
-
-    // A start commits the first episode, which leases the first activity
-    // if a worker is free (none is while the dispatcher looks for work:
-    // then it is queued, and this proves nothing; so try again).
-    for attempt in 0..5 {
-        let id = format!("lost-{attempt}");
-        let reply = host
-            .post(&format!("/orchestrators/E1_HelloSequence/{id}"), "")
-            .await;
+    released_after_a_lost_commit(&host, "lost-", |reply| {
         assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{reply:?}");
         assert!(
             reply.message().contains("may or may not have taken effect"),
             "{reply:?}"
         );
-        // It did commit; its activities run within seconds, though a
-        // lease lasts the activity timeout (by default 300 s) and 30 s.
+    })
+    .await;
+}
+
+/// The same for an episode a worker commits (no warm executions: each
+/// activity's result is queued and applied by a worker's episode, which
+/// leases the next activity).
+#[tokio::test(flavor = "multi_thread")]
+async fn activities_a_lost_episode_commit_leased_run_at_once_too() {
+    if on_sqlite() {
+        return;
+    }
+    let mut host = TestHost::prepare(&[&components().hello_sequence])
+        .on_postgres()
+        .with_args(&["--warm-executions", "0"]);
+    host.set_env("REPRISE_TEST_LOSE_COMMIT_OF", "episode:lost-");
+    let host = host.started().await;
+    released_after_a_lost_commit(&host, "lost-", |reply| {
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    })
+    .await;
+}
+
+/// Starts `E1_HelloSequence` under `prefix`N, whose commit the host was
+/// told to lose (`started` checks the start's answer), until the host says
+/// it released a lost commit's leases: a commit leases an activity only if
+/// a worker is free, and none is while the dispatcher looks for work (then
+/// the activity is queued, which proves nothing). Each run must complete
+/// well before any lease (300 s and 30 s) ends.
+async fn released_after_a_lost_commit(
+    host: &TestHost,
+    prefix: &str,
+    started: impl Fn(&crate::harness::Reply),
+) {
+    const RELEASED: &str = "released the activity leases of a commit whose outcome was unknown";
+    for attempt in 0..5 {
+        let id = format!("{prefix}{attempt}");
+        let reply = host
+            .post(&format!("/orchestrators/E1_HelloSequence/{id}"), "")
+            .await;
+        started(&reply);
         let done = host.wait_for_status(&id, "Completed").await;
         assert_eq!(
             done["output"],
@@ -448,5 +480,5 @@ async fn activities_a_lost_commit_leased_run_at_once_rather_than_when_the_lease_
             return;
         }
     }
-    panic!("no start leased its activity: {}", host.log());
+    panic!("no lost commit leased an activity: {}", host.log());
 }

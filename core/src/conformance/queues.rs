@@ -65,7 +65,7 @@ pub fn activities_leased_in_their_commit_are_returned_and_left_to_no_one_else(st
 
 /// A commit whose outcome is unknown may have leased activities that no
 /// worker runs: `release_lost_leases` frees them for a claim at once, but
-/// never a lease that began after the loss.
+/// never a lease another commit or a claim took.
 pub fn leases_of_a_commit_whose_outcome_is_unknown_are_released_but_no_later_lease(
     store: &dyn Store,
 ) {
@@ -83,22 +83,24 @@ pub fn leases_of_a_commit_whose_outcome_is_unknown_are_released_but_no_later_lea
         panic!("the episode was refused");
     };
     assert_eq!(follow_up.leased.len(), 2);
-
-    // A loss seen before these leases began is another commit's: they stay.
     let leased = LeasedActivities::of(&commit).expect("the commit leases");
     assert_eq!(leased.task_ids, [1, 2]);
-    assert_eq!(store.release_lost_leases(&leased, now - 60_000).unwrap(), 0);
+
+    // Another commit's lease (a retry's, say): not these.
+    let other = LeasedActivities {
+        from: now - 1,
+        ..leased.clone()
+    };
+    assert_eq!(store.release_lost_leases(&other).unwrap(), 0);
     assert!(store.claim_activities(now, HOUR, 10).unwrap().is_empty());
 
-    // Seen after they began: both are released, and a claim takes them.
-    let lost_at = now_millis();
-    assert_eq!(store.release_lost_leases(&leased, lost_at).unwrap(), 2);
-    // Leased again after the loss, to a worker that runs them: a second
-    // release frees none.
-    let mut claimed = store.claim_activities(lost_at + 1, HOUR, 10).unwrap();
+    // This commit's: both are released, and a claim takes them.
+    assert_eq!(store.release_lost_leases(&leased).unwrap(), 2);
+    let mut claimed = store.claim_activities(now, HOUR, 10).unwrap();
     claimed.sort_by_key(|work| work.task_id);
     assert_eq!(claimed, follow_up.leased);
-    assert_eq!(store.release_lost_leases(&leased, lost_at).unwrap(), 0);
+    // Leased again, to a worker that runs them: a second release frees none.
+    assert_eq!(store.release_lost_leases(&leased).unwrap(), 0);
 }
 
 /// `complete_activity` records the result and removes the activity in one

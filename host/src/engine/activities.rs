@@ -35,9 +35,11 @@ use crate::traces::{InstanceTrace, Span, SpanOf, Traces};
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// How often an idle dispatcher looks for work it was not woken for (expired leases).
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
-/// How often a lost commit's leases are released again while the store
-/// does not answer.
+/// How often the release of a lost commit's leases is tried again.
 const RELEASE_RETRY: Duration = Duration::from_secs(1);
+/// How long a lost commit's leases are looked for (a commit whose answer
+/// was lost may still be landing on the server), in milliseconds.
+const RELEASE_PATIENCE: Millis = 60_000;
 
 /// How long a worker holds an activity's lease.
 fn lease_length(shared: &Shared) -> Millis {
@@ -82,8 +84,10 @@ impl Reserved {
 /// Frees the activities a commit leased (`leased`) if it failed with an
 /// unknown outcome (`error`): had it landed, they would wait, leased to
 /// this host and run by none of its workers, for their lease to end (the
-/// activity timeout and a margin). Tried again each second while the store
-/// does not answer, until the lease would have ended anyway.
+/// activity timeout and a margin). Asked again each second while the store
+/// does not answer or finds nothing (a commit still landing becomes
+/// visible late), for at most [`RELEASE_PATIENCE`] and never past the
+/// lease's end.
 pub(super) fn release_if_lost(
     shared: &Arc<Shared>,
     leased: Option<LeasedActivities>,
@@ -92,28 +96,27 @@ pub(super) fn release_if_lost(
     let (Some(leased), StoreError::OutcomeUnknown(_)) = (leased, error) else {
         return;
     };
-    let lost_at = now_millis();
+    let give_up_at = (leased.from + leased.length).min(now_millis() + RELEASE_PATIENCE);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
+        let id = leased.instance_id.clone();
         loop {
             let (store, asked) = (Arc::clone(&shared.store), leased.clone());
-            match stored(move || store.release_lost_leases(&asked, lost_at)).await {
-                Ok(released) => {
-                    if released > 0 {
-                        tracing::info!(instance = %leased.instance_id, released, "released the activity leases of a commit whose outcome was unknown");
-                        shared.activities_changed.notify_one();
-                    }
+            match stored(move || store.release_lost_leases(&asked)).await {
+                Ok(released) if released > 0 => {
+                    tracing::info!(instance = %id, released, "released the activity leases of a commit whose outcome was unknown");
+                    shared.activities_changed.notify_one();
                     return;
                 }
-                Err(error) if now_millis() < leased.ended_by(lost_at) => {
-                    tracing::debug!(instance = %leased.instance_id, "cannot release the leases of a lost commit yet: {error:#}");
-                    tokio::time::sleep(RELEASE_RETRY).await;
-                }
+                Ok(_) => tracing::debug!(instance = %id, "no lease of a lost commit found (yet)"),
                 Err(error) => {
-                    tracing::warn!(instance = %leased.instance_id, "gave up releasing the leases of a lost commit (they have ended): {error:#}");
-                    return;
+                    tracing::debug!(instance = %id, "cannot release the leases of a lost commit yet: {error:#}")
                 }
             }
+            if now_millis() >= give_up_at {
+                return;
+            }
+            tokio::time::sleep(RELEASE_RETRY).await;
         }
     });
 }

@@ -542,10 +542,8 @@ impl Engine {
             // No host runs a failed instance: this one takes it.
             store.seize(&instance_id)?;
             let commit = rewind::plan(instance, history, reason, now_millis());
-            let committed = store.commit_episode(&commit).inspect_err(|error| {
-                activities::release_if_lost(&shared, LeasedActivities::of(&commit), error)
-            })?;
-            match committed {
+            // A rewind leases nothing (`rewind::plan`).
+            match store.commit_episode(&commit)? {
                 CommitOutcome::Committed(follow_up) => {
                     shared.wake_background_work(&commit);
                     Ok((RewindOutcome::Rewound, follow_up.notify))
@@ -644,7 +642,10 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 None => Some(activities::Reserved::for_commit(&shared, &mut commit)),
                 Some(_) => None,
             };
-            match store.commit_episode(&commit)? {
+            let committed = store.commit_episode(&commit).inspect_err(|error| {
+                activities::release_if_lost(&shared, LeasedActivities::of(&commit), error)
+            })?;
+            match committed {
                 CommitOutcome::Committed(follow_up) => {
                     // Only an execution whose episode committed stays warm.
                     if let Some(live) = live {
