@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use super::{episode, finish, new_instance, seqs, start, work};
 use crate::model::{Failure, HistoryEntry, Message, Millis, RuntimeStatus, now_millis};
 use crate::store::{
-    ActivityLease, Applied, CommitOutcome, FollowUp, HistoryChange, LeasedActivities,
-    ScheduledActivity, Store, StoreCounts, WorkRead,
+    ActivityLease, Applied, CommitOutcome, EpisodeCommit, FollowUp, HistoryChange,
+    LeasedActivities, ScheduledActivity, Store, StoreCounts, WorkRead,
 };
 
 /// How long [`schedule_two_activities`] leases its first activity: a
@@ -70,18 +70,13 @@ pub fn leases_of_a_commit_whose_outcome_is_unknown_are_released_but_no_later_lea
     store: &dyn Store,
 ) {
     start(store, &new_instance("a"));
-    let read = work(store, "a");
-    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
-    commit.activities = vec![activity(1, "First", 1), activity(2, "Second", 1)];
     let now = now_millis();
-    commit.lease = ActivityLease {
+    let lease = ActivityLease {
         count: 2,
         from: now,
         length: HOUR,
     };
-    let CommitOutcome::Committed(follow_up) = store.commit_episode(&commit).unwrap() else {
-        panic!("the episode was refused");
-    };
+    let (commit, follow_up) = commit_two_activities(store, "a", Vec::new(), lease);
     assert_eq!(follow_up.leased.len(), 2);
     let leased = LeasedActivities::of(&commit).expect("the commit leases");
     assert_eq!(leased.task_ids, [1, 2]);
@@ -262,19 +257,31 @@ fn schedule_two_activities(
     timers: Vec<(u64, u64)>,
     now: Millis,
 ) -> FollowUp {
-    let read = work(store, id);
-    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
-    commit.timers = timers;
-    commit.activities = vec![activity(1, "First", 1), activity(2, "Second", 2)];
-    commit.lease = ActivityLease {
+    let lease = ActivityLease {
         count: 1,
         from: now,
         length: LEASE,
     };
+    commit_two_activities(store, id, timers, lease).1
+}
+
+/// Commits an episode of `id` that schedules activities 1 ("First") and
+/// 2 ("Second", a second attempt) and `timers`, under `lease`.
+fn commit_two_activities(
+    store: &dyn Store,
+    id: &str,
+    timers: Vec<(u64, u64)>,
+    lease: ActivityLease,
+) -> (EpisodeCommit, FollowUp) {
+    let read = work(store, id);
+    let mut commit = episode(&read.instance, RuntimeStatus::Running, seqs(&read));
+    commit.timers = timers;
+    commit.activities = vec![activity(1, "First", 1), activity(2, "Second", 2)];
+    commit.lease = lease;
     let CommitOutcome::Committed(follow_up) = store.commit_episode(&commit).unwrap() else {
         panic!("the episode was refused");
     };
-    follow_up
+    (commit, follow_up)
 }
 
 /// `counts` sees instances by status, queued messages, pending timers,

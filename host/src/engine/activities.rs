@@ -97,28 +97,31 @@ pub(super) fn release_if_lost(
         return;
     };
     let give_up_at = (leased.from + leased.length).min(now_millis() + RELEASE_PATIENCE);
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        let id = leased.instance_id.clone();
-        loop {
-            let (store, asked) = (Arc::clone(&shared.store), leased.clone());
-            match stored(move || store.release_lost_leases(&asked)).await {
-                Ok(released) if released > 0 => {
-                    tracing::info!(instance = %id, released, "released the activity leases of a commit whose outcome was unknown");
-                    shared.activities_changed.notify_one();
-                    return;
-                }
-                Ok(_) => tracing::debug!(instance = %id, "no lease of a lost commit found (yet)"),
-                Err(error) => {
-                    tracing::debug!(instance = %id, "cannot release the leases of a lost commit yet: {error:#}")
-                }
-            }
-            if now_millis() >= give_up_at {
+    tokio::spawn(release_lost(Arc::clone(shared), leased, give_up_at));
+}
+
+/// Asks the store to release `leased` each [`RELEASE_RETRY`] until it
+/// releases some or `give_up_at` passes.
+async fn release_lost(shared: Arc<Shared>, leased: LeasedActivities, give_up_at: Millis) {
+    let id = leased.instance_id.clone();
+    loop {
+        let (store, asked) = (Arc::clone(&shared.store), leased.clone());
+        match stored(move || store.release_lost_leases(&asked)).await {
+            Ok(0) => tracing::debug!(instance = %id, "no lease of a lost commit found (yet)"),
+            Ok(released) => {
+                tracing::info!(instance = %id, released, "released the activity leases of a commit whose outcome was unknown");
+                shared.activities_changed.notify_one();
                 return;
             }
-            tokio::time::sleep(RELEASE_RETRY).await;
+            Err(error) => {
+                tracing::debug!(instance = %id, "cannot release the leases of a lost commit yet: {error:#}")
+            }
         }
-    });
+        if now_millis() >= give_up_at {
+            return;
+        }
+        tokio::time::sleep(RELEASE_RETRY).await;
+    }
 }
 
 /// Leases and starts the activities no episode could hand a worker (none
