@@ -234,7 +234,8 @@ fn print_statements(url: &str) {
     let rows = postgres()
         .query(
             url,
-            "SELECT calls || ' calls, ' || round(total_exec_time::numeric, 1) || ' ms: ' ||
+            "SELECT calls || ' calls, ' || round(total_exec_time::numeric, 1) || ' ms, ' ||
+                    round(shared_blks_hit::numeric / calls, 1) || ' blocks: ' ||
                     regexp_replace(left(query, 110), '\\s+', ' ', 'g')
              FROM pg_stat_statements
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())

@@ -22,6 +22,22 @@ use crate::effects::Effects;
 use crate::hosts::DB_NOW;
 use crate::rows::{self, FINISHED};
 
+/// Whether instance `$1` has a message queued, as a boolean expression.
+///
+/// Asked as the first message in the index's order, not as an `EXISTS`:
+/// for an `EXISTS` the planner weighs reading the table until a first
+/// match, and a connection's cached plan made while the inbox was young
+/// (empty, no statistics yet) reads the whole inbox on every call, which
+/// its churn (every message inserted, then deleted) makes long. The first
+/// in `seq` order comes from `inbox_by_instance` whatever the table looks
+/// like when planned.
+pub(crate) const QUEUED: &str =
+    "(SELECT seq FROM inbox WHERE instance_id = $1 ORDER BY seq LIMIT 1) IS NOT NULL";
+/// Whether instance `$1` has a message queued that is not one of `$2`
+/// (read the way [`QUEUED`] is, for the same reason).
+pub(crate) const QUEUED_UNREAD: &str = "(SELECT seq FROM inbox WHERE instance_id = $1 AND seq <> ALL($2) \
+     ORDER BY seq LIMIT 1) IS NOT NULL";
+
 /// Starts a generation under `new.id` unless an unfinished instance holds
 /// it, and applies its start message by `direct` or queues it.
 pub(crate) async fn start_generation(
@@ -82,7 +98,7 @@ async fn insert_started(
             updated_at, parent_instance_id, parent_generation, parent_task_id, original_input,
             version, owner, history_len, revision, trace)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18
-          WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE instance_id = $1)
+          WHERE NOT {QUEUED}
             AND EXISTS (SELECT 1 FROM hosts WHERE host_id = $15 AND alive_until > {DB_NOW})
          ON CONFLICT (instance_id) DO NOTHING
          RETURNING 1"
@@ -512,13 +528,8 @@ async fn remove_entity_if_idle(transaction: &Transaction<'_>, id: &str) -> anyho
     }
     // A statement of its own, after the lock: it sees every delivery that
     // committed before the lock was granted.
-    let queued = rows::query_opt(
-        transaction,
-        "SELECT 1 FROM inbox WHERE instance_id = $1 LIMIT 1",
-        &[&id],
-    )
-    .await?;
-    if queued.is_none() {
+    let queued = rows::query_opt(transaction, &format!("SELECT {QUEUED}"), &[&id]).await?;
+    if !queued.is_some_and(|row| row.get::<_, bool>(0)) {
         delete_instance(transaction, id).await?;
     }
     Ok(())
@@ -588,9 +599,7 @@ async fn late_messages(
     commit: &EpisodeCommit,
 ) -> anyhow::Result<bool> {
     let statement = transaction
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = $1 AND seq <> ALL($2))",
-        )
+        .prepare_cached(&format!("SELECT {QUEUED_UNREAD}"))
         .await?;
     Ok(transaction
         .query_one(&statement, &[&commit.read.id, &commit.consumed])
@@ -870,7 +879,7 @@ async fn apply_direct(
     let queued: bool = transaction
         .query_one(
             &transaction
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = $1)")
+                .prepare_cached(&format!("SELECT {QUEUED}"))
                 .await?,
             &[&read.id],
         )

@@ -546,4 +546,51 @@ mod polls {
             .unwrap();
         assert_eq!(store.instances_with_messages().unwrap(), ["done-7"]);
     }
+
+    /// Every direct episode asks whether its instance has a message queued.
+    /// The inbox churns (every message is inserted, then deleted), and the
+    /// question must read its index, not the table, whatever the planner
+    /// makes of the table when it plans: empty (a connection's cached plan
+    /// outlives that), churned without statistics, or analyzed.
+    #[test]
+    fn whether_a_message_is_queued_is_read_from_the_index_however_the_inbox_churned() {
+        let server = PostgresServer::shared();
+        let url = server.create_database().unwrap();
+        let _store = PostgresStore::open(&url, Options::default()).unwrap();
+        let churn = "INSERT INTO inbox (instance_id, message)
+                     SELECT 'counter-' || (n % 1000), '{\"event\": \"incr\"}'
+                       FROM generate_series(1, 40000) AS n;
+                     DELETE FROM inbox WHERE seq % 100 <> 0;";
+        let questions = [
+            ("queued", crate::episode::QUEUED),
+            ("unread", crate::episode::QUEUED_UNREAD),
+        ];
+        for (before, mode) in [
+            ("", "force_generic_plan"),
+            (churn, "force_generic_plan"),
+            ("", "force_custom_plan"),
+            ("ANALYZE;", "force_generic_plan"),
+            ("", "force_custom_plan"),
+        ] {
+            server.query(&url, before).unwrap();
+            for (name, question) in questions {
+                let plan = server
+                    .query(
+                        &url,
+                        &format!(
+                            "SET plan_cache_mode = {mode};
+                             PREPARE {name}(text, bigint[]) AS SELECT {question};
+                             EXPLAIN EXECUTE {name}('counter-7', '{{1, 2}}');
+                             DEALLOCATE {name}"
+                        ),
+                    )
+                    .unwrap()
+                    .join("\n");
+                assert!(
+                    !plan.contains("Seq Scan on inbox"),
+                    "{name} after {before:?}, {mode}:\n{plan}"
+                );
+            }
+        }
+    }
 }
