@@ -547,6 +547,47 @@ mod polls {
         assert_eq!(store.instances_with_messages().unwrap(), ["done-7"]);
     }
 
+    /// A continue-as-new deletes the generation it leaves: it must not
+    /// read the dead rows of all earlier ones (spread over the table's
+    /// pages, as other instances' rows come between them), which stay
+    /// until autovacuum comes.
+    #[test]
+    fn a_new_generation_deletes_the_last_without_reading_earlier_generations_dead_rows() {
+        let server = PostgresServer::shared();
+        let url = server.create_database().unwrap();
+        let _store = PostgresStore::open(&url, Options::default()).unwrap();
+        server
+            .query(
+                &url,
+                "INSERT INTO history (instance_id, generation, seq, entry)
+                 SELECT 'counter-' || (n % 1000), n / 1000, 0, '{}'
+                   FROM generate_series(0, 99999) AS n;
+                 DELETE FROM history WHERE generation < 99",
+            )
+            .unwrap();
+        let plan = server
+            .query(
+                &url,
+                &format!(
+                    "BEGIN;
+                     PREPARE replace(text, int, bool, int) AS {};
+                     EXPLAIN (ANALYZE, BUFFERS) EXECUTE replace('counter-7', 100, false, 99);
+                     ROLLBACK",
+                    crate::episode::REPLACED_HISTORY
+                ),
+            )
+            .unwrap()
+            .join("\n");
+        let blocks: u32 = plan
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Buffers: shared hit="))
+            .and_then(|hits| hits.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no buffers in:\n{plan}"));
+        // The live generation's row and the index's path to it; the dead
+        // rows of 99 earlier generations lie on as many pages.
+        assert!(blocks < 20, "{blocks} blocks read:\n{plan}");
+    }
+
     /// Every direct episode asks whether its instance has a message queued.
     /// The inbox churns (every message is inserted, then deleted), and the
     /// question must read its index, not the table, whatever the planner
