@@ -4,9 +4,10 @@
 //! spread round robin); for each, the hosts' CPU and PostgreSQL's CPU (the
 //! server and its backends) per item, and the statements and transactions
 //! each item costs the database (`pg_stat_statements`, `pg_stat_database`).
-//! Each setup first does a little unmeasured work (a warm-up), so fresh
-//! hosts and a fresh database are compared at their pace, not at their
-//! start. Then failover: the host that runs a counter is SIGKILLed, and an event
+//! One setup runs at a time: the hosts of the one before are stopped and
+//! its database dropped first. Each setup first does a little unmeasured
+//! work (a warm-up), so fresh hosts and a fresh database are compared at
+//! their pace, not at their start. Then failover: the host that runs a counter is SIGKILLed, and an event
 //! accepted by another host is timed until it is applied.
 //!
 //! PostgreSQL is the tests' private server (`reprise-testing-postgres`),
@@ -54,76 +55,18 @@ struct Setup {
 
 fn main() {
     support::run(async {
-        let mut setups = Vec::new();
-        if wanted_setup("sqlite") {
-            setups.push(Setup {
-                tag: "sqlite",
-                label: "SQLite, 1 host",
-                hosts: vec![prepare().started().await],
-                database: Vec::new(),
-            });
-        }
-        if wanted_setup("pg1") {
-            setups.push(Setup {
-                tag: "pg1",
-                label: "PostgreSQL, 1 host",
-                hosts: vec![prepare().on_postgres().started().await],
-                database: vec![postgres().pid()],
-            });
-        }
-        if wanted_setup("pg3") {
-            setups.push(Setup {
-                tag: "pg3",
-                label: "PostgreSQL, 3 hosts",
-                hosts: several(3).await,
-                database: vec![postgres().pid()],
-            });
-        }
         let mut rows = Vec::new();
-        for setup in &setups {
-            let tag = |scenario: &str| format!("{scenario}{}", setup.tag);
-            if wanted_scenario("s1") {
-                let runs = starts(setup, &tag("s1"), "StartupProbe_0000", "").await;
-                rows.push(row("S1: trivial starts", setup, &runs));
-            }
-            if wanted_scenario("s7") {
-                let input = r#"{"activity":"Echo","input":1}"#;
-                let runs = starts(setup, &tag("s7"), "CallActivity", input).await;
-                rows.push(row("S7: one activity", setup, &runs));
-            }
-            if wanted_scenario("s2") {
-                let counters = tag("s2");
-                load::start_counters(&setup.hosts, &counters, COUNTERS).await;
-                let warm_up = load::count_events(
-                    &setup.hosts,
-                    &setup.database,
-                    Counters::Orchestrations,
-                    &counters,
-                    COUNTERS,
-                    WARM_UP_EVENTS,
-                    (WARM_UP_EVENTS / COUNTERS) as u64,
-                )
-                .await;
-                eprintln!("{counters} warm-up: {warm_up:?}");
-                let counted = Counted::start(setup);
-                let mut runs = Vec::new();
-                for run in 0..RUNS {
-                    let expected = ((WARM_UP_EVENTS + (run + 1) * EVENTS) / COUNTERS) as u64;
-                    let measured = load::count_events(
-                        &setup.hosts,
-                        &setup.database,
-                        Counters::Orchestrations,
-                        &counters,
-                        COUNTERS,
-                        EVENTS,
-                        expected,
-                    )
-                    .await;
-                    eprintln!("{counters} run {run}: {measured:?}");
-                    runs.push(measured);
-                }
-                let counts = (runs, counted.per(RUNS * EVENTS));
-                rows.push(row("S2: counter events", setup, &counts));
+        let mut several = None;
+        // One setup at a time: the hosts of the one before are stopped and
+        // its database dropped, so neither they nor autovacuum cleaning up
+        // after them take the cores from the one measured.
+        for tag in SETUPS.into_iter().filter(|tag| wanted_setup(tag)) {
+            let setup = Setup::start(tag).await;
+            measure(&setup, &mut rows).await;
+            if setup.hosts.len() > 1 {
+                several = Some(setup);
+            } else {
+                setup.retire();
             }
         }
         println!("\nPostgreSQL and SQLite, median of {RUNS} runs\n");
@@ -134,11 +77,95 @@ fn main() {
         for row in rows {
             println!("{row}");
         }
-        let several = setups.into_iter().find(|setup| setup.hosts.len() > 1);
         if let Some(several) = several.filter(|_| wanted_scenario("failover")) {
             failover(several.hosts).await;
         }
     });
+}
+
+impl Setup {
+    async fn start(tag: &'static str) -> Setup {
+        let (label, hosts, database) = match tag {
+            "sqlite" => (
+                "SQLite, 1 host",
+                vec![prepare().started().await],
+                Vec::new(),
+            ),
+            "pg1" => (
+                "PostgreSQL, 1 host",
+                vec![prepare().on_postgres().started().await],
+                vec![postgres().pid()],
+            ),
+            _ => (
+                "PostgreSQL, 3 hosts",
+                several(3).await,
+                vec![postgres().pid()],
+            ),
+        };
+        Setup {
+            tag,
+            label,
+            hosts,
+            database,
+        }
+    }
+
+    /// Stops the hosts and drops their database.
+    fn retire(self) {
+        let url = self.hosts[0].database_url().map(str::to_owned);
+        drop(self.hosts);
+        if let Some(url) = url {
+            postgres().drop_database(&url).unwrap();
+        }
+    }
+}
+
+/// Runs the wanted scenarios on `setup`, a row each.
+async fn measure(setup: &Setup, rows: &mut Vec<String>) {
+    let tag = |scenario: &str| format!("{scenario}{}", setup.tag);
+    if wanted_scenario("s1") {
+        let runs = starts(setup, &tag("s1"), "StartupProbe_0000", "").await;
+        rows.push(row("S1: trivial starts", setup, &runs));
+    }
+    if wanted_scenario("s7") {
+        let input = r#"{"activity":"Echo","input":1}"#;
+        let runs = starts(setup, &tag("s7"), "CallActivity", input).await;
+        rows.push(row("S7: one activity", setup, &runs));
+    }
+    if wanted_scenario("s2") {
+        rows.push(row(
+            "S2: counter events",
+            setup,
+            &events(setup, &tag("s2")).await,
+        ));
+    }
+}
+
+/// S2: `RUNS` runs of `EVENTS` events spread over `COUNTERS` counters.
+async fn events(setup: &Setup, counters: &str) -> Counts {
+    load::start_counters(&setup.hosts, counters, COUNTERS).await;
+    let count = |events, expected| {
+        load::count_events(
+            &setup.hosts,
+            &setup.database,
+            Counters::Orchestrations,
+            counters,
+            COUNTERS,
+            events,
+            expected,
+        )
+    };
+    let warm_up = count(WARM_UP_EVENTS, (WARM_UP_EVENTS / COUNTERS) as u64).await;
+    eprintln!("{counters} warm-up: {warm_up:?}");
+    let counted = Counted::start(setup);
+    let mut runs = Vec::new();
+    for run in 0..RUNS {
+        let expected = ((WARM_UP_EVENTS + (run + 1) * EVENTS) / COUNTERS) as u64;
+        let measured = count(EVENTS, expected).await;
+        eprintln!("{counters} run {run}: {measured:?}");
+        runs.push(measured);
+    }
+    (runs, counted.per(RUNS * EVENTS))
 }
 
 /// `RUNS` runs of `STARTS` instances of `name` until all Completed, with

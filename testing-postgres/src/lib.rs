@@ -167,6 +167,31 @@ impl PostgresServer {
         ))
     }
 
+    /// Drops the database `url` names (one [`create_database`] made),
+    /// ending its connections first.
+    ///
+    /// [`create_database`]: PostgresServer::create_database
+    pub fn drop_database(&self, url: &str) -> anyhow::Result<()> {
+        let name = url
+            .rsplit('/')
+            .next()
+            .context("a database URL ends with its name")?;
+        let output = self
+            .client_command("dropdb")
+            .args(["-U", "postgres", "--force", name])
+            .output()
+            .context("could not run `dropdb`")?;
+        if !output.status.success() {
+            bail!(
+                "`dropdb {name}` on port {} failed, {}: {}",
+                self.port,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// Runs `sql` on the database at `url` with `psql`; returns the first
     /// column of each row it returns, as text (`NULL` as an empty string).
     pub fn query(&self, url: &str, sql: &str) -> anyhow::Result<Vec<String>> {
