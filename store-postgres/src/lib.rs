@@ -293,28 +293,20 @@ fn activity_is_free() -> String {
 /// the limit, `$3` the last queued message's `seq` at the previous poll.
 /// It returns that `seq` now, and the instances found.
 ///
-/// Its cost follows the instances with work waiting, never the number of
-/// instances nor of messages: it starts from the instances with queued
-/// messages (one probe of the inbox's index per instance, `queued`, so
-/// that an instance flooded with a million messages costs one probe, not
-/// a million rows) or pending effects (a partial index, read in its order
-/// so that the planner takes it even before statistics say how few rows
-/// it holds), and looks each up by its key (`OFFSET 0` keeps the planner
-/// from scanning every instance instead). A host's own instance is found only
+/// Its cost follows the work waiting, never the number of instances: it
+/// starts from the instances with queued messages (the inbox, a queue) or
+/// pending effects (a partial index, read in its order so that the
+/// planner takes it even before statistics say how few rows it holds),
+/// and looks each up by its key (`OFFSET 0` keeps the planner from
+/// scanning every instance instead). A host's own instance is found only
 /// for a message queued before the previous poll: a newer one has its
 /// wake-up on the way, and a poll that scheduled it would only make its
 /// runner read again.
 fn unowned_work_sql() -> String {
     format!(
-        "WITH RECURSIVE live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}),
-         queued(instance_id) AS (
-           (SELECT instance_id FROM inbox ORDER BY instance_id LIMIT 1)
-           UNION ALL
-           SELECT (SELECT m.instance_id FROM inbox m WHERE m.instance_id > q.instance_id
-                    ORDER BY m.instance_id LIMIT 1)
-             FROM queued q WHERE q.instance_id IS NOT NULL),
+        "WITH live AS (SELECT host_id FROM hosts WHERE alive_until > {DB_NOW}),
          waiting AS (
-           SELECT instance_id FROM queued WHERE instance_id IS NOT NULL
+           SELECT DISTINCT instance_id FROM inbox
            UNION (SELECT instance_id FROM instances
                    WHERE outbox IS NOT NULL
                      AND (owner IS NULL OR owner = $1 OR owner NOT IN (SELECT host_id FROM live))

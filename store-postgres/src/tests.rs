@@ -563,45 +563,6 @@ mod polls {
             .sum()
     }
 
-    /// An instance flooded with messages costs the poll one probe of the
-    /// inbox's index, not a read of every message.
-    #[test]
-    fn a_poll_for_work_reads_one_entry_per_instance_however_many_messages_wait() {
-        let server = PostgresServer::shared();
-        let url = server.create_database().unwrap();
-        let store = PostgresStore::open(&url, Options::default()).unwrap();
-        server
-            .query(
-                &url,
-                "INSERT INTO instances (instance_id, name, status, generation, input, created_at,
-                                        updated_at, original_input)
-                 VALUES ('flooded', 'X', 'Running', 0, 'null', 0, 0, 'null'),
-                        ('other', 'X', 'Running', 0, 'null', 0, 0, 'null');
-                 INSERT INTO inbox (instance_id, message)
-                 SELECT 'flooded', '{\"type\": \"Event\"}' FROM generate_series(1, 200000);
-                 INSERT INTO inbox (instance_id, message) VALUES ('other', '{}');
-                 ANALYZE",
-            )
-            .unwrap();
-        let plan = server
-            .query(
-                &url,
-                &format!(
-                    "PREPARE poll(text, bigint, bigint) AS {};
-                     EXPLAIN (ANALYZE, BUFFERS) EXECUTE poll('me', 1000, 0)",
-                    crate::unowned_work_sql()
-                ),
-            )
-            .unwrap()
-            .join("\n");
-        let blocks = blocks_read(&plan);
-        // 200,000 messages lie on more than a thousand pages.
-        assert!(blocks < 100, "{blocks} blocks read:\n{plan}");
-        let mut found = store.instances_with_messages().unwrap();
-        found.sort();
-        assert_eq!(found, ["flooded", "other"]);
-    }
-
     /// A continue-as-new deletes the generation it leaves: it must not
     /// read the dead rows of all earlier ones (spread over the table's
     /// pages, as other instances' rows come between them), which stay
