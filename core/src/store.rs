@@ -537,6 +537,26 @@ impl EpisodeCommit {
     }
 }
 
+/// Of `count` entries to stage from `first_seq` on in `generation`, the
+/// ones (offsets) that may be written while the instance is at `current`
+/// (its generation and history length; `None`: it has no row): those
+/// beyond its visible history, none for a generation it has left, none
+/// for an instance that is gone.
+pub fn stageable(
+    generation: u32,
+    first_seq: usize,
+    count: usize,
+    current: Option<(u32, usize)>,
+) -> std::ops::Range<usize> {
+    match current {
+        Some((at, _)) if at < generation => 0..count,
+        Some((at, visible)) if at == generation => {
+            visible.saturating_sub(first_seq).min(count)..count
+        }
+        _ => 0..0,
+    }
+}
+
 /// What follows when `new` cannot start because its ID belongs to an
 /// instance that has not finished (in `status`): a child's parent is told
 /// (see [`child_conflict`]); an instance an orchestrator started on its own
@@ -810,7 +830,10 @@ pub trait Store: Send + Sync + 'static {
     /// Writes `entries` as the history of `id`'s generation `generation`
     /// from sequence number `first_seq` on, for a staged commit: invisible
     /// (the history is as long as the instance row says) until that commit
-    /// lands. Overwrites what an abandoned attempt left there.
+    /// lands. Overwrites what an abandoned attempt left there, but never
+    /// the visible history, nor into a generation the instance has left
+    /// (a host that lost the instance may stage late, after its new owner
+    /// moved on): of `entries`, it writes only [`stageable`]'s.
     fn stage_history(
         &self,
         id: &str,
@@ -972,6 +995,19 @@ pub trait Store: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_entries_beyond_the_visible_history_of_a_generation_not_left_are_staged() {
+        // Ten entries from seq 5, generation 2.
+        assert_eq!(stageable(2, 5, 10, Some((2, 0))), 0..10);
+        assert_eq!(stageable(2, 5, 10, Some((2, 5))), 0..10);
+        assert_eq!(stageable(2, 5, 10, Some((2, 8))), 3..10);
+        assert_eq!(stageable(2, 5, 10, Some((2, 20))), 10..10);
+        // A generation not reached yet, one left, an instance gone.
+        assert_eq!(stageable(2, 5, 10, Some((1, 30))), 0..10);
+        assert_eq!(stageable(2, 5, 10, Some((3, 0))), 0..0);
+        assert_eq!(stageable(2, 5, 10, None), 0..0);
+    }
 
     #[test]
     fn a_backends_error_is_classified_by_the_marker_in_its_chain() {

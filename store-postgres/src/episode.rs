@@ -559,12 +559,11 @@ pub(crate) fn first_cause(errors: impl Iterator<Item = anyhow::Error>) -> anyhow
 /// Deletes the history a commit replaces: of instance `$1`, every row but
 /// those of generation `$2` when they are staged (`$3`), read from
 /// generation `$4` (the generation the commit read) on. No row is older
-/// than that (each replace and restart deleted the older ones; but for
-/// what a host that lost the instance staged late, for a generation since
-/// left: never read, deleted with the instance's history at a restart or
-/// purge), and starting there skips the dead index entries of every
-/// earlier generation, which a continue-as-new after each event piles up
-/// until autovacuum comes (each a heap page read, were they in the range).
+/// than that (each replace and restart deleted the older ones, and a
+/// staging never writes into a generation left: `store::stageable`), and
+/// starting there skips the dead index entries of every earlier
+/// generation, which a continue-as-new after each event piles up until
+/// autovacuum comes (each a heap page read, were they in the range).
 pub(crate) const REPLACED_HISTORY: &str = "DELETE FROM history
      WHERE instance_id = $1 AND generation >= $4 AND (generation <> $2 OR NOT $3)";
 

@@ -39,7 +39,7 @@ use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
     DirectEpisode, Effect, EpisodeCommit, FollowUp, InstanceFilter, LeasedActivities, NewInstance,
     OutcomeUnknown, PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts,
-    StoreError, StoreResult, Unavailable, WorkItem, WorkRead,
+    StoreError, StoreResult, Unavailable, WorkItem, WorkRead, stageable,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -791,7 +791,18 @@ impl Store for PostgresStore {
         entries: Vec<HistoryEntry>,
     ) -> StoreResult<()> {
         self.write(async |transaction| {
-            episode::insert_history(transaction, id, generation, first_seq, &entries).await
+            // Locked, so a commit that moves the instance on is either
+            // before (and seen here) or after (and writes over this).
+            let current = rows::query_opt(
+                transaction,
+                "SELECT generation, history_len FROM instances WHERE instance_id = $1 FOR SHARE",
+                &[&id],
+            )
+            .await?
+            .map(|row| (row.get::<_, i32>(0) as u32, row.get::<_, i32>(1) as usize));
+            let writable = stageable(generation, first_seq, entries.len(), current);
+            let first = first_seq + writable.start;
+            episode::insert_history(transaction, id, generation, first, &entries[writable]).await
         })
     }
 

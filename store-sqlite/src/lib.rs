@@ -27,7 +27,7 @@ use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
     DirectEpisode, Effect, EpisodeCommit, FollowUp, HistoryChange, InstanceFilter,
     LeasedActivities, NewInstance, PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store,
-    StoreCounts, StoreError, StoreResult, Unavailable, WorkItem, WorkRead,
+    StoreCounts, StoreError, StoreResult, Unavailable, WorkItem, WorkRead, stageable,
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
@@ -1664,7 +1664,16 @@ impl Store for SqliteStore {
         // Beyond the recorded length (or in a generation not reached yet):
         // invisible until the staged commit lands.
         self.write(move |transaction| {
-            insert_history(transaction, &id, generation, first_seq, &entries)
+            let current = transaction
+                .query_row(
+                    "SELECT generation, history_len FROM instances WHERE instance_id = ?1",
+                    params![id],
+                    |row| Ok((row.get::<_, u32>(0)?, row.get::<_, i64>(1)? as usize)),
+                )
+                .optional()?;
+            let writable = stageable(generation, first_seq, entries.len(), current);
+            let first = first_seq + writable.start;
+            insert_history(transaction, &id, generation, first, &entries[writable])
         })
     }
 

@@ -109,6 +109,7 @@ macro_rules! store_conformance_tests {
             counts_show_instances_by_status_and_what_waits,
             // staging.rs
             a_staged_commit_is_invisible_until_it_lands_and_its_effects_apply_once_in_batches,
+            a_late_staging_never_changes_the_visible_history,
             // entities.rs
             a_message_for_an_entity_creates_its_row_and_it_is_not_an_instance,
             an_episodes_messages_reach_entities_in_order_and_an_entity_keeps_one_record,

@@ -130,3 +130,26 @@ pub fn a_staged_commit_is_invisible_until_it_lands_and_its_effects_apply_once_in
     assert!(!after.effects_pending);
     assert_eq!(payloads_queued(store, "sender"), ["direct"]);
 }
+
+/// A host that lost an instance may stage late, after the new owner's
+/// commit landed: its entries never replace the visible history (those
+/// beyond it stay invisible, for the next commit to write over).
+pub fn a_late_staging_never_changes_the_visible_history(store: &dyn Store) {
+    start(store, &new_instance("sender"));
+    start(store, &new_instance("target"));
+    let read = work(store, "sender");
+    let commit = staged_commit(&read.instance, seqs(&read), 1, "target", 0..10);
+    stage(store, &commit, 4);
+    assert!(matches!(
+        store.commit_episode(&commit).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+
+    let late = staged_commit(&read.instance, Vec::new(), 2, "target", 100..110);
+    let generation = late.updated.generation;
+    store
+        .stage_history("sender", generation, 5, late.new_entries().to_vec())
+        .unwrap();
+    let (_, history) = store.instance_with_history("sender").unwrap().unwrap();
+    assert_eq!(history, commit.new_entries());
+}
