@@ -5,14 +5,17 @@ use reprise_testing_postgres::PostgresServer;
 
 use super::PostgresStore;
 
-fn store() -> ((), PostgresStore) {
+/// A fresh database, its schema created by the store opened on it.
+fn fresh_database() -> (String, PostgresStore) {
     let url = PostgresServer::shared()
         .create_database()
         .expect("can create a database");
-    (
-        (),
-        PostgresStore::open(&url, super::Options::default()).expect("can open the store"),
-    )
+    let store = PostgresStore::open(&url, super::Options::default()).expect("can open the store");
+    (url, store)
+}
+
+fn store() -> ((), PostgresStore) {
+    ((), fresh_database().1)
 }
 
 mod conformance {
@@ -255,11 +258,10 @@ mod batches {
     use reprise_core::store::{CommitOutcome, DeliveryOutcome, EpisodeCommit, Store, WorkRead};
     use reprise_testing_postgres::PostgresServer;
 
-    use crate::{Options, PostgresStore};
+    use crate::PostgresStore;
 
     fn open() -> (String, Arc<PostgresStore>) {
-        let url = PostgresServer::shared().create_database().unwrap();
-        let store = PostgresStore::open(&url, Options::default()).unwrap();
+        let (url, store) = super::fresh_database();
         (url, Arc::new(store))
     }
 
@@ -492,8 +494,6 @@ mod polls {
     use reprise_core::store::Store;
     use reprise_testing_postgres::PostgresServer;
 
-    use crate::{Options, PostgresStore};
-
     /// Every host polls for work every second: the poll must read what
     /// waits (the inbox, pending effects) and look instances up by their
     /// key, never read every instance (finished ones included), whatever
@@ -501,8 +501,7 @@ mod polls {
     #[test]
     fn a_poll_for_work_reads_the_work_waiting_not_every_instance() {
         let server = PostgresServer::shared();
-        let url = server.create_database().unwrap();
-        let store = PostgresStore::open(&url, Options::default()).unwrap();
+        let (url, store) = super::fresh_database();
         server
             .query(
                 &url,
@@ -570,8 +569,7 @@ mod polls {
     #[test]
     fn a_new_generation_deletes_the_last_without_reading_earlier_generations_dead_rows() {
         let server = PostgresServer::shared();
-        let url = server.create_database().unwrap();
-        let _store = PostgresStore::open(&url, Options::default()).unwrap();
+        let (url, _store) = super::fresh_database();
         server
             .query(
                 &url,
@@ -608,8 +606,7 @@ mod polls {
     #[test]
     fn whether_a_message_is_queued_is_read_from_the_index_however_the_inbox_churned() {
         let server = PostgresServer::shared();
-        let url = server.create_database().unwrap();
-        let _store = PostgresStore::open(&url, Options::default()).unwrap();
+        let (url, _store) = super::fresh_database();
         let churn = "INSERT INTO inbox (instance_id, message)
                      SELECT 'counter-' || (n % 1000), '{\"event\": \"incr\"}'
                        FROM generate_series(1, 40000) AS n;

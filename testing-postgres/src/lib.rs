@@ -148,19 +148,7 @@ impl PostgresServer {
             std::process::id(),
             NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
         );
-        let output = self
-            .client_command("createdb")
-            .args(["-U", "postgres", &name])
-            .output()
-            .context("could not run `createdb`")?;
-        if !output.status.success() {
-            bail!(
-                "`createdb {name}` on port {} failed, {}: {}",
-                self.port,
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
+        self.run_client("createdb", &["-U", "postgres", &name])?;
         Ok(format!(
             "postgres://postgres@127.0.0.1:{}/{name}",
             self.port
@@ -176,14 +164,21 @@ impl PostgresServer {
             .rsplit('/')
             .next()
             .context("a database URL ends with its name")?;
+        self.run_client("dropdb", &["-U", "postgres", "--force", name])
+    }
+
+    /// Runs the client program `program` with `args` against the server;
+    /// an error quoting what it wrote if it fails.
+    fn run_client(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
         let output = self
-            .client_command("dropdb")
-            .args(["-U", "postgres", "--force", name])
+            .client_command(program)
+            .args(args)
             .output()
-            .context("could not run `dropdb`")?;
+            .with_context(|| format!("could not run `{program}`"))?;
         if !output.status.success() {
             bail!(
-                "`dropdb {name}` on port {} failed, {}: {}",
+                "`{program} {}` on port {} failed, {}: {}",
+                args.last().unwrap_or(&""),
                 self.port,
                 output.status,
                 String::from_utf8_lossy(&output.stderr).trim()
