@@ -15,7 +15,10 @@
 //!
 //! Run with `cargo bench -p reprise-host --bench postgres`; name scenarios
 //! after `--` (`-- s1 failover`) to run only those, and setups (`sqlite`,
-//! `pg1`, `pg3`) to run only on those (`-- s1 pg3`).
+//! `pg1`, `pg3`, `pg3id`) to run only on those (`-- s1 pg3`). `pg3id` is
+//! three hosts behind a balancer that sends each instance's requests to
+//! one host (hashing the instance ID), measured for S2 only: for starts it
+//! is `pg3` again.
 
 #[allow(dead_code)]
 mod support;
@@ -23,7 +26,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::harness::{TestHost, components, postgres};
-use support::load::{self, Counters, Measured, RUNS};
+use support::load::{self, Balancer, Counters, Events, Measured, RUNS};
 
 const STARTS: usize = 5_000;
 const COUNTERS: usize = 1_000;
@@ -35,7 +38,7 @@ const WARM_UP_STARTS: usize = 1_000;
 const WARM_UP_EVENTS: usize = 2 * COUNTERS;
 
 const SCENARIOS: [&str; 4] = ["s1", "s7", "s2", "failover"];
-const SETUPS: [&str; 3] = ["sqlite", "pg1", "pg3"];
+const SETUPS: [&str; 4] = ["sqlite", "pg1", "pg3", "pg3id"];
 
 fn wanted_scenario(tag: &str) -> bool {
     support::wanted_among(tag, &SCENARIOS)
@@ -51,6 +54,7 @@ struct Setup {
     label: &'static str,
     hosts: Vec<TestHost>,
     database: Vec<u32>,
+    balancer: Balancer,
 }
 
 fn main() {
@@ -61,6 +65,9 @@ fn main() {
         // its database dropped, so neither they nor autovacuum cleaning up
         // after them take the cores from the one measured.
         for tag in SETUPS.into_iter().filter(|tag| wanted_setup(tag)) {
+            if let Some(previous) = several.take() {
+                Setup::retire(previous);
+            }
             let setup = Setup::start(tag).await;
             measure(&setup, &mut rows).await;
             if setup.hosts.len() > 1 {
@@ -85,21 +92,30 @@ fn main() {
 
 impl Setup {
     async fn start(tag: &'static str) -> Setup {
-        let (label, hosts, database) = match tag {
+        let (label, hosts, database, balancer) = match tag {
             "sqlite" => (
                 "SQLite, 1 host",
                 vec![prepare().started().await],
                 Vec::new(),
+                Balancer::RoundRobin,
             ),
             "pg1" => (
                 "PostgreSQL, 1 host",
                 vec![prepare().on_postgres().started().await],
                 vec![postgres().pid()],
+                Balancer::RoundRobin,
             ),
-            _ => (
+            "pg3" => (
                 "PostgreSQL, 3 hosts",
                 several(3).await,
                 vec![postgres().pid()],
+                Balancer::RoundRobin,
+            ),
+            _ => (
+                "PostgreSQL, 3 hosts, balanced by instance",
+                several(3).await,
+                vec![postgres().pid()],
+                Balancer::ByInstance,
             ),
         };
         Setup {
@@ -107,6 +123,7 @@ impl Setup {
             label,
             hosts,
             database,
+            balancer,
         }
     }
 
@@ -123,11 +140,14 @@ impl Setup {
 /// Runs the wanted scenarios on `setup`, a row each.
 async fn measure(setup: &Setup, rows: &mut Vec<String>) {
     let tag = |scenario: &str| format!("{scenario}{}", setup.tag);
-    if wanted_scenario("s1") {
+    // A balancer by instance spreads new instances' starts as round robin
+    // does: for S1 and S7 it is `pg3` again.
+    let with_starts = setup.balancer == Balancer::RoundRobin;
+    if wanted_scenario("s1") && with_starts {
         let runs = starts(setup, &tag("s1"), "StartupProbe_0000", "").await;
         rows.push(row("S1: trivial starts", setup, &runs));
     }
-    if wanted_scenario("s7") {
+    if wanted_scenario("s7") && with_starts {
         let input = r#"{"activity":"Echo","input":1}"#;
         let runs = starts(setup, &tag("s7"), "CallActivity", input).await;
         rows.push(row("S7: one activity", setup, &runs));
@@ -144,17 +164,14 @@ async fn measure(setup: &Setup, rows: &mut Vec<String>) {
 /// S2: `RUNS` runs of `EVENTS` events spread over `COUNTERS` counters.
 async fn events(setup: &Setup, counters: &str) -> Counts {
     load::start_counters(&setup.hosts, counters, COUNTERS).await;
-    let count = |events, expected| {
-        load::count_events(
-            &setup.hosts,
-            &setup.database,
-            Counters::Orchestrations,
-            counters,
-            COUNTERS,
-            events,
-            expected,
-        )
+    let to = Events {
+        of: Counters::Orchestrations,
+        tag: counters,
+        count: COUNTERS,
+        balancer: setup.balancer,
     };
+    let count =
+        |events, expected| load::count_events(&setup.hosts, &setup.database, to, events, expected);
     let warm_up = count(WARM_UP_EVENTS, (WARM_UP_EVENTS / COUNTERS) as u64).await;
     eprintln!("{counters} warm-up: {warm_up:?}");
     let counted = Counted::start(setup);

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use reprise_host::runtime::{AllowedHosts, GuestLimits, Runtime};
 use support::harness::{TestHost, components};
-use support::load::{self, Counters, RUNS};
+use support::load::{self, Balancer, Counters, Events, RUNS};
 use support::{CLIENTS, ms, quantile};
 
 const LATENCY_RUNS: usize = 200;
@@ -195,8 +195,13 @@ async fn median_count_rate(host: &TestHost, counters: Counters, tag: &str) -> St
     let mut runs = Vec::new();
     for run in 0..RUNS {
         let expected = ((run + 1) * EVENTS / COUNTERS) as u64;
-        let measured =
-            load::count_events(hosts, &[], counters, tag, COUNTERS, EVENTS, expected).await;
+        let to = Events {
+            of: counters,
+            tag,
+            count: COUNTERS,
+            balancer: Balancer::RoundRobin,
+        };
+        let measured = load::count_events(hosts, &[], to, EVENTS, expected).await;
         eprintln!("{tag} run {run}: {measured:?}");
         runs.push(measured);
     }

@@ -46,6 +46,37 @@ fn spread(hosts: &[TestHost], n: usize, path: &str) -> String {
     format!("{}{path}", hosts[n % hosts.len()].base)
 }
 
+/// How a load balancer in front of several hosts picks one for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balancer {
+    /// Request after request, whatever the instance.
+    RoundRobin,
+    /// Always the same host for the same instance (a balancer hashing the
+    /// instance ID): the host that started it, which runs it.
+    ByInstance,
+}
+
+impl Balancer {
+    /// The URL `path` for the `n`th request, an event to counter `counter`
+    /// (started on `spread`'s host for request `counter`).
+    fn route(self, hosts: &[TestHost], n: usize, counter: usize, path: &str) -> String {
+        match self {
+            Balancer::RoundRobin => spread(hosts, n, path),
+            Balancer::ByInstance => spread(hosts, counter, path),
+        }
+    }
+}
+
+/// Events to counters: which counters (`{tag}-N`, `count` of them), and
+/// how the requests are spread over the hosts.
+#[derive(Debug, Clone, Copy)]
+pub struct Events<'a> {
+    pub of: Counters,
+    pub tag: &'a str,
+    pub count: usize,
+    pub balancer: Balancer,
+}
+
 /// Starts `starts` instances of `name` under IDs beginning with `prefix`
 /// from the load clients, spread over `hosts`, and waits until all have
 /// Completed (none Failed).
@@ -167,32 +198,28 @@ impl Counters {
     }
 }
 
-/// Sends `events` `incr`s spread over the counters `{tag}-N` and over
-/// `hosts`, until every count is `expected` (checking none counts one
-/// twice).
+/// Sends `events` `incr`s spread over the counters and over `hosts`, until
+/// every count is `expected` (checking none counts one twice).
 pub async fn count_events(
     hosts: &[TestHost],
     others: &[u32],
-    counters_of: Counters,
-    tag: &str,
-    counters: usize,
+    to: Events<'_>,
     events: usize,
     expected: u64,
 ) -> Measured {
+    let (tag, counters) = (to.tag, to.count);
     let started = Instant::now();
     let meters = Meters::start(hosts, others);
-    let incrs: Vec<(String, &str)> = (0..events)
-        .map(|n| counters_of.incr(tag, n % counters))
-        .collect();
+    let incrs: Vec<(String, &str)> = (0..events).map(|n| to.of.incr(tag, n % counters)).collect();
     let body = incrs[0].1;
     let urls: Vec<String> = incrs
         .into_iter()
         .enumerate()
-        .map(|(n, (path, _))| spread(hosts, n, &path))
+        .map(|(n, (path, _))| to.balancer.route(hosts, n, n % counters, &path))
         .collect();
     from_clients(urls, body).await;
     loop {
-        let counts = counters_of.counts(&hosts[0], tag, counters).await;
+        let counts = to.of.counts(&hosts[0], tag, counters).await;
         assert_eq!(counts.len(), counters);
         assert!(
             counts.iter().all(|&count| count <= expected),
