@@ -737,6 +737,17 @@ pub trait CommitObserver: Send + Sync + 'static {
     fn committed(&self, writes: usize, took: std::time::Duration);
 }
 
+/// Another host asking this one to run an instance's episodes
+/// ([`Store::on_wake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WakeUp<'a> {
+    pub instance: &'a str,
+    /// The host that accepted a request for the instance (an event, a
+    /// signal) and queued it, when that is why; `None` for other work (a
+    /// message from another instance, a timer, a claim).
+    pub accepted_by: Option<&'a str>,
+}
+
 /// Durable storage for instances. See the module docs.
 pub trait Store: Send + Sync + 'static {
     /// Starts a generation under `new.id` and queues its start message, unless
@@ -966,10 +977,19 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
-    /// Calls `wake` with an instance ID whenever another host asks this
-    /// one to run that instance's episodes. Never called for a store only
-    /// one host uses.
-    fn on_wake(&self, _wake: Box<dyn Fn(&str) + Send + Sync>) {}
+    /// Calls `wake` whenever another host asks this one to run an
+    /// instance's episodes. Never called for a store only one host uses.
+    fn on_wake(&self, _wake: Box<dyn Fn(WakeUp<'_>) + Send + Sync>) {}
+
+    /// Makes live host `to` the one that runs `id`, if this host does,
+    /// and wakes it; `true` if it did. For an instance whose requests keep
+    /// arriving at `to`, so that it applies them in the transactions that
+    /// accept them. Safe at any time: a commit by this host after it is
+    /// refused as stale, and a claim by this host wakes `to` instead. A
+    /// store only one host uses keeps everything.
+    fn hand_over(&self, _id: &str, _to: &str) -> StoreResult<bool> {
+        Ok(false)
+    }
 
     /// Gives up what this host owns, for a clean shutdown: other hosts
     /// take it over at once rather than after its lease expires.

@@ -244,6 +244,7 @@ pub struct Metrics {
     queued_activities: Family<StateLabel, Gauge>,
     backlog: Gauge,
     warm_executions: Gauge,
+    handed_over: Counter,
     functions: Family<KindLabel, Gauge>,
     component_versions: Gauge,
     store_up: Gauge,
@@ -289,6 +290,7 @@ impl Metrics {
             queued_activities: Family::default(),
             backlog: Gauge::default(),
             warm_executions: Gauge::default(),
+            handed_over: Counter::default(),
             functions: Family::default(),
             component_versions: Gauge::default(),
             store_up: Gauge::default(),
@@ -401,6 +403,11 @@ impl Metrics {
             self.warm_executions.clone(),
         );
         registry.register(
+            "instances_handed_over",
+            "Instances this host handed over to the host their requests kept arriving at",
+            self.handed_over.clone(),
+        );
+        registry.register(
             "functions",
             "Functions loaded, by kind (orchestrator, activity)",
             self.functions.clone(),
@@ -450,6 +457,11 @@ impl Metrics {
         if let Some(kind) = report.failure {
             self.guest_failed("orchestrator", kind);
         }
+    }
+
+    /// Records an instance handed over to the host its requests arrive at.
+    pub fn instance_handed_over(&self) {
+        self.handed_over.inc();
     }
 
     /// Records an activity run; `activity` is its label.

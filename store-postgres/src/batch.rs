@@ -261,7 +261,7 @@ async fn run(
             }
             // Not on the batches' connections: their short lock timeout
             // would fail a NOTIFY waiting for its turn to commit.
-            tell_owners(&pools.alone, owners).await;
+            tell_owners(&pools.alone, me, owners).await;
             None
         }
         Err(error) => match error.downcast_ref::<OutcomeUnknown>() {
@@ -348,26 +348,27 @@ async fn alone(mut write: Box<dyn Queued>, pools: &Pools, me: &str) {
     }
     let owner = outcome.as_ref().ok().and_then(|()| write.owner_to_tell());
     write.reply(outcome);
-    tell_owners(pool, owner.into_iter().collect()).await;
+    tell_owners(pool, me, owner.into_iter().collect()).await;
 }
 
 /// Tells each host of `owners` (host, instance) that its instance has new
-/// messages, in one statement of its own after the commit. Only a hint: a
-/// host that misses it finds the work at its next poll.
-async fn tell_owners(pool: &Pool, owners: Vec<(String, String)>) {
+/// messages, which `me` accepted, in one statement of its own after the
+/// commit. Only a hint: a host that misses it finds the work at its next
+/// poll.
+async fn tell_owners(pool: &Pool, me: &str, owners: Vec<(String, String)>) {
     if owners.is_empty() {
         return;
     }
-    let (channels, ids): (Vec<String>, Vec<String>) = owners
+    let (channels, payloads): (Vec<String>, Vec<String>) = owners
         .into_iter()
-        .map(|(owner, id)| (hosts::channel(&owner), id))
+        .map(|(owner, id)| (hosts::channel(&owner), hosts::accepted_payload(me, &id)))
         .unzip();
     let told = async {
         let client = pool.get().await?;
         rows::execute(
             &client,
             "SELECT pg_notify(c, i) FROM unnest($1::text[], $2::text[]) AS w(c, i)",
-            &[&channels, &ids],
+            &[&channels, &payloads],
         )
         .await
     }

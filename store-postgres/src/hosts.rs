@@ -25,6 +25,8 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use reprise_core::store::WakeUp;
+
 use crate::rows;
 
 /// The database's clock in milliseconds since the Unix epoch: every lease
@@ -39,7 +41,7 @@ const OWNED_CACHE: usize = 100_000;
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 /// What the engine gave to be told of instances to run.
-type Wake = Arc<dyn Fn(&str) + Send + Sync>;
+type Wake = Arc<dyn Fn(WakeUp<'_>) + Send + Sync>;
 
 /// This host, as the other hosts see it.
 pub(crate) struct Membership {
@@ -111,14 +113,14 @@ impl Membership {
         self.owned.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn set_wake(&self, wake: Box<dyn Fn(&str) + Send + Sync>) {
+    pub(crate) fn set_wake(&self, wake: Box<dyn Fn(WakeUp<'_>) + Send + Sync>) {
         *self.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(wake));
     }
 
-    fn wake(&self, instance: &str) {
+    fn wake(&self, payload: &str) {
         let wake = self.wake.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(wake) = wake {
-            wake(instance);
+            wake(wake_up(payload));
         }
     }
 
@@ -138,6 +140,31 @@ impl Membership {
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A wake-up's payload for a request `host` accepted for `instance`:
+/// `/HOST/ID`. Any other wake-up's is the instance's ID alone, and no
+/// instance or entity ID starts with `/` (a host of an earlier release
+/// reads this one as an unknown instance: its poll finds the work).
+pub(crate) fn accepted_payload(host: &str, instance: &str) -> String {
+    format!("/{host}/{instance}")
+}
+
+/// What a wake-up's payload says ([`accepted_payload`]).
+fn wake_up(payload: &str) -> WakeUp<'_> {
+    match payload
+        .strip_prefix('/')
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((host, instance)) => WakeUp {
+            instance,
+            accepted_by: Some(host),
+        },
+        None => WakeUp {
+            instance: payload,
+            accepted_by: None,
+        },
+    }
 }
 
 /// The channel a host listens on: its incarnation's.
@@ -329,8 +356,8 @@ async fn listen_once(
         .await?;
     loop {
         tokio::select! {
-            instance = notifications.recv() => match instance {
-                Some(instance) => membership.wake(&instance),
+            payload = notifications.recv() => match payload {
+                Some(payload) => membership.wake(&payload),
                 None => break,
             },
             changed = changes.changed() => {

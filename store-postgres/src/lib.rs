@@ -39,7 +39,7 @@ use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
     DirectEpisode, Effect, EpisodeCommit, FollowUp, InstanceFilter, LeasedActivities, NewInstance,
     OutcomeUnknown, PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts,
-    StoreError, StoreResult, Unavailable, WorkItem, WorkRead, stageable,
+    StoreError, StoreResult, Unavailable, WakeUp, WorkItem, WorkRead, stageable,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -1167,8 +1167,28 @@ impl Store for PostgresStore {
         Some(POLL_INTERVAL)
     }
 
-    fn on_wake(&self, wake: Box<dyn Fn(&str) + Send + Sync>) {
+    fn on_wake(&self, wake: Box<dyn Fn(WakeUp<'_>) + Send + Sync>) {
         self.membership.set_wake(wake);
+    }
+
+    fn hand_over(&self, id: &str, to: &str) -> StoreResult<bool> {
+        let me = self.membership.id();
+        self.membership.disowned(id);
+        // One statement: the new owner is told once it owns the instance.
+        let sql = format!(
+            "WITH moved AS (
+               UPDATE instances SET owner = $3
+                WHERE instance_id = $1 AND owner = $2
+                  AND (SELECT count(*) FROM hosts
+                        WHERE host_id IN ($2, $3) AND alive_until > {DB_NOW}) = 2
+                RETURNING instance_id),
+             told AS (SELECT pg_notify('{prefix}' || $3, instance_id) FROM moved)
+             SELECT count(*) FROM told",
+            prefix = hosts::CHANNEL_PREFIX
+        );
+        self.statement(async |client| {
+            Ok(rows::query(client, &sql, &[&id, &me, &to]).await?[0].get::<_, i64>(0) > 0)
+        })
     }
 
     fn leave(&self) -> StoreResult<()> {

@@ -29,7 +29,7 @@ mod hosts {
     use reprise_core::model::{Message, RuntimeStatus, now_millis};
     use reprise_core::store::{
         ActivityLease, Applied, CommitOutcome, DeliveryOutcome, DirectEpisode, EpisodeCommit,
-        LeasedActivities, ScheduledActivity, StartOutcome, Store, WorkRead,
+        LeasedActivities, ScheduledActivity, StartOutcome, Store, WakeUp, WorkRead,
     };
     use reprise_testing_postgres::PostgresServer;
 
@@ -144,30 +144,98 @@ mod hosts {
         );
     }
 
-    #[test]
-    fn an_event_for_another_hosts_instance_is_queued_and_that_host_told() {
-        let (a, b) = two_hosts();
+    /// The wake-ups `host` gets, as (instance, the host that accepted a
+    /// request for it).
+    fn wake_ups(host: &PostgresStore) -> std::sync::mpsc::Receiver<(String, Option<String>)> {
         let (told, wakes) = std::sync::mpsc::channel();
         let told = std::sync::Mutex::new(told);
-        b.on_wake(Box::new(move |id| {
-            let _ = told.lock().unwrap().send(id.to_owned());
+        host.on_wake(Box::new(move |wake: WakeUp<'_>| {
+            let accepted_by = wake.accepted_by.map(str::to_owned);
+            let _ = told
+                .lock()
+                .unwrap()
+                .send((wake.instance.to_owned(), accepted_by));
         }));
-        b.start_instance(&new_instance("x"), None).unwrap();
-        let event = Message::Event {
+        wakes
+    }
+
+    fn event() -> Message {
+        Message::Event {
             name: "e".into(),
             payload: "1".into(),
             accepted_at: 2,
-        };
-        let delivered = a.deliver("x", &event, None).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_event_for_another_hosts_instance_is_queued_and_that_host_told() {
+        let (a, b) = two_hosts();
+        let wakes = wake_ups(&b);
+        b.start_instance(&new_instance("x"), None).unwrap();
+        let delivered = a.deliver("x", &event(), None).unwrap();
         assert_eq!(delivered, (DeliveryOutcome::Accepted, Applied::Elsewhere));
-        assert_eq!(wakes.recv_timeout(Duration::from_secs(30)).unwrap(), "x");
+        let accepted = wakes.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(accepted, ("x".to_owned(), Some(a.membership.id())));
         assert_eq!(b.queued_messages("x").unwrap().len(), 2, "start and event");
-        // A claim of it by the other host wakes its owner too.
+        // A claim of it by the other host wakes its owner too, for no
+        // request of its own.
         assert!(!a.claim("x").unwrap());
-        assert_eq!(wakes.recv_timeout(Duration::from_secs(30)).unwrap(), "x");
+        let claimed = wakes.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(claimed, ("x".to_owned(), None));
         // Its own instance: queued, for it to run.
-        let delivered = b.deliver("x", &event, None).unwrap();
+        let delivered = b.deliver("x", &event(), None).unwrap();
         assert_eq!(delivered, (DeliveryOutcome::Accepted, Applied::Queued));
+    }
+
+    /// An instance handed over is the new owner's at once: it is woken
+    /// for it, the old owner's commits are refused, and the old owner's
+    /// claim wakes the new one. Only the owner can hand an instance over.
+    #[test]
+    fn an_instance_handed_over_is_the_other_hosts_and_that_host_told() {
+        let (a, b) = two_hosts();
+        let wakes = wake_ups(&b);
+        a.start_instance(&new_instance("x"), None).unwrap();
+        assert!(a.claim("x").unwrap());
+        let planned = episode(&a, "x");
+        assert!(
+            !b.hand_over("x", &b.membership.id()).unwrap(),
+            "not b's to give"
+        );
+
+        assert!(a.hand_over("x", &b.membership.id()).unwrap());
+        let told = wakes.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(told, ("x".to_owned(), None));
+        assert_eq!(a.commit_episode(&planned).unwrap(), CommitOutcome::Stale);
+        assert!(!a.claim("x").unwrap(), "b's now");
+        assert_eq!(wakes.recv_timeout(Duration::from_secs(30)).unwrap().0, "x");
+        assert!(b.claim("x").unwrap());
+        assert!(matches!(
+            b.commit_episode(&episode(&b, "x")).unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        // A request a accepts now is queued for b.
+        let delivered = a.deliver("x", &event(), None).unwrap();
+        assert_eq!(delivered, (DeliveryOutcome::Accepted, Applied::Elsewhere));
+    }
+
+    /// An instance is never handed to a host that is not alive (its owner
+    /// keeps it), nor by one taken for dead (which owns nothing).
+    #[test]
+    fn an_instance_is_not_handed_over_to_or_by_a_dead_host() {
+        let (a, b) = two_hosts();
+        a.start_instance(&new_instance("x"), None).unwrap();
+        b.start_instance(&new_instance("y"), None).unwrap();
+        assert!(a.claim("x").unwrap());
+        expire(&b);
+        assert!(!a.hand_over("x", &b.membership.id()).unwrap());
+        assert!(!a.hand_over("x", "no-such-host").unwrap());
+        assert!(a.claim("x").unwrap(), "still a's");
+        assert!(matches!(
+            a.commit_episode(&episode(&a, "x")).unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        assert!(!b.hand_over("y", &a.membership.id()).unwrap());
+        assert!(a.claim("y").unwrap(), "a dead host's, free to claim");
     }
 
     /// Hosts' clocks may disagree on an activity's lease without harm: a

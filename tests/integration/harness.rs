@@ -383,6 +383,22 @@ impl TestHost {
         self.base.strip_suffix(BASE_PATH).unwrap_or(&self.base)
     }
 
+    /// The value of the unlabelled metric `name` (a counter's sample name
+    /// ends in `_total`) at `GET /metrics`; `None` if the host has none.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let metrics = reqwest::get(format!("{}/metrics", self.root_url()))
+            .await
+            .and_then(|response| response.error_for_status())
+            .expect("the host serves its metrics")
+            .text()
+            .await
+            .expect("metrics are text");
+        metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|value| value.trim().parse().ok())
+    }
+
     /// `--db`: the PostgreSQL database's URL, or the SQLite file.
     pub fn database_arg(&self) -> std::ffi::OsString {
         match &self.database_url {

@@ -202,20 +202,14 @@ async fn a_frozen_host_that_thaws_after_its_lease_commits_nothing_stale() {
     let hosts = hosts(2, &[&components().counter]).await;
     let (frozen, other) = (&hosts[0], &hosts[1]);
     let id = frozen.start_instance("E3_Counter", Some("c"), "0").await;
-    let incr = async |host: &TestHost, times: usize| {
-        for _ in 0..times {
-            let reply = host.raise(&id, "operation", "\"incr\"").await;
-            assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
-        }
-    };
     // Applied by the owner, which keeps the execution warm.
-    incr(frozen, 5).await;
+    incr(frozen, &id, 5).await;
     frozen
         .wait_for(&id, Duration::from_secs(30), |body| body["input"] == 5)
         .await;
 
     frozen.pause();
-    incr(other, 5).await;
+    incr(other, &id, 5).await;
     let taken_over = other
         .wait_for(&id, Duration::from_secs(60), |body| body["input"] == 10)
         .await;
@@ -224,12 +218,78 @@ async fn a_frozen_host_that_thaws_after_its_lease_commits_nothing_stale() {
 
     // Its warm execution (at 5) is stale: events sent to it go to the
     // owner now.
-    incr(frozen, 5).await;
+    incr(frozen, &id, 5).await;
     other
         .wait_for(&id, Duration::from_secs(60), |body| body["input"] == 15)
         .await;
     let history: Value = other.history(&id).await;
     assert!(taken_over["runtimeStatus"] == "Running", "{history}");
+}
+
+/// An instance whose events keep arriving at another host (behind a
+/// balancer that hashes instance IDs, after a host was down) is handed
+/// over to that host, which then applies them in the transactions that
+/// accept them. Spread round robin, they never move it. Every event is
+/// applied once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_moves_to_the_host_its_events_keep_arriving_at() {
+    if on_sqlite() {
+        return;
+    }
+    let hosts = hosts(2, &[&components().counter]).await;
+    let (first, second) = (&hosts[0], &hosts[1]);
+    let id = first.start_instance("E3_Counter", Some("c"), "0").await;
+    // Round robin: the host running it accepts every other event.
+    for _ in 0..20 {
+        incr(first, &id, 1).await;
+        incr(second, &id, 1).await;
+    }
+    first
+        .wait_for(&id, Duration::from_secs(30), |body| body["input"] == 40)
+        .await;
+    assert_eq!(runs_on(first, &id), seat_of(first));
+    assert_eq!(handed_over(first).await, 0.0);
+
+    incr(second, &id, 40).await;
+    second
+        .wait_for(&id, Duration::from_secs(60), |body| body["input"] == 80)
+        .await;
+    assert_eq!(runs_on(first, &id), seat_of(second));
+    assert_eq!(handed_over(first).await, 1.0);
+    assert_eq!(handed_over(second).await, 0.0);
+}
+
+/// Sends counter `id` `times` "incr" events through `host`, each answered
+/// 202.
+async fn incr(host: &TestHost, id: &str, times: usize) {
+    for _ in 0..times {
+        let reply = host.raise(id, "operation", "\"incr\"").await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    }
+}
+
+/// The seat (machine and address) of the host that runs `id`.
+fn runs_on(host: &TestHost, id: &str) -> String {
+    let seats = host.database_rows(&format!(
+        "SELECT h.seat FROM instances i JOIN hosts h ON h.host_id = i.owner
+         WHERE i.instance_id = '{id}'"
+    ));
+    let [seat] = &seats[..] else {
+        panic!("{id} has no live owner: {seats:?}");
+    };
+    seat.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+/// The address `host` serves on, as its seat names it.
+fn seat_of(host: &TestHost) -> String {
+    host.root_url().trim_start_matches("http://").to_owned()
+}
+
+/// `reprise_instances_handed_over_total` on `host`.
+async fn handed_over(host: &TestHost) -> f64 {
+    host.metric("reprise_instances_handed_over_total")
+        .await
+        .expect("the host counts instances handed over")
 }
 
 /// A host stopped with SIGTERM hands its instances over at once, without

@@ -8,6 +8,7 @@
 //! `scheduler::Scheduler::notify` and `episode::plan`.
 
 mod activities;
+mod affinity;
 mod bulk;
 mod direct;
 mod entities;
@@ -35,8 +36,8 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, now_millis};
 use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{
-    CommitObserver, CommitOutcome, DirectEpisode, EpisodeCommit, LeasedActivities, NewInstance,
-    Store, StoreError, WorkItem, WorkRead,
+    Applied, CommitObserver, CommitOutcome, DirectEpisode, EpisodeCommit, LeasedActivities,
+    NewInstance, Store, StoreError, WorkItem, WorkRead,
 };
 pub use crate::store::{ComponentVersion, DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor, PageOrder};
@@ -121,6 +122,8 @@ struct Shared {
     activity_workers: Arc<tokio::sync::Semaphore>,
     /// Guest executions kept alive between episodes.
     warm: warm::WarmCache,
+    /// Which instances' requests keep arriving at another host.
+    affinity: affinity::Affinity,
     config: EngineConfig,
     metrics: Arc<Metrics>,
     /// Where spans go, when tracing is on.
@@ -180,6 +183,10 @@ impl Engine {
     ) -> Engine {
         let metrics = Arc::new(Metrics::new());
         store.observe_commits(Arc::clone(&metrics) as Arc<dyn CommitObserver>);
+        let affinity = match store.poll_interval() {
+            Some(_) => affinity::Affinity::shared(),
+            None => affinity::Affinity::alone(),
+        };
         Engine {
             shared: Arc::new(Shared {
                 bulk: bulk::BulkJobs::default(),
@@ -194,6 +201,7 @@ impl Engine {
                     config.activity_workers.max(1),
                 )),
                 warm: warm::WarmCache::new(config.warm_executions, config.warm_memory_bytes),
+                affinity,
                 config,
             }),
         }
@@ -411,6 +419,9 @@ impl Engine {
                 .deliver(&instance_id, &message, episode)
                 .inspect_err(|error| activities::release_if_lost(&shared, leased, error))?;
             if outcome == DeliveryOutcome::Accepted {
+                if !matches!(applied, Applied::Elsewhere) {
+                    shared.affinity.accepted_here(&instance_id);
+                }
                 direct::settle(&shared, &instance_id, claim, applied);
             }
             Ok(outcome)
@@ -606,6 +617,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
         for _ in 0..1_000 {
             // Another host runs it (and was woken for it).
             if !store.claim(&id)? {
+                shared.affinity.forget(&id);
                 return Ok(Default::default());
             }
             let (work, warm) = match load(&shared, &id, max_messages)? {
@@ -647,14 +659,22 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             })?;
             match committed {
                 CommitOutcome::Committed(follow_up) => {
-                    // Only an execution whose episode committed stays warm.
-                    if let Some(live) = live {
-                        shared.warm.keep(&id, live);
-                    }
                     tracing::debug!(instance = %id, status = %commit.updated.status, "episode committed");
                     shared.record(&shared.record_of(&commit, Some(report)));
                     if commit.staging.is_some() {
                         drain_effects(&shared, &id)?;
+                    }
+                    let handed_over = match commit.updated.status.is_terminal() {
+                        true => {
+                            shared.affinity.forget(&id);
+                            false
+                        }
+                        false => !more && hand_over_if_moving(&shared, &id),
+                    };
+                    // Only an execution whose episode committed stays warm,
+                    // on the host that runs the instance.
+                    if let Some(live) = live.filter(|_| !handed_over) {
+                        shared.warm.keep(&id, live);
                     }
                     shared.wake_background_work(&commit);
                     let handoff = workers.map(|workers| (workers, follow_up.leased));
@@ -684,6 +704,28 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
         workers.start(&shared, leased);
     }
     Ok(())
+}
+
+/// Hands `id` over to the host its requests keep arriving at, if they do
+/// (`affinity.rs`); whether it did. Only a loss of speed if it cannot:
+/// this host keeps running it.
+fn hand_over_if_moving(shared: &Shared, id: &str) -> bool {
+    let Some(host) = shared.affinity.moves(id) else {
+        return false;
+    };
+    match shared.store.hand_over(id, &host) {
+        Ok(handed_over) => {
+            if handed_over {
+                shared.metrics.instance_handed_over();
+                tracing::debug!(instance = %id, to = host, "handed over: its requests arrive there");
+            }
+            handed_over
+        }
+        Err(error) => {
+            tracing::warn!(instance = %id, "cannot hand the instance over: {error:#}");
+            false
+        }
+    }
 }
 
 /// Plans the episode of `work`: an entity's, or an orchestration's.

@@ -8,21 +8,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{BackgroundWork, Engine, stored};
+use crate::store::WakeUp;
 
 /// Instances scheduled per poll, at most; more are found by the next.
 const POLL_LIMIT: usize = 1_000;
 
 pub(super) async fn run(engine: Engine, interval: Duration) {
-    let (wakes, mut woken) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (wakes, mut woken) = tokio::sync::mpsc::unbounded_channel::<(String, Option<String>)>();
     // Called on the store's own threads: hand over to this runtime.
-    engine.shared.store.on_wake(Box::new(move |id| {
-        let _ = wakes.send(id.to_owned());
-    }));
+    engine
+        .shared
+        .store
+        .on_wake(Box::new(move |wake: WakeUp<'_>| {
+            let accepted_by = wake.accepted_by.map(str::to_owned);
+            let _ = wakes.send((wake.instance.to_owned(), accepted_by));
+        }));
     let mut polls = tokio::time::interval(interval);
     polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            Some(id) = woken.recv() => engine.notify(&id),
+            Some((id, accepted_by)) = woken.recv() => {
+                if let Some(host) = accepted_by {
+                    engine.shared.affinity.accepted_elsewhere(&id, &host);
+                }
+                engine.notify(&id);
+            }
             _ = polls.tick() => poll(&engine).await,
         }
     }
