@@ -15,10 +15,12 @@
 //!
 //! Run with `cargo bench -p reprise-host --bench postgres`; name scenarios
 //! after `--` (`-- s1 failover`) to run only those, and setups (`sqlite`,
-//! `pg1`, `pg3`, `pg3id`) to run only on those (`-- s1 pg3`). `pg3id` is
-//! three hosts behind a balancer that sends each instance's requests to
-//! one host (hashing the instance ID), measured for S2 only: for starts it
-//! is `pg3` again.
+//! `pg1`, `pg3`, `pg3id`, `pg3moved`) to run only on those (`-- s1 pg3`).
+//! `pg3id` is three hosts behind a balancer that sends each instance's
+//! requests to one host (hashing the instance ID), measured for S2 only:
+//! for starts it is `pg3` again. `pg3moved` is `pg3id` with each counter
+//! started on another host than the one its events go to, as after a
+//! takeover: until the host they arrive at has it handed over.
 
 #[allow(dead_code)]
 mod support;
@@ -38,7 +40,7 @@ const WARM_UP_STARTS: usize = 1_000;
 const WARM_UP_EVENTS: usize = 2 * COUNTERS;
 
 const SCENARIOS: [&str; 4] = ["s1", "s7", "s2", "failover"];
-const SETUPS: [&str; 4] = ["sqlite", "pg1", "pg3", "pg3id"];
+const SETUPS: [&str; 5] = ["sqlite", "pg1", "pg3", "pg3id", "pg3moved"];
 
 fn wanted_scenario(tag: &str) -> bool {
     support::wanted_among(tag, &SCENARIOS)
@@ -111,11 +113,17 @@ impl Setup {
                 vec![postgres().pid()],
                 Balancer::RoundRobin,
             ),
-            _ => (
+            "pg3id" => (
                 "PostgreSQL, 3 hosts, balanced by instance",
                 several(3).await,
                 vec![postgres().pid()],
                 Balancer::ByInstance,
+            ),
+            _ => (
+                "PostgreSQL, 3 hosts, balanced by instance, each started elsewhere",
+                several(3).await,
+                vec![postgres().pid()],
+                Balancer::ByInstanceMoved,
             ),
         };
         Setup {
@@ -163,7 +171,7 @@ async fn measure(setup: &Setup, rows: &mut Vec<String>) {
 
 /// S2: `RUNS` runs of `EVENTS` events spread over `COUNTERS` counters.
 async fn events(setup: &Setup, counters: &str) -> Counts {
-    load::start_counters(&setup.hosts, counters, COUNTERS).await;
+    load::start_counters(&setup.hosts, setup.balancer, counters, COUNTERS).await;
     let to = Events {
         of: Counters::Orchestrations,
         tag: counters,
@@ -182,7 +190,20 @@ async fn events(setup: &Setup, counters: &str) -> Counts {
         eprintln!("{counters} run {run}: {measured:?}");
         runs.push(measured);
     }
+    if let Some(count) = handed_over(&setup.hosts).await {
+        eprintln!("{counters}: instances handed over between hosts: {count}");
+    }
     (runs, counted.per(RUNS * EVENTS))
+}
+
+/// `reprise_instances_handed_over_total`, summed over `hosts` (`None` from
+/// an older host binary, which does not count them).
+async fn handed_over(hosts: &[TestHost]) -> Option<f64> {
+    let mut total = 0.0;
+    for host in hosts {
+        total += host.metric("reprise_instances_handed_over_total").await?;
+    }
+    Some(total)
 }
 
 /// `RUNS` runs of `STARTS` instances of `name` until all Completed, with

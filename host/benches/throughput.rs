@@ -180,7 +180,13 @@ async fn median_rate(host: &TestHost, tag: &str, name: &str, input: &str, starts
 /// S2: `COUNTERS` counters, then `EVENTS` "incr" events spread over them
 /// per run, until every count is exactly what was sent (median of `RUNS`).
 async fn median_event_rate(host: &TestHost) -> String {
-    load::start_counters(std::slice::from_ref(host), "s2", COUNTERS).await;
+    load::start_counters(
+        std::slice::from_ref(host),
+        Balancer::RoundRobin,
+        "s2",
+        COUNTERS,
+    )
+    .await;
     median_count_rate(host, Counters::Orchestrations, "s2").await
 }
 

@@ -54,6 +54,10 @@ pub enum Balancer {
     /// Always the same host for the same instance (a balancer hashing the
     /// instance ID): the host that started it, which runs it.
     ByInstance,
+    /// As `ByInstance`, but each counter started on the next host, so it
+    /// first runs where its events do not arrive (as after a takeover,
+    /// while its host was down), until it is handed over.
+    ByInstanceMoved,
 }
 
 impl Balancer {
@@ -62,7 +66,15 @@ impl Balancer {
     fn route(self, hosts: &[TestHost], n: usize, counter: usize, path: &str) -> String {
         match self {
             Balancer::RoundRobin => spread(hosts, n, path),
-            Balancer::ByInstance => spread(hosts, counter, path),
+            Balancer::ByInstance | Balancer::ByInstanceMoved => spread(hosts, counter, path),
+        }
+    }
+
+    /// The URL `path` on the host that starts counter `counter`.
+    fn start(self, hosts: &[TestHost], counter: usize, path: &str) -> String {
+        match self {
+            Balancer::ByInstanceMoved => spread(hosts, counter + 1, path),
+            Balancer::RoundRobin | Balancer::ByInstance => spread(hosts, counter, path),
         }
     }
 }
@@ -145,9 +157,9 @@ pub async fn wait_until_none(host: &TestHost, filter: &str) {
 }
 
 /// Starts `counters` counters named `{tag}-N`, spread over `hosts`.
-pub async fn start_counters(hosts: &[TestHost], tag: &str, counters: usize) {
+pub async fn start_counters(hosts: &[TestHost], balancer: Balancer, tag: &str, counters: usize) {
     let urls: Vec<String> = (0..counters)
-        .map(|n| spread(hosts, n, &format!("/orchestrators/E3_Counter/{tag}-{n}")))
+        .map(|n| balancer.start(hosts, n, &format!("/orchestrators/E3_Counter/{tag}-{n}")))
         .collect();
     from_clients(urls, "0").await;
     wait_until_none(
