@@ -15,6 +15,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::client_log::ClientLog;
 use crate::harness::{TestHost, components, fixed_port, postgres};
 
 /// Counters (E3_Counter, continue-as-new per event) fed bursts of "incr".
@@ -81,6 +82,8 @@ struct Tally {
     cut_off: AtomicU64,
     /// The slowest request so far: how long, what, and how it ended.
     slowest: std::sync::Mutex<(Duration, String, String)>,
+    /// Requests sent so far, each numbered in the client's log.
+    sent: AtomicU64,
     /// Whether the database's sessions were printed (after a hang).
     sessions_printed: AtomicBool,
 }
@@ -124,12 +127,11 @@ struct Api {
 impl Api {
     async fn post(&self, path: &str, body: String) -> Sent {
         self.tally.in_flight.fetch_add(1, Ordering::SeqCst);
+        let number = self.tally.sent.fetch_add(1, Ordering::SeqCst);
+        let url = format!("{}{path}", self.base);
+        tracing::debug!(target: "client", request = number, %url, "sending");
         let sent_at = Instant::now();
-        let request = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .body(body)
-            .send();
+        let request = self.client.post(&url).body(body).send();
         let outcome = match request.await {
             Ok(response) => {
                 // The status line arrived: a 202 was committed even if the
@@ -154,10 +156,12 @@ impl Api {
                 if error.is_timeout() {
                     self.print_sockets();
                     self.print_database_sessions().await;
+                    self.print_client_log(number);
                 }
                 Sent::CutOff
             }
         };
+        tracing::debug!(target: "client", request = number, %url, "done: {outcome:?}");
         self.tally.in_flight.fetch_sub(1, Ordering::SeqCst);
         let took = sent_at.elapsed();
         {
@@ -184,14 +188,36 @@ impl Api {
         outcome
     }
 
+    fn port(&self) -> u16 {
+        reqwest::Url::parse(&self.base)
+            .ok()
+            .and_then(|url| url.port())
+            .unwrap_or_default()
+    }
+
+    /// What the client's connection pool did around request `number`
+    /// (hung): the lines about the host's port, from 300 before its own
+    /// on (1,000 at most).
+    fn print_client_log(&self, number: u64) {
+        let Some(log) = ClientLog::recording() else {
+            return;
+        };
+        let lines = log.about_port(self.port());
+        let mark = format!("request={number} ");
+        let at = lines.iter().position(|line| line.contains(&mark));
+        let from = at.map_or(0, |at| at.saturating_sub(300));
+        let shown = &lines[from..lines.len().min(from + 1_000)];
+        eprintln!(
+            "chaos: the client's log around request {number}:\n{}",
+            shown.join("\n")
+        );
+    }
+
     /// The TCP sockets on the host's port and who holds them (`ss`), as a
     /// request times out: a hang that outlives the host's kills is held by
     /// something else (every time: a hang is rare).
     fn print_sockets(&self) {
-        let port = reqwest::Url::parse(&self.base)
-            .ok()
-            .and_then(|url| url.port())
-            .unwrap_or_default();
+        let port = self.port();
         let filter = format!("( sport = :{port} or dport = :{port} )");
         let sockets = std::process::Command::new("ss")
             .args(["-tanpoi", &filter])
@@ -460,6 +486,8 @@ async fn challenge_code(host: &TestHost, id: &str, seed: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mixed_workload_survives_random_kills() {
     let began = Instant::now();
+    // From now on, so a hang can show what the client did.
+    ClientLog::recording();
     let seed = chaos_seed();
     eprintln!("chaos: seed {seed} (set REPRISE_CHAOS_SEED={seed} to replay this run)");
     let mut rng = Rng::new(seed);

@@ -1,6 +1,7 @@
 //! Integration tests: the real `reprise` binary over real HTTP, a real SQLite
 //! file, and real compiled components. One test binary, a module per area.
 
+mod client_log;
 mod harness;
 
 mod access;
