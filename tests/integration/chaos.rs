@@ -525,7 +525,7 @@ async fn a_mixed_workload_survives_random_kills() {
         // A connection per request: a kept-alive connection to the host a
         // kill has just ended, handed out again before the client saw it
         // close, could leave the request waiting for an answer until the
-        // timeout (the client's log of two such hangs: the hung request
+        // timeout (the client's log of such a hang: the hung request
         // reused an idle connection at the instant of a kill, and the host
         // never had it). A host that hangs is still caught: 30 s.
         client: reqwest::Client::builder()
