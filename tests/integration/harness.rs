@@ -283,8 +283,13 @@ impl TestHost {
             env: Vec::new(),
             child: None,
             base: String::new(),
+            // A request never waits for ever: one sent on a kept-alive
+            // connection to a host killed that instant may wait for an
+            // answer that cannot come (see the chaos test); it fails instead,
+            // as a request cut off by the kill.
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
+                .timeout(Duration::from_secs(120))
                 .build()
                 .unwrap(),
         }
