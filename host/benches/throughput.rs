@@ -198,15 +198,15 @@ async fn median_signal_rate(host: &TestHost) -> String {
 
 async fn median_count_rate(host: &TestHost, counters: Counters, tag: &str) -> String {
     let hosts = std::slice::from_ref(host);
+    let to = Events {
+        of: counters,
+        tag,
+        count: COUNTERS,
+        balancer: Balancer::RoundRobin,
+    };
     let mut runs = Vec::new();
     for run in 0..RUNS {
         let expected = ((run + 1) * EVENTS / COUNTERS) as u64;
-        let to = Events {
-            of: counters,
-            tag,
-            count: COUNTERS,
-            balancer: Balancer::RoundRobin,
-        };
         let measured = load::count_events(hosts, &[], to, EVENTS, expected).await;
         eprintln!("{tag} run {run}: {measured:?}");
         runs.push(measured);

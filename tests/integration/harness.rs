@@ -391,7 +391,10 @@ impl TestHost {
     /// The value of the unlabelled metric `name` (a counter's sample name
     /// ends in `_total`) at `GET /metrics`; `None` if the host has none.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let metrics = reqwest::get(format!("{}/metrics", self.root_url()))
+        let metrics = self
+            .client
+            .get(format!("{}/metrics", self.root_url()))
+            .send()
             .await
             .and_then(|response| response.error_for_status())
             .expect("the host serves its metrics")

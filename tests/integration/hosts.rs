@@ -268,7 +268,7 @@ async fn incr(host: &TestHost, id: &str, times: usize) {
     }
 }
 
-/// The seat (machine and address) of the host that runs `id`.
+/// The address in the seat of the host that runs `id`.
 fn runs_on(host: &TestHost, id: &str) -> String {
     let seats = host.database_rows(&format!(
         "SELECT h.seat FROM instances i JOIN hosts h ON h.host_id = i.owner

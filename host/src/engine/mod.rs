@@ -664,13 +664,11 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                     if commit.staging.is_some() {
                         drain_effects(&shared, &id)?;
                     }
-                    let handed_over = match commit.updated.status.is_terminal() {
-                        true => {
-                            shared.affinity.forget(&id);
-                            false
-                        }
-                        false => !more && hand_over_if_moving(&shared, &id),
-                    };
+                    let finished = commit.updated.status.is_terminal();
+                    if finished {
+                        shared.affinity.forget(&id);
+                    }
+                    let handed_over = !finished && !more && hand_over_if_moving(&shared, &id);
                     // Only an execution whose episode committed stays warm,
                     // on the host that runs the instance.
                     if let Some(live) = live.filter(|_| !handed_over) {
