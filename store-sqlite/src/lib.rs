@@ -502,11 +502,15 @@ fn injected_writer_panic(groups: u64) {
 /// one transaction, commits once, then answers each. Jobs that arrive
 /// during a commit's fsync make up the next group.
 fn run_writer(connection: Connection, jobs: Receiver<Job>, observer: &Observer) {
+    // Counted for the tests' injected panic only.
+    #[cfg(debug_assertions)]
     let mut groups: u64 = 0;
     while let Ok(first) = jobs.recv() {
-        groups += 1;
         #[cfg(debug_assertions)]
-        injected_writer_panic(groups);
+        {
+            groups += 1;
+            injected_writer_panic(groups);
+        }
         let mut group = vec![first];
         while group.len() < GROUP {
             match jobs.try_recv() {
