@@ -27,7 +27,8 @@ impl Failure {
     pub const OUT_OF_FUEL: &str = "out-of-fuel";
     /// No such activity, orchestrator or entity is loaded.
     pub const NOT_FOUND: &str = "not-found";
-    /// A sub-orchestration failed (its own failure is in the message).
+    /// A sub-orchestration failed without an error of its own (a trap, a
+    /// limit, its code not loaded); what happened is in the message.
     pub const FAILED: &str = "failed";
     /// A sub-orchestration was terminated.
     pub const TERMINATED: &str = "terminated";

@@ -462,7 +462,9 @@ impl EpisodeCommit {
     }
 
     /// The message that tells the parent this instance finished, and the
-    /// parent's ID: due when the commit finishes a sub-orchestration.
+    /// parent's ID: due when the commit finishes a sub-orchestration. A
+    /// child that failed with an error of its own hands the parent that
+    /// error (its message, kind and retryability), as an activity does.
     pub fn report_to_parent(&self) -> Option<(String, Message)> {
         let updated = &self.updated;
         if !self.finishes() {
@@ -477,7 +479,9 @@ impl EpisodeCommit {
                 Failure::TERMINATED,
                 message(RuntimeStatus::Terminated),
             )),
-            status => Err(Failure::new(Failure::FAILED, message(status))),
+            status => Err(self
+                .own_failure()
+                .unwrap_or_else(|| Failure::new(Failure::FAILED, message(status)))),
         };
         let message = Message::SubOrchestrationDone {
             generation: parent.generation,
@@ -485,6 +489,23 @@ impl EpisodeCommit {
             result,
         };
         Some((parent.instance_id.clone(), message))
+    }
+
+    /// The failure the orchestrator failed with by itself (an error it
+    /// returned, with its kind and retryability), if this commit records
+    /// one; `None` when it failed otherwise (a trap, a limit).
+    fn own_failure(&self) -> Option<Failure> {
+        self.new_entries()
+            .iter()
+            .rev()
+            .find_map(|entry| match entry {
+                HistoryEntry::ExecutionFailed {
+                    error,
+                    details: Some(details),
+                    ..
+                } => Some(Failure::recorded(error, Some(details))),
+                _ => None,
+            })
     }
 
     /// The termination to queue for each live child: due when the commit
@@ -1027,6 +1048,79 @@ mod tests {
         assert_eq!(stageable(2, 5, 10, Some((1, 30))), 0..10);
         assert_eq!(stageable(2, 5, 10, Some((3, 0))), 0..0);
         assert_eq!(stageable(2, 5, 10, None), 0..0);
+    }
+
+    /// A running child of `parent`'s task 3, and the row a commit that
+    /// fails it with `error` leaves.
+    fn failing_child(error: &str) -> (Instance, Instance) {
+        let read = Instance {
+            id: "child".into(),
+            name: "Child".into(),
+            status: RuntimeStatus::Running,
+            generation: 0,
+            input: "null".into(),
+            original_input: "null".into(),
+            output: None,
+            custom_status: None,
+            created_at: 1,
+            updated_at: 1,
+            parent: Some(ParentTask {
+                instance_id: "parent".into(),
+                generation: 2,
+                task_id: 3,
+            }),
+            version: None,
+            revision: 1,
+            trace: None,
+        };
+        let mut updated = read.successor(2);
+        updated.status = RuntimeStatus::Failed;
+        updated.output = Some(serde_json::to_string(error).unwrap());
+        (read, updated)
+    }
+
+    fn reported(commit: &EpisodeCommit) -> Failure {
+        match commit.report_to_parent() {
+            Some((
+                parent,
+                Message::SubOrchestrationDone {
+                    generation,
+                    id,
+                    result,
+                },
+            )) => {
+                assert_eq!((parent.as_str(), generation, id), ("parent", 2, 3));
+                result.expect_err("a failure")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_child_that_failed_with_an_error_of_its_own_hands_its_parent_that_error() {
+        let (read, updated) = failing_child("no such customer");
+        let own = Failure::permanent("validation", "no such customer");
+        let failed = HistoryEntry::ExecutionFailed {
+            timestamp: 2,
+            error: own.message.clone(),
+            details: Some(own.details()),
+        };
+        let commit = EpisodeCommit::consuming(read.clone(), updated.clone(), vec![failed], vec![]);
+        assert_eq!(reported(&commit), own);
+
+        // A child that trapped has no error of its own: a retryable `failed`.
+        let trapped = HistoryEntry::ExecutionFailed {
+            timestamp: 2,
+            error: "the orchestrator trapped".into(),
+            details: None,
+        };
+        let commit = EpisodeCommit::consuming(read, updated, vec![trapped], vec![]);
+        let failure = reported(&commit);
+        assert_eq!(
+            (failure.kind.as_str(), failure.retryable),
+            (Failure::FAILED, true)
+        );
+        assert!(failure.message.contains("no such customer"), "{failure:?}");
     }
 
     #[test]

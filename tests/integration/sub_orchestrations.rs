@@ -56,6 +56,10 @@ async fn a_failing_or_missing_child_is_an_error_the_parent_sees() {
         error.contains("sub-orchestration 'CallActivity' failed") && error.contains("refusing 1"),
         "{error}"
     );
+    assert_eq!(
+        (&done["output"]["kind"], &done["output"]["retryable"]),
+        (&json!("error"), &json!(true))
+    );
 
     let id = host
         .start_instance("Parent", None, r#"{"orchestrator": "Nobody"}"#)
@@ -65,6 +69,51 @@ async fn a_failing_or_missing_child_is_an_error_the_parent_sees() {
     assert!(
         error.contains("no orchestrator named 'Nobody' is loaded"),
         "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_that_failed_with_an_error_of_its_own_hands_the_parent_its_kind() {
+    let host = host().await;
+    let refused = r#"{"orchestrator": "CallActivity",
+        "input": {"activity": "AlwaysFails", "input": {"kind": "validation"}}}"#;
+    let id = host.start_instance("Parent", None, refused).await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    let output = &done["output"];
+    assert_eq!(
+        (&output["kind"], &output["retryable"]),
+        (&json!("validation"), &json!(false)),
+        "{output}"
+    );
+    let error = output["error"].as_str().unwrap();
+    assert!(error.contains("refusing"), "{error}");
+    // The parent's history shows it as Durable Functions' failure details.
+    let history = host.history(&id).await;
+    let failed = history["historyEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["EventType"] == "SubOrchestrationInstanceFailed")
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(
+        failed["FailureDetails"]["ErrorType"], "validation",
+        "{failed}"
+    );
+
+    // A child that crashed has no error of its own: a retryable `failed`.
+    let id = host
+        .start_instance(
+            "Parent",
+            None,
+            r#"{"orchestrator": "Panics", "input": "boom"}"#,
+        )
+        .await;
+    let done = host.wait_for_status(&id, "Completed").await;
+    let output = &done["output"];
+    assert_eq!(
+        (&output["kind"], &output["retryable"]),
+        (&json!("failed"), &json!(true)),
+        "{output}"
     );
 }
 

@@ -104,7 +104,8 @@ struct Child {
     instance_id: Option<String>,
 }
 
-/// Calls the sub-orchestration its input names; reports its output or error.
+/// Calls the sub-orchestration its input names; reports its output, or its
+/// error with the error's kind and retryability.
 async fn parent(ctx: OrchestrationContext) -> Result<Value, Error> {
     let child: Child = ctx.input()?;
     let call = ctx.call_sub_orchestrator::<Value>(
@@ -114,7 +115,11 @@ async fn parent(ctx: OrchestrationContext) -> Result<Value, Error> {
     );
     Ok(match call.await {
         Ok(output) => json!({ "output": output }),
-        Err(error) => json!({ "error": error.to_string() }),
+        Err(error) => json!({
+            "error": error.to_string(),
+            "kind": error.kind(),
+            "retryable": error.is_retryable(),
+        }),
     })
 }
 
@@ -187,8 +192,14 @@ async fn sleeps(ctx: OrchestrationContext) -> Result<(), Error> {
     Ok(())
 }
 
+/// Fails: with kind `kind` and not retryable when its input names one
+/// (`{"kind": "validation"}`), else with a plain (retryable) error.
 fn always_fails(input: Value) -> Result<Value, Error> {
-    Err(Error::new(format!("refusing {input}")))
+    let error = Error::new(format!("refusing {input}"));
+    match input.get("kind").and_then(Value::as_str) {
+        Some(kind) => Err(error.with_kind(kind).non_retryable()),
+        None => Err(error),
+    }
 }
 
 fn spins_forever(_: Value) -> Result<Value, Error> {
