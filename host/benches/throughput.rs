@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use reprise_host::runtime::{AllowedHosts, GuestLimits, Runtime};
 use support::harness::{TestHost, components};
 use support::load::{self, Balancer, Counters, Events, RUNS};
-use support::{CLIENTS, ms, quantile};
+use support::{clients, ms, quantile};
 
 const LATENCY_RUNS: usize = 200;
 const COUNTERS: usize = 1_000;
@@ -92,7 +92,10 @@ fn main() {
             ));
         }
 
-        println!("\nthroughput and latency, median of {RUNS} runs, {CLIENTS} clients\n");
+        println!(
+            "\nthroughput and latency, median of {RUNS} runs, {} clients\n",
+            clients()
+        );
         println!("| scenario | result | target | baseline, same run |");
         println!("|---|---|---|---|");
         for row in rows {

@@ -135,15 +135,21 @@ fn cpu_seconds(pid: u32) -> f64 {
     stat_seconds(pid, &[14, 15])
 }
 
-/// Concurrent clients of the load generator.
-pub const CLIENTS: usize = 32;
+/// Concurrent clients of the load generator: 32, or
+/// `REPRISE_BENCH_CLIENTS`.
+pub fn clients() -> usize {
+    std::env::var("REPRISE_BENCH_CLIENTS")
+        .ok()
+        .and_then(|clients| clients.parse().ok())
+        .unwrap_or(32)
+}
 
-/// POSTs `body` to every URL in `urls` from `CLIENTS` concurrent clients,
-/// each expecting 202.
+/// POSTs `body` to every URL in `urls` from [`clients`] concurrent
+/// clients, each expecting 202.
 pub async fn from_clients(urls: Vec<String>, body: &str) {
     let urls = Arc::new(urls);
     let next = Arc::new(AtomicUsize::new(0));
-    let clients = (0..CLIENTS).map(|_| {
+    let clients = (0..clients()).map(|_| {
         let (urls, next, body) = (Arc::clone(&urls), Arc::clone(&next), body.to_owned());
         tokio::spawn(async move {
             let client = reqwest::Client::new();
