@@ -561,6 +561,18 @@ impl Message {
                 | Message::EntityUnlock { .. }
         )
     }
+
+    /// Whether an episode applies it while the instance is suspended; every
+    /// other message is held in the inbox until a resume.
+    pub fn acts_while_suspended(&self) -> bool {
+        matches!(
+            self,
+            Message::Terminate { .. }
+                | Message::Suspend { .. }
+                | Message::Resume { .. }
+                | Message::Rewind { .. }
+        )
+    }
 }
 
 /// A message with its position in the instance's inbox.

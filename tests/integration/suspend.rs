@@ -177,3 +177,36 @@ async fn an_instance_that_finishes_before_a_queued_suspension_takes_effect_compl
     let done = host.wait_for_status(&id, "Completed").await;
     assert_eq!(done["output"]["processed"], 0, "{done}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_flooding_a_suspended_instance_do_not_each_reread_its_inbox() {
+    let host = TestHost::start().await;
+    let id = host.start_instance("E3_Counter", Some("flooded"), "").await;
+    host.wait_for_status(&id, "Running").await;
+    host.post(&format!("/instances/{id}/suspend"), "").await;
+    host.wait_for_status(&id, "Suspended").await;
+    // More than an episode reads at once, so that every pass looking for a
+    // resume reads them all.
+    const EVENTS: u64 = 600;
+    for _ in 0..EVENTS {
+        let reply = host.raise(&id, "operation", "\"incr\"").await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+    }
+    // Each pass that finds only held messages logs so. Once one has, the
+    // events after it wait without a pass: a few passes, not one per event.
+    host.wait_for_log_lines(&[&id, "held until it is resumed"], 1)
+        .await;
+    let passes = host
+        .log()
+        .lines()
+        .filter(|line| line.contains(&id) && line.contains("held until it is resumed"))
+        .count();
+    assert!(passes <= 10, "{passes} passes over the held events");
+
+    let reply = host.post(&format!("/instances/{id}/resume"), "").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    host.wait_for(&id, Duration::from_secs(60), |body| {
+        body["runtimeStatus"] == "Running" && body["input"] == EVENTS
+    })
+    .await;
+}

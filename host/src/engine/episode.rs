@@ -324,10 +324,14 @@ pub(crate) fn plan(
                 timestamp: now,
                 reason,
             }),
-            message if suspended => held.push(QueuedMessage {
-                seq: queued.seq,
-                message,
-            }),
+            message if suspended => {
+                // What `held_back` counts on: only these wait for a resume.
+                debug_assert!(!message.acts_while_suspended());
+                held.push(QueuedMessage {
+                    seq: queued.seq,
+                    message,
+                });
+            }
             message => events.extend(event_entry(message, instance.generation, now)),
         }
     }

@@ -16,6 +16,7 @@ mod entity_calls;
 mod entity_episode;
 mod episode;
 mod functions;
+mod held_back;
 mod peers;
 mod record;
 mod replay_check;
@@ -124,6 +125,8 @@ struct Shared {
     warm: warm::WarmCache,
     /// Which instances' requests keep arriving at another host.
     affinity: affinity::Affinity,
+    /// Suspended instances that hold all they have queued.
+    held_back: held_back::HeldBack,
     config: EngineConfig,
     metrics: Arc<Metrics>,
     /// Where spans go, when tracing is on.
@@ -202,6 +205,7 @@ impl Engine {
                 )),
                 warm: warm::WarmCache::new(config.warm_executions, config.warm_memory_bytes),
                 affinity,
+                held_back: held_back::HeldBack::default(),
                 config,
             }),
         }
@@ -422,7 +426,15 @@ impl Engine {
                 if !matches!(applied, Applied::Elsewhere) {
                     shared.affinity.accepted_here(&instance_id);
                 }
-                direct::settle(&shared, &instance_id, claim, applied);
+                if matches!(applied, Applied::Queued)
+                    && shared.held_back.holds(&instance_id, &message)
+                {
+                    // Held by a suspended instance, which has looked at
+                    // all it holds: a pass would only hold it too.
+                    drop(claim);
+                } else {
+                    direct::settle(&shared, &instance_id, claim, applied);
+                }
             }
             Ok(outcome)
         })
@@ -610,6 +622,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
     let instance_id = id.clone();
     let (notify, handoff, more) = blocking(move || {
         let shared = background;
+        shared.held_back.forget(&id);
         let mut max_messages = MESSAGES_PER_EPISODE;
         // A commit is refused when messages arrived after a finishing episode
         // read the inbox: plan again with them. Bounded, since each retry
@@ -635,6 +648,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             let _in_episode = span.enter();
             let more = work.messages.len() == max_messages;
             let history_len = work.history_len;
+            let suspended = work.instance.status == RuntimeStatus::Suspended;
             let Some(episode::Planned {
                 mut commit,
                 live,
@@ -645,6 +659,9 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                     // Held for a resume that may lie beyond these: look at all.
                     max_messages = usize::MAX;
                     continue;
+                }
+                if suspended {
+                    shared.held_back.mark(&id);
                 }
                 return Ok(Default::default());
             };
