@@ -562,6 +562,13 @@ impl Message {
         )
     }
 
+    /// The `type`s (as stored) of the messages that end a suspension: a
+    /// suspended instance's read looks for the first of them beyond its
+    /// batch ([`WorkRead::max_messages`]).
+    ///
+    /// [`WorkRead::max_messages`]: crate::store::WorkRead::max_messages
+    pub const ENDING_SUSPENSION: [&str; 2] = ["Resume", "Terminate"];
+
     /// Whether an episode applies it while the instance is suspended; every
     /// other message is held in the inbox until a resume.
     pub fn acts_while_suspended(&self) -> bool {
@@ -578,14 +585,47 @@ impl Message {
 /// A message with its position in the instance's inbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedMessage {
-    /// Increases with every accepted message; an episode consumes a prefix.
+    /// Increases with every accepted message; an episode consumes the
+    /// messages it read (named by these), which need not be a prefix.
     pub seq: i64,
     pub message: Message,
+}
+
+impl QueuedMessage {
+    /// The message stored as `text` at `seq` in `id`'s inbox.
+    pub fn read(id: &str, seq: i64, text: &str) -> anyhow::Result<QueuedMessage> {
+        let message = serde_json::from_str(text).map_err(|error| {
+            anyhow::anyhow!("instance {id} has a message this host cannot read: {text}: {error}")
+        })?;
+        Ok(QueuedMessage { seq, message })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_types_ending_a_suspension_are_those_of_a_resume_and_a_termination() {
+        let reason = "r".to_owned();
+        let ending = [
+            Message::Resume {
+                reason: reason.clone(),
+            },
+            Message::Terminate { reason },
+        ];
+        let types: Vec<String> = ending
+            .iter()
+            .map(|message| {
+                serde_json::to_value(message).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(types, Message::ENDING_SUSPENSION);
+        assert!(ending.iter().all(Message::acts_while_suspended));
+    }
 
     #[test]
     fn instance_ids_reject_separators_controls_and_overlong_text() {

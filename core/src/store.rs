@@ -280,7 +280,13 @@ pub struct WorkRead {
     pub history: bool,
     /// Queued messages to read at most, oldest first; but every queued one
     /// while a termination is queued, since an episode must apply the
-    /// termination and with it consumes them all.
+    /// termination and with it consumes them all. And for a suspended
+    /// instance whose batch is full, the batch is followed by the first
+    /// message beyond it that ends the suspension
+    /// ([`Message::ENDING_SUSPENSION`]), if one is queued: the events it
+    /// holds in between stay queued for the episodes after a resume, and a
+    /// resume is found however many events wait ahead of it, without
+    /// reading them.
     pub max_messages: usize,
 }
 

@@ -504,13 +504,18 @@ async fn read_work(
     let mut messages = seqs
         .into_iter()
         .zip(&texts)
-        .map(|(seq, text)| queued_message(id, seq, text))
+        .map(|(seq, text)| QueuedMessage::read(id, seq, text))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if messages.is_empty() && !effects_pending {
         return Ok(Loaded::Work(None));
     }
-    if messages.len() == read.max_messages && terminating {
-        messages = select_messages(client, id, usize::MAX).await?;
+    if messages.len() == read.max_messages {
+        if terminating {
+            messages = select_messages(client, id, usize::MAX).await?;
+        } else if instance.status == RuntimeStatus::Suspended {
+            let last = messages.last().map_or(0, |queued| queued.seq);
+            messages.extend(select_ending_suspension(client, id, last).await?);
+        }
     }
     let history = match read.history {
         true => select_history_of(client, id, instance.generation, history_len).await?,
@@ -568,17 +573,28 @@ async fn select_messages(
     )
     .await?
     .iter()
-    .map(|row| queued_message(id, row.get(0), row.get(1)))
+    .map(|row| QueuedMessage::read(id, row.get(0), row.get(1)))
     .collect()
 }
 
-fn queued_message(id: &str, seq: i64, message: &str) -> anyhow::Result<QueuedMessage> {
-    Ok(QueuedMessage {
-        seq,
-        message: serde_json::from_str(message).with_context(|| {
-            format!("instance {id} has a message this host cannot read: {message}")
-        })?,
-    })
+/// The first message queued for `id` after `seq` that ends a suspension
+/// ([`Message::ENDING_SUSPENSION`]), if any: found without reading the
+/// events held before it.
+async fn select_ending_suspension(
+    client: &impl GenericClient,
+    id: &str,
+    seq: i64,
+) -> anyhow::Result<Option<QueuedMessage>> {
+    let sql = format!(
+        "SELECT seq, message FROM inbox
+         WHERE instance_id = $1 AND seq > $2 AND message::jsonb ->> 'type' IN ('{}')
+         ORDER BY seq LIMIT 1",
+        Message::ENDING_SUSPENSION.join("', '")
+    );
+    rows::query_opt(client, &sql, &[&id, &seq])
+        .await?
+        .map(|row| QueuedMessage::read(id, row.get(0), row.get(1)))
+        .transpose()
 }
 
 impl Store for PostgresStore {

@@ -780,14 +780,34 @@ fn select_messages(
     })?;
     rows.map(|row| {
         let (seq, message) = row?;
-        Ok(QueuedMessage {
-            seq,
-            message: serde_json::from_str(&message).with_context(|| {
-                format!("instance {id} has a message this host cannot read: {message}")
-            })?,
-        })
+        QueuedMessage::read(id, seq, &message)
     })
     .collect()
+}
+
+/// The first message queued for `id` after `seq` that ends a suspension
+/// ([`Message::ENDING_SUSPENSION`]), if any: found without reading the
+/// events held before it.
+fn select_ending_suspension(
+    connection: &Connection,
+    id: &str,
+    seq: i64,
+) -> anyhow::Result<Option<QueuedMessage>> {
+    let sql = format!(
+        "SELECT seq, message FROM inbox
+         WHERE instance_id = ?1 AND seq > ?2 AND json_extract(message, '$.type') IN ('{}')
+         ORDER BY seq LIMIT 1",
+        Message::ENDING_SUSPENSION.join("', '")
+    );
+    let found = connection
+        .prepare_cached(&sql)?
+        .query_row(params![id, seq], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
+        .optional()?;
+    found
+        .map(|(seq, message)| QueuedMessage::read(id, seq, &message))
+        .transpose()
 }
 
 fn insert_message(transaction: &Connection, id: &str, message: &Message) -> anyhow::Result<()> {
@@ -980,17 +1000,15 @@ fn apply_episode(
         Some((revision, len)) if revision == commit.read.revision as i64 => len as usize,
         _ => return Ok(CommitOutcome::Stale),
     };
-    // With one writer, sequence numbers follow commit order, and an
-    // episode reads the oldest messages: what it consumes is exactly what
-    // is queued up to the highest of them (the delete below checks it).
-    let consumed_through = commit.consumed.iter().copied().max().unwrap_or(0);
+    // What an episode consumes is named one by one: mostly the oldest
+    // messages, but a suspended instance's resume may come from beyond the
+    // events it holds (`WorkRead::max_messages`). Finishing, it must have
+    // consumed all that is queued (each of which the delete below checks).
     if commit.updated.status.is_terminal() {
-        let late: bool = transaction
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM inbox WHERE instance_id = ?1 AND seq > ?2)",
-            )?
-            .query_row(params![id, consumed_through], |row| row.get(0))?;
-        if late {
+        let queued: i64 = transaction
+            .prepare_cached("SELECT count(*) FROM inbox WHERE instance_id = ?1")?
+            .query_row([id], |row| row.get(0))?;
+        if queued as usize > commit.consumed.len() {
             return Ok(CommitOutcome::LateMessages);
         }
     }
@@ -1046,13 +1064,17 @@ fn apply_episode(
         changed == 1,
         "instance {id}: its revision changed during the commit"
     );
-    if consumed_through > 0 {
+    if !commit.consumed.is_empty() {
+        let consumed = serde_json::to_string(&commit.consumed)?;
         let deleted = transaction
-            .prepare_cached("DELETE FROM inbox WHERE instance_id = ?1 AND seq <= ?2")?
-            .execute(params![id, consumed_through])?;
+            .prepare_cached(
+                "DELETE FROM inbox WHERE instance_id = ?1
+                 AND seq IN (SELECT value FROM json_each(?2))",
+            )?
+            .execute(params![id, consumed])?;
         anyhow::ensure!(
             deleted == commit.consumed.len(),
-            "instance {id}: the episode consumed {} messages, but {deleted} were queued up to the last of them",
+            "instance {id}: the episode consumed {} messages, but only {deleted} of them were queued",
             commit.consumed.len()
         );
     }
@@ -1402,8 +1424,13 @@ impl Store for SqliteStore {
             if messages.is_empty() && !effects_pending {
                 return Ok(None);
             }
-            if messages.len() == read.max_messages && terminating(connection, id)? {
-                messages = select_messages(connection, id, usize::MAX)?;
+            if messages.len() == read.max_messages {
+                if terminating(connection, id)? {
+                    messages = select_messages(connection, id, usize::MAX)?;
+                } else if instance.status == RuntimeStatus::Suspended {
+                    let last = messages.last().map_or(0, |queued| queued.seq);
+                    messages.extend(select_ending_suspension(connection, id, last)?);
+                }
             }
             let history = if read.history {
                 select_history(connection, id)?

@@ -198,6 +198,47 @@ pub fn work_is_read_in_batches_of_the_oldest_messages_unless_a_termination_is_qu
     );
 }
 
+/// A suspended instance's full batch is followed by the first message
+/// beyond it that ends the suspension (a resume or a termination), not by
+/// the events held in between nor by anything after it; a batch that is
+/// not full has everything already.
+pub fn a_suspended_instances_full_batch_brings_the_resume_from_beyond_it(store: &dyn Store) {
+    start(store, &new_instance("a"));
+    let started = work(store, "a");
+    let suspend = episode(&started.instance, RuntimeStatus::Suspended, seqs(&started));
+    assert!(matches!(
+        store.commit_episode(&suspend).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    for n in 0..10 {
+        store.raise_event("a", "e", &n.to_string(), 1).unwrap();
+    }
+    let batch = WorkRead {
+        history: false,
+        max_messages: 4,
+    };
+    let read = store.load_work("a", batch).unwrap().unwrap();
+    assert_eq!(read.messages.len(), 4, "nothing ends the suspension yet");
+
+    let resume = |reason: &str| Message::Resume {
+        reason: reason.into(),
+    };
+    store.deliver("a", &resume("first"), None).unwrap();
+    store.raise_event("a", "e", "late", 1).unwrap();
+    store.deliver("a", &resume("second"), None).unwrap();
+    let all = seqs(&work(store, "a"));
+    assert_eq!(all.len(), 13);
+    let read = store.load_work("a", batch).unwrap().unwrap();
+    assert_eq!(seqs(&read), [&all[..4], &all[10..11]].concat());
+    assert_eq!(read.messages[4].message, resume("first"));
+
+    let whole = WorkRead {
+        history: false,
+        max_messages: 20,
+    };
+    assert_eq!(seqs(&store.load_work("a", whole).unwrap().unwrap()), all);
+}
+
 /// Every commit moves the revision by one, and one planned on another
 /// revision is refused as `Stale`, whatever the rest of the row says.
 pub fn a_commit_planned_on_an_older_revision_is_refused_whatever_the_row_looks_like(

@@ -97,6 +97,7 @@ macro_rules! store_conformance_tests {
             a_finishing_episode_that_missed_a_message_is_refused,
             continue_as_new_replaces_the_history_with_the_new_generation,
             work_is_read_in_batches_of_the_oldest_messages_unless_a_termination_is_queued,
+            a_suspended_instances_full_batch_brings_the_resume_from_beyond_it,
             a_commit_planned_on_an_older_revision_is_refused_whatever_the_row_looks_like,
             a_new_start_under_a_finished_id_makes_a_commit_planned_on_the_old_generation_stale,
             a_commit_deletes_the_messages_it_names_and_no_other,

@@ -646,7 +646,9 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             // version and generation it is about.
             let span = episode::span(&work.instance);
             let _in_episode = span.enter();
-            let more = work.messages.len() == max_messages;
+            // A full batch (a suspended instance's may add the message that
+            // resumes it, from beyond: `WorkRead::max_messages`).
+            let more = work.messages.len() >= max_messages;
             let history_len = work.history_len;
             let suspended = work.instance.status == RuntimeStatus::Suspended;
             let Some(episode::Planned {
@@ -655,11 +657,9 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 report,
             }) = plan(&runtime, &shared.config.step_limits, warm, work)?
             else {
-                if more {
-                    // Held for a resume that may lie beyond these: look at all.
-                    max_messages = usize::MAX;
-                    continue;
-                }
+                // Nothing to do: held by a suspended instance (the read
+                // brought a resume from beyond its batch, if one is queued),
+                // or its orchestrator is not loaded.
                 if suspended {
                     shared.held_back.mark(&id);
                 }
