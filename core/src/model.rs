@@ -569,6 +569,16 @@ impl Message {
     /// [`WorkRead::max_messages`]: crate::store::WorkRead::max_messages
     pub const ENDING_SUSPENSION: [&str; 2] = ["Resume", "Terminate"];
 
+    /// The `type`s (as stored) of the messages an episode applies while
+    /// the instance is suspended ([`acts_while_suspended`](Self::acts_while_suspended)).
+    pub const ACTING_WHILE_SUSPENDED: [&str; 4] = ["Terminate", "Suspend", "Resume", "Rewind"];
+
+    /// Whether it ends a suspension (its `type` is one of
+    /// [`ENDING_SUSPENSION`](Self::ENDING_SUSPENSION)).
+    pub fn ends_suspension(&self) -> bool {
+        matches!(self, Message::Resume { .. } | Message::Terminate { .. })
+    }
+
     /// Whether an episode applies it while the instance is suspended; every
     /// other message is held in the inbox until a resume.
     pub fn acts_while_suspended(&self) -> bool {
@@ -606,7 +616,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_types_ending_a_suspension_are_those_of_a_resume_and_a_termination() {
+    fn the_types_acting_on_or_ending_a_suspension_are_those_the_methods_name() {
         let reason = "r".to_owned();
         let ending = [
             Message::Resume {
@@ -624,7 +634,27 @@ mod tests {
             })
             .collect();
         assert_eq!(types, Message::ENDING_SUSPENSION);
+        assert!(ending.iter().all(Message::ends_suspension));
         assert!(ending.iter().all(Message::acts_while_suspended));
+        let suspend = Message::Suspend { reason: "r".into() };
+        assert!(!suspend.ends_suspension() && suspend.acts_while_suspended());
+        let acting = [
+            Message::Terminate { reason: "r".into() },
+            suspend,
+            Message::Resume { reason: "r".into() },
+            Message::Rewind { reason: "r".into() },
+        ];
+        let types: Vec<String> = acting
+            .iter()
+            .map(|message| {
+                serde_json::to_value(message).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(types, Message::ACTING_WHILE_SUSPENDED);
+        assert!(acting.iter().all(Message::acts_while_suspended));
     }
 
     #[test]

@@ -281,12 +281,15 @@ pub struct WorkRead {
     /// Queued messages to read at most, oldest first; but every queued one
     /// while a termination is queued, since an episode must apply the
     /// termination and with it consumes them all. And for a suspended
-    /// instance whose batch is full, the batch is followed by the first
-    /// message beyond it that ends the suspension
-    /// ([`Message::ENDING_SUSPENSION`]), if one is queued: the events it
-    /// holds in between stay queued for the episodes after a resume, and a
-    /// resume is found however many events wait ahead of it, without
-    /// reading them.
+    /// instance whose batch is full and ends no suspension (no message in
+    /// it does, [`Message::ends_suspension`]), if a message beyond the
+    /// batch does, the batch is followed by the messages beyond it that
+    /// act while suspended ([`Message::acts_while_suspended`]) up to that
+    /// first one: the events held in between stay queued for the episodes
+    /// after a resume, and a resume is found, and applied in its order
+    /// among what acts, however many events wait ahead of it, without
+    /// reading them. (A batch that ends the suspension itself is applied
+    /// in order, and nothing from beyond it may come before its rest.)
     pub max_messages: usize,
 }
 

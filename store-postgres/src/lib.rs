@@ -512,9 +512,13 @@ async fn read_work(
     if messages.len() == read.max_messages {
         if terminating {
             messages = select_messages(client, id, usize::MAX).await?;
-        } else if instance.status == RuntimeStatus::Suspended {
+        } else if instance.status == RuntimeStatus::Suspended
+            && !messages
+                .iter()
+                .any(|queued| queued.message.ends_suspension())
+        {
             let last = messages.last().map_or(0, |queued| queued.seq);
-            messages.extend(select_ending_suspension(client, id, last).await?);
+            messages.extend(select_beyond_held(client, id, last).await?);
         }
     }
     let history = match read.history {
@@ -577,24 +581,30 @@ async fn select_messages(
     .collect()
 }
 
-/// The first message queued for `id` after `seq` that ends a suspension
-/// ([`Message::ENDING_SUSPENSION`]), if any: found without reading the
-/// events held before it.
-async fn select_ending_suspension(
+/// The messages queued for `id` after `seq` that act while it is
+/// suspended, up to the first that ends the suspension; none if none does
+/// (`WorkRead::max_messages`). Found without reading the events held
+/// between them.
+async fn select_beyond_held(
     client: &impl GenericClient,
     id: &str,
     seq: i64,
-) -> anyhow::Result<Option<QueuedMessage>> {
+) -> anyhow::Result<Vec<QueuedMessage>> {
+    let kind = "message::jsonb ->> 'type'";
     let sql = format!(
         "SELECT seq, message FROM inbox
-         WHERE instance_id = $1 AND seq > $2 AND message::jsonb ->> 'type' IN ('{}')
-         ORDER BY seq LIMIT 1",
-        Message::ENDING_SUSPENSION.join("', '")
+         WHERE instance_id = $1 AND seq > $2 AND {kind} IN ('{}')
+           AND seq <= (SELECT min(seq) FROM inbox
+                        WHERE instance_id = $1 AND seq > $2 AND {kind} IN ('{}'))
+         ORDER BY seq",
+        Message::ACTING_WHILE_SUSPENDED.join("', '"),
+        Message::ENDING_SUSPENSION.join("', '"),
     );
-    rows::query_opt(client, &sql, &[&id, &seq])
+    rows::query(client, &sql, &[&id, &seq])
         .await?
+        .iter()
         .map(|row| QueuedMessage::read(id, row.get(0), row.get(1)))
-        .transpose()
+        .collect()
 }
 
 impl Store for PostgresStore {

@@ -785,29 +785,34 @@ fn select_messages(
     .collect()
 }
 
-/// The first message queued for `id` after `seq` that ends a suspension
-/// ([`Message::ENDING_SUSPENSION`]), if any: found without reading the
-/// events held before it.
-fn select_ending_suspension(
+/// The messages queued for `id` after `seq` that act while it is
+/// suspended, up to the first that ends the suspension; none if none does
+/// (`WorkRead::max_messages`). Found without reading the events held
+/// between them.
+fn select_beyond_held(
     connection: &Connection,
     id: &str,
     seq: i64,
-) -> anyhow::Result<Option<QueuedMessage>> {
+) -> anyhow::Result<Vec<QueuedMessage>> {
+    let kind = "json_extract(message, '$.type')";
     let sql = format!(
         "SELECT seq, message FROM inbox
-         WHERE instance_id = ?1 AND seq > ?2 AND json_extract(message, '$.type') IN ('{}')
-         ORDER BY seq LIMIT 1",
-        Message::ENDING_SUSPENSION.join("', '")
+         WHERE instance_id = ?1 AND seq > ?2 AND {kind} IN ('{}')
+           AND seq <= (SELECT min(seq) FROM inbox
+                        WHERE instance_id = ?1 AND seq > ?2 AND {kind} IN ('{}'))
+         ORDER BY seq",
+        Message::ACTING_WHILE_SUSPENDED.join("', '"),
+        Message::ENDING_SUSPENSION.join("', '"),
     );
-    let found = connection
-        .prepare_cached(&sql)?
-        .query_row(params![id, seq], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })
-        .optional()?;
-    found
-        .map(|(seq, message)| QueuedMessage::read(id, seq, &message))
-        .transpose()
+    let mut statement = connection.prepare_cached(&sql)?;
+    let rows = statement.query_map(params![id, seq], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })?;
+    rows.map(|row| {
+        let (seq, message) = row?;
+        QueuedMessage::read(id, seq, &message)
+    })
+    .collect()
 }
 
 fn insert_message(transaction: &Connection, id: &str, message: &Message) -> anyhow::Result<()> {
@@ -1427,9 +1432,13 @@ impl Store for SqliteStore {
             if messages.len() == read.max_messages {
                 if terminating(connection, id)? {
                     messages = select_messages(connection, id, usize::MAX)?;
-                } else if instance.status == RuntimeStatus::Suspended {
+                } else if instance.status == RuntimeStatus::Suspended
+                    && !messages
+                        .iter()
+                        .any(|queued| queued.message.ends_suspension())
+                {
                     let last = messages.last().map_or(0, |queued| queued.seq);
-                    messages.extend(select_ending_suspension(connection, id, last)?);
+                    messages.extend(select_beyond_held(connection, id, last)?);
                 }
             }
             let history = if read.history {

@@ -198,10 +198,10 @@ pub fn work_is_read_in_batches_of_the_oldest_messages_unless_a_termination_is_qu
     );
 }
 
-/// A suspended instance's full batch is followed by the first message
-/// beyond it that ends the suspension (a resume or a termination), not by
-/// the events held in between nor by anything after it; a batch that is
-/// not full has everything already.
+/// A suspended instance's full batch is followed by the messages beyond it
+/// that act while suspended, up to the first that ends the suspension (a
+/// resume or a termination), not by the events held in between nor by
+/// anything after it; a batch that is not full has everything already.
 pub fn a_suspended_instances_full_batch_brings_the_resume_from_beyond_it(store: &dyn Store) {
     start(store, &new_instance("a"));
     let started = work(store, "a");
@@ -223,20 +223,51 @@ pub fn a_suspended_instances_full_batch_brings_the_resume_from_beyond_it(store: 
     let resume = |reason: &str| Message::Resume {
         reason: reason.into(),
     };
+    store.deliver("a", &a_suspension(), None).unwrap();
+    let read = store.load_work("a", batch).unwrap().unwrap();
+    assert_eq!(read.messages.len(), 4, "nothing ends the suspension yet");
     store.deliver("a", &resume("first"), None).unwrap();
     store.raise_event("a", "e", "late", 1).unwrap();
     store.deliver("a", &resume("second"), None).unwrap();
     let all = seqs(&work(store, "a"));
-    assert_eq!(all.len(), 13);
+    assert_eq!(all.len(), 14);
+    // What acts while suspended, in order, up to the first resume.
     let read = store.load_work("a", batch).unwrap().unwrap();
-    assert_eq!(seqs(&read), [&all[..4], &all[10..11]].concat());
-    assert_eq!(read.messages[4].message, resume("first"));
+    assert_eq!(seqs(&read), [&all[..4], &all[10..12]].concat());
+    assert_eq!(read.messages[4].message, a_suspension());
+    assert_eq!(read.messages[5].message, resume("first"));
 
     let whole = WorkRead {
         history: false,
         max_messages: 20,
     };
     assert_eq!(seqs(&store.load_work("a", whole).unwrap().unwrap()), all);
+
+    // A batch that ends the suspension itself gets nothing from beyond it
+    // (its events after the resume come first); one that only suspends
+    // again does.
+    for (id, second) in [("ending", resume("early")), ("again", a_suspension())] {
+        start(store, &new_instance(id));
+        let started = work(store, id);
+        let suspend = episode(&started.instance, RuntimeStatus::Suspended, seqs(&started));
+        store.commit_episode(&suspend).unwrap();
+        store.raise_event(id, "e", "0", 1).unwrap();
+        store.deliver(id, &second, None).unwrap();
+        for n in 1..5 {
+            store.raise_event(id, "e", &n.to_string(), 1).unwrap();
+        }
+        store.deliver(id, &resume("late"), None).unwrap();
+        let read = store.load_work(id, batch).unwrap().unwrap();
+        let beyond = read.messages.get(4).map(|queued| &queued.message);
+        match second.ends_suspension() {
+            true => assert_eq!(beyond, None, "{id}"),
+            false => assert_eq!(beyond, Some(&resume("late")), "{id}"),
+        }
+    }
+}
+
+fn a_suspension() -> Message {
+    Message::Suspend { reason: "r".into() }
 }
 
 /// Every commit moves the revision by one, and one planned on another
