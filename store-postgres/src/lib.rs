@@ -469,8 +469,19 @@ async fn select_history(
 enum Loaded {
     /// The work, if any.
     Work(Option<Box<WorkItem>>),
-    /// The row moved on while it was read (outside a snapshot only).
-    Moved,
+    /// To be read again in one snapshot (outside one only): the row moved
+    /// on while it was read, or what a suspended instance has queued
+    /// beyond its batch must be read with the batch.
+    InOneSnapshot,
+}
+
+/// Where [`read_work`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadIn {
+    /// Statements of their own, each consistent by itself.
+    Statements,
+    /// One REPEATABLE READ snapshot.
+    Snapshot,
 }
 
 /// The work of `id` ([`Store::load_work`]). Outside a snapshot, consistent
@@ -479,11 +490,16 @@ enum Loaded {
 /// may be newer than the row but never older (a commit that lands in
 /// between leaves the row's revision old, so the episode's commit is
 /// refused as stale), and the history the row names (its generation, its
-/// length), which is [`Loaded::Moved`] if it is no longer all there.
+/// length), which is [`Loaded::InOneSnapshot`] if it is no longer all
+/// there. What a suspended instance has queued beyond a full batch is read
+/// in one snapshot with the batch: statements of their own could see a
+/// resume without a suspension queued before it whose `seq` is lower but
+/// which committed later.
 async fn read_work(
     client: &impl GenericClient,
     id: &str,
     read: WorkRead,
+    read_in: ReadIn,
 ) -> anyhow::Result<Loaded> {
     let sql = format!(
         "SELECT {INSTANCE_COLUMNS}, history_len, outbox IS NOT NULL, terminating,
@@ -517,6 +533,9 @@ async fn read_work(
                 .iter()
                 .any(|queued| queued.message.ends_suspension())
         {
+            if read_in == ReadIn::Statements {
+                return Ok(Loaded::InOneSnapshot);
+            }
             let last = messages.last().map_or(0, |queued| queued.seq);
             messages.extend(select_beyond_held(client, id, last).await?);
         }
@@ -526,7 +545,7 @@ async fn read_work(
         false => Vec::new(),
     };
     if history.len() < history_len && read.history {
-        return Ok(Loaded::Moved);
+        return Ok(Loaded::InOneSnapshot);
     }
     Ok(Loaded::Work(Some(Box::new(WorkItem {
         instance,
@@ -583,8 +602,8 @@ async fn select_messages(
 
 /// The messages queued for `id` after `seq` that act while it is
 /// suspended, up to the first that ends the suspension; none if none does
-/// (`WorkRead::max_messages`). Found without reading the events held
-/// between them.
+/// (`WorkRead::max_messages`). The events held between them stay in the
+/// database (which looks at each one's `type`).
 async fn select_beyond_held(
     client: &impl GenericClient,
     id: &str,
@@ -781,16 +800,19 @@ impl Store for PostgresStore {
 
     /// Not in one snapshot (a transaction costs two more round trips), but
     /// in an order that makes a mix harmless (see [`read_work`]); if the
-    /// history it names is gone meanwhile, again in one snapshot.
+    /// history it names is gone meanwhile, or a suspended instance's batch
+    /// is full, again in one snapshot.
     fn load_work(&self, id: &str, read: WorkRead) -> StoreResult<Option<WorkItem>> {
         if let Loaded::Work(work) =
-            self.statement(async |client| read_work(client, id, read).await)?
+            self.statement(async |client| read_work(client, id, read, ReadIn::Statements).await)?
         {
             return Ok(work.map(|work| *work));
         }
-        match self.read(async |transaction| read_work(transaction, id, read).await)? {
+        match self
+            .read(async |transaction| read_work(transaction, id, read, ReadIn::Snapshot).await)?
+        {
             Loaded::Work(work) => Ok(work.map(|work| *work)),
-            Loaded::Moved => Err(anyhow::anyhow!(
+            Loaded::InOneSnapshot => Err(anyhow::anyhow!(
                 "instance {id}: its history and row differ in one snapshot"
             )
             .into()),

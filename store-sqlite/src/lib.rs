@@ -787,8 +787,8 @@ fn select_messages(
 
 /// The messages queued for `id` after `seq` that act while it is
 /// suspended, up to the first that ends the suspension; none if none does
-/// (`WorkRead::max_messages`). Found without reading the events held
-/// between them.
+/// (`WorkRead::max_messages`). The events held between them stay in the
+/// database (which looks at each one's `type`).
 fn select_beyond_held(
     connection: &Connection,
     id: &str,

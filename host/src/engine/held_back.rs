@@ -2,16 +2,17 @@
 //! suspended arrives.
 //!
 //! A suspended instance holds its events and results in its inbox until a
-//! resume. A pass that finds nothing but held messages (having read them
-//! all, for a resume beyond its first page) marks the instance here; an
-//! event or result this host then queues for it does not start another
-//! pass, which would only read them all again to hold one more. A message
+//! resume. A pass that finds nothing to do and nothing that would end the
+//! suspension (its read brings a resume or termination from beyond its
+//! batch, if one is queued: `WorkRead::max_messages`) marks the instance
+//! here; an event this host then queues for it does not start another
+//! pass, which would only read a batch of held events again. A message
 //! that acts while suspended (resume, terminate, suspend, rewind) starts a
 //! pass as always, and so does every other cause (a wake-up from another
 //! host, the poll, a restart, a redeploy): each pass forgets the mark
 //! first, and marks again only if it again finds nothing to do. So a flood
-//! of events to a suspended instance costs one read of its inbox, not one
-//! per event.
+//! of events to a suspended instance costs a pass or two, not one per
+//! event.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -27,7 +28,7 @@ pub(super) struct HeldBack {
 }
 
 impl HeldBack {
-    /// `id` is suspended, and all it has queued is held.
+    /// `id` is suspended, and nothing it has queued ends that.
     pub(super) fn mark(&self, id: &str) {
         let mut marked = self.marked.lock().unwrap_or_else(|e| e.into_inner());
         if marked.len() < MARKED {

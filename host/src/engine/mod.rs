@@ -429,8 +429,9 @@ impl Engine {
                 if matches!(applied, Applied::Queued)
                     && shared.held_back.holds(&instance_id, &message)
                 {
-                    // Held by a suspended instance, which has looked at
-                    // all it holds: a pass would only hold it too.
+                    // Held by a suspended instance whose last pass found
+                    // nothing to end its suspension: a pass would only hold
+                    // this too.
                     drop(claim);
                 } else {
                     direct::settle(&shared, &instance_id, claim, applied);
@@ -650,7 +651,13 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             // resumes it, from beyond: `WorkRead::max_messages`).
             let more = work.messages.len() >= max_messages;
             let history_len = work.history_len;
-            let suspended = work.instance.status == RuntimeStatus::Suspended;
+            // Suspended, with nothing read that would end it: all that
+            // waits is held until a resume or termination arrives.
+            let held = work.instance.status == RuntimeStatus::Suspended
+                && !work
+                    .messages
+                    .iter()
+                    .any(|queued| queued.message.ends_suspension());
             let Some(episode::Planned {
                 mut commit,
                 live,
@@ -660,7 +667,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
                 // Nothing to do: held by a suspended instance (the read
                 // brought a resume from beyond its batch, if one is queued),
                 // or its orchestrator is not loaded.
-                if suspended {
+                if held {
                     shared.held_back.mark(&id);
                 }
                 return Ok(Default::default());
