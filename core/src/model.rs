@@ -615,6 +615,15 @@ impl QueuedMessage {
 mod tests {
     use super::*;
 
+    /// The `type` each of `messages` is stored with.
+    fn stored_types(messages: &[Message]) -> Vec<String> {
+        messages
+            .iter()
+            .map(|message| serde_json::to_value(message).unwrap()["type"].clone())
+            .map(|kind| kind.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     #[test]
     fn the_types_acting_on_or_ending_a_suspension_are_those_the_methods_name() {
         let reason = "r".to_owned();
@@ -624,16 +633,7 @@ mod tests {
             },
             Message::Terminate { reason },
         ];
-        let types: Vec<String> = ending
-            .iter()
-            .map(|message| {
-                serde_json::to_value(message).unwrap()["type"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(types, Message::ENDING_SUSPENSION);
+        assert_eq!(stored_types(&ending), Message::ENDING_SUSPENSION);
         assert!(ending.iter().all(Message::ends_suspension));
         assert!(ending.iter().all(Message::acts_while_suspended));
         let suspend = Message::Suspend { reason: "r".into() };
@@ -644,16 +644,7 @@ mod tests {
             Message::Resume { reason: "r".into() },
             Message::Rewind { reason: "r".into() },
         ];
-        let types: Vec<String> = acting
-            .iter()
-            .map(|message| {
-                serde_json::to_value(message).unwrap()["type"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(types, Message::ACTING_WHILE_SUSPENDED);
+        assert_eq!(stored_types(&acting), Message::ACTING_WHILE_SUSPENDED);
         assert!(acting.iter().all(Message::acts_while_suspended));
     }
 

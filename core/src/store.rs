@@ -293,6 +293,18 @@ pub struct WorkRead {
     pub max_messages: usize,
 }
 
+/// Whether `instance` is suspended and none of `messages` (read for it)
+/// ends that ([`Message::ends_suspension`]): all of them are held, or act
+/// without ending it. A store then reads beyond a full batch
+/// ([`WorkRead::max_messages`]); the engine, finding nothing to do, waits
+/// for a message that may end it.
+pub fn held_until_resumed(instance: &Instance, messages: &[QueuedMessage]) -> bool {
+    instance.status == RuntimeStatus::Suspended
+        && !messages
+            .iter()
+            .any(|queued| queued.message.ends_suspension())
+}
+
 impl WorkRead {
     /// The history and every queued message.
     pub const ALL: WorkRead = WorkRead {

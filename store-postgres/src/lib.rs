@@ -39,7 +39,8 @@ use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
     DirectEpisode, Effect, EpisodeCommit, FollowUp, InstanceFilter, LeasedActivities, NewInstance,
     OutcomeUnknown, PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store, StoreCounts,
-    StoreError, StoreResult, Unavailable, WakeUp, WorkItem, WorkRead, stageable,
+    StoreError, StoreResult, Unavailable, WakeUp, WorkItem, WorkRead, held_until_resumed,
+    stageable,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -528,11 +529,7 @@ async fn read_work(
     if messages.len() == read.max_messages {
         if terminating {
             messages = select_messages(client, id, usize::MAX).await?;
-        } else if instance.status == RuntimeStatus::Suspended
-            && !messages
-                .iter()
-                .any(|queued| queued.message.ends_suspension())
-        {
+        } else if held_until_resumed(&instance, &messages) {
             if read_in == ReadIn::Statements {
                 return Ok(Loaded::InOneSnapshot);
             }

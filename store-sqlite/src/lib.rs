@@ -27,7 +27,8 @@ use reprise_core::store::{
     ActivityWork, Applied, CommitObserver, CommitOutcome, ComponentVersion, DeliveryOutcome,
     DirectEpisode, Effect, EpisodeCommit, FollowUp, HistoryChange, InstanceFilter,
     LeasedActivities, NewInstance, PageCursor, PageOrder, PurgeOutcome, StartOutcome, Store,
-    StoreCounts, StoreError, StoreResult, Unavailable, WorkItem, WorkRead, stageable,
+    StoreCounts, StoreError, StoreResult, Unavailable, WorkItem, WorkRead, held_until_resumed,
+    stageable,
 };
 
 /// Bumped when the schema changes; `open` refuses files from the future.
@@ -1432,11 +1433,7 @@ impl Store for SqliteStore {
             if messages.len() == read.max_messages {
                 if terminating(connection, id)? {
                     messages = select_messages(connection, id, usize::MAX)?;
-                } else if instance.status == RuntimeStatus::Suspended
-                    && !messages
-                        .iter()
-                        .any(|queued| queued.message.ends_suspension())
-                {
+                } else if held_until_resumed(&instance, &messages) {
                     let last = messages.last().map_or(0, |queued| queued.seq);
                     messages.extend(select_beyond_held(connection, id, last)?);
                 }

@@ -38,7 +38,7 @@ use crate::model::{HistoryEntry, Instance, InstanceId, Message, RuntimeStatus, n
 use crate::runtime::{FunctionFile, Runtime};
 use crate::store::{
     Applied, CommitObserver, CommitOutcome, DirectEpisode, EpisodeCommit, LeasedActivities,
-    NewInstance, Store, StoreError, WorkItem, WorkRead,
+    NewInstance, Store, StoreError, WorkItem, WorkRead, held_until_resumed,
 };
 pub use crate::store::{ComponentVersion, DeliveryOutcome, PurgeOutcome, StartOutcome};
 pub use crate::store::{InstanceFilter, PageCursor, PageOrder};
@@ -653,11 +653,7 @@ async fn run_episodes(shared: Arc<Shared>, id: String) -> anyhow::Result<()> {
             let history_len = work.history_len;
             // Suspended, with nothing read that would end it: all that
             // waits is held until a resume or termination arrives.
-            let held = work.instance.status == RuntimeStatus::Suspended
-                && !work
-                    .messages
-                    .iter()
-                    .any(|queued| queued.message.ends_suspension());
+            let held = held_until_resumed(&work.instance, &work.messages);
             let Some(episode::Planned {
                 mut commit,
                 live,
