@@ -771,12 +771,26 @@ fn select_messages(
     id: &str,
     limit: usize,
 ) -> anyhow::Result<Vec<QueuedMessage>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT seq, message FROM inbox WHERE instance_id = ?1 ORDER BY seq LIMIT ?2",
-    )?;
     // A negative limit is none.
     let limit = i64::try_from(limit).unwrap_or(-1);
-    let rows = statement.query_map(params![id, limit], |row| {
+    query_messages(
+        connection,
+        "SELECT seq, message FROM inbox WHERE instance_id = ?1 ORDER BY seq LIMIT ?2",
+        id,
+        limit,
+    )
+}
+
+/// The messages of `id` that `sql` selects (`seq, message`), given `id`
+/// and `value` as its parameters.
+fn query_messages(
+    connection: &Connection,
+    sql: &str,
+    id: &str,
+    value: i64,
+) -> anyhow::Result<Vec<QueuedMessage>> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let rows = statement.query_map(params![id, value], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
     })?;
     rows.map(|row| {
@@ -805,15 +819,7 @@ fn select_beyond_held(
         Message::ACTING_WHILE_SUSPENDED.join("', '"),
         Message::ENDING_SUSPENSION.join("', '"),
     );
-    let mut statement = connection.prepare_cached(&sql)?;
-    let rows = statement.query_map(params![id, seq], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-    })?;
-    rows.map(|row| {
-        let (seq, message) = row?;
-        QueuedMessage::read(id, seq, &message)
-    })
-    .collect()
+    query_messages(connection, &sql, id, seq)
 }
 
 fn insert_message(transaction: &Connection, id: &str, message: &Message) -> anyhow::Result<()> {
