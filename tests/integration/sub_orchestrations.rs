@@ -1,12 +1,32 @@
 //! Sub-orchestrations and events between instances.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::{TestHost, components};
 
 async fn host() -> TestHost {
     let c = components();
     TestHost::start_with(&[&c.misbehaving, &c.counter, &c.fan_out_fan_in]).await
+}
+
+/// Runs `Parent` calling the child `call` names, to its end: its ID and
+/// what it reports (the child's output, or its error).
+async fn parent(host: &TestHost, call: &str) -> (String, Value) {
+    let id = host.start_instance("Parent", None, call).await;
+    let mut done = host.wait_for_status(&id, "Completed").await;
+    (id, done["output"].take())
+}
+
+/// The first event of type `kind` in `id`'s history.
+async fn history_event(host: &TestHost, id: &str, kind: &str) -> Value {
+    let history = host.history(id).await;
+    history["historyEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["EventType"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("{history}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -34,13 +54,7 @@ async fn a_parent_gets_its_childs_output() {
         "{types:?}"
     );
     // And it names the child, for whoever wants to follow it there.
-    let history = host.history("parent").await;
-    let completed = history["historyEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|event| event["EventType"] == "SubOrchestrationInstanceCompleted")
-        .unwrap_or_else(|| panic!("{history}"));
+    let completed = history_event(&host, "parent", "SubOrchestrationInstanceCompleted").await;
     assert_eq!(completed["InstanceId"], "parent:0:0", "{completed}");
 }
 
@@ -49,23 +63,19 @@ async fn a_failing_or_missing_child_is_an_error_the_parent_sees() {
     let host = host().await;
     let failing =
         r#"{"orchestrator": "CallActivity", "input": {"activity": "AlwaysFails", "input": 1}}"#;
-    let id = host.start_instance("Parent", None, failing).await;
-    let done = host.wait_for_status(&id, "Completed").await;
-    let error = done["output"]["error"].as_str().unwrap();
+    let (_, output) = parent(&host, failing).await;
+    let error = output["error"].as_str().unwrap();
     assert!(
         error.contains("sub-orchestration 'CallActivity' failed") && error.contains("refusing 1"),
         "{error}"
     );
     assert_eq!(
-        (&done["output"]["kind"], &done["output"]["retryable"]),
+        (&output["kind"], &output["retryable"]),
         (&json!("error"), &json!(true))
     );
 
-    let id = host
-        .start_instance("Parent", None, r#"{"orchestrator": "Nobody"}"#)
-        .await;
-    let done = host.wait_for_status(&id, "Completed").await;
-    let error = done["output"]["error"].as_str().unwrap();
+    let (_, output) = parent(&host, r#"{"orchestrator": "Nobody"}"#).await;
+    let error = output["error"].as_str().unwrap();
     assert!(
         error.contains("no orchestrator named 'Nobody' is loaded"),
         "{error}"
@@ -77,9 +87,7 @@ async fn a_child_that_failed_with_an_error_of_its_own_hands_the_parent_its_kind(
     let host = host().await;
     let refused = r#"{"orchestrator": "CallActivity",
         "input": {"activity": "AlwaysFails", "input": {"kind": "validation"}}}"#;
-    let id = host.start_instance("Parent", None, refused).await;
-    let done = host.wait_for_status(&id, "Completed").await;
-    let output = &done["output"];
+    let (id, output) = parent(&host, refused).await;
     assert_eq!(
         (&output["kind"], &output["retryable"]),
         (&json!("validation"), &json!(false)),
@@ -88,28 +96,14 @@ async fn a_child_that_failed_with_an_error_of_its_own_hands_the_parent_its_kind(
     let error = output["error"].as_str().unwrap();
     assert!(error.contains("refusing"), "{error}");
     // The parent's history shows it as Durable Functions' failure details.
-    let history = host.history(&id).await;
-    let failed = history["historyEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|event| event["EventType"] == "SubOrchestrationInstanceFailed")
-        .unwrap_or_else(|| panic!("{history}"));
+    let failed = history_event(&host, &id, "SubOrchestrationInstanceFailed").await;
     assert_eq!(
         failed["FailureDetails"]["ErrorType"], "validation",
         "{failed}"
     );
 
     // A child that crashed has no error of its own: a retryable `failed`.
-    let id = host
-        .start_instance(
-            "Parent",
-            None,
-            r#"{"orchestrator": "Panics", "input": "boom"}"#,
-        )
-        .await;
-    let done = host.wait_for_status(&id, "Completed").await;
-    let output = &done["output"];
+    let (_, output) = parent(&host, r#"{"orchestrator": "Panics", "input": "boom"}"#).await;
     assert_eq!(
         (&output["kind"], &output["retryable"]),
         (&json!("failed"), &json!(true)),
@@ -122,15 +116,9 @@ async fn a_child_id_in_use_fails_the_call_without_touching_that_instance() {
     let host = host().await;
     host.start_instance("E3_Counter", Some("taken"), "5").await;
     host.wait_for_status("taken", "Running").await;
-    let id = host
-        .start_instance(
-            "Parent",
-            None,
-            r#"{"orchestrator": "E3_Counter", "instanceId": "taken"}"#,
-        )
-        .await;
-    let done = host.wait_for_status(&id, "Completed").await;
-    let error = done["output"]["error"].as_str().unwrap();
+    let taken = r#"{"orchestrator": "E3_Counter", "instanceId": "taken"}"#;
+    let (_, output) = parent(&host, taken).await;
+    let error = output["error"].as_str().unwrap();
     assert!(error.contains("'taken' already exists"), "{error}");
     assert_eq!(host.status("taken").await.body["input"], 5);
 }

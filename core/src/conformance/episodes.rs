@@ -203,13 +203,7 @@ pub fn work_is_read_in_batches_of_the_oldest_messages_unless_a_termination_is_qu
 /// resume or a termination), not by the events held in between nor by
 /// anything after it; a batch that is not full has everything already.
 pub fn a_suspended_instances_full_batch_brings_the_resume_from_beyond_it(store: &dyn Store) {
-    start(store, &new_instance("a"));
-    let started = work(store, "a");
-    let suspend = episode(&started.instance, RuntimeStatus::Suspended, seqs(&started));
-    assert!(matches!(
-        store.commit_episode(&suspend).unwrap(),
-        CommitOutcome::Committed(_)
-    ));
+    suspended(store, "a");
     for n in 0..10 {
         store.raise_event("a", "e", &n.to_string(), 1).unwrap();
     }
@@ -247,10 +241,7 @@ pub fn a_suspended_instances_full_batch_brings_the_resume_from_beyond_it(store: 
     // (its events after the resume come first); one that only suspends
     // again does.
     for (id, second) in [("ending", resume("early")), ("again", a_suspension())] {
-        start(store, &new_instance(id));
-        let started = work(store, id);
-        let suspend = episode(&started.instance, RuntimeStatus::Suspended, seqs(&started));
-        store.commit_episode(&suspend).unwrap();
+        suspended(store, id);
         store.raise_event(id, "e", "0", 1).unwrap();
         store.deliver(id, &second, None).unwrap();
         for n in 1..5 {
@@ -264,6 +255,17 @@ pub fn a_suspended_instances_full_batch_brings_the_resume_from_beyond_it(store: 
             false => assert_eq!(beyond, Some(&resume("late")), "{id}"),
         }
     }
+}
+
+/// Starts `id` and commits the episode that suspends it.
+fn suspended(store: &dyn Store, id: &str) {
+    start(store, &new_instance(id));
+    let started = work(store, id);
+    let suspend = episode(&started.instance, RuntimeStatus::Suspended, seqs(&started));
+    assert!(matches!(
+        store.commit_episode(&suspend).unwrap(),
+        CommitOutcome::Committed(_)
+    ));
 }
 
 fn a_suspension() -> Message {
