@@ -17,6 +17,10 @@ use crate::harness::{TestHost, components, event_types, fixed_port, on_sqlite};
 /// A short lease, so a dead host's work moves within seconds.
 const LEASE: &[&str] = &["--lease-ttl-secs", "2"];
 
+/// A lease no stall of a loaded machine outlasts: work moves only by a
+/// hand-over, a clean stop or a restart, never because a lease ran out.
+const MINUTE_LEASE: &[&str] = &["--lease-ttl-secs", "60"];
+
 /// `count` hosts serving `files` on one fresh database.
 async fn hosts(count: usize, files: &[&Path]) -> Vec<TestHost> {
     hosts_leasing(count, files, LEASE).await
@@ -241,10 +245,7 @@ async fn an_instance_moves_to_the_host_its_events_keep_arriving_at() {
     if on_sqlite() {
         return;
     }
-    // A lease no stall of a loaded machine outlasts: the instance moves
-    // only if it is handed over, not because a lease ran out.
-    let minute = &["--lease-ttl-secs", "60"];
-    let hosts = hosts_leasing(2, &[&components().counter], minute).await;
+    let hosts = hosts_leasing(2, &[&components().counter], MINUTE_LEASE).await;
     let (first, second) = (&hosts[0], &hosts[1]);
     let id = first.start_instance("E3_Counter", Some("c"), "0").await;
     // Round robin: the host running it accepts every other event. Each
@@ -315,10 +316,12 @@ async fn a_host_stopped_cleanly_hands_its_work_over_at_once() {
         return;
     }
     let files: &[&Path] = &[&components().counter];
-    let minute = &["--lease-ttl-secs", "60"];
-    let mut leaving = TestHost::prepare(files).with_args(minute).started().await;
+    let mut leaving = TestHost::prepare(files)
+        .with_args(MINUTE_LEASE)
+        .started()
+        .await;
     let staying = TestHost::prepare(files)
-        .with_args(minute)
+        .with_args(MINUTE_LEASE)
         .sharing_database_with(&leaving)
         .started()
         .await;
@@ -345,10 +348,9 @@ async fn a_host_restarted_after_a_crash_takes_its_work_back_at_once() {
     if on_sqlite() {
         return;
     }
-    let minute = &["--lease-ttl-secs", "60"];
     let address = format!("127.0.0.1:{}", fixed_port());
     let mut host = TestHost::prepare(&[&components().misbehaving])
-        .with_args(minute)
+        .with_args(MINUTE_LEASE)
         .listening_on(&address)
         .started()
         .await;
