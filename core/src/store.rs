@@ -293,6 +293,14 @@ pub struct WorkRead {
     pub max_messages: usize,
 }
 
+impl WorkRead {
+    /// The history and every queued message.
+    pub const ALL: WorkRead = WorkRead {
+        history: true,
+        max_messages: usize::MAX,
+    };
+}
+
 /// Whether `instance` is suspended and none of `messages` (read for it)
 /// ends that ([`Message::ends_suspension`]): all of them are held, or act
 /// without ending it. A store then reads beyond a full batch
@@ -303,14 +311,6 @@ pub fn held_until_resumed(instance: &Instance, messages: &[QueuedMessage]) -> bo
         && !messages
             .iter()
             .any(|queued| queued.message.ends_suspension())
-}
-
-impl WorkRead {
-    /// The history and every queued message.
-    pub const ALL: WorkRead = WorkRead {
-        history: true,
-        max_messages: usize::MAX,
-    };
 }
 
 /// How an episode changes the history of the instance.
